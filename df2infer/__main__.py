@@ -1,0 +1,5 @@
+import sys
+
+from df2infer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""The contract between export/ and the runtime: the deploy graph's inputs, outputs and metadata.
+
+Written down once, here, versioned. The exporter embeds `Contract.to_json()` in every artifact
+(ONNX `metadata_props` under METADATA_KEY; a sidecar `<engine>.json` next to TensorRT engines) and
+the runtime refuses an artifact whose schema or version it does not understand, naming both.
+
+Graph input
+  images            float32 [B, 3, H, W]  RGB, values 0..255, letterboxed (see df2infer.preprocess);
+                    mean/std normalization happens inside the graph. B is dynamic; H, W fixed.
+Graph outputs (N = max_detections, padded; rows >= num_dets are zeros)
+  num_dets          int32   [B]            valid detections per image
+  boxes             float32 [B, N, 4]      x1, y1, x2, y2 in input (letterboxed) pixels
+  scores            float32 [B, N]         descending within each image
+  labels            int32   [B, N]         category id 1..13 (0 for padding)
+  masks             float32 [B, N, M, M]   mask probability of the predicted class, box-relative
+  landmark_heatmaps float32 [B, N, 39, K, K] heatmap logits of the predicted class's landmarks,
+                                           box-relative; channels >= the category's count are padding
+  embeddings        float32 [B, N, D]      matching-network embedding per detection
+The similarity network ((a - b)^2 -> fc -> softmax) is carried as weights in the metadata so the
+runtime can score pairs and whole galleries without the graph.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = "df2infer.match_rcnn"
+SCHEMA_VERSION = 1
+METADATA_KEY = "df2infer.contract"
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels", "masks", "landmark_heatmaps", "embeddings")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class ContractError(ValueError):
+    """An artifact whose contract is missing, of another schema or version, or inconsistent."""
+
+
+@dataclass
+class Contract:
+    input_height: int
+    input_width: int
+    max_detections: int
+    mask_size: int = 28
+    heatmap_size: int = 56
+    max_landmarks: int = 39
+    embedding_dim: int = 256
+    num_classes: int = 13
+    precision: str = "fp32"
+    max_batch: int = 8  # largest batch the artifact is built/tested for (TensorRT profile max)
+    pad_value: float = 114.0  # letterbox fill, per channel, in 0..255
+    score_threshold: float = 0.05  # already applied in the graph; the runtime's `conf` filters further
+    nms_iou: float = 0.5
+    similarity_weight: list[list[float]] = field(default_factory=list)  # [2, D]
+    similarity_bias: list[float] = field(default_factory=list)  # [2]
+    model: dict[str, Any] = field(default_factory=dict)  # name, backbone, trained_on, checkpoint sha256, ...
+    schema: str = SCHEMA
+    version: int = SCHEMA_VERSION
+
+    def output_shapes(self, batch: int | str = "B") -> dict[str, tuple]:
+        n, m, k = self.max_detections, self.mask_size, self.heatmap_size
+        return {
+            "num_dets": (batch,),
+            "boxes": (batch, n, 4),
+            "scores": (batch, n),
+            "labels": (batch, n),
+            "masks": (batch, n, m, m),
+            "landmark_heatmaps": (batch, n, self.max_landmarks, k, k),
+            "embeddings": (batch, n, self.embedding_dim),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<artifact>") -> "Contract":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ContractError(f"{source}: contract metadata is not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise ContractError(f"{source}: contract metadata is a {type(raw).__name__}, expected an object")
+        if raw.get("schema") != SCHEMA:
+            raise ContractError(f"{source}: contract schema {raw.get('schema')!r}, this runtime reads {SCHEMA!r}")
+        if raw.get("version") != SCHEMA_VERSION:
+            raise ContractError(
+                f"{source}: contract version {raw.get('version')!r}, this runtime reads version {SCHEMA_VERSION}; "
+                "re-export the model with a matching df2infer")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ContractError(f"{source}: contract has unknown fields {sorted(unknown)}")
+        try:
+            c = cls(**raw)
+        except TypeError as e:
+            raise ContractError(f"{source}: contract is missing fields ({e})") from None
+        c.check(source)
+        return c
+
+    def check(self, source: str = "<artifact>") -> None:
+        if self.precision not in PRECISIONS:
+            raise ContractError(f"{source}: precision {self.precision!r}, expected one of {PRECISIONS}")
+        for name in ("input_height", "input_width", "max_detections", "mask_size", "heatmap_size", "embedding_dim", "max_batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ContractError(f"{source}: {name} = {v!r}, expected a positive int")
+        if self.similarity_weight and (len(self.similarity_weight) != 2 or any(len(r) != self.embedding_dim for r in self.similarity_weight)):
+            raise ContractError(f"{source}: similarity_weight must be [2, {self.embedding_dim}]")
+        if self.similarity_bias and len(self.similarity_bias) != 2:
+            raise ContractError(f"{source}: similarity_bias must have 2 values")
