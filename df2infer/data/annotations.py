@@ -205,6 +205,7 @@ def parse_annotation(raw: dict, *, path=None, image_id: int = 0, file_name: str 
     if errs:
         return None, errs
     w, h = image_size if image_size else (None, None)
+    assert isinstance(source, str) and isinstance(pair_id, int)  # checked above
     return ImageAnnotation(image_id, file_name, source, pair_id, items, w, h), []
 
 

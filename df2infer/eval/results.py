@@ -60,6 +60,7 @@ def validate_results(kind: str, entries, *, source: str | None = None,
         if not isinstance(e, dict):
             errs.append(f"{src}: entry {i}: expected an object, got {type(e).__name__}")
             continue
+        required: tuple[str, ...]
         if kind == "retrieval":
             required = ("query_image_id", "query_bbox", "query_cls", "query_score", "gallery_image_id", "gallery_bbox")
         else:
