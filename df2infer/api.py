@@ -1,0 +1,299 @@
+"""The Python API: `load(model, device)` -> Predictor; `Predictor.predict(images)` -> Predictions.
+
+    import df2infer
+    model = df2infer.load()                     # the bundled model, CPU or GPU ("auto")
+    results = model.predict(["a.jpg", frame])   # paths, BGR arrays, lists or generators of them
+    for det in results.ok: print(det.names, det.boxes)
+    print(results.failures)                     # unreadable inputs, named, others kept
+    print(model.timings.summary())              # per-stage latency
+
+Data flow (DESIGN.md): read -> preprocess (letterbox, batch) -> backend -> postprocess -> Detections.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from df2infer import postprocess as post
+from df2infer.backends.base import Backend, DeviceError, ModelLoadError, parse_device
+from df2infer.contract import Contract
+from df2infer.preprocess import ImageError, coerce_image, read_image, to_input_batch
+from df2infer.results import Detections, PredictionFailure, Predictions
+
+log = logging.getLogger("df2infer")
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
+# How the bundled model is made (export/ needs the [export] extra, i.e. torch).
+MAKE_DEFAULT_MODEL = "df2infer export --out df2infer/models/default.onnx  (needs: pip install 'df2infer[export]')"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _resolve_onnx_device(device: str) -> str:
+    from df2infer.backends.onnxruntime_backend import cuda_available
+
+    if device == "auto":
+        if cuda_available():
+            return "cuda:0"
+        log.info("device='auto': no CUDA execution provider in onnxruntime; running on the CPU")
+        return "cpu"
+    kind, index = parse_device(device)
+    return "cpu" if kind == "cpu" else f"cuda:{index}"
+
+
+def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backend:
+    """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise."""
+    path = os.fspath(model)
+    if path.lower().endswith(ENGINE_SUFFIXES):
+        if device == "auto":
+            device = "cuda:0"
+        elif parse_device(device)[0] == "cpu":
+            raise DeviceError(f"{path}: a TensorRT engine runs on an NVIDIA GPU only; use the ONNX model for device='cpu'")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such model file")
+        try:
+            from df2infer.backends.tensorrt_backend import TensorRTBackend
+        except ImportError as e:
+            raise DeviceError(f"{path}: the TensorRT backend cannot be imported ({e}); install the [gpu] extra "
+                              "(tensorrt, cuda-python) on a machine with an NVIDIA GPU") from e
+        return TensorRTBackend(path, device)
+    from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    auto = device == "auto"
+    dev = _resolve_onnx_device(device)
+    try:
+        return OnnxRuntimeBackend(path, dev, **kw)
+    except DeviceError as e:
+        if not auto:
+            raise
+        log.warning("device='auto': %s; falling back to the CPU", e)
+        return OnnxRuntimeBackend(path, "cpu", **kw)
+
+
+def load(model: str | os.PathLike | Backend | None = None, device: str = "auto", **kw) -> "Predictor":
+    """Load a model artifact and return a Predictor.
+
+    model   path to a df2infer .onnx (ONNX Runtime) or .engine/.plan (TensorRT), a Backend instance,
+            or None for the bundled model (df2infer/models/default.onnx)
+    device  "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
+    kw      backend options (ONNX Runtime: threads=, tensorrt_ep=)
+    """
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        if not isinstance(model, Backend):
+            raise TypeError(f"load(model=...): expected a path or a Backend, got {type(model).__name__}")
+        return Predictor(model)
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise FileNotFoundError(
+                f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; "
+                "or pass load(model='path/to/model.onnx')")
+        model = DEFAULT_MODEL
+    return Predictor(load_backend(model, device, **kw))
+
+
+class StageTimings:
+    """Per-stage wall times (time.perf_counter), one sample per batch, with image counts.
+
+    Stages: read (decode files / check arrays), preprocess (letterbox + pack), inference (backend.run),
+    postprocess (filter, boxes, masks, landmarks). `last` holds the most recent batch's seconds.
+    """
+
+    STAGES = ("read", "preprocess", "inference", "postprocess")
+
+    def __init__(self, maxlen: int = 100_000):
+        self.samples: dict[str, deque] = {s: deque(maxlen=maxlen) for s in self.STAGES}
+        self.images: dict[str, deque] = {s: deque(maxlen=maxlen) for s in self.STAGES}
+        self.last: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float, images: int = 1) -> None:
+        self.samples[stage].append(seconds)
+        self.images[stage].append(images)
+        self.last[stage] = seconds
+
+    def reset(self) -> None:
+        for s in self.STAGES:
+            self.samples[s].clear()
+            self.images[s].clear()
+        self.last = {}
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{stage: {batches, images, total_ms, per_image_ms, p50_ms, p90_ms, p99_ms (per batch)}}."""
+        out = {}
+        for s in self.STAGES:
+            if not self.samples[s]:
+                continue
+            t = np.asarray(self.samples[s]) * 1e3
+            n = int(np.sum(self.images[s]))
+            p50, p90, p99 = np.percentile(t, [50, 90, 99])
+            out[s] = {"batches": len(t), "images": n, "total_ms": float(t.sum()),
+                      "per_image_ms": float(t.sum() / max(n, 1)), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99)}
+        return out
+
+    def __repr__(self) -> str:
+        parts = [f"{s} {v['per_image_ms']:.2f} ms/img" for s, v in self.summary().items()]
+        return "StageTimings(" + ", ".join(parts) + ")"
+
+
+def _iter_inputs(images: Any) -> Iterator[Any]:
+    if isinstance(images, (str, os.PathLike)):
+        yield images
+    elif isinstance(images, np.ndarray):
+        if images.ndim == 4:  # a batch [B, H, W, C]
+            yield from images
+        else:
+            yield images
+    elif isinstance(images, Iterable):
+        yield from images
+    else:
+        raise TypeError(f"predict: expected an image path, a numpy image, or a list/iterable of them, got {type(images).__name__}")
+
+
+class Predictor:
+    """Runs a Backend on images: batching, pre- and postprocessing, per-stage timings."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.contract: Contract = backend.contract
+        self.timings = StageTimings()
+        self._similarity = None
+        self._buf: np.ndarray | None = None
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def similarity(self):
+        """The artifact's similarity network (df2infer.matching.Similarity)."""
+        if self._similarity is None:
+            from df2infer.matching import Similarity
+            self._similarity = Similarity.from_contract(self.contract)
+        return self._similarity
+
+    def __repr__(self) -> str:
+        c = self.contract
+        return (f"Predictor({self.backend.name} on {self.backend.device}, input {c.input_height}x{c.input_width}, "
+                f"{c.precision}, max_batch {self.backend.max_batch})")
+
+    def predict(self, images: Any, conf: float = 0.3, **kw) -> Predictions:
+        """Detect clothing in `images`: a path, a BGR numpy image (HxW, HxWx1/3/4; uint8 or uint16),
+        a [B, H, W, C] array, or a list/tuple/generator of paths and arrays.
+
+        Returns Predictions: one entry per input, in order: a Detections, or a PredictionFailure for an
+        input that could not be read (the file or images[i] named); the others are kept, and a
+        warning logs the count. Options: see `stream`.
+        """
+        results = Predictions(self.stream(images, conf=conf, **kw))
+        fails = results.failures
+        if fails:
+            log.warning("%d of %d images failed: %s", len(fails), len(results),
+                        "; ".join(f.message for f in fails[:3]) + (" ..." if len(fails) > 3 else ""))
+        return results
+
+    __call__ = predict
+
+    def stream(self, images: Any, conf: float = 0.3, *, masks: bool = True, landmarks: bool = True,
+               embeddings: bool = True, mask_threshold: float = 0.5, landmark_method: str = "torchvision",
+               suppress_iou: float | None = None, batch_size: int | None = None, on_error: str = "collect"
+               ) -> Iterator[Detections | PredictionFailure]:
+        """Like predict, lazily: yields one result per input as each batch finishes (for video).
+
+        conf             minimum score kept (the graph already applied contract.score_threshold)
+        masks            paste masks (compact, see postprocess.paste_masks) at mask_threshold
+        landmarks        decode landmarks with landmark_method ("torchvision" or "subpixel")
+        embeddings       keep the per-item embeddings
+        suppress_iou     class-agnostic suppression of items overlapping by IoU > this (None: off)
+        batch_size       images per backend call (default and maximum: the backend's max_batch)
+        on_error         "collect" (PredictionFailure in place) or "raise" (first bad input raises)
+        """
+        if on_error not in ("collect", "raise"):
+            raise ValueError(f"on_error={on_error!r}, expected 'collect' or 'raise'")
+        if landmark_method not in post.LANDMARK_METHODS:
+            raise ValueError(f"landmark_method={landmark_method!r}, expected one of {post.LANDMARK_METHODS}")
+        bs = max(1, min(int(batch_size or self.backend.max_batch), self.backend.max_batch))
+        opts = dict(conf=conf, masks=masks, landmarks=landmarks, embeddings=embeddings, mask_threshold=mask_threshold,
+                    landmark_method=landmark_method, suppress_iou=suppress_iou)
+        pending: list = []  # (index, source name, path or None, image) or PredictionFailure, in input order
+        n_images = 0
+        t0 = time.perf_counter()
+        for i, item in enumerate(_iter_inputs(images)):
+            entry = self._read(i, item, on_error)
+            pending.append(entry)
+            if not isinstance(entry, PredictionFailure):
+                n_images += 1
+            if n_images == bs:
+                self.timings.add("read", time.perf_counter() - t0, n_images)
+                yield from self._run_batch(pending, opts)
+                pending, n_images = [], 0
+                t0 = time.perf_counter()
+        if pending:
+            if n_images:
+                self.timings.add("read", time.perf_counter() - t0, n_images)
+            yield from self._run_batch(pending, opts)
+
+    def _read(self, i: int, item: Any, on_error: str):
+        if isinstance(item, (str, os.PathLike)):
+            name, path = os.fspath(item), os.fspath(item)
+        else:
+            name, path = f"images[{i}]", None
+        try:
+            img = read_image(item) if path is not None else coerce_image(item, name)
+        except (ImageError, OSError) as e:
+            if on_error == "raise":
+                raise
+            return PredictionFailure(index=i, source=name, error=e)
+        return (i, name, path, img)
+
+    def _run_batch(self, pending: list, opts: dict) -> Iterator[Detections | PredictionFailure]:
+        entries = [e for e in pending if not isinstance(e, PredictionFailure)]
+        outputs = infos = None
+        if entries:
+            t = time.perf_counter()
+            c = self.contract
+            if self._buf is None:
+                self._buf = np.empty((self.backend.max_batch, 3, c.input_height, c.input_width), np.float32)
+            batch, infos = to_input_batch([e[3] for e in entries], c, out=self._buf)
+            t1 = time.perf_counter()
+            self.timings.add("preprocess", t1 - t, len(entries))
+            outputs = self.backend.run(batch)
+            t2 = time.perf_counter()
+            self.timings.add("inference", t2 - t1, len(entries))
+        results, b = [], 0
+        for e in pending:
+            if isinstance(e, PredictionFailure):
+                results.append(e)
+                continue
+            i, name, path, img = e
+            results.append(self._postprocess(outputs, b, infos[b], path, i, **opts))
+            b += 1
+        if entries:
+            self.timings.add("postprocess", time.perf_counter() - t2, len(entries))
+        return iter(results)
+
+    def _postprocess(self, out: dict[str, np.ndarray], b: int, info, path, index, *, conf, masks, landmarks,
+                     embeddings, mask_threshold, landmark_method, suppress_iou) -> Detections:
+        size = (info.orig_h, info.orig_w)
+        n = int(min(max(int(out["num_dets"][b]), 0), out["scores"].shape[1]))
+        scores = out["scores"][b, :n]
+        idx = np.flatnonzero(scores >= conf)
+        raw = post.scale_boxes_back(out["boxes"][b, idx], info, clip=False)
+        if suppress_iou is not None and len(idx) > 1:
+            keep = np.sort(post.suppress_overlaps(raw, scores[idx], suppress_iou))
+            idx, raw = idx[keep], raw[keep]
+        labels = out["labels"][b, idx].astype(np.int32)
+        boxes = post.clip_boxes(raw, size)
+        det = Detections(boxes=boxes, scores=scores[idx].astype(np.float32), labels=labels, image_size=size,
+                         path=path, source=index)
+        if masks:
+            # Masks and landmarks are box-relative to the graph's (unclipped) boxes.
+            det.masks, det.mask_boxes = post.paste_masks(out["masks"][b, idx], raw, size, mask_threshold)
+        if landmarks:
+            det.landmarks = post.decode_landmarks(out["landmark_heatmaps"][b, idx], raw, labels, landmark_method)
+        if embeddings:
+            det.embeddings = np.array(out["embeddings"][b, idx], dtype=np.float32)
+        return det

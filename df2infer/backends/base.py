@@ -1,0 +1,48 @@
+"""The Backend protocol every inference backend implements, and the errors they raise."""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from df2infer.contract import Contract
+
+
+class ModelLoadError(RuntimeError):
+    """A model file that cannot be loaded (missing, truncated, not the expected format); names the path."""
+
+
+class DeviceError(RuntimeError):
+    """A requested device that is not available (e.g. device="cuda" on a machine without a usable GPU)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs the deploy graph on a preprocessed batch.
+
+    contract   the artifact's Contract (read from and checked against the artifact)
+    max_batch  the largest batch `run` accepts (the predictor splits larger inputs)
+    name       short backend name, e.g. "onnxruntime" or "tensorrt"
+    device     where it runs, e.g. "cpu" or "cuda:0"
+    run(batch) batch: float32 [B, 3, H, W] (see df2infer.contract) -> {output name: array}, with
+               every name in contract.OUTPUT_NAMES and the contracted shapes/dtypes, on the host.
+    """
+
+    contract: Contract
+    max_batch: int
+    name: str
+    device: str
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """"cpu" -> ("cpu", 0); "cuda" / "cuda:N" / "gpu" -> ("cuda", N). ValueError for anything else."""
+    d = str(device).strip().lower()
+    if d == "cpu":
+        return "cpu", 0
+    if d in ("cuda", "gpu"):
+        return "cuda", 0
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return "cuda", int(d[5:])
+    raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")

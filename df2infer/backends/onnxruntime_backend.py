@@ -1,0 +1,150 @@
+"""ONNX Runtime backend: an InferenceSession on the CPU, or on CUDA / TensorRT execution providers
+when onnxruntime-gpu is installed and a CUDA device is asked for (then with I/O binding).
+
+Loading checks, in order, each failure naming the file:
+  the file exists (FileNotFoundError) -> ONNX Runtime can parse it (ModelLoadError: truncated,
+  not ONNX) -> the contract is in metadata_props under df2infer.contract.METADATA_KEY and this
+  runtime reads its schema/version (ContractError) -> the graph's input and output names, ranks
+  and fixed dimensions agree with the contract (ContractError).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+
+from df2infer.backends.base import DeviceError, ModelLoadError, parse_device
+from df2infer.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, Contract, ContractError
+
+log = logging.getLogger(__name__)
+
+_OUTPUT_DTYPES = {
+    "num_dets": "tensor(int32)", "boxes": "tensor(float)", "scores": "tensor(float)", "labels": "tensor(int32)",
+    "masks": "tensor(float)", "landmark_heatmaps": "tensor(float)", "embeddings": "tensor(float)",
+}
+
+
+def cuda_available() -> bool:
+    """True when onnxruntime-gpu's CUDA execution provider is installed (a GPU may still be absent)."""
+    import onnxruntime as ort
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def read_contract(session, path: str) -> Contract:
+    """The Contract stored in a session's model metadata; ContractError naming `path` if absent/bad."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ContractError(f"{path}: no df2infer contract in the ONNX metadata_props (key {METADATA_KEY!r}); "
+                            "this file was not exported by df2infer's exporter, or the metadata was stripped")
+    return Contract.from_json(meta[METADATA_KEY], source=path)
+
+
+def check_io(session, contract: Contract, path: str) -> None:
+    """Check the graph's input/output names, ranks, dtypes and fixed dims against the contract."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        raise ContractError(f"{path}: graph inputs {[i.name for i in inputs]}, the contract has one input {INPUT_NAME!r}")
+    inp = inputs[0]
+    if inp.type != "tensor(float)":
+        raise ContractError(f"{path}: input {INPUT_NAME!r} is {inp.type}, the contract says float32")
+    _check_shape(path, INPUT_NAME, inp.shape, ("B", 3, contract.input_height, contract.input_width))
+    outs = {o.name: o for o in session.get_outputs()}
+    missing = [n for n in OUTPUT_NAMES if n not in outs]
+    if missing:
+        raise ContractError(f"{path}: graph lacks outputs {missing}; it has {sorted(outs)}, the contract needs {list(OUTPUT_NAMES)}")
+    for name, want in contract.output_shapes("B").items():
+        o = outs[name]
+        if o.type != _OUTPUT_DTYPES[name]:
+            raise ContractError(f"{path}: output {name!r} is {o.type}, the contract says {_OUTPUT_DTYPES[name]}")
+        _check_shape(path, name, o.shape, want)
+
+
+def _check_shape(path: str, name: str, got: Sequence, want: Sequence) -> None:
+    if got is None:
+        return
+    if len(got) != len(want):
+        raise ContractError(f"{path}: {name!r} has rank {len(got)} {list(got)}, the contract says {list(want)}")
+    for g, w in zip(got, want):
+        # Symbolic or unknown dims in the graph are fine; a fixed dim must equal the contract's.
+        if isinstance(g, int) and isinstance(w, int) and g != w:
+            raise ContractError(f"{path}: {name!r} has shape {list(got)}, the contract says {list(want)}")
+
+
+class OnnxRuntimeBackend:
+    """Runs a df2infer ONNX artifact with ONNX Runtime.
+
+    device: "cpu" (default), "cuda" or "cuda:N" (needs onnxruntime-gpu and a GPU; DeviceError
+    otherwise). tensorrt_ep=True puts ORT's TensorRT execution provider first on CUDA.
+    threads: intra-op threads for the CPU provider (0 = ONNX Runtime's default).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", *, threads: int = 0,
+                 tensorrt_ep: bool = False, session_options=None):
+        import onnxruntime as ort
+
+        self.path = os.fspath(path)
+        kind, index = parse_device(device)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"{self.path}: no such model file")
+        if os.path.getsize(self.path) == 0:
+            raise ModelLoadError(f"{self.path}: empty file, not an ONNX model")
+        available = ort.get_available_providers()
+        if kind == "cuda":
+            if "CUDAExecutionProvider" not in available:
+                raise DeviceError(
+                    f"device {device!r} asked for, but this onnxruntime ({ort.__version__}) has no CUDA execution provider "
+                    f"(available: {', '.join(available)}). Install onnxruntime-gpu on a machine with an NVIDIA GPU, "
+                    "or use device='cpu' (or 'auto')")
+            cuda_opts = {"device_id": index}
+            providers: list = [("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
+            if tensorrt_ep and "TensorrtExecutionProvider" in available:
+                providers.insert(0, ("TensorrtExecutionProvider", {"device_id": index, "trt_engine_cache_enable": True}))
+            self.device = f"cuda:{index}"
+        else:
+            providers = ["CPUExecutionProvider"]
+            self.device = "cpu"
+        so = session_options or ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(self.path, sess_options=so, providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/... types
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"{self.path}: cannot load as an ONNX model (truncated, corrupt or not ONNX): {msg}") from None
+        if kind == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise DeviceError(f"{self.path}: ONNX Runtime could not start the CUDA execution provider on {self.device} "
+                              "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu'")
+        self.contract = read_contract(self.session, self.path)
+        check_io(self.session, self.contract, self.path)
+        self.max_batch = int(self.contract.max_batch)
+        self.providers = self.session.get_providers()
+        self._use_binding = kind == "cuda"
+        self._input_dims = (3, self.contract.input_height, self.contract.input_width)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] -> {name: array} for every name in OUTPUT_NAMES (host arrays)."""
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != self._input_dims:
+            got = f"{batch.shape} {batch.dtype}" if isinstance(batch, np.ndarray) else type(batch).__name__
+            raise ValueError(f"{self.path}: input must be float32 [B, {', '.join(map(str, self._input_dims))}], got {got}")
+        if batch.shape[0] > self.max_batch:
+            log.debug("batch %d exceeds the contract's max_batch %d", batch.shape[0], self.max_batch)
+        batch = np.ascontiguousarray(batch)
+        if self._use_binding:
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(INPUT_NAME, batch)
+            for name in OUTPUT_NAMES:
+                binding.bind_output(name, "cpu")
+            self.session.run_with_iobinding(binding)
+            values = binding.copy_outputs_to_cpu()
+        else:
+            values = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
+        return dict(zip(OUTPUT_NAMES, values))
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntimeBackend({self.path!r}, device={self.device!r}, providers={self.providers})"
