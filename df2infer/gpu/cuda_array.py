@@ -1,0 +1,87 @@
+"""`__cuda_array_interface__` (CuPy, PyTorch, Numba, pycuda GPUArray): read a device buffer without a copy.
+
+Only what the runtime needs: the pointer, after checking that shape, dtype and layout are exactly the ones
+the engine expects (C-contiguous, no mask). Spec: https://numba.readthedocs.io/en/stable/cuda/cuda_array_interface.html
+(version 3 adds `stream`: the producer's stream, which the consumer must order its work after).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CudaArrayView:
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    stream: int | None  # producer's stream handle (1 = legacy default, 2 = per-thread default); None: none given
+
+
+def c_contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+def parse_cuda_array_interface(obj: Any, *, shape: tuple[int, ...], dtype: np.dtype | type | str,
+                               what: str = "input") -> CudaArrayView:
+    """Validate `obj.__cuda_array_interface__` against the expected `shape` and `dtype`; return its view.
+
+    Raises TypeError for an object without the interface and ValueError for a buffer of another shape, dtype
+    or layout (non-contiguous strides, a mask, a null pointer), naming what was expected and what was given.
+    """
+    try:
+        cai = obj.__cuda_array_interface__
+    except AttributeError:
+        raise TypeError(
+            f"{what}: {type(obj).__name__} has no __cuda_array_interface__ (pass a CuPy array, a CUDA torch "
+            "tensor, a pycuda GPUArray, or a raw device pointer as int)") from None
+    if not isinstance(cai, dict):
+        raise TypeError(f"{what}: __cuda_array_interface__ is a {type(cai).__name__}, expected a dict")
+    for key in ("shape", "typestr", "data", "version"):
+        if key not in cai:
+            raise ValueError(f"{what}: __cuda_array_interface__ lacks {key!r}")
+
+    got_shape = tuple(int(d) for d in cai["shape"])
+    want_shape = tuple(int(d) for d in shape)
+    if got_shape != want_shape:
+        raise ValueError(f"{what}: shape {got_shape}, expected {want_shape}")
+
+    want_dtype = np.dtype(dtype)
+    try:
+        got_dtype = np.dtype(cai["typestr"])
+    except TypeError:
+        raise ValueError(f"{what}: typestr {cai['typestr']!r} is not a numpy dtype") from None
+    if got_dtype != want_dtype:
+        raise ValueError(f"{what}: dtype {got_dtype} ({cai['typestr']!r}), expected {want_dtype} "
+                         f"({want_dtype.str!r})")
+
+    strides = cai.get("strides")
+    if strides is not None:
+        got_strides = tuple(int(s) for s in strides)
+        want_strides = c_contiguous_strides(want_shape, want_dtype.itemsize)
+        # Strides of dimensions of size 1 do not matter (torch reports arbitrary ones there).
+        if any(g != w for g, w, d in zip(got_strides, want_strides, want_shape) if d != 1):
+            raise ValueError(f"{what}: strides {got_strides} bytes are not C-contiguous (expected {want_strides}); "
+                             "make it contiguous first (e.g. .contiguous() / cupy.ascontiguousarray)")
+    if cai.get("mask") is not None:
+        raise ValueError(f"{what}: masked CUDA arrays are not supported")
+
+    data = cai["data"]
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"{what}: __cuda_array_interface__['data'] = {data!r}, expected (pointer, readonly)")
+    ptr = int(data[0])
+    if ptr == 0 and int(np.prod(want_shape)) > 0:
+        raise ValueError(f"{what}: null device pointer")
+
+    stream = cai.get("stream")
+    if stream is not None:
+        stream = int(stream)
+        if stream == 0:
+            raise ValueError(f"{what}: __cuda_array_interface__ stream 0 is disallowed by the spec (ambiguous)")
+    return CudaArrayView(ptr=ptr, shape=got_shape, dtype=got_dtype, stream=stream)

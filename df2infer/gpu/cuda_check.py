@@ -1,0 +1,76 @@
+"""cuda-python in one place: importing it, checking its return codes, asking a device what it is.
+
+cuda-python returns every call's status as the first element of a tuple instead of raising.
+`cuda_call` turns a failed status into a `CudaError` that names the call and CUDA's own error string
+(cudaGetErrorName / cudaGetErrorString), so a failure reads like
+``cudaMallocHost(67108864) failed: cudaErrorMemoryAllocation (out of memory)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+INSTALL_HINT = (
+    "install cuda-python (`pip install cuda-python`, which provides cuda.bindings; on a Jetson use the "
+    "cuda-python release matching JetPack's CUDA) and make sure an NVIDIA driver and GPU are present"
+)
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime call failed, or cuda-python is missing."""
+
+
+def import_cudart() -> Any:
+    """The CUDA runtime bindings: `cuda.bindings.runtime` (cuda-python >= 12.6), else the older `cuda.cudart`."""
+    try:
+        from cuda.bindings import runtime
+
+        return runtime
+    except ImportError:
+        pass
+    try:
+        from cuda import cudart  # cuda-python < 12.6 (deprecated name, removed in 13)
+
+        return cudart
+    except ImportError:
+        raise CudaError(f"cuda-python is not installed: {INSTALL_HINT}") from None
+
+
+def error_text(cudart: Any, err: Any) -> str:
+    """'cudaErrorName (description)' for a cudaError_t, falling back to repr if CUDA cannot say."""
+    try:
+        name = cudart.cudaGetErrorName(err)[1]
+        desc = cudart.cudaGetErrorString(err)[1]
+    except Exception:  # noqa: BLE001 - diagnostics must never mask the original failure
+        return repr(err)
+    if isinstance(name, bytes):
+        name = name.decode(errors="replace")
+    if isinstance(desc, bytes):
+        desc = desc.decode(errors="replace")
+    return f"{name} ({desc})"
+
+
+def cuda_call(cudart: Any, result: Any, call: str) -> Any:
+    """Check a cuda-python result tuple `(err, *values)`; return None, the one value, or the tuple of values.
+
+    `call` names what was called (with its arguments where useful), for the error message.
+    """
+    if isinstance(result, tuple):
+        err, values = result[0], result[1:]
+    else:
+        err, values = result, ()
+    if int(err) != 0:
+        raise CudaError(f"{call} failed: {error_text(cudart, err)}")
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return values
+
+
+def device_properties(cudart: Any, index: int) -> tuple[str, str]:
+    """(GPU name, compute capability 'major.minor') of CUDA device `index`."""
+    props = cuda_call(cudart, cudart.cudaGetDeviceProperties(index), f"cudaGetDeviceProperties({index})")
+    name = props.name
+    if isinstance(name, bytes):
+        name = name.split(b"\0", 1)[0].decode(errors="replace")
+    return str(name), f"{props.major}.{props.minor}"
