@@ -199,8 +199,8 @@ class Predictor:
 
     def stream(self, images: Any, conf: float = 0.3, *, masks: bool = True, landmarks: bool = True,
                embeddings: bool = True, mask_threshold: float = 0.5, landmark_method: str = "torchvision",
-               suppress_iou: float | None = None, batch_size: int | None = None, on_error: str = "collect"
-               ) -> Iterator[Detections | PredictionFailure]:
+               suppress_iou: float | None = None, batch_size: int | None = None, on_error: str = "collect",
+               with_images: bool = False) -> Iterator[Detections | PredictionFailure]:
         """Like predict, lazily: yields one result per input as each batch finishes (for video).
 
         conf             minimum score kept (the graph already applied contract.score_threshold)
@@ -210,6 +210,8 @@ class Predictor:
         suppress_iou     class-agnostic suppression of items overlapping by IoU > this (None: off)
         batch_size       images per backend call (default and maximum: the backend's max_batch)
         on_error         "collect" (PredictionFailure in place) or "raise" (first bad input raises)
+        with_images      yield (result, image) pairs, image = the decoded BGR uint8 input (None for a
+                         failure), so callers that draw need not decode files twice
         """
         if on_error not in ("collect", "raise"):
             raise ValueError(f"on_error={on_error!r}, expected 'collect' or 'raise'")
@@ -228,13 +230,13 @@ class Predictor:
                 n_images += 1
             if n_images == bs:
                 self.timings.add("read", time.perf_counter() - t0, n_images)
-                yield from self._run_batch(pending, opts)
+                yield from self._run_batch(pending, opts, with_images)
                 pending, n_images = [], 0
                 t0 = time.perf_counter()
         if pending:
             if n_images:
                 self.timings.add("read", time.perf_counter() - t0, n_images)
-            yield from self._run_batch(pending, opts)
+            yield from self._run_batch(pending, opts, with_images)
 
     def _read(self, i: int, item: Any, on_error: str):
         if isinstance(item, (str, os.PathLike)):
@@ -249,7 +251,7 @@ class Predictor:
             return PredictionFailure(index=i, source=name, error=e)
         return (i, name, path, img)
 
-    def _run_batch(self, pending: list, opts: dict) -> Iterator[Detections | PredictionFailure]:
+    def _run_batch(self, pending: list, opts: dict, with_images: bool = False) -> Iterator:
         entries = [e for e in pending if not isinstance(e, PredictionFailure)]
         outputs = infos = None
         if entries:
@@ -266,10 +268,11 @@ class Predictor:
         results, b = [], 0
         for e in pending:
             if isinstance(e, PredictionFailure):
-                results.append(e)
+                results.append((e, None) if with_images else e)
                 continue
             i, name, path, img = e
-            results.append(self._postprocess(outputs, b, infos[b], path, i, **opts))
+            r = self._postprocess(outputs, b, infos[b], path, i, **opts)
+            results.append((r, img) if with_images else r)
             b += 1
         if entries:
             self.timings.add("postprocess", time.perf_counter() - t2, len(entries))

@@ -1,0 +1,114 @@
+"""`df2infer info MODEL [--json]`: an artifact's contract and metadata, and its graph inputs and
+outputs with shapes and dtypes. Reads ONNX files with the onnx package (no session, no weights
+loaded beyond the file); for TensorRT engines it reads the sidecar `<engine>.json`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model artifact (.onnx, or .engine/.plan with its .json sidecar)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+def _onnx_io(path: str) -> tuple[dict, list[dict], list[dict]]:
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read as ONNX (truncated, corrupt or not ONNX): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+    def io(vs):
+        out = []
+        for v in vs:
+            t = v.type.tensor_type
+            dims = [d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim]
+            out.append({"name": v.name, "dtype": _ONNX_TYPES.get(t.elem_type, str(t.elem_type)), "shape": dims})
+        return out
+
+    inits = {i.name for i in model.graph.initializer}
+    meta = {p.key: p.value for p in model.metadata_props}
+    info = {"ir_version": model.ir_version, "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+            "producer": f"{model.producer_name} {model.producer_version}".strip(), "nodes": len(model.graph.node),
+            "metadata": meta}
+    return info, io([i for i in model.graph.input if i.name not in inits]), io(model.graph.output)
+
+
+def run(args: argparse.Namespace) -> int:
+    from df2infer.contract import METADATA_KEY, Contract, ContractError
+
+    path = args.model
+    if not os.path.isfile(path):
+        print(f"df2infer info: {path}: no such file", file=sys.stderr)
+        return 2
+    report: dict = {"path": path, "size_bytes": os.path.getsize(path)}
+    contract_text = None
+    try:
+        if path.lower().endswith((".engine", ".plan", ".trt")):
+            side = os.path.splitext(path)[0] + ".json"
+            if not os.path.isfile(side):
+                side = path + ".json"
+            if os.path.isfile(side):
+                with open(side) as f:
+                    raw = f.read()
+                try:
+                    obj = json.loads(raw)
+                    contract_text = json.dumps(obj.get("contract", obj)) if isinstance(obj, dict) else raw
+                except json.JSONDecodeError:
+                    contract_text = raw
+                report["sidecar"] = side
+            report["format"] = "tensorrt engine"
+        else:
+            info, inputs, outputs = _onnx_io(path)
+            report.update(format="onnx", **{k: v for k, v in info.items() if k != "metadata"})
+            report["inputs"], report["outputs"] = inputs, outputs
+            contract_text = info["metadata"].get(METADATA_KEY)
+            other = {k: v for k, v in info["metadata"].items() if k != METADATA_KEY}
+            if other:
+                report["other_metadata"] = other
+    except ValueError as e:
+        print(f"df2infer info: {e}", file=sys.stderr)
+        return 2
+    status = 0
+    if contract_text is None:
+        report["contract_error"] = f"{path}: no df2infer contract (metadata key {METADATA_KEY!r})"
+        status = 1
+    else:
+        try:
+            c = Contract.from_json(contract_text, source=path)
+            d = json.loads(c.to_json())
+            for k in ("similarity_weight", "similarity_bias"):
+                v = d.pop(k)
+                d[f"{k}_shape"] = [len(v), len(v[0])] if v and isinstance(v[0], list) else [len(v)]
+            report["contract"] = d
+        except ContractError as e:
+            report["contract_error"] = str(e)
+            status = 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return status
+    print(f"{report['path']}  ({report.get('format')}, {report['size_bytes'] / 1e6:.1f} MB)")
+    for k in ("producer", "ir_version", "opsets", "nodes", "sidecar"):
+        if k in report:
+            print(f"  {k}: {report[k]}")
+    if "contract" in report:
+        print("contract:")
+        for k, v in report["contract"].items():
+            print(f"  {k}: {v}")
+    else:
+        print(f"contract: ERROR {report['contract_error']}")
+    for label in ("inputs", "outputs"):
+        if label in report:
+            print(f"{label}:")
+            for v in report[label]:
+                print(f"  {v['name']:<18} {v['dtype']:<8} {v['shape']}")
+    if "other_metadata" in report:
+        print("other metadata:", ", ".join(sorted(report["other_metadata"])))
+    return status
