@@ -85,7 +85,7 @@ def _image_size(rng: np.random.Generator, portrait_bias: float) -> tuple[int, in
 
 def _outfit_bounds(entries: list[dict]) -> tuple[float, float, float, float]:
     b = np.array([garments.build(e["category_id"], e["shape"]).bounds() for e in entries])
-    return float(b[:, 0].min()), float(min(b[:, 1].min(), -0.6)), float(b[:, 2].max()), float(b[:, 3].max())
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
 
 
 def _body_layers(entries: list[dict], H: np.ndarray, skin: tuple, rng) -> list[scene.Layer]:
@@ -187,7 +187,7 @@ def render_image(entry: dict, seed: int, index: int):
         # draw the secondary (smaller, further) person first
         for pi, items in reversed(list(enumerate(persons))):
             b = _outfit_bounds(items)
-            frac = float(np.exp(rng.uniform(np.log(0.18), np.log(0.95)))) if pi == 0 else rng.uniform(0.15, 0.45)
+            frac = float(np.exp(rng.uniform(np.log(0.3), np.log(1.15)))) if pi == 0 else rng.uniform(0.2, 0.5)
             side = rng.random() < 0.22
             squeeze = rng.uniform(0.5, 0.7) if side else rng.uniform(0.92, 1.05)
             flip = side and rng.random() < 0.5
