@@ -1,0 +1,122 @@
+"""Checkpoints: save/load with clear errors, and import of torchvision Mask/Keypoint R-CNN weights.
+
+A checkpoint is a dict: {"format": "df2infer.match_rcnn.ckpt", "version": 1, "model": state_dict,
+"config": {"model": ..., "train": ...}, "iteration": int, "optimizer": state (optional),
+"scheduler": state (optional)}. Loading uses torch.load(weights_only=True).
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+FORMAT = "df2infer.match_rcnn.ckpt"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, of another format or that does not fit the model."""
+
+
+def save_checkpoint(path, model, config: dict, iteration: int = 0, optimizer=None, scheduler=None,
+                    half: bool = False, extra: dict | None = None) -> Path:
+    """Write atomically (temporary file + rename). half=True stores float tensors as fp16."""
+    path = Path(path)
+    state = model.state_dict()
+    if half:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    ckpt = {"format": FORMAT, "version": VERSION, "model": state, "config": config, "iteration": int(iteration)}
+    if optimizer is not None:
+        ckpt["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        ckpt["scheduler"] = scheduler.state_dict()
+    if extra:
+        ckpt.update(extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """torch.load(weights_only=True) with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint, cannot be read ({type(e).__name__}: {e})") from None
+    except Exception as e:  # pickle.UnpicklingError from weights_only and others
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+    return obj
+
+
+def check_state_dict(model, state: dict, source: str = "<state_dict>") -> None:
+    """Raise CheckpointError listing every missing, unexpected and mis-shaped key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or shapes:
+        parts = [f"{source}: checkpoint does not fit the model"]
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", shapes)):
+            if items:
+                shown = ", ".join(items[:30]) + (f", ... ({len(items) - 30} more)" if len(items) > 30 else "")
+                parts.append(f"{len(items)} {title}: {shown}")
+        raise CheckpointError("\n  ".join(parts))
+
+
+def load_model(path, device="cpu", config_override: dict | None = None):
+    """Build the model a checkpoint describes and load its weights; returns (model, checkpoint)."""
+    from .config import model_config
+    from .model import build_model
+
+    ckpt = read_checkpoint(path)
+    if ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path}: not a df2infer Match R-CNN checkpoint (format {ckpt.get('format')!r}); "
+                              "for torchvision weights use export.checkpoint.import_torchvision")
+    mcfg = model_config(ckpt["config"]["model"])
+    if config_override:
+        mcfg.update(config_override)
+    model = build_model(mcfg)
+    check_state_dict(model, ckpt["model"], str(path))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    return model.to(device), ckpt
+
+
+def import_torchvision(model, state, source: str = "<torchvision>") -> dict:
+    """Copy the tensors of a torchvision Mask R-CNN / Keypoint R-CNN state dict (or a path to one)
+    whose names and shapes match this model; returns a report:
+    {"loaded": [...], "skipped_shape": [...], "unused": [...], "untrained": [...], "untrained_heads": [...]}.
+    With the resnet50 config the backbone, FPN, RPN, box fc layers and the mask conv stack and
+    deconv load; the class-specific predictors (91 COCO classes, 17 keypoints), the landmark
+    scorer and the matching/similarity networks stay untrained.
+    """
+    if not isinstance(state, dict):
+        state = read_checkpoint(state)
+    if "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = model.state_dict()
+    loaded, skipped, unused = [], [], []
+    new = dict(own)
+    for k, v in state.items():
+        if k not in own:
+            unused.append(k)
+        elif tuple(v.shape) != tuple(own[k].shape):
+            skipped.append(f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}")
+        else:
+            new[k] = v.to(own[k].dtype)
+            loaded.append(k)
+    model.load_state_dict(new)
+    untrained = sorted(set(own) - set(loaded))
+    heads = sorted({".".join(k.split(".")[:2]) for k in untrained})
+    return {"source": source, "loaded": loaded, "skipped_shape": skipped, "unused": unused,
+            "untrained": untrained, "untrained_heads": heads}

@@ -1,0 +1,95 @@
+"""Match R-CNN: feature network (ResNet-FPN), RPN, perception heads and matching network.
+
+Input: float32 [B, 3, H, W], RGB, values 0..255, already letterboxed to the configured square
+`input_size` (see export.data.letterbox); mean/std normalisation (ImageNet) happens inside.
+Training: `model(images, targets)` -> dict of losses. Eval: `model(images)` -> list of dicts per
+image: boxes [N, 4] (x1, y1, x2, y2, input pixels), scores [N], labels [N] (1..13), masks [N, M, M]
+(probability of the predicted class, box-relative), landmark_logits [N, 39, K, K] (the predicted
+class's landmark slots, channels >= its count are padding), embeddings [N, 256] (L2-normalised).
+
+Attributes for a deploy graph:
+  normalize(images)                        -> (images - mean) / std
+  backbone(x)                              -> OrderedDict '0'.. + 'pool' of [B, fpn_channels, h, w]
+  rpn.head([feature maps])                 -> objectness list, bbox delta list (3 anchors/location)
+  rpn.anchor_generator, rpn.box_coder      (BoxCoder weights 1, 1, 1, 1)
+  roi_heads.box_roi_pool / mask_roi_pool / keypoint_roi_pool / match_roi_pool (MultiScaleRoIAlign,
+      sampling_ratio 2, featmap names '0'..'3' without 'pool', canonical scale 224 level 4)
+  roi_heads.box_head(pooled) -> roi_heads.box_predictor(...) -> (cls_logits [R, 14], deltas [R, 56])
+      decoded with roi_heads.box_coder (weights 10, 10, 5, 5)
+  roi_heads.mask_logits(pooled)            -> [R, 13, M, M]   (channel = label - 1)
+  roi_heads.landmark_logits(pooled, labels)-> [R, 39, K, K]
+  roi_heads.embed(pooled)                  -> [R, 256]
+  roi_heads.similarity.fc                  Linear(256, 2) on (a - b) ** 2
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+from .backbone import build_backbone
+
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+
+
+class MatchRCNN(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        from .roi_heads import MatchRoIHeads
+
+        self.cfg = dict(cfg)
+        self.register_buffer("pixel_mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.backbone = build_backbone(cfg)
+        c = cfg["fpn_channels"]
+        n_levels = len(cfg["returned_layers"]) + 1
+        sizes = list(cfg["anchor_sizes"])
+        if len(sizes) != n_levels:
+            raise ValueError(f"model.anchor_sizes has {len(sizes)} entries but the FPN has {n_levels} levels")
+        anchors = AnchorGenerator(tuple((s,) for s in sizes), (tuple(cfg["aspect_ratios"]),) * n_levels)
+        self.rpn = RegionProposalNetwork(
+            anchors, RPNHead(c, len(cfg["aspect_ratios"])), 0.7, 0.3, cfg["rpn_batch_size_per_image"], 0.5,
+            dict(training=cfg["rpn_pre_nms_top_n_train"], testing=cfg["rpn_pre_nms_top_n_test"]),
+            dict(training=cfg["rpn_post_nms_top_n_train"], testing=cfg["rpn_post_nms_top_n_test"]),
+            cfg["rpn_nms_thresh"],
+        )
+        self.roi_heads = MatchRoIHeads(cfg, c, [str(i) for i in range(n_levels - 1)])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.cfg["input_size"])
+
+    @property
+    def heatmap_size(self) -> int:
+        return int(self.cfg["landmark_pool"] * 2 ** self.cfg["landmark_deconvs"])
+
+    @property
+    def mask_size(self) -> int:
+        return int(self.cfg["mask_pool"] * 2)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.pixel_mean) / self.pixel_std
+
+    def forward(self, images, targets=None):
+        if isinstance(images, (list, tuple)):
+            images = torch.stack(list(images))
+        if self.training and targets is None:
+            raise ValueError("MatchRCNN in training mode needs targets")
+        h, w = images.shape[-2:]
+        features = self.backbone(self.normalize(images))
+        il = ImageList(images, [(int(h), int(w))] * images.shape[0])
+        proposals, rpn_losses = self.rpn(il, features, targets)
+        feats = OrderedDict((k, v) for k, v in features.items())
+        dets, head_losses = self.roi_heads(feats, proposals, il.image_sizes, targets)
+        if self.training:
+            return {**rpn_losses, **head_losses}
+        return dets
+
+
+def build_model(cfg_model: dict) -> MatchRCNN:
+    return MatchRCNN(cfg_model)

@@ -1,0 +1,46 @@
+"""Matching network and similarity network (Match R-CNN).
+
+MatchingHead: on RoI features [R, C, P, P]: conv 3x3 + ReLU per entry of `channels`
+(default 256, 256, 256, 1024), global average pooling, fc to `dim` (256), L2-normalised.
+Shared between consumer and shop images.
+
+Similarity: logits = fc((a - b) ** 2) with fc: dim -> 2; softmax[..., 1] = P(match).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MatchingHead(nn.Module):
+    def __init__(self, in_channels: int, channels=(256, 256, 256, 1024), dim: int = 256):
+        super().__init__()
+        layers, c = [], in_channels
+        for out in channels:
+            layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(inplace=True)]
+            c = out
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, dim)
+        for m in self.convs.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x).mean(dim=(2, 3))
+        return F.normalize(self.fc(x), dim=1)
+
+
+class Similarity(nn.Module):
+    def __init__(self, dim: int = 256):
+        super().__init__()
+        self.fc = nn.Linear(dim, 2)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Logits [..., 2] for broadcastable embeddings a, b."""
+        return self.fc((a - b) ** 2)
+
+    def pairwise(self, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """P(match) [Q, G] for queries [Q, D] and gallery [G, D]."""
+        return self.forward(q[:, None, :], g[None, :, :]).softmax(-1)[..., 1]
