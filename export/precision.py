@@ -1,0 +1,487 @@
+"""Precision variants of the FP32 deploy graph (DESIGN.md, "Precision lives in the graph").
+
+    to_fp16(fp32_onnx, out, ...)                      mixed FP16 ONNX, sensitive ops kept FP32, I/O as the contract
+    to_int8_qdq(fp32_onnx, out, calibration_images_dir, *, method=..., num_images=..., cache=...)
+                                                      INT8 Q/DQ ONNX: symmetric (zero points 0), per-channel weights,
+                                                      calibrated on real images, with a reusable calibration cache
+
+Both copy the FP32 model's metadata and rewrite the contract's `precision` (and, for INT8, record
+what stays float in `contract.model["int8_float_layers"]` etc.).
+
+What stays FP32 in the FP16 graph
+  op types: FP16_KEEP_OPS (NonMaxSuppression, RoiAlign, TopK and onnxconverter-common's defaults:
+            Range, CumSum, Min, Max, the ML-domain ops); Resize/Upsample are *not* blocked (the FPN
+            upsamples are on the heavy path and TensorRT runs them in FP16);
+  node names starting with KEEP_FP32_NAME_PREFIXES ("box_decode/", "nms/", "postproc/"): the deploy
+            graph names its box decoding, NMS and post-processing nodes with these prefixes.
+
+What stays float in the INT8 graph (Q/DQ wraps only INT8_OP_TYPES = Conv, ConvTranspose, MatMul, Gemm)
+  every other op type (RoiAlign, NonMaxSuppression, TopK, Resize, Sigmoid, Softmax, Exp, Gather*,
+  Reshape, Concat, pooling, ...) runs in float, and Conv/ConvTranspose/MatMul/Gemm nodes whose name
+  starts with one of KEEP_FP32_NAME_PREFIXES or `keep_float_name_prefixes`, or is listed in
+  `keep_float_nodes`. The exact list for a given artifact is written into its contract:
+  model["int8_float_layers"] (names of the heavy nodes left float) and model["int8_float_op_types"].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import onnx
+
+from df2infer.contract import METADATA_KEY, Contract, ContractError
+
+log = logging.getLogger(__name__)
+
+KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = ("box_decode/", "nms/", "postproc/")
+FP16_KEEP_OPS: tuple[str, ...] = ("NonMaxSuppression", "RoiAlign", "TopK")
+INT8_OP_TYPES: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CACHE_FORMAT = "df2infer.calibration_cache"
+CACHE_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# shared helpers
+
+def _load(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    return model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model))
+
+
+def read_contract(model: onnx.ModelProto, source: str = "<model>") -> Contract:
+    for p in model.metadata_props:
+        if p.key == METADATA_KEY:
+            return Contract.from_json(p.value, source=source)
+    raise ContractError(f"{source}: no {METADATA_KEY!r} entry in metadata_props; export the FP32 graph with its contract")
+
+
+def _set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def _matches(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name.startswith(p) for p in prefixes)
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _all_nodes(g)
+
+
+def _ensure_node_names(model: onnx.ModelProto) -> None:
+    used = {n.name for n in _all_nodes(model.graph) if n.name}
+    for i, n in enumerate(_all_nodes(model.graph)):
+        if not n.name:
+            name = f"{n.op_type}_{i}"
+            while name in used:
+                name += "_"
+            n.name = name
+            used.add(name)
+
+
+def _save(model: onnx.ModelProto, out: str | os.PathLike) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if model.ByteSize() > 1_900_000_000:
+        onnx.save(model, os.fspath(out), save_as_external_data=True, location=out.name + ".data")
+    else:
+        onnx.save(model, os.fspath(out))
+    return out
+
+
+def _ort_session(path: str | os.PathLike):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# FP16
+
+def to_fp16(fp32_onnx: str | os.PathLike | onnx.ModelProto, out: str | os.PathLike, *,
+            keep_fp32_ops: Sequence[str] = FP16_KEEP_OPS,
+            keep_fp32_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
+            keep_fp32_nodes: Sequence[str] = (),
+            verify: bool = True) -> Path:
+    """Write a mixed-precision FP16 copy of the FP32 deploy graph to `out` and return its path.
+
+    Weights and activations become FP16 except in the blocked op types (`keep_fp32_ops` plus
+    onnxconverter-common's own default block list, minus Resize/Upsample), in nodes whose names start
+    with one of `keep_fp32_name_prefixes`, and in `keep_fp32_nodes`; Cast nodes are inserted at the
+    boundaries. Graph inputs and outputs keep their contract types (keep_io_types). All metadata is
+    kept, the contract's precision becomes "fp16". With `verify`, the file is loaded and run once
+    in ONNX Runtime (CPU) on a zero batch; ORT falls back to FP32 kernels (inserted casts) for ops
+    it has no FP16 CPU kernel for, see `ort_cpu_fp16_fallbacks`.
+    """
+    from onnxconverter_common import float16
+
+    model = _load(fp32_onnx)
+    source = "<model>" if isinstance(fp32_onnx, onnx.ModelProto) else os.fspath(fp32_onnx)
+    contract = read_contract(model, source)
+    props = {p.key: p.value for p in model.metadata_props}
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # never modify the caller's proto
+    _ensure_node_names(model)
+
+    op_block = (set(float16.DEFAULT_OP_BLOCK_LIST) - {"Resize", "Upsample"}) | set(keep_fp32_ops)
+    node_block = {n.name for n in _all_nodes(model.graph) if _matches(n.name, keep_fp32_name_prefixes)}
+    node_block |= set(keep_fp32_nodes)
+    fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=sorted(op_block),
+                                            node_block_list=sorted(node_block))
+    _restore_fp32_outputs(model, fp16)
+    _fix_resize_scales(fp16)
+    contract.precision = "fp16"
+    contract.model = dict(contract.model, fp16_fp32_ops=sorted(op_block & {n.op_type for n in _all_nodes(model.graph)}),
+                          fp16_fp32_nodes=sorted(node_block))
+    props[METADATA_KEY] = contract.to_json()
+    _set_metadata(fp16, props)
+    _check_io_types(model, fp16)
+    path = _save(fp16, out)
+    if verify:
+        _smoke_run(path, contract)
+    return path
+
+
+def _restore_fp32_outputs(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
+    """Work around onnxconverter-common 1.16 (keep_io_types): a graph output produced by a *blocked*
+    node comes out FLOAT16 (the converter casts the blocked node's FP32 result to FP16 and then skips
+    the output as already FP16). Put the FP32 result back: the trailing Cast-to-FP16 becomes an
+    Identity (no FP32 -> FP16 -> FP32 rounding of boxes/scores); any other FP16 producer gets a Cast."""
+    want = {o.name: o.type.tensor_type.elem_type for o in before.graph.output}
+    g = after.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    for o in g.output:
+        if want.get(o.name) != onnx.TensorProto.FLOAT or o.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        producer = next(n for n in g.node if o.name in n.output)
+        if (producer.op_type == "Cast" and types.get(producer.input[0]) == onnx.TensorProto.FLOAT):
+            producer.op_type = "Identity"
+            del producer.attribute[:]
+        else:
+            k = list(producer.output).index(o.name)
+            producer.output[k] = o.name + "/fp16"
+            g.node.append(onnx.helper.make_node("Cast", [o.name + "/fp16"], [o.name], name=o.name + "/cast_fp32",
+                                                to=onnx.TensorProto.FLOAT))
+        o.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        for v in g.value_info:
+            if v.name == o.name:
+                v.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    from onnxconverter_common.float16 import sort_topology
+
+    sort_topology(g)
+
+
+def _fix_resize_scales(model: onnx.ModelProto) -> None:
+    """Resize/Upsample `scales` must stay tensor(float); the converter turns constant scales into
+    FLOAT16 when it does not block Resize (which it does by default only for that reason)."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
+    new_nodes = []
+    for node in g.node:
+        idx = 2 if node.op_type == "Resize" else 1 if node.op_type == "Upsample" else None
+        if idx is None or len(node.input) <= idx or not node.input[idx]:
+            continue
+        name = node.input[idx]
+        if name in inits and inits[name].data_type == onnx.TensorProto.FLOAT16:
+            arr = numpy_helper.to_array(inits[name]).astype(np.float32)
+            new = name + "/fp32"
+            if new not in inits:
+                inits[new] = numpy_helper.from_array(arr, new)
+                g.initializer.append(inits[new])
+            node.input[idx] = new
+        elif name in consts or types.get(name) == onnx.TensorProto.FLOAT16:
+            new = name + "/fp32"
+            new_nodes.append(onnx.helper.make_node("Cast", [name], [new], name=node.name + "/scales_fp32",
+                                                   to=onnx.TensorProto.FLOAT))
+            node.input[idx] = new
+    if new_nodes:
+        g.node.extend(new_nodes)
+        from onnxconverter_common.float16 import sort_topology
+
+        sort_topology(g)
+    used = {i for n in _all_nodes(g) for i in n.input} | {o.name for o in g.output}
+    keep = [t for t in g.initializer if t.name in used]
+    if len(keep) != len(g.initializer):
+        del g.initializer[:]
+        g.initializer.extend(keep)
+
+
+def _check_io_types(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
+    def types(vis):
+        return {v.name: v.type.tensor_type.elem_type for v in vis}
+    for kind in ("input", "output"):
+        a, b = types(getattr(before.graph, kind)), types(getattr(after.graph, kind))
+        if a != b:
+            raise RuntimeError(f"precision conversion changed graph {kind} types: {a} -> {b}")
+
+
+def _smoke_run(path: Path, contract: Contract) -> None:
+    sess = _ort_session(path)
+    x = np.full((1, 3, contract.input_height, contract.input_width), contract.pad_value, np.float32)
+    sess.run(None, {sess.get_inputs()[0].name: x})
+
+
+def ort_cpu_fp16_fallbacks(fp16_onnx: str | os.PathLike) -> list[str]:
+    """Op types of FP16 nodes in `fp16_onnx` that ONNX Runtime's CPU provider runs through inserted
+    FP32 casts (no FP16 CPU kernel). Read from the optimized graph ORT writes; for reporting only."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
+        ort.InferenceSession(os.fspath(fp16_onnx), so, providers=["CPUExecutionProvider"])
+        opt = onnx.load(so.optimized_model_filepath)
+    orig = {n.name for n in _load(fp16_onnx).graph.node if n.op_type == "Cast"}
+    inserted = [n for n in opt.graph.node if n.op_type == "Cast" and n.name not in orig]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in opt.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    ops = set()
+    for c in inserted:
+        for n in consumers.get(c.output[0], []):
+            if n.op_type != "Cast":
+                ops.add(n.op_type)
+    return sorted(ops)
+
+
+# ---------------------------------------------------------------------------------------------------
+# INT8 (Q/DQ)
+
+def list_calibration_images(images_dir: str | os.PathLike, num_images: int | None = None) -> list[Path]:
+    """The jpg/png files under `images_dir` (recursively), sorted by relative path, first `num_images`."""
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: calibration image folder not found")
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: p.relative_to(root).as_posix())
+    if num_images is not None:
+        files = files[:num_images]
+    if not files:
+        raise FileNotFoundError(f"{root}: no .jpg/.jpeg/.png calibration images")
+    return files
+
+
+class ImageFolderReader:
+    """onnxruntime CalibrationDataReader over image files, letterboxed exactly as the runtime does
+    (df2infer.preprocess.read_image + to_input_batch): one float32 [1,3,H,W] batch per image.
+    `served` counts the batches handed out (the cache tests check it stays 0 on a cache hit)."""
+
+    def __init__(self, files: Sequence[Path], contract: Contract, input_name: str = "images"):
+        self.files = list(files)
+        self.contract = contract
+        self.input_name = input_name
+        self.served = 0
+        self._it: Iterator[Path] | None = None
+        self._start, self._end = 0, len(self.files)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        from df2infer.preprocess import read_image, to_input_batch
+
+        if self._it is None:
+            self._it = iter(self.files[self._start:self._end])
+        path = next(self._it, None)
+        if path is None:
+            return None
+        batch, _ = to_input_batch([read_image(path)], self.contract)
+        self.served += 1
+        return {self.input_name: batch}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._start, self._end, self._it = start_index, end_index, None
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+def _sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def images_digest(files: Sequence[Path], root: str | os.PathLike) -> str:
+    """sha256 over (relative path, content sha256) of each calibration image, in order."""
+    h = hashlib.sha256()
+    for p in files:
+        h.update(Path(p).relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(_sha256_file(p).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def calibration_cache_key(model_sha256: str, method: str, images_sha256: str, options: dict | None = None) -> str:
+    opts = json.dumps(options or {}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{model_sha256}|{method}|{images_sha256}|{opts}".encode()).hexdigest()[:32]
+
+
+def _read_cache(cache: Path) -> dict:
+    if not cache.is_file():
+        return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": {}}
+    try:
+        raw = json.loads(cache.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        log.warning("calibration cache %s unreadable (%s); recalibrating and rewriting it", cache, e)
+        return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": {}}
+    if raw.get("format") != CACHE_FORMAT or raw.get("version") != CACHE_VERSION or not isinstance(raw.get("entries"), dict):
+        log.warning("calibration cache %s has another format/version; recalibrating and rewriting it", cache)
+        return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": {}}
+    return raw
+
+
+def _write_cache(cache: Path, data: dict) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".calib_", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, cache)
+
+
+def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibration_images_dir: str | os.PathLike, *,
+                method: str = "minmax", num_images: int | None = 200, cache: str | os.PathLike | None = None,
+                percentile: float = 99.999,
+                keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
+                keep_float_nodes: Sequence[str] = (),
+                op_types: Sequence[str] = INT8_OP_TYPES,
+                verify: bool = True, _reader_hook=None) -> Path:
+    """Write an INT8 Q/DQ copy of the FP32 deploy graph to `out` and return its path.
+
+    Calibrates on up to `num_images` jpg/png images from `calibration_images_dir` (sorted by path),
+    letterboxed as the runtime does, with `method` ("minmax", "entropy" or "percentile" at
+    `percentile`). Quantization: onnxruntime.quantization.quantize_static, QDQ format, QInt8
+    activations and weights, symmetric (all zero points 0), per-channel weights, biases left in
+    float (TensorRT's DequantizeLinear takes INT8 only), Q/DQ only around `op_types`.
+
+    `cache` (a JSON file) keeps the computed tensor ranges keyed by sha256(model file) + method +
+    digest of the image list (names and contents) + options; several keys may share one file. On a
+    hit no image is read and no calibration runs: the ranges go straight to ORT's QDQ quantizer
+    (quantize_static's calibration_cache_path). The contract's precision becomes "int8" and its
+    `model` dict records int8_float_layers / int8_float_op_types / int8_calibration.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method {method!r}, expected one of {CALIBRATION_METHODS}")
+    fp32_path = Path(fp32_onnx)
+    model = onnx.load(os.fspath(fp32_path))
+    contract = read_contract(model, os.fspath(fp32_path))
+    props = {p.key: p.value for p in model.metadata_props}
+    _ensure_node_names(model)
+    input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+
+    exclude = sorted({n.name for n in model.graph.node
+                      if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)} | set(keep_float_nodes))
+    root = Path(calibration_images_dir)
+    files = list_calibration_images(root, num_images)
+    model_sha = _sha256_file(fp32_path)
+    img_sha = images_digest(files, root)
+    options = {"percentile": percentile} if method == "percentile" else {}
+    key = calibration_cache_key(model_sha, method, img_sha, options)
+
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[method]
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,  # TensorRT's DequantizeLinear takes INT8/FP8/INT4 only, not an INT32 bias
+        "CalibTensorRangeSymmetric": True,
+    }
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
+
+    cache_path = Path(cache) if cache is not None else None
+    cache_data = _read_cache(cache_path) if cache_path is not None else None
+    entry = cache_data["entries"].get(key) if cache_data is not None else None
+    reader = ImageFolderReader(files, contract, input_name)
+    if _reader_hook is not None:
+        _reader_hook(reader)
+
+    with tempfile.TemporaryDirectory(prefix="df2infer-int8-") as tmp:
+        named = Path(tmp) / "named.onnx"
+        onnx.save(model, os.fspath(named))  # node names filled in, so nodes_to_exclude can name them
+        ranges_file = Path(tmp) / "ranges.json"
+        if entry is not None:
+            ranges_file.write_text(json.dumps(entry["ranges"]))
+            log.info("calibration cache hit (%s, key %s): no calibration run", cache_path, key)
+        quantize_static(
+            os.fspath(named), os.fspath(Path(tmp) / "q.onnx"),
+            calibration_data_reader=None if entry is not None else reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=ort_method,
+            extra_options=extra,
+            calibration_cache_path=os.fspath(ranges_file),
+        )
+        if entry is None and cache_path is not None:
+            cache_data["entries"][key] = {
+                "model_sha256": model_sha, "method": method, "options": options, "images_sha256": img_sha,
+                "num_images": len(files), "images": [p.relative_to(root).as_posix() for p in files],
+                "ranges": json.loads(ranges_file.read_text()),
+            }
+            _write_cache(cache_path, cache_data)
+        q = onnx.load(os.fspath(Path(tmp) / "q.onnx"))
+
+    float_layers, float_ops = _float_parts(q, op_types)
+    contract.precision = "int8"
+    contract.model = dict(contract.model, int8_float_layers=float_layers, int8_float_op_types=float_ops,
+                          int8_quantized_op_types=sorted(op_types),
+                          int8_calibration={"method": method, **options, "num_images": len(files),
+                                            "images_sha256": img_sha, "cache_key": key,
+                                            "cache_hit": entry is not None})
+    props[METADATA_KEY] = contract.to_json()
+    _set_metadata(q, props)
+    _check_io_types(model, q)
+    path = _save(q, out)
+    if verify:
+        _smoke_run(path, contract)
+    return path
+
+
+def _float_parts(q: onnx.ModelProto, op_types: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(names of op_types nodes whose weights are not fed by a DequantizeLinear, op types left in float)."""
+    produced_by_dq = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
+    float_layers = sorted(n.name for n in q.graph.node
+                          if n.op_type in op_types and not (len(n.input) > 1 and n.input[1] in produced_by_dq))
+    float_ops = sorted({n.op_type for n in q.graph.node}
+                       - set(op_types) - {"QuantizeLinear", "DequantizeLinear"})
+    return float_layers, float_ops

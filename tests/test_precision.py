@@ -1,0 +1,250 @@
+"""export.precision: FP16 (blocked ops stay FP32) and INT8 Q/DQ (symmetric, per-channel, cached calibration)."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as TP, helper as h, numpy_helper as nh
+
+from df2infer.contract import METADATA_KEY, Contract
+from export.lint import lint_onnx
+from export.precision import read_contract, to_fp16, to_int8_qdq
+
+try:
+    from tests.tiny_deploy_graph import build_tiny_deploy_graph, random_images, tiny_contract
+except ImportError:  # tests/ is not a package and the repo root is not on sys.path
+    from tiny_deploy_graph import build_tiny_deploy_graph, random_images, tiny_contract
+
+pytest.importorskip("onnxconverter_common")
+
+# Tolerances (stated): FP16 vs FP32 on the tiny deploy graph, per matched detection:
+#   boxes <= 0.05 px, scores <= 2e-3, masks <= 0.02, heatmap logits / embeddings <= 0.02 * max|FP32|.
+# INT8 vs FP32 on the dense conv net: max abs error <= 8% of max |FP32 output|, mean <= 2%.
+FP16_BOX_TOL, FP16_SCORE_TOL, FP16_REL_TOL = 0.05, 2e-3, 0.02
+INT8_MAX_REL, INT8_MEAN_REL = 0.08, 0.02
+
+
+def _run(path, x):
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in s.get_outputs()], s.run(None, {"images": x})))
+
+
+@pytest.fixture(scope="module")
+def deploy_fp32(tmp_path_factory):
+    p = tmp_path_factory.mktemp("m") / "tiny_fp32.onnx"
+    m = build_tiny_deploy_graph()
+    m.metadata_props.add(key="producer.note", value="kept")
+    onnx.save(m, p)
+    return p
+
+
+def _dense_net(seed=0) -> onnx.ModelProto:
+    """images [B,3,32,32] -> conv/relu x2 -> convtranspose (feat [B,4,32,32]); GAP -> Gemm -> relu -> MatMul (emb [B,16])."""
+    rng = np.random.default_rng(seed)
+
+    def w(name, *shape, s=0.25):
+        return nh.from_array((rng.standard_normal(shape) * s).astype(np.float32), name)
+
+    inits = [nh.from_array(np.array(1 / 255, np.float32), "inv255"), w("c1", 8, 3, 3, 3), w("b1", 8),
+             w("c2", 16, 8, 3, 3, s=0.15), w("b2", 16), w("d", 16, 4, 2, 2, s=0.15), w("db", 4),
+             w("g", 24, 16), w("gb", 24), w("mm", 24, 16)]
+    nodes = [
+        h.make_node("Mul", ["images", "inv255"], ["x"], name="norm"),
+        h.make_node("Conv", ["x", "c1", "b1"], ["a1"], name="conv1", pads=[1] * 4),
+        h.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+        h.make_node("Conv", ["r1", "c2", "b2"], ["a2"], name="conv2", pads=[1] * 4, strides=[2, 2]),
+        h.make_node("Relu", ["a2"], ["r2"], name="relu2"),
+        h.make_node("ConvTranspose", ["r2", "d", "db"], ["feat"], name="deconv", strides=[2, 2]),
+        h.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
+        h.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+        h.make_node("Gemm", ["flat", "g", "gb"], ["e1"], name="fc1", transB=1),
+        h.make_node("Relu", ["e1"], ["e1r"], name="relu3"),
+        h.make_node("MatMul", ["e1r", "mm"], ["emb"], name="fc2"),
+    ]
+    g = h.make_graph(nodes, "dense", [h.make_tensor_value_info("images", TP.FLOAT, ["batch", 3, 32, 32])],
+                     [h.make_tensor_value_info("feat", TP.FLOAT, ["batch", 4, 32, 32]),
+                      h.make_tensor_value_info("emb", TP.FLOAT, ["batch", 16])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    h.set_model_props(m, {METADATA_KEY: tiny_contract().to_json()})
+    return m
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("calib")
+    # Images of other sizes than the 32x32 input, so the letterbox is exercised.
+    for i, im in enumerate(random_images(6, seed=5)):
+        bgr = np.ascontiguousarray(im.transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8)
+        bgr = cv2.resize(bgr, (48 + 8 * i, 40))
+        cv2.imwrite(str(d / f"img{i}.{'png' if i % 2 else 'jpg'}"), bgr)
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def _contract(path) -> Contract:
+    return read_contract(onnx.load(str(path)))
+
+
+# ------------------------------------------------------------------------------------------------ FP16
+
+def test_fp16_blocked_ops_fp32_io_fp32_metadata(deploy_fp32, tmp_path):
+    out = to_fp16(deploy_fp32, tmp_path / "fp16.onnx")
+    m = onnx.load(str(out))
+    inferred = onnx.shape_inference.infer_shapes(m)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types.update({t.name: t.data_type for t in m.graph.initializer})
+    by_name = {n.name: n for n in m.graph.node}
+    # Blocked op types and name-prefixed (box decoding / NMS / post-processing) nodes compute in FP32.
+    for n in m.graph.node:
+        if n.op_type == "Cast":  # the converter's boundary casts carry the blocked node's name
+            continue
+        if n.op_type in ("RoiAlign", "NonMaxSuppression", "TopK") or n.name.startswith(("box_decode/", "nms/", "postproc/")):
+            float_ins = [types.get(i) for i in n.input if types.get(i) in (TP.FLOAT, TP.FLOAT16)]
+            assert TP.FLOAT16 not in float_ins, (n.name, n.op_type)
+            float_outs = [types.get(o) for o in n.output if types.get(o) in (TP.FLOAT, TP.FLOAT16)]
+            assert TP.FLOAT16 not in float_outs, (n.name, n.op_type)
+    # The heavy layers are FP16.
+    for name in ("backbone/conv1", "backbone/conv2", "head/mask_deconv", "head/emb_fc1", "head/emb_fc2", "fpn/resize"):
+        assert types[by_name[name].input[0]] == TP.FLOAT16, name
+    # I/O types as the contract says.
+    assert [(i.name, i.type.tensor_type.elem_type) for i in m.graph.input] == [("images", TP.FLOAT)]
+    assert {o.name: o.type.tensor_type.elem_type for o in m.graph.output} == {
+        "num_dets": TP.INT32, "boxes": TP.FLOAT, "scores": TP.FLOAT, "labels": TP.INT32, "masks": TP.FLOAT,
+        "landmark_heatmaps": TP.FLOAT, "embeddings": TP.FLOAT}
+    # Metadata kept, precision updated.
+    props = {p.key: p.value for p in m.metadata_props}
+    assert props["producer.note"] == "kept"
+    c = Contract.from_json(props[METADATA_KEY])
+    assert c.precision == "fp16" and c.model["name"] == "tiny-test"
+    assert "fpn/resize" not in c.model["fp16_fp32_nodes"] and "box_decode/exp" in c.model["fp16_fp32_nodes"]
+    # Still a clean TensorRT graph.
+    assert [p for p in lint_onnx(out) if p.severity == "error"] == []
+
+
+def test_fp16_outputs_close_to_fp32(deploy_fp32, tmp_path):
+    out = to_fp16(deploy_fp32, tmp_path / "fp16.onnx")
+    x = random_images(2, seed=9)
+    a, b = _run(deploy_fp32, x), _run(out, x)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+    np.testing.assert_array_equal(a["num_dets"], b["num_dets"])
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+    assert np.abs(a["boxes"] - b["boxes"]).max() <= FP16_BOX_TOL
+    assert np.abs(a["scores"] - b["scores"]).max() <= FP16_SCORE_TOL
+    # Per detection: compare the kept detections whose boxes match (near-tied FP16 scores may reorder
+    # TopK's padding slots, which carry other RoIs).
+    valid = (a["labels"] > 0) & (np.abs(a["boxes"] - b["boxes"]).max(-1) < FP16_BOX_TOL)
+    assert valid.sum() >= 2
+    assert np.abs(a["masks"][valid] - b["masks"][valid]).max() <= FP16_REL_TOL
+    for k in ("landmark_heatmaps", "embeddings"):
+        scale = np.abs(a[k][valid]).max()
+        assert np.abs(a[k][valid] - b[k][valid]).max() <= FP16_REL_TOL * scale, k
+
+
+def test_fp16_needs_contract(tmp_path):
+    m = build_tiny_deploy_graph()
+    del m.metadata_props[:]
+    with pytest.raises(ValueError, match="df2infer.contract"):
+        to_fp16(m, tmp_path / "x.onnx")
+
+
+# ------------------------------------------------------------------------------------------------ INT8
+
+def _qdq_checks(path, float_layers=()):
+    m = onnx.load(str(path))
+    inits = {t.name: nh.to_array(t) for t in m.graph.initializer}
+    qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for n in qdq:
+        assert len(n.input) == 3 and n.input[2] in inits, n.name
+        zp = inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any(), n.name
+    consumers = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    heavy = [n for n in m.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")
+             and n.name not in float_layers]
+    for n in heavy:
+        dq = next(d for d in m.graph.node if d.op_type == "DequantizeLinear" and d.output[0] == n.input[1])
+        w = inits[dq.input[0]]
+        axis = {a.name: a.i for a in dq.attribute}.get("axis")
+        expect = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1, "Gemm": 0}[n.op_type]  # the Gemms use transB=1
+        assert w.dtype == np.int8 and axis == expect, n.name
+        assert inits[dq.input[1]].shape == (w.shape[expect],), n.name  # one scale per output channel
+        if len(n.input) > 2 and n.input[2]:
+            assert inits[n.input[2]].dtype == np.float32  # bias left in float (TensorRT DQ is INT8-only)
+    return m
+
+
+def test_int8_qdq_symmetric_per_channel_runs_and_is_close(calib_dir, tmp_path):
+    fp32 = tmp_path / "dense.onnx"
+    onnx.save(_dense_net(), fp32)
+    out = to_int8_qdq(fp32, tmp_path / "dense_int8.onnx", calib_dir, num_images=6)
+    _qdq_checks(out)
+    assert [p for p in lint_onnx(out) if p.severity == "error"] == []
+    x = random_images(3, seed=11)
+    a, b = _run(fp32, x), _run(out, x)
+    for k in a:
+        scale = np.abs(a[k]).max()
+        err = np.abs(a[k] - b[k])
+        assert err.max() <= INT8_MAX_REL * scale and err.mean() <= INT8_MEAN_REL * scale, (k, err.max() / scale)
+    c = _contract(out)
+    assert c.precision == "int8"
+    assert c.model["int8_float_layers"] == [] and c.model["int8_calibration"]["num_images"] == 6
+
+
+def test_int8_deploy_graph_float_layers_metadata_and_cache(deploy_fp32, calib_dir, tmp_path):
+    cache = tmp_path / "calib_cache.json"
+    readers = []
+    out1 = to_int8_qdq(deploy_fp32, tmp_path / "a.onnx", calib_dir, cache=cache, num_images=4,
+                       keep_float_nodes=["head/kp_deconv"], _reader_hook=readers.append)
+    assert readers[-1].served == 4  # calibrated on 4 images
+    m1 = _qdq_checks(out1, float_layers=["head/kp_deconv"])
+    c = _contract(out1)
+    assert c.precision == "int8" and c.model["name"] == "tiny-test"
+    assert c.model["int8_float_layers"] == ["head/kp_deconv"]
+    for op in ("RoiAlign", "NonMaxSuppression", "TopK", "Resize", "Sigmoid", "Exp"):
+        assert op in c.model["int8_float_op_types"]
+    assert c.model["int8_calibration"]["cache_hit"] is False
+    # Nothing around the post-processing is quantized.
+    for n in m1.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert not n.name.startswith(("box_decode/", "nms/", "postproc/"))
+    assert [p for p in lint_onnx(out1) if p.severity == "error"] == []
+    _run(out1, random_images(2, seed=3))
+    entry = next(iter(json.loads(cache.read_text())["entries"].values()))
+    assert entry["method"] == "minmax" and entry["num_images"] == 4 and entry["ranges"]["data"]
+
+    # Same model, images and method: the cache is hit and the reader is never iterated.
+    out2 = to_int8_qdq(deploy_fp32, tmp_path / "b.onnx", calib_dir, cache=cache, num_images=4,
+                       keep_float_nodes=["head/kp_deconv"], _reader_hook=readers.append)
+    assert readers[-1].served == 0
+    assert _contract(out2).model["int8_calibration"]["cache_hit"] is True
+    scales = lambda m: {t.name: nh.to_array(t).tolist() for t in m.graph.initializer if "scale" in t.name}  # noqa: E731
+    assert scales(onnx.load(str(out2))) == scales(m1)
+
+    # Another image set (or method) is another key: calibrates again, both entries kept.
+    to_int8_qdq(deploy_fp32, tmp_path / "c.onnx", calib_dir, cache=cache, num_images=3, _reader_hook=readers.append)
+    assert readers[-1].served == 3
+    assert len(json.loads(cache.read_text())["entries"]) == 2
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_int8_other_calibration_methods(method, calib_dir, tmp_path):
+    fp32 = tmp_path / "dense.onnx"
+    onnx.save(_dense_net(), fp32)
+    out = to_int8_qdq(fp32, tmp_path / f"{method}.onnx", calib_dir, method=method, num_images=3,
+                      cache=tmp_path / "cache.json")
+    _qdq_checks(out)
+    assert _contract(out).model["int8_calibration"]["method"] == method
+    readers = []
+    to_int8_qdq(fp32, tmp_path / f"{method}2.onnx", calib_dir, method=method, num_images=3,
+                cache=tmp_path / "cache.json", _reader_hook=readers.append)
+    assert readers[0].served == 0
