@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("EngineBuilder")
 
 WEAK_PRECISIONS = ("fp32", "fp16", "int8")
-ENGINE_SUFFIXES = (".engine", ".plan")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # the suffixes df2infer.load dispatches to TensorRT
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -420,7 +420,7 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, *, min_batch: int 
     Strongly typed by default: the ONNX file's own types decide the precision. `weak_typing_precision`
     ('fp32' | 'fp16' | 'int8') selects the legacy builder flags, only where the installed TensorRT still has
     them; 'int8' calibrates with `calibration_images` (array / .npy / image directory / paths) unless the graph
-    is Q/DQ or `calibration_cache` already exists. `out_path` ending in .engine or .plan is used as given,
+    is Q/DQ or `calibration_cache` already exists. `out_path` ending in .engine, .plan or .trt is used as given,
     otherwise `.engine` is appended.
     """
     if not (isinstance(min_batch, int) and isinstance(opt_batch, int) and isinstance(max_batch, int)

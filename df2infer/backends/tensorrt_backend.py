@@ -80,7 +80,8 @@ def read_engine_sidecar(engine_path: str | Path) -> dict[str, Any]:
     if not sidecar.is_file():
         raise ModelLoadError(
             f"{engine_path}: no sidecar {sidecar} next to the engine. TensorRT engines built by df2infer carry their "
-            "contract, TensorRT version and GPU there; rebuild with `python -m export.cli` (tensorrt_builder).")
+            "contract, TensorRT version and GPU there; rebuild it with export.tensorrt_builder.build_engine (the "
+            "export CLI's engine command).")
     try:
         meta = json.loads(sidecar.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
