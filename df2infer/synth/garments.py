@@ -64,7 +64,7 @@ def sample_shape(category_id: int, rng: np.random.Generator) -> dict:
         "angle": np.deg2rad(rng.uniform(28, 50)),  # sleeve angle from vertical
         "cuff": rng.uniform(0.20, 0.28),
         "hem_curve": rng.uniform(-0.03, 0.06),
-        "gap": rng.uniform(0.0, 0.07),  # outwear front opening (half)
+        "gap": rng.uniform(0.02, 0.14),  # outwear front opening (half)
         "lapel": rng.uniform(0.45, 0.75),  # outwear lapel bottom height
         "strap": rng.uniform(0.05, 0.09),
     }
@@ -75,7 +75,7 @@ def sample_shape(category_id: int, rng: np.random.Generator) -> dict:
         p["angle"] = np.deg2rad(rng.uniform(24, 40))
         p["cuff"] = rng.uniform(0.17, 0.23)
     if c in TOPS:
-        p["length"] = rng.uniform(1.15, 1.45)
+        p["length"] = rng.uniform(1.1, 1.35)
     elif c in OUTWEAR:
         p["length"] = rng.uniform(1.25, 1.9)
         p["sh"] += 0.05

@@ -94,7 +94,8 @@ def _body_layers(entries: list[dict], H: np.ndarray, skin: tuple, rng) -> list[s
     head = np.stack([0.17 * np.cos(head_a), -0.33 + 0.22 * np.sin(head_a)], 1)
     hair = np.stack([0.19 * np.cos(head_a), -0.40 + 0.19 * np.sin(head_a)], 1)
     hair = hair[hair[:, 1] < -0.35]
-    parts = [head, np.array([[-0.08, -0.15], [0.08, -0.15], [0.08, 0.1], [-0.08, 0.1]])]
+    parts = [head, np.array([[-0.08, -0.15], [0.08, -0.15], [0.08, 0.1], [-0.08, 0.1]]),
+             np.array([[-0.4, 0.08], [0.4, 0.08], [0.36, 1.25], [-0.36, 1.25]])]
     cats = [e["category_id"] for e in entries]
     upper = [e for e in entries if e["category_id"] in TOPS + DRESSES + OUTWEAR]
     if upper:
@@ -145,8 +146,17 @@ def _fill_outfit(products: list[dict], rng) -> list[dict]:
 
 
 def render_image(entry: dict, seed: int, index: int):
-    """Render one planned image; returns (BGR image, jpeg quality, ImageAnnotation without ids)."""
-    rng = np.random.default_rng([seed, 1, index])
+    """Render one planned image; returns (BGR image, jpeg quality, ImageAnnotation without ids).
+
+    A draw that leaves no product item (style > 0) visible is redrawn from the next stream."""
+    for attempt in range(8):
+        img, q, ann = _render_once(entry, np.random.default_rng([seed, 1, index, attempt]))
+        if any(it.style > 0 for it in ann.items):
+            break
+    return img, q, ann
+
+
+def _render_once(entry: dict, rng: np.random.Generator):
     shop = entry["source"] == "shop"
     if shop:
         w, h = _image_size(rng, 0.75)
@@ -192,7 +202,7 @@ def render_image(entry: dict, seed: int, index: int):
             squeeze = rng.uniform(0.5, 0.7) if side else rng.uniform(0.92, 1.05)
             flip = side and rng.random() < 0.5
             margin = 0.5 * frac
-            if rng.random() < 0.15:  # partly out of frame (zoom-in)
+            if rng.random() < 0.25:  # partly out of frame (zoom-in)
                 center = (w * rng.uniform(-0.05, 1.05), h * rng.uniform(0.0, 1.0))
             else:
                 center = (w * rng.uniform(min(0.5, margin * 0.6), max(0.5, 1 - margin * 0.6)),
