@@ -374,7 +374,7 @@ def _write_cache(cache: Path, data: dict) -> None:
 
 def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibration_images_dir: str | os.PathLike, *,
                 method: str = "minmax", num_images: int | None = 200, cache: str | os.PathLike | None = None,
-                percentile: float = 99.999,
+                percentile: float = 99.999, hist_bins: int = 2048,
                 keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
                 keep_float_nodes: Sequence[str] = (),
                 op_types: Sequence[str] = INT8_OP_TYPES,
@@ -389,8 +389,10 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
 
     `cache` (a JSON file) keeps the computed tensor ranges keyed by sha256(model file) + method +
     digest of the image list (names and contents) + options; several keys may share one file. On a
-    hit no image is read and no calibration runs: the ranges go straight to ORT's QDQ quantizer
-    (quantize_static's calibration_cache_path). The contract's precision becomes "int8" and its
+    hit no image is read and no calibration runs. Either way the ranges reach ORT's QDQ quantizer
+    through quantize_static's calibration_cache_path (calibration itself is ORT's create_calibrator,
+    run here so the entropy/percentile histogram size can be set: `hist_bins`, 2048 like TensorRT;
+    entropy calibration takes seconds per tensor at that size). The contract's precision becomes "int8" and its
     `model` dict records int8_float_layers / int8_float_op_types / int8_calibration.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -410,7 +412,15 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     files = list_calibration_images(root, num_images)
     model_sha = _sha256_file(fp32_path)
     img_sha = images_digest(files, root)
-    options = {"percentile": percentile} if method == "percentile" else {}
+    # Calibrator options. quantize_static does not pass num_bins through, and ORT's entropy default
+    # (128 bins, 128 quantized bins) leaves no threshold to choose, i.e. degenerates to min/max; so the
+    # calibrator is run here with TensorRT's entropy settings (2048 bins, 128 quantized bins).
+    calib_opts: dict = {"symmetric": True}
+    if method == "entropy":
+        calib_opts.update(num_bins=hist_bins, num_quantized_bins=128)
+    elif method == "percentile":
+        calib_opts.update(num_bins=hist_bins, percentile=percentile)
+    options = {k: v for k, v in calib_opts.items() if k != "symmetric"}
     key = calibration_cache_key(model_sha, method, img_sha, options)
 
     ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -419,10 +429,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "QuantizeBias": False,  # TensorRT's DequantizeLinear takes INT8/FP8/INT4 only, not an INT32 bias
-        "CalibTensorRangeSymmetric": True,
     }
-    if method == "percentile":
-        extra["CalibPercentile"] = percentile
 
     cache_path = Path(cache) if cache is not None else None
     cache_data = _read_cache(cache_path) if cache_path is not None else None
@@ -438,9 +445,12 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
         if entry is not None:
             ranges_file.write_text(json.dumps(entry["ranges"]))
             log.info("calibration cache hit (%s, key %s): no calibration run", cache_path, key)
+        else:
+            _calibrate(named, reader, ort_method, calib_opts, list(op_types), ranges_file, Path(tmp) / "augmented.onnx")
+        # The ranges always reach the quantizer through ORT's own cache path (no reader, no calibration).
         quantize_static(
             os.fspath(named), os.fspath(Path(tmp) / "q.onnx"),
-            calibration_data_reader=None if entry is not None else reader,
+            calibration_data_reader=None,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
             per_channel=True,
@@ -475,6 +485,21 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     if verify:
         _smoke_run(path, contract)
     return path
+
+
+def _calibrate(model_path: Path, reader, method, calib_opts: dict, op_types: list[str], ranges_file: Path,
+               augmented_path: Path) -> None:
+    """Run ORT's calibrator over `reader` and save the tensor ranges (ORT's JSON cache format)."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(model_path, op_types, augmented_model_path=os.fspath(augmented_path),
+                                   calibrate_method=method, extra_options=dict(calib_opts))
+    calibrator.collect_data(reader)
+    if reader.served == 0:
+        raise ValueError("calibration read no images")
+    ranges = calibrator.compute_data()
+    del calibrator
+    save_tensors_data(ranges, ranges_file, smooth_quant=False)
 
 
 def _float_parts(q: onnx.ModelProto, op_types: Sequence[str]) -> tuple[list[str], list[str]]:

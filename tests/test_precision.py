@@ -241,10 +241,10 @@ def test_int8_other_calibration_methods(method, calib_dir, tmp_path):
     fp32 = tmp_path / "dense.onnx"
     onnx.save(_dense_net(), fp32)
     out = to_int8_qdq(fp32, tmp_path / f"{method}.onnx", calib_dir, method=method, num_images=3,
-                      cache=tmp_path / "cache.json")
+                      cache=tmp_path / "cache.json", hist_bins=256)
     _qdq_checks(out)
     assert _contract(out).model["int8_calibration"]["method"] == method
     readers = []
     to_int8_qdq(fp32, tmp_path / f"{method}2.onnx", calib_dir, method=method, num_images=3,
-                cache=tmp_path / "cache.json", _reader_hook=readers.append)
+                cache=tmp_path / "cache.json", hist_bins=256, _reader_hook=readers.append)
     assert readers[0].served == 0
