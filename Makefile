@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision come from this machine's local wheel store (see README, "Install").
 	$(PY) -m pip install -q -e '.[export,dev]'
+	# TensorRT itself cannot be installed without an NVIDIA GPU; its type stubs let mypy check our
+	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
+	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
+	$(PY) -m pip install -q cuda-bindings==13.5.0
 	touch $(STAMP)
 
 setup: $(STAMP)
