@@ -160,7 +160,7 @@ class Predictor:
         self.backend = backend
         self.contract: Contract = backend.contract
         self.timings = StageTimings()
-        self._similarity = None
+        self._similarity: Any = None
         self._buf: np.ndarray | None = None
 
     @property
@@ -265,12 +265,14 @@ class Predictor:
             outputs = self.backend.run(batch)
             t2 = time.perf_counter()
             self.timings.add("inference", t2 - t1, len(entries))
-        results, b = [], 0
+        results: list = []
+        b = 0
         for e in pending:
             if isinstance(e, PredictionFailure):
                 results.append((e, None) if with_images else e)
                 continue
             i, name, path, img = e
+            assert outputs is not None and infos is not None
             r = self._postprocess(outputs, b, infos[b], path, i, **opts)
             results.append((r, img) if with_images else r)
             b += 1

@@ -9,13 +9,13 @@ import numpy as np
 from df2infer.data import spec
 
 # One BGR color per category id (index 0 unused), well separated hues.
-_PALETTE = np.array([[0, 0, 0]] + [
-    cv2.cvtColor(np.uint8([[[int(180 * i / 13), 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist() for i in range(13)
-], dtype=np.uint8)
+_HSV = np.array([[[int(180 * i / 13), 220, 255] for i in range(13)]], dtype=np.uint8)
+_PALETTE = np.concatenate([np.zeros((1, 3), np.uint8), np.asarray(cv2.cvtColor(_HSV, cv2.COLOR_HSV2BGR))[0]])
 
 
 def color(category_id: int) -> tuple[int, int, int]:
-    return tuple(int(v) for v in _PALETTE[int(category_id) % len(_PALETTE)])
+    b, g, r = (int(v) for v in _PALETTE[int(category_id) % len(_PALETTE)])
+    return b, g, r
 
 
 def _target(image: np.ndarray, copy: bool) -> np.ndarray:

@@ -81,7 +81,7 @@ class Gallery:
         self._labels: list[np.ndarray] = []
         self._scores: list[np.ndarray] = []
         self._ids: list = []
-        self._cache = None
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add(self, detections, image_id=None) -> None:
         """Add every item of a Detections (image_id defaults to its path or source index)."""

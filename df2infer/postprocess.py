@@ -169,7 +169,9 @@ def decode_landmarks(heatmaps: np.ndarray, boxes: np.ndarray, labels: np.ndarray
     ks = [int(counts[int(c)]) for c in labels]
     if method == "subpixel":
         kmax = max(ks, default=0)
-        xy, score = _heatmaps_subpixel(heatmaps[:, :kmax], boxes) if n else (None, None)
+        if n == 0:
+            return []
+        xy, score = _heatmaps_subpixel(heatmaps[:, :kmax], boxes)
         return [np.concatenate([xy[i, :k], score[i, :k, None]], axis=1) for i, k in enumerate(ks)]
     out = []
     for i, k in enumerate(ks):

@@ -129,9 +129,9 @@ def coerce_image(x: object, name: str = "image") -> np.ndarray:
     elif dt.kind == "f":
         if not np.isfinite(x).all():
             raise ImageError(f"{name}: float image contains NaN or infinity")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 255.0:
-            raise ImageError(f"{name}: float values span {lo:g}..{hi:g}; expected 0..255 (convert to uint8 first)")
+        flo, fhi = float(x.min()), float(x.max())
+        if flo < 0.0 or fhi > 255.0:
+            raise ImageError(f"{name}: float values span {flo:g}..{fhi:g}; expected 0..255 (convert to uint8 first)")
         img = np.rint(x).astype(np.uint8)
     else:
         raise ImageError(f"{name}: dtype {dt} is not an image type; expected uint8 (or uint16, or numbers in 0..255)")

@@ -83,7 +83,7 @@ class Detections:
 
     def full_masks(self) -> np.ndarray:
         """bool [n, h, w] full-image masks (allocated on demand)."""
-        if self.masks is None:
+        if self.masks is None or self.mask_boxes is None:
             raise ValueError("these detections carry no masks (predict(..., masks=False))")
         h, w = self.image_size
         full = np.zeros((len(self), h, w), dtype=bool)
@@ -92,6 +92,8 @@ class Detections:
         return full
 
     def full_mask(self, i: int) -> np.ndarray:
+        if self.masks is None or self.mask_boxes is None:
+            raise ValueError("these detections carry no masks (predict(..., masks=False))")
         h, w = self.image_size
         full = np.zeros((h, w), dtype=bool)
         x0, y0, x1, y1 = self.mask_boxes[i]
