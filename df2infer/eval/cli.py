@@ -1,8 +1,9 @@
 """`df2infer eval DATA_DIR --results RESULTS_DIR [--json OUT]`: score official result files.
 
-Hook for the runtime: `--model` is reserved. To add it, build {kind: entries} from the runtime's
-detections (see `results_from_model` below) and pass them to `evaluate_predictions`, the same
-call this command makes for files.
+`df2infer eval DATA_DIR --model ARTIFACT [--device D] [--conf 0.05] [--batch N] [--max-images N]
+[--write-results DIR]`: predict every image through the runtime (df2infer.load(...).predict), build
+the official result lists (eval/predict.py: predict_results) and score them with
+`evaluate_predictions`, the same call this command makes for files.
 """
 from __future__ import annotations
 
@@ -22,15 +23,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="folder with any of bbox.json, segm.json, keys.json, retrieval.json")
     src.add_argument("--self-check", action="store_true",
                      help="score the ground truth as predictions (every metric must be 1.0)")
-    src.add_argument("--model", metavar="ARTIFACT", help="predict with a model through the runtime, then score (not available yet)")
+    src.add_argument("--model", metavar="ARTIFACT", help="predict with a model artifact (.onnx, .engine) through the runtime, then score")
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON")
+    g = parser.add_argument_group("with --model")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--conf", type=float, default=0.05, help="minimum detection score kept (low for AP; default: %(default)s)")
+    g.add_argument("--batch", type=int, default=None, help="images per batch (default: the model's max_batch)")
+    g.add_argument("--max-images", type=int, default=None, help="score only the first N images of the folder")
+    g.add_argument("--gallery-score", type=float, default=0.3,
+                   help="minimum score of shop detections in the retrieval gallery (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
+    g.add_argument("--write-results", metavar="DIR", help="also write bbox/segm/keys/retrieval.json to DIR")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-attribute tables (faster)")
 
 
+class ModelError(RuntimeError):
+    """The --model artifact cannot be loaded (message names it)."""
+
+
 def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict]]:
-    """HOOK for the runtime engineer: run the model on every image of `dataset` and return
+    """Run the model on the images of `dataset` (the first --max-images) through the runtime and return
     {"bbox": [...], "segm": [...], "keys": [...], "retrieval": [...]} in the official formats."""
-    raise NotImplementedError("df2infer eval --model is not implemented yet; write result files and use --results")
+    import time
+
+    import df2infer
+
+    from .predict import predict_results
+
+    kw = {"threads": args.threads} if getattr(args, "threads", 0) else {}
+    try:
+        predictor = df2infer.load(args.model, device=getattr(args, "device", "auto"), **kw)
+    except (FileNotFoundError, df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
+        raise ModelError(str(e)) from None
+    n = min(len(dataset), args.max_images) if getattr(args, "max_images", None) else len(dataset)
+    print(f"predicting {n} images with {predictor} (conf {args.conf})", file=sys.stderr)
+    t0 = time.perf_counter()
+    results = predict_results(predictor, dataset, conf=args.conf, batch_size=getattr(args, "batch", None),
+                              max_images=getattr(args, "max_images", None),
+                              gallery_score=getattr(args, "gallery_score", 0.3), progress=sys.stderr.isatty())
+    dt = time.perf_counter() - t0
+    per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in predictor.timings.summary().items())
+    print(f"predicted {n} images in {dt:.1f} s ({1000 * dt / max(n, 1):.1f} ms/image; per stage ms/image: {per}); "
+          f"{len(results['bbox'])} detections, {len(results.get('retrieval', []))} retrieval queries", file=sys.stderr)
+    if getattr(args, "write_results", None):
+        from .results import write_results
+        paths = write_results(results, args.write_results)
+        print(f"result files: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return results
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,11 +83,16 @@ def run(args: argparse.Namespace) -> int:
             results = ground_truth_as_results(ds)
         elif args.model:
             results = results_from_model(args, ds)
+            if args.max_images:
+                ds = type(ds)(ds.root, ds.images[:args.max_images])
         else:
             ids = {im.image_id for im in ds}
             sizes = {im.image_id: (im.width, im.height) for im in ds}
             results = read_results_dir(args.results, image_ids=ids, image_sizes=sizes)
         report = evaluate_predictions(ds, results, breakdown=not args.no_breakdown, validate=not args.results)
+    except ModelError as e:
+        print(f"df2infer eval: {e}", file=sys.stderr)
+        return 2
     except (ResultFormatError, NotImplementedError) as e:
         print(f"df2infer eval: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,130 @@
+"""Predictions -> official DeepFashion2 result lists, through the runtime.
+
+    predict_results(predictor, dataset, conf=0.05) -> {"bbox": [...], "segm": [...], "keys": [...],
+                                                       "retrieval": [...]}
+
+`predictor` is anything with `stream(paths, conf=..., batch_size=...)` (or `predict`) yielding one
+Detections (or PredictionFailure) per path, and a `similarity` (df2infer.matching.Similarity):
+a df2infer Predictor, or the benchmark's PyTorch comparison wrapper. `df2infer eval --model`, the
+benchmark's accuracy column and the tests all use this one function.
+
+Retrieval (DF2.md): every detection in a consumer ("user") image with score >= `conf` is a query;
+the gallery is every detection in the shop images with score >= `gallery_score`. Each query gets
+up to `gallery_size` (20) gallery items ranked by the model's similarity network
+(df2infer.matching.Gallery): items of the query's predicted category first, then the others.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..data.annotations import Dataset, ImageAnnotation
+
+log = logging.getLogger(__name__)
+
+
+def _images(dataset: Dataset, max_images: int | None) -> list[ImageAnnotation]:
+    ims = list(dataset.images)
+    return ims[:max_images] if max_images else ims
+
+
+def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, batch_size: int | None = None,
+                    max_images: int | None = None, gallery_score: float = 0.3, gallery_size: int = 20,
+                    retrieval: bool = True, progress: bool = False) -> dict[str, list[dict]]:
+    """Run `predictor` on the data set's images (the first `max_images`) and return the official
+    result lists. Images that cannot be read are logged and skipped (they score as misses)."""
+    from ..matching import Gallery
+
+    images = _images(dataset, max_images)
+    paths = [str(dataset.image_path(a)) for a in images]
+    out: dict[str, list[dict]] = {"bbox": [], "segm": [], "keys": []}
+    queries: list[tuple[int, Any]] = []  # (image_id, Detections without masks)
+    gallery = Gallery(predictor.similarity) if retrieval else None
+    want_emb = retrieval
+    it = predictor.stream(paths, conf=conf, batch_size=batch_size, embeddings=want_emb)
+    failures = 0
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(paths), desc="predict", leave=False)
+        except ImportError:
+            bar = None
+    has_masks = has_landmarks = True
+    for ann, det in zip(images, it):
+        if bar is not None:
+            bar.update(1)
+        if not det.ok:
+            failures += 1
+            log.warning("eval: %s", det.message)
+            continue
+        r = det.to_df2_results(ann.image_id)
+        for k in out:
+            out[k] += r[k]
+        has_masks = has_masks and det.masks is not None
+        has_landmarks = has_landmarks and det.landmarks is not None
+        if gallery is not None and det.embeddings is not None:
+            # keep only what retrieval needs (boxes, scores, labels, embeddings), not the masks
+            slim = det[np.arange(len(det))]
+            slim.masks = slim.landmarks = None
+            slim.mask_boxes = None
+            if ann.source == "user":
+                queries.append((ann.image_id, slim))
+            elif ann.source == "shop":
+                gallery.add(slim.filter(gallery_score), image_id=ann.image_id)
+    if bar is not None:
+        bar.close()
+    if failures:
+        log.warning("eval: %d of %d images could not be used", failures, len(paths))
+    if not has_masks:
+        out.pop("segm")
+    if not has_landmarks:
+        out.pop("keys")
+    if gallery is not None:
+        out["retrieval"] = retrieval_results(queries, gallery, gallery_size)
+    return out
+
+
+def retrieval_results(queries: list[tuple[int, Any]], gallery, k: int = 20) -> list[dict]:
+    """Official retrieval entries: per query detection its top-k gallery items (same category first)."""
+    entries: list[dict] = []
+    if len(gallery) == 0:
+        # no shop detections: still report the queries (each with an empty gallery list)
+        k = 0
+    for image_id, det in queries:
+        if len(det) == 0:
+            continue
+        same = gallery.query(det, k=k, same_category=True) if k else [[] for _ in range(len(det))]
+        anyc = gallery.query(det, k=k) if k else [[] for _ in range(len(det))]
+        for i in range(len(det)):
+            ranked = list(same[i])
+            seen = {m.index for m in ranked}
+            ranked += [m for m in anyc[i] if m.index not in seen]
+            ranked = ranked[:k]
+            entries.append({
+                "query_image_id": int(image_id),
+                "query_bbox": [round(float(v), 2) for v in det.boxes[i]],
+                "query_cls": int(det.labels[i]),
+                "query_score": round(float(det.scores[i]), 6),
+                "gallery_image_id": [int(m.image_id) for m in ranked],
+                "gallery_bbox": [[round(float(v), 2) for v in m.box] for m in ranked],
+            })
+    return entries
+
+
+def summarize(report: dict) -> dict[str, float | None]:
+    """The headline numbers of an evaluate_predictions report (for the benchmark's accuracy column)."""
+    s: dict[str, float | None] = {}
+    for m in ("box", "mask", "landmarks_visible", "landmarks_all"):
+        if m in report:
+            s[f"{m}_AP"] = report[m]["overall"].get("AP")
+    r = report.get("retrieval")
+    if r:
+        for k in ("top1", "top5", "top20"):
+            s[f"retrieval_{k}"] = r.get(k)
+    return s
+
+
+__all__ = ["predict_results", "retrieval_results", "summarize"]
