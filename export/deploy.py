@@ -1,0 +1,341 @@
+"""The deploy form of Match R-CNN: static shapes, standard ONNX ops (DESIGN.md, "The deploy graph").
+
+    deploy = DeployMatchRCNN(model, max_detections=50, num_proposals=100)
+    num_dets, boxes, scores, labels, masks, landmark_heatmaps, embeddings = deploy(images)
+
+Input float32 [B, 3, H, W] (RGB 0..255, letterboxed; H, W fixed at construction, B free); outputs
+as df2infer.contract (N = max_detections, padded rows are zeros, num_dets/labels int32).
+
+What the graph does, and where it differs from the eager model (export/model, torchvision based):
+  RPN        per level: TopK of the objectness logits (k = min(pre_nms_top_n, anchors in the level),
+             the eager model does the same per level); anchors are constants for the fixed H, W;
+             decoding (BoxCoder 1,1,1,1) and clipping under `box_decode/`; boxes smaller than 1e-3
+             dropped; NMS *per level* as torchvision's RPN does, with one ONNX NonMaxSuppression call
+             on level-offset boxes ([B, A, 4], scores [B, 1, A]); the selection is turned into a
+             keep mask (ScatterND) and TopK gives exactly P = num_proposals proposals per image.
+             When NMS keeps fewer than P, the rest are padding rows, flagged invalid: their
+             detections are masked out, so they change nothing but cost box-head work.
+  RoIAlign   ONNX RoiAlign (output_half_pixel = torchvision aligned=False, sampling_ratio 2) on
+             every FPN level for every RoI, then the level of each RoI chosen by the FPN rule
+             (canonical 224 at level 4, torchvision LevelMapper) with Where: same numbers as
+             MultiScaleRoIAlign, at L times the (small) pooling cost.
+  box head   class-specific decoding (10, 10, 5, 5) under `box_decode/`, softmax, score > thresh,
+             boxes >= 1e-2, then class-aware NMS as one NonMaxSuppression call on class-offset boxes
+             ([B, 13 P, 4], scores [B, 1, 13 P]; torchvision's batched_nms coordinate trick),
+             keep mask, TopK to N: torchvision's keep[:N] (ties may order differently).
+  heads      on the N detection boxes: mask logits gathered at the predicted class (GatherElements)
+             and sigmoid; landmark logits of the predicted class's 39 slots (landmark_logits with
+             labels); embeddings. Padding rows are zeroed.
+Node names: box decoding under `box_decode/`, NMS and keep masks under `nms/`, level mapping,
+score filtering and output gathering under `postproc/` (export.precision keeps them FP32).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision.* and their ONNX symbolics)
+from torch import nn
+from torchvision.models.detection.image_list import ImageList
+from torchvision.ops import boxes as box_ops
+
+from .model.box_head import BOX_CODER_WEIGHTS
+
+BBOX_XFORM_CLIP = math.log(1000.0 / 16)
+RPN_MIN_SIZE = 1e-3  # torchvision RegionProposalNetwork.min_size
+DET_MIN_SIZE = 1e-2  # torchvision RoIHeads.postprocess_detections
+
+
+# -------------------------------------------------------------------------------------------------
+# ONNX ops through autograd.Function symbolics (the eager forward implements the op's semantics)
+
+class _BatchedNMS(torch.autograd.Function):
+    """ONNX NonMaxSuppression: boxes [B, A, 4] (x1, y1, x2, y2), scores [B, C, A] -> int64 [K, 3]
+    (batch, class, box). Per (batch, class): boxes with score > score_threshold, greedy NMS at
+    iou_threshold, at most max_output selected, in descending score order."""
+
+    @staticmethod
+    def forward(ctx, boxes, scores, max_output: int, iou_threshold: float, score_threshold: float):
+        out = []
+        for b in range(scores.shape[0]):
+            for c in range(scores.shape[1]):
+                s = scores[b, c]
+                idx = torch.where(s > score_threshold)[0]
+                keep = box_ops.nms(boxes[b, idx], s[idx], iou_threshold)[:max_output]
+                sel = idx[keep]
+                out.append(torch.stack([torch.full_like(sel, b), torch.full_like(sel, c), sel], 1))
+        if not out:
+            return boxes.new_zeros((0, 3), dtype=torch.int64)
+        return torch.cat(out)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_output, iou_threshold, score_threshold):
+        return g.op("NonMaxSuppression", boxes, scores,
+                    g.op("Constant", value_t=torch.tensor([max_output], dtype=torch.int64)),
+                    g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+                    g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
+                    center_point_box_i=0)
+
+
+class _KeepMask(torch.autograd.Function):
+    """selected [K, 3] from NonMaxSuppression -> float [B, A] with 1 at (batch, box) of every
+    selection (class ignored), 0 elsewhere. ONNX: ScatterND into like * 0 (finite `like`; keeps the
+    shape known to ONNX shape inference, which ConstantOfShape(Shape(like)) does not)."""
+
+    @staticmethod
+    def forward(ctx, selected, like):
+        keep = torch.zeros_like(like)
+        keep[selected[:, 0], selected[:, 2]] = 1.0
+        return keep
+
+    @staticmethod
+    def symbolic(g, selected, like):
+        idx = g.op("Gather", selected, g.op("Constant", value_t=torch.tensor([0, 2], dtype=torch.int64)), axis_i=1)
+        first = g.op("Gather", selected, g.op("Constant", value_t=torch.tensor(0, dtype=torch.int64)), axis_i=1)
+        ones = g.op("ConstantOfShape", g.op("Shape", first), value_t=torch.tensor([1.0], dtype=torch.float32))
+        zeros = g.op("Mul", like, g.op("Constant", value_t=torch.tensor(0.0, dtype=torch.float32)))  # static shape
+        return g.op("ScatterND", zeros, idx, ones)
+
+
+# -------------------------------------------------------------------------------------------------
+# scoped pieces (module attribute names give the ONNX node-name prefixes)
+
+class BoxDecode(nn.Module):
+    """torchvision BoxCoder.decode_single + clip_boxes_to_image, op for op.
+    deltas [..., 4], ref boxes broadcastable [..., 4] -> clipped boxes [..., 4]."""
+
+    def forward(self, deltas, ref, weights: tuple, height: int, width: int):
+        wx, wy, ww, wh = weights
+        widths = ref[..., 2] - ref[..., 0]
+        heights = ref[..., 3] - ref[..., 1]
+        ctr_x = ref[..., 0] + 0.5 * widths
+        ctr_y = ref[..., 1] + 0.5 * heights
+        dx = deltas[..., 0] / wx
+        dy = deltas[..., 1] / wy
+        dw = torch.clamp(deltas[..., 2] / ww, max=BBOX_XFORM_CLIP)
+        dh = torch.clamp(deltas[..., 3] / wh, max=BBOX_XFORM_CLIP)
+        pcx = dx * widths + ctr_x
+        pcy = dy * heights + ctr_y
+        pw = torch.exp(dw) * widths
+        ph = torch.exp(dh) * heights
+        cw, ch = 0.5 * pw, 0.5 * ph
+        x1 = (pcx - cw).clamp(min=0, max=width)
+        y1 = (pcy - ch).clamp(min=0, max=height)
+        x2 = (pcx + cw).clamp(min=0, max=width)
+        y2 = (pcy + ch).clamp(min=0, max=height)
+        return torch.stack([x1, y1, x2, y2], -1)
+
+
+class GroupNMS(nn.Module):
+    """NMS within groups (FPN levels or classes) by the coordinate-offset trick, one
+    NonMaxSuppression call: boxes [B, A, 4], scores [B, A], group offsets [A] (constant),
+    valid [B, A] bool -> keep float [B, A] (1 = selected)."""
+
+    def forward(self, boxes, scores, offsets, valid, max_output: int, iou: float, score_threshold: float):
+        shifted = boxes + offsets[:, None]
+        s = torch.where(valid, scores, torch.full_like(scores, -1.0))
+        sel = _BatchedNMS.apply(shifted, s[:, None, :], int(max_output), float(iou), float(score_threshold))
+        return _KeepMask.apply(sel, scores)
+
+
+class TopKeep(nn.Module):
+    """keep mask [B, A] + scores [B, A] -> the k best kept: (scores [B, k], indices [B, k], valid [B, k])."""
+
+    def forward(self, scores, keep, k: int):
+        masked = torch.where(keep > 0.5, scores, torch.full_like(scores, -1.0))
+        top, idx = masked.topk(k, dim=1)
+        return top, idx, top > -0.5
+
+
+class RoILevels(nn.Module):
+    """torchvision LevelMapper: boxes [R, 4] -> float level index [R] in 0..L-1."""
+
+    def forward(self, boxes, k_min: int, k_max: int):
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        s = torch.sqrt(area)
+        lvl = torch.floor(4 + torch.log2(s / 224) + 1e-6)
+        return torch.clamp(lvl, min=k_min, max=k_max) - k_min
+
+
+class Candidates(nn.Module):
+    """Box-head candidates: softmax scores, validity (score > thresh, size >= 1e-2, proposal valid)."""
+
+    def forward(self, cls_logits, boxes, pvalid, score_thresh: float):
+        # cls_logits [B, P, 14], boxes [B, P, 13, 4], pvalid [B, P]
+        scores = torch.softmax(cls_logits, -1)[:, :, 1:]
+        w = boxes[..., 2] - boxes[..., 0]
+        h = boxes[..., 3] - boxes[..., 1]
+        valid = (scores > score_thresh) & (w >= DET_MIN_SIZE) & (h >= DET_MIN_SIZE) & pvalid[:, :, None]
+        n = scores.shape[1] * scores.shape[2]  # static: P * 13 (a dynamic reshape would hide the shape)
+        return scores.reshape(-1, n), boxes.reshape(-1, n, 4), valid.reshape(-1, n)
+
+
+class Gather(nn.Module):
+    """Gather rows of x [B, A, ...] at idx [B, k]."""
+
+    def forward(self, x, idx):
+        if x.dim() == 2:
+            return torch.gather(x, 1, idx)
+        # one GatherElements per column keeps the output shape static ([B, k] from TopK)
+        return torch.stack([torch.gather(x[:, :, j], 1, idx) for j in range(x.shape[2])], -1)
+
+
+# -------------------------------------------------------------------------------------------------
+
+class DeployMatchRCNN(nn.Module):
+    """Static-shape deploy form of a MatchRCNN (eval mode, weights shared with `model`)."""
+
+    def __init__(self, model, max_detections: int | None = None, num_proposals: int | None = None,
+                 input_size: int | tuple[int, int] | None = None, pre_nms_top_n: int | None = None,
+                 score_thresh: float | None = None, nms_thresh: float | None = None):
+        super().__init__()
+        model.eval()
+        cfg = model.cfg
+        self.model = model
+        if input_size is None:
+            input_size = model.input_size
+        self.height, self.width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        self.max_detections = int(max_detections or cfg["max_detections"])
+        self.num_proposals = int(num_proposals or cfg["rpn_post_nms_top_n_test"])
+        pre = int(pre_nms_top_n or cfg["rpn_pre_nms_top_n_test"])
+        self.rpn_nms = float(cfg["rpn_nms_thresh"])
+        self.score_thresh = float(cfg["box_score_thresh"] if score_thresh is None else score_thresh)
+        self.nms_thresh = float(cfg["box_nms_thresh"] if nms_thresh is None else nms_thresh)
+        rh = model.roi_heads
+        self.num_classes = rh.box_predictor.cls_score.out_features - 1
+        self.mask_size = model.mask_size
+        self.heatmap_size = model.heatmap_size
+        self.embedding_dim = rh.match_head.fc.out_features
+
+        # feature shapes and anchors for the fixed input size
+        with torch.no_grad():
+            dummy = torch.zeros(1, 3, self.height, self.width)
+            feats = model.backbone(model.normalize(dummy))
+            anchors = model.rpn.anchor_generator(ImageList(dummy, [(self.height, self.width)]), list(feats.values()))[0]
+        self.level_names = list(feats.keys())
+        self.num_anchors = model.rpn.head.cls_logits.out_channels
+        counts = [int(f.shape[-2] * f.shape[-1] * self.num_anchors) for f in feats.values()]
+        if self.num_proposals > sum(min(pre, c) for c in counts):
+            raise ValueError(f"num_proposals={self.num_proposals} exceeds the {sum(min(pre, c) for c in counts)} RPN candidates")
+        self.pre_nms = [min(pre, c) for c in counts]
+        for name, k in (("pre_nms_top_n", max(self.pre_nms)), ("num_proposals", self.num_proposals),
+                        ("max_detections", self.max_detections)):
+            if k >= 3840:
+                raise ValueError(f"{name}={k}: TensorRT's TopK needs K < 3840")
+        for i, a in enumerate(anchors.split(counts)):
+            self.register_buffer(f"anchors_{i}", a.clone(), persistent=False)
+        big = float(max(self.height, self.width) + 1)
+        self.register_buffer("rpn_offsets", torch.cat([torch.full((k,), i * big) for i, k in enumerate(self.pre_nms)]),
+                             persistent=False)
+        P, C = self.num_proposals, self.num_classes
+        self.register_buffer("cls_offsets", (torch.arange(C, dtype=torch.float32) * big).repeat(P), persistent=False)
+        self.register_buffer("cand_labels", (torch.arange(C, dtype=torch.int64) + 1).repeat(P), persistent=False)
+        pool = rh.box_roi_pool
+        self.roi_names = list(pool.featmap_names)
+        self.roi_scales = []
+        for n in self.roi_names:
+            approx = feats[n].shape[-2] / self.height
+            self.roi_scales.append(2.0 ** round(math.log2(approx)))
+        self.k_min = int(round(-math.log2(self.roi_scales[0])))
+        self.k_max = int(round(-math.log2(self.roi_scales[-1])))
+
+        self.box_decode = BoxDecode()
+        # attribute names = ONNX scope names; export.onnx_export renames "/nms_rpn/X" to "nms/rpn/X" etc.
+        self.nms_rpn, self.nms_det, self.nms_top = GroupNMS(), GroupNMS(), TopKeep()
+        self.postproc_levels, self.postproc_candidates, self.postproc_gather = RoILevels(), Candidates(), Gather()
+        self.eval()
+
+    def train(self, mode: bool = True):
+        """Always eval: the deploy form is inference only (torch.onnx.export restores the mode it found)."""
+        return super().train(False)
+
+    # ---------------------------------------------------------------------------------------------
+    def _pool(self, feats, boxes, size: int):
+        """MultiScaleRoIAlign on boxes [B, R, 4] -> [B*R, C, size, size]."""
+        b, r = boxes.shape[0], boxes.shape[1]
+        flat = boxes.reshape(-1, 4)
+        bidx = torch.cumsum(torch.ones_like(boxes[:, 0, 0]), 0) - 1          # [B] 0..B-1
+        bidx = (bidx[:, None] + torch.zeros_like(boxes[:, :, 0])).reshape(-1, 1)
+        rois = torch.cat([bidx, flat], 1)
+        lvl = self.postproc_levels(flat, self.k_min, self.k_max)[:, None, None, None]
+        out = None
+        for i in reversed(range(len(self.roi_names))):
+            x = torch.ops.torchvision.roi_align(feats[self.roi_names[i]], rois, self.roi_scales[i], size, size, 2, False)
+            out = x if out is None else torch.where(lvl == float(i), x, out)
+        return out
+
+    def proposals(self, objectness, deltas):
+        """RPN outputs per level -> proposals [B, P, 4], valid [B, P]."""
+        boxes, scores, valid = [], [], []
+        for i, (o, d) in enumerate(zip(objectness, deltas)):
+            a, h, w = self.num_anchors, o.shape[-2], o.shape[-1]
+            o = o.permute(0, 2, 3, 1).reshape(-1, h * w * a)                              # (h, w, a) order
+            d = d.reshape(-1, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(-1, h * w * a, 4)
+            top, idx = o.topk(self.pre_nms[i], dim=1)
+            d = torch.gather(d, 1, idx[:, :, None].expand(-1, -1, 4))
+            anc = getattr(self, f"anchors_{i}")[idx]
+            bx = self.box_decode(d, anc, (1.0, 1.0, 1.0, 1.0), self.height, self.width)
+            boxes.append(bx)
+            scores.append(torch.sigmoid(top))
+            valid.append(((bx[..., 2] - bx[..., 0]) >= RPN_MIN_SIZE) & ((bx[..., 3] - bx[..., 1]) >= RPN_MIN_SIZE))
+        boxes, scores, valid = torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(valid, 1)
+        keep = self.nms_rpn(boxes, scores, self.rpn_offsets, valid, self.num_proposals, self.rpn_nms, -0.5)
+        _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals)
+        return self.postproc_gather(boxes, idx), pvalid
+
+    def forward(self, images):
+        m, rh = self.model, self.model.roi_heads
+        N, P = self.max_detections, self.num_proposals
+        feats = m.backbone(m.normalize(images))
+        objectness, deltas = m.rpn.head(list(feats.values()))
+        props, pvalid = self.proposals(objectness, deltas)                        # [B, P, 4], [B, P]
+
+        pooled = self._pool(feats, props, rh.box_roi_pool.output_size[0])
+        cls_logits, box_deltas = rh.box_predictor(rh.box_head(pooled))
+        C1 = self.num_classes + 1
+        box_deltas = box_deltas.reshape(-1, P, C1, 4)[:, :, 1:]                  # drop background
+        cand = self.box_decode(box_deltas, props[:, :, None, :], BOX_CODER_WEIGHTS, self.height, self.width)
+        scores, cboxes, valid = self.postproc_candidates(cls_logits.reshape(-1, P, C1), cand, pvalid, self.score_thresh)
+        keep = self.nms_det(cboxes, scores, self.cls_offsets, valid, N, self.nms_thresh, self.score_thresh)
+        top, idx, dvalid = self.nms_top(scores, keep, N)
+        g = self.postproc_gather
+        fvalid = dvalid.to(top.dtype)
+        det_scores = top * fvalid
+        det_boxes = g(cboxes, idx) * fvalid[:, :, None]
+        det_labels = self.cand_labels[idx] * dvalid.to(torch.int64)              # [B, N], 0 = padding
+        num_dets = dvalid.to(torch.int32).sum(1).to(torch.int32)
+
+        pooled: dict[int, torch.Tensor] = {}  # one MultiScaleRoIAlign per distinct output size
+        for pool in (rh.mask_roi_pool, rh.keypoint_roi_pool, rh.match_roi_pool):
+            size = pool.output_size[0]
+            if size not in pooled:
+                pooled[size] = self._pool(feats, det_boxes, size)
+        pooled_m = pooled[rh.mask_roi_pool.output_size[0]]
+        pooled_k = pooled[rh.keypoint_roi_pool.output_size[0]]
+        pooled_e = pooled[rh.match_roi_pool.output_size[0]]
+        lab = det_labels.reshape(-1)
+        M = self.mask_size
+        mlog = rh.mask_logits(pooled_m)                                           # [B*N, 13, M, M]
+        ch = torch.where(lab > 0, lab - 1, torch.zeros_like(lab))[:, None, None, None].expand(-1, 1, M, M)
+        rvalid = fvalid.reshape(-1)
+        masks = torch.sigmoid(torch.gather(mlog, 1, ch))[:, 0] * rvalid[:, None, None]
+        heat = rh.landmark_logits(pooled_k, lab) * rvalid[:, None, None, None]
+        emb = rh.embed(pooled_e) * rvalid[:, None]
+        K = self.heatmap_size
+        return (num_dets, det_boxes, det_scores, det_labels.to(torch.int32),
+                masks.reshape(-1, N, M, M), heat.reshape(-1, N, heat.shape[1], K, K),
+                emb.reshape(-1, N, self.embedding_dim))
+
+    @torch.no_grad()
+    def predict(self, images) -> list[dict]:
+        """Eager run, results in the eager model's format (list of dicts, padding removed)."""
+        n, b, s, l, m, h, e = self(images)
+        out = []
+        for i in range(images.shape[0]):
+            k = int(n[i])
+            out.append({"boxes": b[i, :k], "scores": s[i, :k], "labels": l[i, :k].long(), "masks": m[i, :k],
+                        "landmark_logits": h[i, :k], "embeddings": e[i, :k]})
+        return out
+
+
+__all__ = ["DeployMatchRCNN", "BoxDecode", "GroupNMS"]
