@@ -1,7 +1,9 @@
 """Matching network and similarity network (Match R-CNN).
 
 MatchingHead: on RoI features [R, C, P, P]: conv 3x3 + ReLU per entry of `channels`
-(default 256, 256, 256, 1024), global average pooling, fc to `dim` (256), L2-normalised.
+(default 256, 256, 256, 1024), global average pooling, fc to `dim` (256). Not normalised: an
+L2-normalised embedding makes (a - b)^2 tiny per dimension and the similarity fc then needs
+thousands of steps to grow its weights; the raw embedding trains at once.
 Shared between consumer and shop images.
 
 Similarity: logits = fc((a - b) ** 2) with fc: dim -> 2; softmax[..., 1] = P(match).
@@ -9,7 +11,6 @@ Similarity: logits = fc((a - b) ** 2) with fc: dim -> 2; softmax[..., 1] = P(mat
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,7 +30,7 @@ class MatchingHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.convs(x).mean(dim=(2, 3))
-        return F.normalize(self.fc(x), dim=1)
+        return self.fc(x)
 
 
 class Similarity(nn.Module):
