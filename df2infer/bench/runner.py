@@ -1,0 +1,341 @@
+"""Measurement: per-stage latency of several artifacts, interleaved, after warm-up.
+
+What is timed (DESIGN.md: the alternatives time inference only, report no percentiles, or time the
+last frame only):
+- every call times the whole `predict` (read/check of the arrays, letterbox + pack, backend run,
+  postprocess to Detections with pasted masks and decoded landmarks): `total` is the wall time of
+  that call, the stages come from the Predictor's own StageTimings for that call;
+- every run is kept (no "last frame"), and each stage is reported as p50 / p90 / p99 / mean / min /
+  max over all runs;
+- all artifacts are measured in one process, interleaved round-robin per iteration (the order
+  rotates every iteration), so machine noise (another job, thermal state) hits them all alike;
+- device work is finished before a clock is read: ONNX Runtime's CPU run() is synchronous, its CUDA
+  path copies outputs to the host (which waits for the device), TensorRTBackend.run() synchronizes
+  its stream before returning host arrays, and the PyTorch comparison calls torch.cuda.synchronize()
+  on a GPU.
+
+The PyTorch eager comparison (optional, torch imported lazily, only here) runs the same weights at
+the checkpoint's input size: preprocess = the same letterbox and packing (df2infer.preprocess),
+inference = model forward (which includes what the ONNX graph does in-graph: normalization, RPN,
+NMS, heads, gathers), postprocess = device->host copies plus the runtime's own postprocess (score
+filter, mask paste, landmark decode) to the same Detections form.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+STAGES = ("read", "preprocess", "inference", "postprocess", "total")
+STATS = ("p50", "p90", "p99", "mean", "min", "max")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+# ---------------------------------------------------------------- test images
+
+def synthetic_scene(size: tuple[int, int] = (1280, 720), seed: int = 0, min_items: int = 5) -> tuple[np.ndarray, int]:
+    """A fixed (seeded) consumer-style scene of size (w, h) with three people side by side and at
+    least `min_items` annotated garments. Returns (BGR uint8 image, number of garments)."""
+    from df2infer.synth import generator, scene
+
+    w, h = int(size[0]), int(size[1])
+    best: tuple[np.ndarray, int] | None = None
+    for attempt in range(30):
+        rng = np.random.default_rng([seed, 7, attempt])
+        bg = scene.user_background(w, h, rng)
+        layers = []
+        people = 3 if w >= h else 2
+        for k in range(people):
+            cid = int(rng.integers(1, 14))
+            outfit = generator._fill_outfit([dict(generator._product(cid, rng), style=1)], rng)
+            b = generator._outfit_bounds(outfit)
+            cx = w * (k + 0.5) / people
+            H = scene.placement(b, w, h, rng, frac=float(rng.uniform(0.7, 0.9)), center=(cx, h * 0.5))
+            layers += generator._body_layers(outfit, H, generator._skin(rng), rng)
+            layers += generator._outfit_layers(outfit, H, rng)
+        img, anns = scene.render(bg, layers)
+        if best is None or len(anns) > best[1]:
+            best = (img, len(anns))
+        if len(anns) >= min_items:
+            break
+    assert best is not None
+    return np.ascontiguousarray(best[0]), best[1]
+
+
+def folder_images(folder: str | os.PathLike, limit: int = 16) -> list[np.ndarray]:
+    """Up to `limit` images of a folder (sorted by name), decoded once, BGR uint8."""
+    from df2infer.preprocess import read_image
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:limit]
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_EXTS)})")
+    return [read_image(p) for p in files]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720) (width x height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"size {text!r}: width and height must be positive")
+    return w, h
+
+
+# ---------------------------------------------------------------- subjects
+
+@dataclass
+class Subject:
+    """One thing being timed: a df2infer Predictor (ONNX Runtime / TensorRT) or the PyTorch model."""
+
+    name: str
+    kind: str  # "onnxruntime", "tensorrt", "torch"
+    path: str
+    precision: str
+    predictor: Any  # has .stream(...), .similarity, and (runtime) .timings
+    info: dict = field(default_factory=dict)
+    max_batch: int = 8
+
+    def timed(self, images: list[np.ndarray], conf: float) -> tuple[dict[str, float], int]:
+        """Run one batch; returns ({stage: seconds}, number of detections)."""
+        p = self.predictor
+        p.timings.reset()
+        t0 = time.perf_counter()
+        dets = list(p.stream(images, conf=conf, batch_size=len(images)))
+        total = time.perf_counter() - t0
+        out = {s: float(sum(p.timings.samples[s])) for s in STAGES[:-1] if s in p.timings.samples}
+        out["total"] = total
+        return out, sum(len(d) for d in dets)
+
+
+def runtime_subject(path: str | os.PathLike, name: str, device: str = "auto", threads: int = 0) -> Subject:
+    import df2infer
+
+    kw = {"threads": threads} if threads and not str(path).lower().endswith(df2infer.api.ENGINE_SUFFIXES) else {}
+    pred = df2infer.load(path, device=device, **kw)
+    be = pred.backend
+    info = {"backend": be.name, "device": be.device, "input": f"{pred.contract.input_width}x{pred.contract.input_height}",
+            "max_batch": be.max_batch, "contract_model": pred.contract.model}
+    if hasattr(be, "providers"):
+        info["providers"] = list(be.providers)
+    if hasattr(be, "session"):
+        so = be.session.get_session_options()
+        info["intra_op_threads"] = int(so.intra_op_num_threads)
+        info["sync"] = "ONNX Runtime run() returns host arrays (CPU: synchronous; CUDA: outputs copied to host)"
+    else:
+        info["sync"] = "TensorRTBackend.run() synchronizes its CUDA stream before returning host arrays"
+    return Subject(name=name, kind=be.name, path=os.fspath(path), precision=pred.contract.precision, predictor=pred,
+                   info=info, max_batch=be.max_batch)
+
+
+class _Timings:
+    """Minimal StageTimings stand-in for the PyTorch wrapper (samples per stage)."""
+
+    def __init__(self):
+        self.samples: dict[str, list[float]] = {s: [] for s in STAGES[:-1]}
+
+    def reset(self):
+        for v in self.samples.values():
+            v.clear()
+
+    def add(self, stage: str, seconds: float):
+        self.samples[stage].append(seconds)
+
+
+class TorchPredictor:
+    """The PyTorch eager model behind the same stream() interface and Detections output as the runtime.
+
+    Imports torch (and export/) lazily; only the benchmark uses it."""
+
+    def __init__(self, checkpoint: str, device: str = "cpu", threads: int = 0):
+        import torch
+
+        from export.checkpoint import load_model
+        from export.data import PAD_VALUE
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.torch = torch
+        if device == "auto":
+            device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        elif device in ("cuda", "gpu"):
+            device = "cuda:0"
+        self.device = device
+        self.model, ckpt = load_model(checkpoint, self.device)
+        self.model.eval()
+        S = int(self.model.input_size)
+        from types import SimpleNamespace
+        self.geom = SimpleNamespace(input_height=S, input_width=S, pad_value=float(PAD_VALUE))
+        fc = self.model.roi_heads.similarity.fc
+        from df2infer.matching import Similarity
+        self.similarity = Similarity(fc.weight.detach().cpu().numpy(), fc.bias.detach().cpu().numpy())
+        self.timings = _Timings()
+        self.max_batch = 8
+        self.iteration = int(ckpt.get("iteration", 0))
+
+    def _sync(self):
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+
+    def stream(self, images: Iterable, conf: float = 0.3, batch_size: int | None = None, embeddings: bool = True,
+               **_) -> Iterator:
+        from df2infer.preprocess import coerce_image, read_image
+
+        bs = max(1, int(batch_size or self.max_batch))
+        chunk: list = []
+        for i, x in enumerate(images):
+            chunk.append((i, x))
+            if len(chunk) == bs:
+                yield from self._run(chunk, conf, embeddings, read_image, coerce_image)
+                chunk = []
+        if chunk:
+            yield from self._run(chunk, conf, embeddings, read_image, coerce_image)
+
+    def _run(self, chunk, conf, embeddings, read_image, coerce_image):
+        from df2infer.api import Predictor
+        from df2infer.preprocess import to_input_batch
+
+        torch = self.torch
+        t = time.perf_counter()
+        imgs, paths = [], []
+        for i, x in chunk:
+            if isinstance(x, (str, os.PathLike)):
+                imgs.append(read_image(x))
+                paths.append(os.fspath(x))
+            else:
+                imgs.append(coerce_image(x, f"images[{i}]"))
+                paths.append(None)
+        t0 = time.perf_counter()
+        self.timings.add("read", t0 - t)
+        batch, infos = to_input_batch(imgs, self.geom)
+        x = torch.from_numpy(batch).to(self.device)
+        self._sync()
+        t1 = time.perf_counter()
+        self.timings.add("preprocess", t1 - t0)
+        with torch.inference_mode():
+            outs = self.model(x)
+        self._sync()
+        t2 = time.perf_counter()
+        self.timings.add("inference", t2 - t1)
+        dets = []
+        for b, o in enumerate(outs):
+            n = int(len(o["scores"]))
+            arr = {"num_dets": np.array([n], np.int32), "boxes": o["boxes"].cpu().numpy()[None],
+                   "scores": o["scores"].cpu().numpy()[None], "labels": o["labels"].cpu().numpy()[None],
+                   "masks": o["masks"].cpu().numpy()[None], "landmark_heatmaps": o["landmark_logits"].cpu().numpy()[None],
+                   "embeddings": o["embeddings"].cpu().numpy()[None]}
+            # The runtime's own postprocess, unchanged (it does not use `self`).
+            dets.append(Predictor._postprocess(None, arr, 0, infos[b], paths[b], chunk[b][0], conf=conf,  # type: ignore[arg-type]
+                                               masks=True, landmarks=True, embeddings=embeddings, mask_threshold=0.5,
+                                               landmark_method="torchvision", suppress_iou=None))
+        self.timings.add("postprocess", time.perf_counter() - t2)
+        return dets
+
+
+def torch_subject(checkpoint: str, device: str = "cpu", threads: int = 0) -> Subject:
+    tp = TorchPredictor(checkpoint, device, threads)
+    torch = tp.torch
+    info = {"backend": "torch eager", "device": tp.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "input": f"{tp.geom.input_width}x{tp.geom.input_height}", "checkpoint_iteration": tp.iteration,
+            "sync": "torch.cuda.synchronize() before each clock read on a GPU; CPU forward is synchronous"}
+    return Subject(name=f"torch:{Path(checkpoint).name}", kind="torch", path=checkpoint, precision="fp32",
+                   predictor=tp, info=info, max_batch=tp.max_batch)
+
+
+# ---------------------------------------------------------------- statistics
+
+def stats_ms(seconds: list[float]) -> dict[str, float]:
+    t = np.asarray(seconds, np.float64) * 1e3
+    p50, p90, p99 = np.percentile(t, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(t.mean()),
+            "min": float(t.min()), "max": float(t.max())}
+
+
+def measure(subjects: list[Subject], images: list[np.ndarray], batches: Iterable[int], *, warmup: int = 10,
+            runs: int = 50, conf: float = 0.3, log: Callable[[str], None] | None = print) -> list[dict]:
+    """Time every subject at every batch size, interleaved. Returns one row per (batch, subject):
+    {name, kind, precision, batch, runs, stages: {stage: {p50, p90, p99, mean, min, max} (ms per
+    call)}, per_image_ms (p50 total / batch), throughput_ips (images/s = batch / mean total),
+    detections (per call, last run), speedup_p50 / throughput_ratio (vs the first subject)}."""
+    rows: list[dict] = []
+    n = len(subjects)
+    for bs in batches:
+        batch = [images[i % len(images)] for i in range(bs)]
+        for s in subjects:
+            if bs > s.max_batch and log:
+                log(f"note: batch {bs} > {s.name}'s max_batch {s.max_batch}: it runs as several backend calls")
+        t0 = time.perf_counter()
+        for _ in range(warmup):
+            for s in subjects:
+                s.timed(batch, conf)
+        samples: dict[str, dict[str, list[float]]] = {s.name: {st: [] for st in STAGES} for s in subjects}
+        dets: dict[str, int] = {}
+        for r in range(runs):
+            k = r % n
+            for s in subjects[k:] + subjects[:k]:  # round robin, rotating who goes first
+                t, nd = s.timed(batch, conf)
+                for st in STAGES:
+                    samples[s.name][st].append(t.get(st, 0.0))
+                dets[s.name] = nd
+        if log:
+            log(f"batch {bs}: {warmup} warm-up + {runs} timed runs x {n} artifacts in {time.perf_counter() - t0:.1f} s")
+        first = None
+        for s in subjects:
+            st = {k: stats_ms(v) for k, v in samples[s.name].items()}
+            total_mean_s = st["total"]["mean"] / 1e3
+            row = {"name": s.name, "kind": s.kind, "precision": s.precision, "path": s.path, "batch": bs, "runs": runs,
+                   "warmup": warmup, "stages": st, "per_image_ms": st["total"]["p50"] / bs,
+                   "throughput_ips": bs / total_mean_s if total_mean_s > 0 else float("inf"),
+                   "detections": dets.get(s.name, 0)}
+            if first is None:
+                first = row
+            row["speedup_p50"] = first["stages"]["total"]["p50"] / st["total"]["p50"] if st["total"]["p50"] > 0 else None
+            row["throughput_ratio"] = row["throughput_ips"] / first["throughput_ips"] if first["throughput_ips"] else None
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- machine
+
+def machine_info() -> dict:
+    import platform
+
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpu_count": os.cpu_count()}
+    try:
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info["cpu"] = cpu
+    try:
+        info["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    try:
+        import onnxruntime as ort
+        info["onnxruntime"] = ort.__version__
+        info["ort_available_providers"] = ort.get_available_providers()
+    except ImportError:
+        pass
+    import cv2
+    info["numpy"] = np.__version__
+    info["opencv"] = cv2.__version__
+    info["opencv_threads"] = cv2.getNumThreads()
+    return info
+
+
+__all__ = ["STAGES", "STATS", "Subject", "TorchPredictor", "folder_images", "machine_info", "measure", "parse_size",
+           "runtime_subject", "stats_ms", "synthetic_scene", "torch_subject"]
