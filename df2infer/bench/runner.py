@@ -117,7 +117,11 @@ def runtime_subject(path: str | os.PathLike, name: str, device: str = "auto", th
     import df2infer
 
     kw = {"threads": threads} if threads and not str(path).lower().endswith(df2infer.api.ENGINE_SUFFIXES) else {}
-    pred = df2infer.load(path, device=device, **kw)
+    return subject_from_predictor(df2infer.load(path, device=device, **kw), name, path)
+
+
+def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Subject:
+    """A Subject for an already loaded df2infer Predictor."""
     be = pred.backend
     info = {"backend": be.name, "device": be.device, "input": f"{pred.contract.input_width}x{pred.contract.input_height}",
             "max_batch": be.max_batch, "contract_model": pred.contract.model}
@@ -338,4 +342,4 @@ def machine_info() -> dict:
 
 
 __all__ = ["STAGES", "STATS", "Subject", "TorchPredictor", "folder_images", "machine_info", "measure", "parse_size",
-           "runtime_subject", "stats_ms", "synthetic_scene", "torch_subject"]
+           "runtime_subject", "stats_ms", "subject_from_predictor", "synthetic_scene", "torch_subject"]

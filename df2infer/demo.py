@@ -1,0 +1,249 @@
+"""`df2infer demo --out DIR [--model M]` (what `make demo` runs).
+
+1. makes a small synthetic DeepFashion2-format set (24 images, seeded) and a short video in DIR/data
+   (skipped when already there);
+2. detects clothing with the bundled model (or --model) on every image: annotated pictures in
+   DIR/annotated/, one JSON line per image in DIR/detections.jsonl, and the video annotated to
+   DIR/annotated/video.mp4;
+3. retrieval: the most confident item of a consumer picture queries a gallery of the shop
+   pictures' items (the model's similarity network); the top 5 are drawn as a strip,
+   DIR/retrieval.jpg, and listed in DIR/retrieval.json;
+4. a short latency report (one 1280x720 synthetic scene, batch 1, 30 timed runs after warm-up):
+   DIR/bench/bench.{md,json,png}.
+Exit status 2, with the command that makes it, when the bundled model is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
+    p.add_argument("--model", default=None, help="model artifact (.onnx, .engine); default: the bundled model")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--images", type=int, default=24, help="synthetic images to generate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default: %(default)s)")
+    p.add_argument("--video-frames", type=int, default=60, help="frames of the synthetic video (0: none; default: %(default)s)")
+    p.add_argument("--conf", type=float, default=0.3, help="minimum score drawn and written (default: %(default)s)")
+    p.add_argument("--runs", type=int, default=30, help="timed runs of the latency report (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up runs of the latency report (default: %(default)s)")
+
+
+def _missing_model_message(model: str | None) -> str:
+    from df2infer.api import DEFAULT_MODEL, MAKE_DEFAULT_MODEL
+
+    if model is None:
+        return (f"df2infer demo: the bundled model {DEFAULT_MODEL} is missing.\n"
+                f"Make it with:\n    {MAKE_DEFAULT_MODEL}\nor run the demo on another artifact: df2infer demo --model MODEL.onnx")
+    return f"df2infer demo: model file {model} not found"
+
+
+def make_data(root: Path, n_images: int, seed: int, video_frames: int) -> None:
+    from df2infer.synth import generator
+
+    if not (root / "annos").is_dir() or len(list((root / "annos").glob("*.json"))) < n_images:
+        print(f"generating {n_images} synthetic images into {root} (seed {seed})")
+        generator.generate(root, n_images, seed, log=None)
+    if video_frames > 0 and not (root / "video.mp4").is_file():
+        from df2infer.synth.video import make_video
+
+        make_video(root, frames=video_frames, seed=seed)
+        print(f"video: {root / 'video.mp4'} ({video_frames} frames)")
+
+
+def _crop(img: np.ndarray, box, height: int = 200, width: int = 150) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    x1, y1 = max(0, min(x1, w - 1)), max(0, min(y1, h - 1))
+    x2, y2 = max(x1 + 1, min(x2, w)), max(y1 + 1, min(y2, h))
+    c = img[y1:y2, x1:x2]
+    s = min(height / c.shape[0], width / c.shape[1])
+    c = cv2.resize(c, (max(1, int(c.shape[1] * s)), max(1, int(c.shape[0] * s))), interpolation=cv2.INTER_AREA)
+    tile = np.full((height + 40, width, 3), 255, np.uint8)
+    oy, ox = (height - c.shape[0]) // 2, (width - c.shape[1]) // 2
+    tile[oy:oy + c.shape[0], ox:ox + c.shape[1]] = c
+    return tile
+
+
+def _label(tile: np.ndarray, lines: list[str], color=(0, 0, 0)) -> np.ndarray:
+    import cv2
+
+    for i, t in enumerate(lines):
+        cv2.putText(tile, t, (4, tile.shape[0] - 26 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.38, color, 1, cv2.LINE_AA)
+    return tile
+
+
+def retrieval_example(model, ds, dets: dict[int, object], images: dict[int, np.ndarray], out: Path, k: int = 5,
+                      gallery_score: float = 0.3) -> dict | None:
+    """Query the most confident consumer item against the shop items; write the strip and JSON."""
+    import cv2
+
+    from df2infer.matching import Gallery
+
+    by_id = {a.image_id: a for a in ds.images}
+    gallery = Gallery(model.similarity)
+    for iid, d in dets.items():
+        if by_id[iid].source == "shop":
+            gallery.add(d.filter(gallery_score), image_id=iid)
+    cands = [(float(d.scores[i]), iid, i) for iid, d in dets.items() if by_id[iid].source == "user" for i in range(len(d))]
+    if not cands or len(gallery) == 0:
+        return None
+    _, qid, qi = max(cands)
+    q = dets[qid][qi]
+    matches = gallery.query(q, k=k)[0]
+    qann = by_id[qid]
+    tiles = [_label(_crop(images[qid], q.boxes[0]), [f"query {q.names[0][:18]}", f"image {qid} score {q.scores[0]:.2f}"])]
+    cv2.rectangle(tiles[0], (0, 0), (tiles[0].shape[1] - 1, tiles[0].shape[0] - 1), (255, 0, 0), 3)
+    listed = []
+    for r, m in enumerate(matches, 1):
+        same = by_id[m.image_id].pair_id == qann.pair_id
+        t = _label(_crop(images[m.image_id], m.box), [f"#{r} p={m.probability:.3f}", f"shop {m.image_id}" + (" same pair" if same else "")],
+                   (0, 140, 0) if same else (0, 0, 0))
+        tiles.append(t)
+        listed.append({"rank": r, "image_id": int(m.image_id), "box": [round(float(v), 1) for v in m.box],
+                       "category_id": m.label, "probability": round(m.probability, 5), "same_pair_id": bool(same)})
+    gap = np.full((tiles[0].shape[0], 12, 3), 255, np.uint8)
+    strip = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
+    cv2.imwrite(str(out / "retrieval.jpg"), strip)
+    info = {"query": {"image_id": int(qid), "pair_id": qann.pair_id, "box": [round(float(v), 1) for v in q.boxes[0]],
+                      "category_id": int(q.labels[0]), "score": round(float(q.scores[0]), 4)},
+            "gallery_items": len(gallery), "top": listed}
+    (out / "retrieval.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def annotate_video(model, src: Path, dst: Path, conf: float, max_frames: int) -> int:
+    import cv2
+
+    from df2infer.draw import annotate
+
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        return 0
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30
+    writer = None
+    n = 0
+
+    def frames():
+        nonlocal n
+        while n < max_frames:
+            ok, f = cap.read()
+            if not ok:
+                return
+            n += 1
+            yield f
+
+    try:
+        for det, img in model.stream(frames(), conf=conf, batch_size=1, embeddings=False, with_images=True):
+            if writer is None:
+                h, w = img.shape[:2]
+                writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer.write(annotate(img, det))
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    import df2infer
+    from df2infer.api import DEFAULT_MODEL
+    from df2infer.data.annotations import load_dataset
+    from df2infer.draw import annotate
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    model_path = Path(args.model) if args.model else DEFAULT_MODEL
+    if not model_path.is_file():
+        print(_missing_model_message(args.model), file=sys.stderr)
+        return 2
+    try:
+        model = df2infer.load(model_path, device=args.device)
+    except (df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
+        print(f"df2infer demo: {e}", file=sys.stderr)
+        return 2
+    print(f"model: {model_path} -> {model}")
+    out = Path(args.out)
+    data = out / "data"
+    ann_dir = out / "annotated"
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    make_data(data, args.images, args.seed, args.video_frames)
+    ds = load_dataset(data)
+    ds.images = ds.images[:args.images]
+    paths = [str(ds.image_path(a)) for a in ds.images]
+
+    # detection on every image
+    dets: dict[int, object] = {}
+    images: dict[int, np.ndarray] = {}
+    n_items = 0
+    with open(out / "detections.jsonl", "w") as jf:
+        for a, (det, img) in zip(ds.images, model.stream(paths, conf=args.conf, with_images=True)):
+            jf.write(det.to_json() + "\n")
+            if not det.ok:
+                print(f"df2infer demo: skipped {det.message}", file=sys.stderr)
+                continue
+            dets[a.image_id], images[a.image_id] = det, img
+            n_items += len(det)
+            cv2.imwrite(str(ann_dir / a.file_name), annotate(img, det))
+    t = model.timings.summary()
+    per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in t.items())
+    print(f"detection: {len(dets)} images, {n_items} items (conf {args.conf}); ms per image: {per}")
+
+    # video
+    video_out = None
+    if args.video_frames > 0 and (data / "video.mp4").is_file():
+        n = annotate_video(model, data / "video.mp4", ann_dir / "video.mp4", args.conf, args.video_frames)
+        if n:
+            video_out = ann_dir / "video.mp4"
+            print(f"video: {n} frames annotated -> {video_out}")
+
+    # retrieval
+    info = retrieval_example(model, ds, dets, images, out)
+    if info is None:
+        print("retrieval: no consumer item or no shop item detected; no example drawn")
+    else:
+        top = ", ".join(f"#{m['rank']} image {m['image_id']} p={m['probability']:.3f}{' (same pair)' if m['same_pair_id'] else ''}"
+                        for m in info["top"])
+        print(f"retrieval: query image {info['query']['image_id']} ({info['gallery_items']} shop items): {top}")
+
+    # latency
+    from df2infer.bench import report as rep
+    from df2infer.bench.runner import machine_info, measure, subject_from_predictor, synthetic_scene
+
+    scene, n_garments = synthetic_scene((1280, 720))
+    subj = subject_from_predictor(model, model_path.name, model_path)
+    machine = machine_info()
+    rows = measure([subj], [scene], [1], warmup=args.warmup, runs=args.runs, conf=args.conf, log=None)
+    machine["loadavg_1m_end"] = machine_info().get("loadavg_1m")
+    report = {"machine": machine,
+              "config": {"images": f"synthetic 1280x720 scene with {n_garments} garments (seed 0)", "batches": [1],
+                         "warmup": args.warmup, "runs": args.runs, "conf": args.conf, "device": args.device, "threads": 0},
+              "subjects": [{"name": subj.name, "kind": subj.kind, "path": subj.path, "precision": subj.precision, "info": subj.info}],
+              "results": rows, "notes": [] if args.runs >= 30 else [f"only {args.runs} timed runs: p99 is not meaningful"]}
+    bench_paths = rep.write(report, out / "bench")
+    s = rows[0]["stages"]
+    print("latency (1280x720, batch 1, ms): " + ", ".join(
+        f"{st} p50 {s[st]['p50']:.1f}" for st in ("preprocess", "inference", "postprocess")) +
+        f"; total p50 {s['total']['p50']:.1f} / p90 {s['total']['p90']:.1f} / p99 {s['total']['p99']:.1f} "
+        f"over {args.runs} runs ({rows[0]['throughput_ips']:.2f} images/s)")
+
+    print(f"\ndone in {time.perf_counter() - t0:.1f} s. Outputs in {out}/:")
+    print(f"  data/                 {len(ds.images)} synthetic images + annotations" + (", video.mp4" if (data / 'video.mp4').is_file() else ""))
+    print(f"  annotated/            {len(dets)} annotated images" + (", video.mp4" if video_out else ""))
+    print("  detections.jsonl      one JSON line per image (boxes, scores, categories, RLE masks, landmarks)")
+    if info is not None:
+        print("  retrieval.jpg / .json query item and its top-5 shop items")
+    print("  bench/                " + ", ".join(p.name for p in bench_paths.values()))
+    return 0
