@@ -148,13 +148,15 @@ class TopKeep(nn.Module):
 
 
 class RoILevels(nn.Module):
-    """torchvision LevelMapper: boxes [R, 4] -> float level index [R] in 0..L-1."""
+    """torchvision LevelMapper: boxes [R, 4] -> one bool mask [R, 1, 1, 1] per level 0..L-1
+    (the comparisons stay in this FP32 scope)."""
 
     def forward(self, boxes, k_min: int, k_max: int):
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         s = torch.sqrt(area)
         lvl = torch.floor(4 + torch.log2(s / 224) + 1e-6)
-        return torch.clamp(lvl, min=k_min, max=k_max) - k_min
+        lvl = (torch.clamp(lvl, min=k_min, max=k_max) - k_min)[:, None, None, None]
+        return [lvl == float(i) for i in range(k_max - k_min + 1)]
 
 
 class Candidates(nn.Module):
@@ -181,6 +183,15 @@ class Gather(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------------
+
+class Stage(nn.Module):
+    """A scope: `fn(*args)` runs under this module's attribute name (the ONNX node-name prefix).
+    Nested modules name their nodes by their own attribute name, so the building blocks the stages
+    call (box_decode, nms_*, postproc_*) are attributes of the deploy module with prefixed names."""
+
+    def forward(self, fn, *args):
+        return fn(*args)
+
 
 class DeployMatchRCNN(nn.Module):
     """Static-shape deploy form of a MatchRCNN (eval mode, weights shared with `model`)."""
@@ -243,6 +254,8 @@ class DeployMatchRCNN(nn.Module):
         # attribute names = ONNX scope names; export.onnx_export renames "/nms_rpn/X" to "nms/rpn/X" etc.
         self.nms_rpn, self.nms_det, self.nms_top = GroupNMS(), GroupNMS(), TopKeep()
         self.postproc_levels, self.postproc_candidates, self.postproc_gather = RoILevels(), Candidates(), Gather()
+        # glue code between the blocks, scoped so that it stays FP32 in the FP16 graph
+        self.postproc_rpn, self.postproc_rois, self.postproc_det, self.postproc_out = Stage(), Stage(), Stage(), Stage()
         self.eval()
 
     def train(self, mode: bool = True):
@@ -250,18 +263,20 @@ class DeployMatchRCNN(nn.Module):
         return super().train(False)
 
     # ---------------------------------------------------------------------------------------------
+    def _rois(self, boxes):
+        """boxes [B, R, 4] -> rois [B*R, 5] (batch index, x1, y1, x2, y2)."""
+        bidx = torch.cumsum(torch.ones_like(boxes[:, 0, 0]), 0) - 1          # [B] 0..B-1, batch stays dynamic
+        bidx = (bidx[:, None] + torch.zeros_like(boxes[:, :, 0])).reshape(-1, 1)
+        return torch.cat([bidx, boxes.reshape(-1, 4)], 1)
+
     def _pool(self, feats, boxes, size: int):
         """MultiScaleRoIAlign on boxes [B, R, 4] -> [B*R, C, size, size]."""
-        b, r = boxes.shape[0], boxes.shape[1]
-        flat = boxes.reshape(-1, 4)
-        bidx = torch.cumsum(torch.ones_like(boxes[:, 0, 0]), 0) - 1          # [B] 0..B-1
-        bidx = (bidx[:, None] + torch.zeros_like(boxes[:, :, 0])).reshape(-1, 1)
-        rois = torch.cat([bidx, flat], 1)
-        lvl = self.postproc_levels(flat, self.k_min, self.k_max)[:, None, None, None]
+        rois = self.postproc_rois(self._rois, boxes)
+        on_level = self.postproc_levels(rois[:, 1:], self.k_min, self.k_max)
         out = None
         for i in reversed(range(len(self.roi_names))):
             x = torch.ops.torchvision.roi_align(feats[self.roi_names[i]], rois, self.roi_scales[i], size, size, 2, False)
-            out = x if out is None else torch.where(lvl == float(i), x, out)
+            out = x if out is None else torch.where(on_level[i], x, out)
         return out
 
     def proposals(self, objectness, deltas):
@@ -283,48 +298,54 @@ class DeployMatchRCNN(nn.Module):
         _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals)
         return self.postproc_gather(boxes, idx), pvalid
 
-    def forward(self, images):
-        m, rh = self.model, self.model.roi_heads
-        N, P = self.max_detections, self.num_proposals
-        feats = m.backbone(m.normalize(images))
-        objectness, deltas = m.rpn.head(list(feats.values()))
-        props, pvalid = self.proposals(objectness, deltas)                        # [B, P, 4], [B, P]
-
-        pooled = self._pool(feats, props, rh.box_roi_pool.output_size[0])
-        cls_logits, box_deltas = rh.box_predictor(rh.box_head(pooled))
-        C1 = self.num_classes + 1
+    def _detections(self, cls_logits, box_deltas, props, pvalid):
+        """box head outputs -> num_dets, boxes, scores, labels (int64, 0 = padding), valid float [B, N]."""
+        N, P, C1 = self.max_detections, self.num_proposals, self.num_classes + 1
         box_deltas = box_deltas.reshape(-1, P, C1, 4)[:, :, 1:]                  # drop background
         cand = self.box_decode(box_deltas, props[:, :, None, :], BOX_CODER_WEIGHTS, self.height, self.width)
         scores, cboxes, valid = self.postproc_candidates(cls_logits.reshape(-1, P, C1), cand, pvalid, self.score_thresh)
         keep = self.nms_det(cboxes, scores, self.cls_offsets, valid, N, self.nms_thresh, self.score_thresh)
         top, idx, dvalid = self.nms_top(scores, keep, N)
-        g = self.postproc_gather
         fvalid = dvalid.to(top.dtype)
         det_scores = top * fvalid
-        det_boxes = g(cboxes, idx) * fvalid[:, :, None]
+        det_boxes = self.postproc_gather(cboxes, idx) * fvalid[:, :, None]
         det_labels = self.cand_labels[idx] * dvalid.to(torch.int64)              # [B, N], 0 = padding
         num_dets = dvalid.to(torch.int32).sum(1).to(torch.int32)
+        return num_dets, det_boxes, det_scores, det_labels, fvalid
+
+    def _outputs(self, mask_logits, labels, heat, emb, fvalid):
+        """Predicted-class mask probabilities, padding rows zeroed, contract shapes."""
+        N, M, K = self.max_detections, self.mask_size, self.heatmap_size
+        lab = labels.reshape(-1)
+        ch = torch.where(lab > 0, lab - 1, torch.zeros_like(lab))[:, None, None, None].expand(-1, 1, M, M)
+        rvalid = fvalid.reshape(-1)
+        masks = torch.sigmoid(torch.gather(mask_logits, 1, ch))[:, 0] * rvalid[:, None, None]
+        heat = heat * rvalid[:, None, None, None]
+        emb = emb * rvalid[:, None]
+        return (masks.reshape(-1, N, M, M), heat.reshape(-1, N, heat.shape[1], K, K),
+                emb.reshape(-1, N, self.embedding_dim), labels.to(torch.int32))
+
+    def forward(self, images):
+        m, rh = self.model, self.model.roi_heads
+        feats = m.backbone(m.normalize(images))
+        objectness, deltas = m.rpn.head(list(feats.values()))
+        props, pvalid = self.postproc_rpn(self.proposals, objectness, deltas)   # [B, P, 4], [B, P]
+
+        pooled = self._pool(feats, props, rh.box_roi_pool.output_size[0])
+        cls_logits, box_deltas = rh.box_predictor(rh.box_head(pooled))
+        num_dets, det_boxes, det_scores, det_labels, fvalid = self.postproc_det(
+            self._detections, cls_logits, box_deltas, props, pvalid)
 
         pooled: dict[int, torch.Tensor] = {}  # one MultiScaleRoIAlign per distinct output size
         for pool in (rh.mask_roi_pool, rh.keypoint_roi_pool, rh.match_roi_pool):
             size = pool.output_size[0]
             if size not in pooled:
                 pooled[size] = self._pool(feats, det_boxes, size)
-        pooled_m = pooled[rh.mask_roi_pool.output_size[0]]
-        pooled_k = pooled[rh.keypoint_roi_pool.output_size[0]]
-        pooled_e = pooled[rh.match_roi_pool.output_size[0]]
-        lab = det_labels.reshape(-1)
-        M = self.mask_size
-        mlog = rh.mask_logits(pooled_m)                                           # [B*N, 13, M, M]
-        ch = torch.where(lab > 0, lab - 1, torch.zeros_like(lab))[:, None, None, None].expand(-1, 1, M, M)
-        rvalid = fvalid.reshape(-1)
-        masks = torch.sigmoid(torch.gather(mlog, 1, ch))[:, 0] * rvalid[:, None, None]
-        heat = rh.landmark_logits(pooled_k, lab) * rvalid[:, None, None, None]
-        emb = rh.embed(pooled_e) * rvalid[:, None]
-        K = self.heatmap_size
-        return (num_dets, det_boxes, det_scores, det_labels.to(torch.int32),
-                masks.reshape(-1, N, M, M), heat.reshape(-1, N, heat.shape[1], K, K),
-                emb.reshape(-1, N, self.embedding_dim))
+        mlog = rh.mask_logits(pooled[rh.mask_roi_pool.output_size[0]])          # [B*N, 13, M, M]
+        heat = rh.landmark_logits(pooled[rh.keypoint_roi_pool.output_size[0]], det_labels.reshape(-1))
+        emb = rh.embed(pooled[rh.match_roi_pool.output_size[0]])
+        masks, heat, emb, labels = self.postproc_out(self._outputs, mlog, det_labels, heat, emb, fvalid)
+        return num_dets, det_boxes, det_scores, labels, masks, heat, emb
 
     @torch.no_grad()
     def predict(self, images) -> list[dict]:

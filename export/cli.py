@@ -1,0 +1,130 @@
+"""`df2infer export CHECKPOINT --out DIR`: ONNX deploy graphs (FP32, FP16, INT8 Q/DQ) and TensorRT engines.
+
+    df2infer export model.pt --out build/                     # DIR/model.fp32.onnx
+    df2infer export model.pt --out build/ --precision fp32,fp16,int8 --calib-images data/synth_val/image
+    df2infer export model.pt --out build/ --precision fp16 --engine --max-batch 8
+
+FP16 and INT8 are made from the FP32 graph by export.precision (FP16: sensitive ops and the
+box_decode/, nms/, postproc/ nodes kept FP32; INT8: Q/DQ, calibrated on --calib-images with a
+reusable cache DIR/calibration_cache.json). --engine builds a strongly typed TensorRT engine per
+precision with export.tensorrt_builder (needs TensorRT; a clear error without it). Prints the
+export time, file sizes and the op histogram of each graph.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="df2infer checkpoint (.pt)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (model.<precision>.onnx, engines)")
+    p.add_argument("--precision", default="fp32", help="comma-separated subset of fp32,fp16,int8 (default fp32)")
+    p.add_argument("--calib-images", metavar="DIR", help="calibration images for int8 (jpg/png)")
+    p.add_argument("--calib-method", default="minmax", help="int8 calibration: minmax | entropy | percentile")
+    p.add_argument("--calib-num", type=int, default=200, help="calibration images to use (default 200)")
+    p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
+    p.add_argument("--max-detections", type=int, default=50, help="N, padded detections per image (default 50)")
+    p.add_argument("--num-proposals", type=int, default=None, help="RPN proposals per image (default: the model's test setting)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    p.add_argument("--engine", action="store_true", help="also build TensorRT engines (needs TensorRT)")
+    p.add_argument("--max-batch", type=int, default=8, help="largest batch (contract max_batch, TensorRT profile max)")
+    p.add_argument("--opt-batch", type=int, default=1, help="TensorRT profile opt batch")
+    p.add_argument("--workspace-gib", type=float, default=2.0)
+
+
+def _mib(path: Path) -> str:
+    return f"{path.stat().st_size / 2**20:.1f} MiB"
+
+
+def _print_ops(path: Path) -> None:
+    import onnx
+
+    from .onnx_export import op_histogram
+
+    ops = op_histogram(onnx.load(str(path), load_external_data=False))
+    print(f"  ops ({sum(ops.values())} nodes): " + ", ".join(f"{k} {v}" for k, v in ops.items()))
+
+
+def run(args) -> int:
+    from .precision import CALIBRATION_METHODS
+
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
+    if bad or not precisions:
+        print(f"df2infer export: --precision {args.precision!r}: expected a comma-separated subset of fp32,fp16,int8",
+              file=sys.stderr)
+        return 2
+    if "int8" in precisions:
+        if not args.calib_images:
+            print("df2infer export: int8 needs --calib-images DIR (real images, e.g. the training or validation images)",
+                  file=sys.stderr)
+            return 2
+        if not Path(args.calib_images).is_dir():
+            print(f"df2infer export: --calib-images {args.calib_images}: no such folder", file=sys.stderr)
+            return 2
+        if args.calib_method not in CALIBRATION_METHODS:
+            print(f"df2infer export: --calib-method {args.calib_method!r}: expected one of {CALIBRATION_METHODS}",
+                  file=sys.stderr)
+            return 2
+    if args.engine:
+        from .tensorrt_builder import TensorRTUnavailable, require_tensorrt
+        try:
+            require_tensorrt()
+        except TensorRTUnavailable as e:
+            print(f"df2infer export --engine: {e}", file=sys.stderr)
+            return 2
+
+    from .checkpoint import CheckpointError
+    from .onnx_export import export_onnx
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = out / "model.fp32.onnx"
+    report: dict = {}
+    t0 = time.perf_counter()
+    try:
+        export_onnx(args.checkpoint, fp32, input_size=args.input_size, max_detections=args.max_detections,
+                    num_proposals=args.num_proposals, opset=args.opset, simplify=not args.no_simplify,
+                    max_batch=args.max_batch, report=report)
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"df2infer export: {e}", file=sys.stderr)
+        return 1
+    c = report["contract"]
+    print(f"fp32: {fp32} ({_mib(fp32)}) in {report['total_s']:.1f} s (torch.onnx.export {report['export_s']:.1f} s); "
+          f"input {c.input_height}x{c.input_width}, N={c.max_detections}, proposals={c.model['num_proposals']}")
+    print(f"  {report['simplify']}")
+    for w in report["lint"]:
+        print(f"  lint {w}")
+    _print_ops(fp32)
+    artifacts = {"fp32": fp32} if "fp32" in precisions else {}
+    if "fp16" in precisions:
+        from .precision import to_fp16
+        t = time.perf_counter()
+        p = to_fp16(fp32, out / "model.fp16.onnx")
+        print(f"fp16: {p} ({_mib(p)}) in {time.perf_counter() - t:.1f} s")
+        _print_ops(p)
+        artifacts["fp16"] = p
+    if "int8" in precisions:
+        from .precision import to_int8_qdq
+        t = time.perf_counter()
+        p = to_int8_qdq(fp32, out / "model.int8.onnx", args.calib_images, method=args.calib_method,
+                        num_images=args.calib_num, cache=out / "calibration_cache.json")
+        print(f"int8: {p} ({_mib(p)}) in {time.perf_counter() - t:.1f} s ({args.calib_method} calibration)")
+        _print_ops(p)
+        artifacts["int8"] = p
+    if "fp32" not in precisions:
+        fp32.unlink()
+    if args.engine:
+        from .tensorrt_builder import build_engine
+        for prec, onnx_path in artifacts.items():
+            t = time.perf_counter()
+            e = build_engine(onnx_path, out / f"model.{prec}.engine", min_batch=1, opt_batch=args.opt_batch,
+                             max_batch=args.max_batch, workspace_gib=args.workspace_gib,
+                             timing_cache=out / "timing.cache")
+            print(f"engine {prec}: {e} ({_mib(Path(e))}) in {time.perf_counter() - t:.1f} s")
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -1,0 +1,236 @@
+"""Checkpoint -> FP32 ONNX deploy graph with the contract embedded (DESIGN.md, "The deploy graph").
+
+    export_onnx(checkpoint, out_path, *, input_size=None, max_detections=50, num_proposals=None,
+                opset=17, simplify=True) -> Path
+
+Steps: build export.deploy.DeployMatchRCNN; torch.onnx.export (TorchScript exporter, batch axis
+dynamic); node renaming so box decoding / NMS / post-processing carry the `box_decode/`, `nms/`,
+`postproc/` prefixes that export.precision keeps in FP32; onnx.checker (full) and shape
+inference; optional onnxslim, kept only if ONNX Runtime gives the same outputs before and after
+on test inputs; export.lint.check_onnx (the export fails on any error); the df2infer.contract
+Contract in metadata_props. `model_or_checkpoint` may also be a MatchRCNN instance (tests).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from df2infer.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, Contract
+
+from .deploy import DeployMatchRCNN
+
+log = logging.getLogger(__name__)
+
+SCOPE_PREFIXES = ("box_decode", "nms", "postproc")
+_SCOPE_RE = re.compile(r"^/(box_decode|nms|postproc)(?:_([^/]*))?/(.*)$")
+
+
+class ExportError(RuntimeError):
+    """The export produced a graph that fails the checker, the lint or the contract."""
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rename_scoped_nodes(model: onnx.ModelProto) -> int:
+    """'/box_decode_1/Mul_2' -> 'box_decode/1/Mul_2', '/nms_rpn/NonMaxSuppression' ->
+    'nms/rpn/NonMaxSuppression', ...; returns how many nodes were renamed."""
+    n = 0
+    for node in model.graph.node:
+        m = _SCOPE_RE.match(node.name)
+        if m:
+            node.name = f"{m.group(1)}/{m.group(2) + '/' if m.group(2) else ''}{m.group(3)}"
+            n += 1
+    return n
+
+
+def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(Counter(n.op_type for n in model.graph.node).most_common())
+
+
+def test_inputs(height: int, width: int, batches=(1, 3), seed: int = 0) -> list[np.ndarray]:
+    """Deterministic float32 test batches: smooth blobs plus noise, 0..255."""
+    rng = np.random.default_rng(seed)
+    out = []
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    for b in batches:
+        imgs = np.empty((b, 3, height, width), np.float32)
+        for i in range(b):
+            img = np.full((3, height, width), 114.0, np.float32)
+            for _ in range(4):
+                cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+                rx, ry = rng.uniform(0.1, 0.4) * width, rng.uniform(0.1, 0.4) * height
+                inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+                img[:, inside] = rng.uniform(0, 255, size=(3, 1))
+            imgs[i] = np.clip(img + rng.normal(0, 8, img.shape), 0, 255)
+        out.append(imgs)
+    return out
+
+
+def ort_run(path_or_bytes, batch: np.ndarray) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    src = path_or_bytes if isinstance(path_or_bytes, (bytes, str)) else os.fspath(path_or_bytes)
+    s = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+    return dict(zip(OUTPUT_NAMES, s.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})))
+
+
+def compare_outputs(a: dict, b: dict, *, atol: float = 1e-4, rtol: float = 1e-4) -> list[str]:
+    """Differences between two output dicts: counts and labels exactly, the rest within atol + rtol*|b|."""
+    probs = []
+    for name in OUTPUT_NAMES:
+        x, y = np.asarray(a[name]), np.asarray(b[name])
+        if x.shape != y.shape:
+            probs.append(f"{name}: shape {x.shape} vs {y.shape}")
+        elif name in ("num_dets", "labels"):
+            if not np.array_equal(x, y):
+                probs.append(f"{name}: {int((x != y).sum())} values differ")
+        elif not np.allclose(x, y, atol=atol, rtol=rtol):
+            probs.append(f"{name}: max |diff| {float(np.abs(x.astype(np.float64) - y).max()):.3g}")
+    return probs
+
+
+def _torch_export(deploy: DeployMatchRCNN, path: Path, opset: int, example: torch.Tensor) -> None:
+    dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about python ints from shapes (all static here)
+        with torch.no_grad():
+            torch.onnx.export(deploy, (example,), os.fspath(path), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dyn,
+                              do_constant_folding=True)
+
+
+def _simplify(model: onnx.ModelProto, inputs: list[np.ndarray], reference: list[dict]) -> tuple[onnx.ModelProto, str]:
+    try:
+        import onnxslim
+    except ImportError:
+        return model, "onnxslim not installed: not simplified"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(onnx.ModelProto.FromString(model.SerializeToString()))
+    except Exception as e:  # noqa: BLE001
+        return model, f"onnxslim failed ({type(e).__name__}: {e}): not simplified"
+    if slim is None:
+        return model, "onnxslim returned nothing: not simplified"
+    data = slim.SerializeToString()
+    for x, ref in zip(inputs, reference):
+        try:
+            got = ort_run(data, x)
+        except Exception as e:  # noqa: BLE001
+            return model, f"simplified graph does not run in ONNX Runtime ({type(e).__name__}): not simplified"
+        probs = compare_outputs(got, ref, atol=1e-5, rtol=1e-5)
+        if probs:
+            return model, f"simplified graph changes the outputs ({'; '.join(probs)}): not simplified"
+    before, after = len(model.graph.node), len(slim.graph.node)
+    return slim, f"onnxslim: {before} -> {after} nodes, outputs unchanged on {len(inputs)} test batches"
+
+
+def build_contract(deploy: DeployMatchRCNN, *, checkpoint_info: dict, max_batch: int, opset: int) -> Contract:
+    rh = deploy.model.roi_heads
+    fc = rh.similarity.fc
+    cfg = deploy.model.cfg
+    model_info = {
+        "name": cfg.get("name", "match_rcnn"),
+        "backbone": cfg.get("backbone"),
+        "fpn_channels": cfg.get("fpn_channels"),
+        "num_proposals": deploy.num_proposals,
+        "rpn_pre_nms_top_n": deploy.pre_nms,
+        "opset": opset,
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "exporter": f"torch {torch.__version__} (TorchScript ONNX exporter)",
+        **checkpoint_info,
+    }
+    return Contract(
+        input_height=deploy.height, input_width=deploy.width, max_detections=deploy.max_detections,
+        mask_size=deploy.mask_size, heatmap_size=deploy.heatmap_size,
+        max_landmarks=int(rh.keypoint_predictor.slots.shape[1]), embedding_dim=deploy.embedding_dim,
+        num_classes=deploy.num_classes, precision="fp32", max_batch=int(max_batch),
+        score_threshold=deploy.score_thresh, nms_iou=deploy.nms_thresh,
+        similarity_weight=fc.weight.detach().cpu().double().tolist(),
+        similarity_bias=fc.bias.detach().cpu().double().tolist(), model=model_info)
+
+
+def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, int] | None = None,
+                max_detections: int = 50, num_proposals: int | None = None, opset: int = 17,
+                simplify: bool = True, max_batch: int = 8, trained_on: str | None = None,
+                report: dict | None = None) -> Path:
+    """Export a checkpoint (path) or a MatchRCNN to `out_path`; returns the path. `report`, when a
+    dict, receives timings, the simplification outcome, the lint problems and the op histogram."""
+    t0 = time.perf_counter()
+    out = Path(out_path)
+    if isinstance(model_or_checkpoint, torch.nn.Module):
+        model = model_or_checkpoint
+        info = {"checkpoint": None, "checkpoint_sha256": None, "iterations": None, "trained_on": trained_on}
+    else:
+        from .checkpoint import load_model
+
+        ckpt_path = Path(model_or_checkpoint)
+        model, ckpt = load_model(ckpt_path)
+        info = {"checkpoint": ckpt_path.name, "checkpoint_sha256": file_sha256(ckpt_path),
+                "iterations": int(ckpt.get("iteration", 0)),
+                "trained_on": trained_on or ckpt.get("trained_on") or (ckpt.get("config", {}).get("train", {}) or {}).get("data")}
+    model = model.float().eval()
+    deploy = DeployMatchRCNN(model, max_detections=max_detections, num_proposals=num_proposals, input_size=input_size)
+    H, W = deploy.height, deploy.width
+    inputs = test_inputs(H, W)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        _torch_export(deploy, raw, opset, torch.from_numpy(inputs[0]).repeat(2, 1, 1, 1))
+        m = onnx.load(os.fspath(raw))
+    t_export = time.perf_counter() - t0
+    renamed = rename_scoped_nodes(m)
+    try:
+        onnx.checker.check_model(m, full_check=True)
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{out}: the exported graph fails the ONNX checker / shape inference: {e}") from None
+    reference = [ort_run(m.SerializeToString(), x) for x in inputs]
+    slim_msg = "not simplified (simplify=False)"
+    if simplify:
+        m, slim_msg = _simplify(m, inputs, reference)
+    log.info(slim_msg)
+    contract = build_contract(deploy, checkpoint_info=info, max_batch=max_batch, opset=opset)
+    contract.check(str(out))
+    del m.metadata_props[:]
+    m.metadata_props.add(key=METADATA_KEY, value=contract.to_json())
+    m.producer_name = "df2infer.export"
+    m.doc_string = f"Match R-CNN deploy graph ({contract.model.get('name')}), df2infer contract in metadata_props"
+
+    from .lint import OnnxLintError, lint_onnx
+
+    problems = lint_onnx(m)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise OnnxLintError(f"{out}: the deploy graph fails the TensorRT lint:\n  " + "\n  ".join(map(str, errors)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
+    onnx.save(m, os.fspath(tmp_out))
+    os.replace(tmp_out, out)
+    if report is not None:
+        report.update(export_s=t_export, total_s=time.perf_counter() - t0, simplify=slim_msg, renamed_nodes=renamed,
+                      lint=[str(p) for p in problems], ops=op_histogram(m), size_bytes=out.stat().st_size,
+                      contract=contract)
+    return out
+
+
+__all__ = ["ExportError", "compare_outputs", "export_onnx", "op_histogram", "ort_run", "rename_scoped_nodes", "test_inputs"]
