@@ -34,7 +34,7 @@ from .deploy import DeployMatchRCNN
 log = logging.getLogger(__name__)
 
 SCOPE_PREFIXES = ("box_decode", "nms", "postproc")
-_SCOPE_RE = re.compile(r"^/(box_decode|nms|postproc)(?:_([^/]*))?/(.*)$")
+_SEG_RE = re.compile(r"^(box_decode|nms|postproc)(?:_(.+))?$")
 
 
 class ExportError(RuntimeError):
@@ -50,14 +50,39 @@ def file_sha256(path) -> str:
 
 
 def rename_scoped_nodes(model: onnx.ModelProto) -> int:
-    """'/box_decode_1/Mul_2' -> 'box_decode/1/Mul_2', '/nms_rpn/NonMaxSuppression' ->
-    'nms/rpn/NonMaxSuppression', ...; returns how many nodes were renamed."""
+    """Give the deploy graph's box decoding / NMS / post-processing nodes the prefixes that
+    export.precision keys on: the innermost scope named box_decode*, nms* or postproc* becomes the
+    prefix, the other scope suffixes follow: '/postproc_rpn/box_decode_1/Mul_2' ->
+    'box_decode/rpn/1/Mul_2', '/nms_det/NonMaxSuppression' -> 'nms/det/NonMaxSuppression',
+    '/postproc_out/Sigmoid' -> 'postproc/out/Sigmoid'. Returns how many nodes were renamed."""
     n = 0
+    taken = {node.name for node in model.graph.node}
     for node in model.graph.node:
-        m = _SCOPE_RE.match(node.name)
-        if m:
-            node.name = f"{m.group(1)}/{m.group(2) + '/' if m.group(2) else ''}{m.group(3)}"
-            n += 1
+        segs = node.name.strip("/").split("/")
+        hits = [(i, _SEG_RE.match(seg)) for i, seg in enumerate(segs[:-1])]
+        hits = [(i, m) for i, m in hits if m]
+        if not hits:
+            continue
+        j, mj = hits[-1]
+        matched = dict(hits)
+        parts = []
+        for i, seg in enumerate(segs):
+            if i == j:
+                if mj.group(2):
+                    parts.append(mj.group(2))
+            elif i in matched:
+                if matched[i].group(2):
+                    parts.append(matched[i].group(2))
+            else:
+                parts.append(seg)
+        new = f"{mj.group(1)}/" + "/".join(parts)
+        k = 1
+        base = new
+        while new in taken:
+            new, k = f"{base}__{k}", k + 1
+        taken.add(new)
+        node.name = new
+        n += 1
     return n
 
 

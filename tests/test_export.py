@@ -1,0 +1,140 @@
+"""Deploy graph parity: eager MatchRCNN == DeployMatchRCNN == ONNX Runtime, lint, contract, runtime load.
+
+Tiny config (small backbone, 128x128 input, random init). Tolerances observed on this machine:
+eager vs deploy module: identical (0.0) for boxes/scores/labels/masks/heatmaps/embeddings when
+both keep the same number of proposals (the deploy graph does the same per-level top-k, NMS and
+per-class NMS as torchvision; only ties could order differently); deploy module vs ONNX Runtime:
+boxes <= ~3e-5 px, scores <= ~3e-8, masks <= ~2e-6, heatmaps/embeddings <= ~2e-7, counts and
+labels exact. The asserts leave an order of magnitude of headroom.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from df2infer.contract import METADATA_KEY, OUTPUT_NAMES, Contract  # noqa: E402
+
+SIZE = 128
+N = 20
+P = 60
+
+
+@pytest.fixture(scope="module")
+def model():
+    from export.config import load_config
+    from export.model import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config("small", [f"model.input_size={SIZE}", "model.rpn_post_nms_top_n_test=60",
+                                "model.rpn_pre_nms_top_n_test=200", f"model.max_detections={N}"])["model"]
+    m = build_model(cfg).eval()
+    # a random-init box classifier scores every class near 1/14; sharpen it so the score threshold
+    # and NMS actually select (some images get fewer than N detections)
+    with torch.no_grad():
+        m.roi_heads.box_predictor.cls_score.weight.mul_(20)
+    return m
+
+
+@pytest.fixture(scope="module")
+def deploy(model):
+    from export.deploy import DeployMatchRCNN
+    return DeployMatchRCNN(model, max_detections=N, num_proposals=P)
+
+
+@pytest.fixture(scope="module")
+def images():
+    from export.onnx_export import test_inputs
+    return test_inputs(SIZE, SIZE, batches=(1, 3), seed=1)
+
+
+@pytest.fixture(scope="module")
+def onnx_path(model, tmp_path_factory):
+    from export.onnx_export import export_onnx
+    path = tmp_path_factory.mktemp("export") / "model.fp32.onnx"
+    report: dict = {}
+    export_onnx(model, path, max_detections=N, num_proposals=P, max_batch=4, trained_on="random init", report=report)
+    assert "RoiAlign" in report["ops"] and "NonMaxSuppression" in report["ops"]
+    return path
+
+
+def test_deploy_matches_eager(model, deploy, images):
+    x = torch.from_numpy(images[1])
+    with torch.no_grad():
+        ref = model(x)
+        got = deploy.predict(x)
+    counts = []
+    for r, g in zip(ref, got):
+        counts.append(len(r["boxes"]))
+        assert len(r["boxes"]) == len(g["boxes"])
+        for k in ("boxes", "scores", "labels", "masks", "landmark_logits", "embeddings"):
+            torch.testing.assert_close(g[k].to(r[k].dtype), r[k], atol=1e-4, rtol=1e-4, msg=k)
+    assert sum(counts) > 0
+
+
+def _deploy_outputs(deploy, x: np.ndarray) -> dict:
+    with torch.no_grad():
+        return {n: v.numpy() for n, v in zip(OUTPUT_NAMES, deploy(torch.from_numpy(x)))}
+
+
+@pytest.mark.parametrize("batch_index", [0, 1], ids=["batch1", "batch3"])
+def test_onnx_matches_deploy(deploy, onnx_path, images, batch_index):
+    from export.onnx_export import ort_run
+    x = images[batch_index]
+    got, ref = ort_run(str(onnx_path), x), _deploy_outputs(deploy, x)
+    for n in OUTPUT_NAMES:
+        assert got[n].shape == ref[n].shape, n
+        assert got[n].dtype == ref[n].dtype, n
+    np.testing.assert_array_equal(got["num_dets"], ref["num_dets"])
+    np.testing.assert_array_equal(got["labels"], ref["labels"])
+    np.testing.assert_allclose(got["boxes"], ref["boxes"], atol=1e-3)
+    np.testing.assert_allclose(got["scores"], ref["scores"], atol=1e-5)
+    np.testing.assert_allclose(got["masks"], ref["masks"], atol=1e-4)
+    np.testing.assert_allclose(got["landmark_heatmaps"], ref["landmark_heatmaps"], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(got["embeddings"], ref["embeddings"], atol=1e-4)
+    # padding rows are zeros
+    for b, k in enumerate(got["num_dets"]):
+        assert not got["scores"][b, k:].any() and not got["labels"][b, k:].any() and not got["masks"][b, k:].any()
+
+
+def test_lint_and_names(onnx_path):
+    from export.lint import check_onnx
+    check_onnx(onnx_path)
+    m = onnx.load(str(onnx_path))
+    ops = {n.op_type for n in m.graph.node}
+    assert not ops & {"Loop", "If", "NonZero"}
+    names = [n.name for n in m.graph.node]
+    for prefix in ("box_decode/", "nms/", "postproc/"):
+        assert any(nm.startswith(prefix) for nm in names), prefix
+    assert any(n.op_type == "NonMaxSuppression" and n.name.startswith("nms/") for n in m.graph.node)
+
+
+def test_contract_metadata(model, onnx_path):
+    m = onnx.load(str(onnx_path))
+    meta = {p.key: p.value for p in m.metadata_props}
+    c = Contract.from_json(meta[METADATA_KEY])
+    assert (c.input_height, c.input_width, c.max_detections) == (SIZE, SIZE, N)
+    assert c.mask_size == model.mask_size and c.heatmap_size == model.heatmap_size
+    assert c.embedding_dim == 256 and c.precision == "fp32" and c.max_batch == 4
+    np.testing.assert_allclose(c.similarity_weight, model.roi_heads.similarity.fc.weight.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(c.similarity_bias, model.roi_heads.similarity.fc.bias.detach().numpy(), rtol=1e-6)
+    assert c.model["backbone"] == "small" and c.model["num_proposals"] == P and c.model["trained_on"] == "random init"
+    assert json.loads(c.to_json()) == json.loads(meta[METADATA_KEY])
+
+
+def test_runtime_loads_and_predicts(onnx_path, images):
+    import df2infer
+    pred = df2infer.load(str(onnx_path), device="cpu")
+    frame = np.ascontiguousarray(images[0][0].transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8)  # BGR HWC
+    res = pred.predict(frame, conf=0.0)
+    assert res is not None
+
+
+def test_export_cli_rejects_bad_precision(tmp_path):
+    from df2infer.cli import main
+    assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path), "--precision", "fp8"]) == 2
