@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 
@@ -82,7 +84,7 @@ def _label(tile: np.ndarray, lines: list[str], color=(0, 0, 0)) -> np.ndarray:
     return tile
 
 
-def retrieval_example(model, ds, dets: dict[int, object], images: dict[int, np.ndarray], out: Path, k: int = 5,
+def retrieval_example(model, ds, dets: dict[int, Any], images: dict[int, np.ndarray], out: Path, k: int = 5,
                       gallery_score: float = 0.3) -> dict | None:
     """Query the most confident consumer item against the shop items; write the strip and JSON."""
     import cv2
@@ -105,11 +107,12 @@ def retrieval_example(model, ds, dets: dict[int, object], images: dict[int, np.n
     cv2.rectangle(tiles[0], (0, 0), (tiles[0].shape[1] - 1, tiles[0].shape[0] - 1), (255, 0, 0), 3)
     listed = []
     for r, m in enumerate(matches, 1):
-        same = by_id[m.image_id].pair_id == qann.pair_id
-        t = _label(_crop(images[m.image_id], m.box), [f"#{r} p={m.probability:.3f}", f"shop {m.image_id}" + (" same pair" if same else "")],
+        mid: int = m.image_id  # type: ignore[assignment]
+        same = by_id[mid].pair_id == qann.pair_id
+        t = _label(_crop(images[mid], m.box), [f"#{r} p={m.probability:.3f}", f"shop {mid}" + (" same pair" if same else "")],
                    (0, 140, 0) if same else (0, 0, 0))
         tiles.append(t)
-        listed.append({"rank": r, "image_id": int(m.image_id), "box": [round(float(v), 1) for v in m.box],
+        listed.append({"rank": r, "image_id": mid, "box": [round(float(v), 1) for v in m.box],
                        "category_id": m.label, "probability": round(m.probability, 5), "same_pair_id": bool(same)})
     gap = np.full((tiles[0].shape[0], 12, 3), 255, np.uint8)
     strip = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
@@ -146,7 +149,8 @@ def annotate_video(model, src: Path, dst: Path, conf: float, max_frames: int) ->
         for det, img in model.stream(frames(), conf=conf, batch_size=1, embeddings=False, with_images=True):
             if writer is None:
                 h, w = img.shape[:2]
-                writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
+                writer = cv2.VideoWriter(str(dst), fourcc, fps, (w, h))
             writer.write(annotate(img, det))
     finally:
         cap.release()
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     paths = [str(ds.image_path(a)) for a in ds.images]
 
     # detection on every image
-    dets: dict[int, object] = {}
+    dets: dict[int, Any] = {}
     images: dict[int, np.ndarray] = {}
     n_items = 0
     with open(out / "detections.jsonl", "w") as jf:

@@ -288,17 +288,17 @@ def measure(subjects: list[Subject], images: list[np.ndarray], batches: Iterable
                 dets[s.name] = nd
         if log:
             log(f"batch {bs}: {warmup} warm-up + {runs} timed runs x {n} artifacts in {time.perf_counter() - t0:.1f} s")
-        first = None
+        first: dict[str, Any] | None = None
         for s in subjects:
-            st = {k: stats_ms(v) for k, v in samples[s.name].items()}
-            total_mean_s = st["total"]["mean"] / 1e3
-            row = {"name": s.name, "kind": s.kind, "precision": s.precision, "path": s.path, "batch": bs, "runs": runs,
-                   "warmup": warmup, "stages": st, "per_image_ms": st["total"]["p50"] / bs,
+            sst = {k: stats_ms(v) for k, v in samples[s.name].items()}
+            total_mean_s = sst["total"]["mean"] / 1e3
+            row: dict[str, Any] = {"name": s.name, "kind": s.kind, "precision": s.precision, "path": s.path, "batch": bs, "runs": runs,
+                   "warmup": warmup, "stages": sst, "per_image_ms": sst["total"]["p50"] / bs,
                    "throughput_ips": bs / total_mean_s if total_mean_s > 0 else float("inf"),
                    "detections": dets.get(s.name, 0)}
             if first is None:
                 first = row
-            row["speedup_p50"] = first["stages"]["total"]["p50"] / st["total"]["p50"] if st["total"]["p50"] > 0 else None
+            row["speedup_p50"] = first["stages"]["total"]["p50"] / sst["total"]["p50"] if sst["total"]["p50"] > 0 else None
             row["throughput_ratio"] = row["throughput_ips"] / first["throughput_ips"] if first["throughput_ips"] else None
             rows.append(row)
     return rows
@@ -329,7 +329,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
         info["onnxruntime"] = ort.__version__
         info["ort_available_providers"] = ort.get_available_providers()
     except ImportError:

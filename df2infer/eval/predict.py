@@ -48,7 +48,7 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
     bar = None
     if progress:
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]
             bar = tqdm(total=len(paths), desc="predict", leave=False)
         except ImportError:
             bar = None
