@@ -5,7 +5,7 @@ Input: float32 [B, 3, H, W], RGB, values 0..255, already letterboxed to the conf
 Training: `model(images, targets)` -> dict of losses. Eval: `model(images)` -> list of dicts per
 image: boxes [N, 4] (x1, y1, x2, y2, input pixels), scores [N], labels [N] (1..13), masks [N, M, M]
 (probability of the predicted class, box-relative), landmark_logits [N, 39, K, K] (the predicted
-class's landmark slots, channels >= its count are padding), embeddings [N, 256] (not normalised).
+class's landmark slots, channels >= its count are padding), embeddings [N, 256] (L2 norm = sqrt(256) = 16).
 
 Attributes for a deploy graph:
   normalize(images)                        -> (images - mean) / std

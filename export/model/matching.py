@@ -1,16 +1,20 @@
 """Matching network and similarity network (Match R-CNN).
 
 MatchingHead: on RoI features [R, C, P, P]: conv 3x3 + ReLU per entry of `channels`
-(default 256, 256, 256, 1024), global average pooling, fc to `dim` (256). Not normalised: an
-L2-normalised embedding makes (a - b)^2 tiny per dimension and the similarity fc then needs
-thousands of steps to grow its weights; the raw embedding trains at once.
+(default 256, 256, 256, 1024), global average pooling, fc to `dim` (256), then L2-normalised and scaled to norm sqrt(dim) (16), so each
+dimension is O(1): with a unit-norm (or raw, ~0.04 per dimension) embedding (a - b)^2 is ~1e-3 per
+dimension and the similarity fc cannot move its logits in a reasonable number of steps.
+Deploy graphs reproduce this as x / max(||x||_2, 1e-12) * sqrt(dim).
 Shared between consumer and shop images.
 
 Similarity: logits = fc((a - b) ** 2) with fc: dim -> 2; softmax[..., 1] = P(match).
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -23,6 +27,7 @@ class MatchingHead(nn.Module):
             c = out
         self.convs = nn.Sequential(*layers)
         self.fc = nn.Linear(c, dim)
+        self.scale = math.sqrt(dim)
         for m in self.convs.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -30,7 +35,8 @@ class MatchingHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.convs(x).mean(dim=(2, 3))
-        return self.fc(x)
+        x = self.fc(x)
+        return F.normalize(x, dim=1) * self.scale
 
 
 class Similarity(nn.Module):
