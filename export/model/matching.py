@@ -1,7 +1,9 @@
 """Matching network and similarity network (Match R-CNN).
 
 MatchingHead: on RoI features [R, C, P, P]: conv 3x3 + ReLU per entry of `channels`
-(default 256, 256, 256, 1024), global average pooling, fc to `dim` (256), then L2-normalised and scaled to norm sqrt(dim) (16), so each
+(default 256, 256, 256, 1024), global average pooling, BatchNorm1d (centres the all-positive
+pooled ReLU features, whose common component otherwise makes every embedding point the same
+way; foldable into the fc for deployment), fc to `dim` (256), then L2-normalised and scaled to norm sqrt(dim) (16), so each
 dimension is O(1): with a unit-norm (or raw, ~0.04 per dimension) embedding (a - b)^2 is ~1e-3 per
 dimension and the similarity fc cannot move its logits in a reasonable number of steps.
 Deploy graphs reproduce this as x / max(||x||_2, 1e-12) * sqrt(dim).
@@ -26,6 +28,7 @@ class MatchingHead(nn.Module):
             layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(inplace=True)]
             c = out
         self.convs = nn.Sequential(*layers)
+        self.norm = nn.BatchNorm1d(c)
         self.fc = nn.Linear(c, dim)
         self.scale = math.sqrt(dim)
         for m in self.convs.modules():
@@ -34,8 +37,7 @@ class MatchingHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs(x).mean(dim=(2, 3))
-        x = self.fc(x)
+        x = self.fc(self.norm(self.convs(x).mean(dim=(2, 3))))
         return F.normalize(x, dim=1) * self.scale
 
 
@@ -43,6 +45,7 @@ class Similarity(nn.Module):
     def __init__(self, dim: int = 256):
         super().__init__()
         self.fc = nn.Linear(dim, 2)
+        init_similarity(self.fc)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Logits [..., 2] for broadcastable embeddings a, b."""
@@ -51,3 +54,12 @@ class Similarity(nn.Module):
     def pairwise(self, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """P(match) [Q, G] for queries [Q, D] and gallery [G, D]."""
         return self.forward(q[:, None, :], g[None, :, :]).softmax(-1)[..., 1]
+
+
+def init_similarity(fc: nn.Linear) -> None:
+    """Start as a distance rule: P(match) = sigmoid(3 - 0.02 * ||a - b||^2), so the matching loss
+    has a gradient on the embeddings from the first step (with zero-ish weights it has none)."""
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.weight[1].fill_(-0.02)
+        fc.bias.copy_(torch.tensor([0.0, 3.0]))
