@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra
+
+# Regenerate df2infer/models/default{,.int8}.onnx from export/checkpoints/ (see export/bundle.py).
+bundle: $(STAMP)
+	$(PY) -m export.bundle
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache build *.egg-info

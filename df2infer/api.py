@@ -30,7 +30,7 @@ log = logging.getLogger("df2infer")
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 # How the bundled model is made (export/ needs the [export] extra, i.e. torch).
-MAKE_DEFAULT_MODEL = "df2infer export --out df2infer/models/default.onnx  (needs: pip install 'df2infer[export]')"
+MAKE_DEFAULT_MODEL = "make bundle  (runs python -m export.bundle; needs the export extra: pip install -e .[export])"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 

@@ -1,0 +1,71 @@
+"""Regenerate the runtime's bundled default model from the committed checkpoint.
+
+    python -m export.bundle            # or: make bundle
+
+writes df2infer/models/default.onnx (FP32) and df2infer/models/default.int8.onnx (INT8 Q/DQ).
+The runtime has no torch, so it cannot export at run time: these two files ship inside the
+package. INT8 is calibrated on a synthetic calibration split made here from a fixed seed
+(CALIBRATION_SEED, used neither for training, seed 1, nor for the held-out split, seed 777), so
+the command needs no data beyond the repository and gives the same files every time.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "match_rcnn_small_synth.pt"
+MODELS = ROOT / "df2infer" / "models"
+FP32_NAME, INT8_NAME = "default.onnx", "default.int8.onnx"
+CALIBRATION_SEED = 4242
+CALIBRATION_IMAGES = 64
+CALIBRATION_METHOD = "minmax"
+MAX_DETECTIONS = 50
+MAX_BATCH = 8
+
+
+def calibration_images(folder: Path) -> Path:
+    """Generate the deterministic calibration split into folder/image and return that folder."""
+    from df2infer.synth.generator import generate
+
+    generate(folder, CALIBRATION_IMAGES, CALIBRATION_SEED, log=lambda *a, **k: None)
+    return folder / "image"
+
+
+def build(checkpoint: Path, out_dir: Path, *, work_dir: Path) -> tuple[Path, Path]:
+    """Export checkpoint to out_dir/default.onnx and out_dir/default.int8.onnx."""
+    from .onnx_export import export_onnx
+    from .precision import to_int8_qdq
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = out_dir / FP32_NAME
+    int8 = out_dir / INT8_NAME
+    export_onnx(checkpoint, fp32, max_detections=MAX_DETECTIONS, max_batch=MAX_BATCH, trained_on="df2infer synth (synthetic DeepFashion2-format)")
+    images = calibration_images(work_dir / "calibration")
+    to_int8_qdq(fp32, int8, images, method=CALIBRATION_METHOD, num_images=CALIBRATION_IMAGES,
+                cache=work_dir / "calibration_cache.json")
+    return fp32, int8
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.bundle", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    p.add_argument("--out", type=Path, default=MODELS, help=f"output folder (default {MODELS})")
+    args = p.parse_args(argv)
+    if not args.checkpoint.is_file():
+        print(f"export.bundle: checkpoint {args.checkpoint} not found", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = build(args.checkpoint, Path(tmp) / "out", work_dir=Path(tmp))
+        args.out.mkdir(parents=True, exist_ok=True)
+        for f in (fp32, int8):
+            shutil.copyfile(f, args.out / f.name)
+            print(f"{args.out / f.name}: {f.stat().st_size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
