@@ -1,0 +1,74 @@
+"""The bundled ONNX files are what a fresh export of the committed checkpoint produces.
+
+If someone retrains or changes the exporter without running `make bundle`, the runtime's default
+model would silently drift from the checkpoint the README's numbers describe; this catches it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from df2infer.api import DEFAULT_MODEL  # noqa: E402
+from df2infer.contract import METADATA_KEY, Contract  # noqa: E402
+from export import bundle  # noqa: E402
+from export.onnx_export import ort_run  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    work = tmp_path_factory.mktemp("bundle")
+    return bundle.build(bundle.CHECKPOINT, work / "out", work_dir=work)
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Three letterboxed synthetic images from the held-out-style generator, as a batch."""
+    from df2infer.preprocess import to_input_batch
+    from df2infer.synth.generator import render_image, plan
+
+    entries = plan(3, 9001)
+    contract = _contract(DEFAULT_MODEL)
+    imgs = [render_image(e, 9001, i)[0] for i, e in enumerate(entries)]
+    batch, _ = to_input_batch(imgs, contract)
+    return batch
+
+
+def _contract(path) -> Contract:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in m.metadata_props}
+    return Contract.from_json(meta[METADATA_KEY], source=str(path))
+
+
+def test_bundled_files_exist_and_carry_the_contract():
+    for name, precision in ((bundle.FP32_NAME, "fp32"), (bundle.INT8_NAME, "int8")):
+        path = bundle.MODELS / name
+        assert path.is_file(), f"{path} is missing: run `make bundle`"
+        c = _contract(path)
+        assert c.precision == precision
+        assert c.model.get("checkpoint_sha256"), "the bundled model must name the checkpoint it came from"
+
+
+def _compare(a: dict, b: dict, *, box_atol: float, prob_atol: float) -> None:
+    np.testing.assert_array_equal(a["num_dets"], b["num_dets"])
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+    np.testing.assert_allclose(a["boxes"], b["boxes"], atol=box_atol)
+    np.testing.assert_allclose(a["scores"], b["scores"], atol=prob_atol)
+    np.testing.assert_allclose(a["masks"], b["masks"], atol=prob_atol)
+    np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=prob_atol)
+
+
+def test_bundled_fp32_matches_fresh_export(fresh, images):
+    fp32, _ = fresh
+    assert _contract(fp32).model["checkpoint_sha256"] == _contract(bundle.MODELS / bundle.FP32_NAME).model["checkpoint_sha256"]
+    _compare(ort_run(str(bundle.MODELS / bundle.FP32_NAME), images), ort_run(str(fp32), images), box_atol=1e-3, prob_atol=1e-4)
+
+
+def test_bundled_int8_matches_fresh_export(fresh, images):
+    _, int8 = fresh
+    _compare(ort_run(str(bundle.MODELS / bundle.INT8_NAME), images), ort_run(str(int8), images), box_atol=1e-2, prob_atol=1e-3)
