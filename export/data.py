@@ -138,7 +138,9 @@ class DF2TorchDataset(torch.utils.data.Dataset):
 
 class PairBatchSampler(torch.utils.data.Sampler):
     """Endless batches; each holds `pair_fraction` of its images as (shop, consumer) pairs that
-    share a pair_id (and at least one style > 0 item), the rest random images."""
+    share a pair_id (and at least one style > 0 item), the rest random images. The second and
+    later pairs of a batch are drawn from products of the same category as the first (hard
+    negatives for the matching loss)."""
 
     def __init__(self, anns, batch_size: int, pair_fraction: float = 1.0, seed: int = 0, start: int = 0):
         self.batch_size = batch_size
@@ -150,12 +152,26 @@ class PairBatchSampler(torch.utils.data.Sampler):
                 by[a.pair_id][a.source].append(i)
         self.pairs = [(v["shop"], v["user"]) for v in by.values() if v["shop"] and v["user"]]
         self.n_pairs = int(batch_size * pair_fraction) // 2 if self.pairs else 0
+        # hard negatives: later pairs in a batch share a category with the first pair, so the
+        # matching loss sees same-category items of different products (not only easy ones)
+        self.cats = [{it.category_id for i in sh + us for it in anns[i].items if it.style > 0} for sh, us in self.pairs]
+        self.by_cat = defaultdict(list)
+        for k, cs in enumerate(self.cats):
+            for c in cs:
+                self.by_cat[c].append(k)
 
     def __iter__(self):
         while True:
             batch = []
+            first = None
             for _ in range(self.n_pairs):
-                shop, user = self.rng.choice(self.pairs)
+                if first is None:
+                    k = first = self.rng.randrange(len(self.pairs))
+                else:
+                    c = self.rng.choice(sorted(self.cats[first])) if self.cats[first] else None
+                    pool = [j for j in self.by_cat.get(c, []) if j != first]
+                    k = self.rng.choice(pool) if pool else self.rng.randrange(len(self.pairs))
+                shop, user = self.pairs[k]
                 batch += [self.rng.choice(shop), self.rng.choice(user)]
             while len(batch) < self.batch_size:
                 batch.append(self.rng.randrange(self.n))
