@@ -67,10 +67,30 @@ def match_probability(q: np.ndarray, g: np.ndarray, weight: np.ndarray, bias: np
     return 1.0 / (1.0 + np.exp(-d))
 
 
+def retrieve(queries, gallery, weight, bias, top: int = 20, same_class_first: bool = True) -> list[dict]:
+    """retrieval.json entries. queries/gallery: (image_id, [x1, y1, x2, y2], cls, score, embedding)."""
+    out: list[dict] = []
+    if not queries or not gallery:
+        return out
+    G = np.stack([g[4] for g in gallery])
+    gcls = np.array([g[2] for g in gallery])
+    for s in range(0, len(queries), 256):
+        qs = queries[s:s + 256]
+        p = match_probability(np.stack([q[4] for q in qs]), G, weight, bias)
+        for q, row in zip(qs, p):
+            rank = row + (gcls == q[2]) if same_class_first else row
+            best = np.argsort(-rank, kind="stable")[:top]
+            out.append({"query_image_id": q[0], "query_bbox": q[1], "query_cls": q[2], "query_score": q[3],
+                        "gallery_image_id": [int(gallery[i][0]) for i in best],
+                        "gallery_bbox": [gallery[i][1] for i in best]})
+    return out
+
+
 @torch.no_grad()
 def predict(model, folder, device="cpu", batch_size: int = 4, max_images: int | None = None,
-            gallery_score: float = 0.3, progress: bool = True) -> tuple[dict, dict]:
-    """Run the model on a load_dataset() folder; returns (results by kind, timing)."""
+            gallery_score: float = 0.3, progress: bool = True, records: dict | None = None) -> tuple[dict, dict]:
+    """Run the model on a load_dataset() folder; returns (results by kind, timing).
+    `records` (a dict), when given, receives the query and gallery detections with embeddings."""
     from pycocotools import mask as mask_utils
     from tqdm import tqdm
 
@@ -121,21 +141,10 @@ def predict(model, folder, device="cpu", batch_size: int = 4, max_images: int | 
                     queries.append(rec)
                 elif sc >= gallery_score:
                     gallery.append(rec)
-    retrieval = []
-    if queries and gallery:
-        sim = model.roi_heads.similarity.fc
-        W, B = sim.weight.detach().cpu().numpy(), sim.bias.detach().cpu().numpy()
-        G = np.stack([g[4] for g in gallery])
-        gcls = np.array([g[2] for g in gallery])
-        for s in range(0, len(queries), 256):
-            qs = queries[s:s + 256]
-            p = match_probability(np.stack([q[4] for q in qs]), G, W, B)
-            for q, row in zip(qs, p):
-                rank = row + (gcls == q[2])  # same predicted category first
-                top = np.argsort(-rank, kind="stable")[:20]
-                retrieval.append({"query_image_id": q[0], "query_bbox": q[1], "query_cls": q[2], "query_score": q[3],
-                                  "gallery_image_id": [int(gallery[i][0]) for i in top],
-                                  "gallery_bbox": [gallery[i][1] for i in top]})
+    if records is not None:
+        records.update(queries=queries, gallery=gallery)
+    sim = model.roi_heads.similarity.fc
+    retrieval = retrieve(queries, gallery, sim.weight.detach().cpu().numpy(), sim.bias.detach().cpu().numpy())
     total = time.perf_counter() - t0
     timing = {"images": len(anns), "model_s": t_model, "total_s": total,
               "model_ms_per_image": 1000 * t_model / max(1, len(anns)), "total_ms_per_image": 1000 * total / max(1, len(anns))}
