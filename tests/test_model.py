@@ -76,7 +76,7 @@ def test_training_lowers_loss(tiny, cfg):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.7 * first, (first, float(loss))
+    assert float(loss.detach()) < 0.7 * first, (first, float(loss.detach()))
 
 
 def test_eval_outputs_and_static_heads(tiny, cfg):
