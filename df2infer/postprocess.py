@@ -54,7 +54,7 @@ def _interp_matrix(lo: float, hi: float, start: int, count: int, m: int) -> np.n
     rows = np.arange(count)
     R[rows, np.clip(i0, -1, m) + 1] += (1 - f).astype(np.float32)
     R[rows, np.clip(i0 + 1, -1, m) + 1] += f.astype(np.float32)
-    return R[:, 1:m + 1]
+    return np.ascontiguousarray(R[:, 1:m + 1])  # contiguous, so the matmuls below go to BLAS
 
 
 def paste_mask_probs(mask: np.ndarray, box: np.ndarray, extent: tuple[int, int, int, int]) -> np.ndarray:
