@@ -28,29 +28,34 @@ import torch
 
 from df2infer.data import load_dataset, spec
 from df2infer.data.annotations import Dataset as DF2Folder
+from df2infer.preprocess import letterbox as runtime_letterbox
+from df2infer.preprocess import letterbox_geometry
 
 PAD_VALUE = 114
 
 
 def letterbox_params(w: int, h: int, size: int) -> tuple[float, int, int, int, int]:
-    """(scale, new_w, new_h, pad_x, pad_y) of the centered letterbox."""
-    scale = min(size / w, size / h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    return scale, nw, nh, (size - nw) // 2, (size - nh) // 2
+    """(scale, new_w, new_h, pad_x, pad_y) of the centered letterbox: the runtime's own geometry
+    (df2infer.preprocess.letterbox_geometry), so training and deployment cannot drift apart."""
+    scale, nh, nw, py, px = letterbox_geometry(h, w, (size, size))
+    return scale, nw, nh, px, py
 
 
 def letterbox(img: np.ndarray, size: int, scale: float | None = None, pad: tuple[int, int] | None = None):
-    """Letterbox an HWC uint8 image; returns (canvas, scale, pad_x, pad_y)."""
+    """Letterbox an HWC uint8 image; returns (canvas, scale, pad_x, pad_y).
+
+    Without `scale` this is exactly the runtime's letterbox (df2infer.preprocess.letterbox). With
+    `scale` (training scale jitter) the image is resized by that factor and placed at `pad`."""
+    if scale is None:
+        canvas, info = runtime_letterbox(img, (size, size), pad_value=PAD_VALUE)
+        return canvas, info.scale, info.pad_x, info.pad_y
     h, w = img.shape[:2]
-    s, nw, nh, px, py = letterbox_params(w, h, size)
-    if scale is not None:
-        s = scale
-        nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        px, py = pad if pad is not None else ((size - nw) // 2, (size - nh) // 2)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    px, py = pad if pad is not None else ((size - nw) // 2, (size - nh) // 2)
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else img
     canvas[py:py + nh, px:px + nw] = resized[: size - py, : size - px]
-    return canvas, s, px, py
+    return canvas, scale, px, py
 
 
 def read_rgb(path) -> np.ndarray:
