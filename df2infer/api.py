@@ -198,14 +198,17 @@ class Predictor:
     __call__ = predict
 
     def stream(self, images: Any, conf: float = 0.3, *, masks: bool = True, landmarks: bool = True,
-               embeddings: bool = True, mask_threshold: float = 0.5, landmark_method: str = "torchvision",
+               embeddings: bool = True, mask_threshold: float = 0.5, landmark_method: str = "subpixel",
                suppress_iou: float | None = None, batch_size: int | None = None, on_error: str = "collect",
                with_images: bool = False) -> Iterator[Detections | PredictionFailure]:
         """Like predict, lazily: yields one result per input as each batch finishes (for video).
 
         conf             minimum score kept (the graph already applied contract.score_threshold)
         masks            paste masks (compact, see postprocess.paste_masks) at mask_threshold
-        landmarks        decode landmarks with landmark_method ("torchvision" or "subpixel")
+        landmarks        decode landmarks with landmark_method: "subpixel" (default: argmax on the heatmap
+                         plus a quadratic refinement) or "torchvision" (Keypoint R-CNN's bicubic upsampling
+                         to box size). On the held-out synthetic split the bundled model scores landmark AP
+                         0.420 with subpixel and 0.424 with torchvision, at 2.4 vs 16.9 ms/image postprocessing.
         embeddings       keep the per-item embeddings
         suppress_iou     class-agnostic suppression of items overlapping by IoU > this (None: off)
         batch_size       images per backend call (default and maximum: the backend's max_batch)

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", type=float, default=0.3, help="minimum score (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--batch", type=int, default=None, help="images per batch (default: the model's max_batch)")
-    p.add_argument("--landmark-method", default="torchvision", choices=("torchvision", "subpixel"))
+    p.add_argument("--landmark-method", default="subpixel", choices=("torchvision", "subpixel"))
     p.add_argument("--no-draw", action="store_true", help="write only the JSONL, no annotated images")
     p.add_argument("--embeddings", action="store_true", help="include embeddings in the JSONL")
 

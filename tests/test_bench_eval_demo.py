@@ -10,6 +10,7 @@ import pytest
 import df2_folder
 import fake_model as fm
 import df2infer
+import df2infer.api  # the tests patch its DEFAULT_MODEL
 from df2infer.cli import main
 from df2infer.data.annotations import load_dataset
 from df2infer.eval import evaluate_predictions, validate_results
@@ -65,7 +66,7 @@ def test_bench_two_artifacts(model_path, tmp_path, capsys):
 def test_bench_no_model(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(df2infer.api, "DEFAULT_MODEL", tmp_path / "models" / "default.onnx")
     assert main(["bench", "--out", str(tmp_path / "b")]) == 2
-    assert "df2infer export" in capsys.readouterr().err
+    assert "make bundle" in capsys.readouterr().err
 
 
 def test_bench_images_folder_and_accuracy(model_path, tiny_data, tmp_path):

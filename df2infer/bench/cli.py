@@ -50,7 +50,7 @@ def _names(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import df2infer
+    import df2infer.api
     from df2infer.api import MAKE_DEFAULT_MODEL
 
     from . import report as rep

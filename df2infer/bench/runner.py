@@ -236,7 +236,7 @@ class TorchPredictor:
             # The runtime's own postprocess, unchanged (it does not use `self`).
             dets.append(Predictor._postprocess(None, arr, 0, infos[b], paths[b], chunk[b][0], conf=conf,  # type: ignore[arg-type]
                                                masks=True, landmarks=True, embeddings=embeddings, mask_threshold=0.5,
-                                               landmark_method="torchvision", suppress_iou=None))
+                                               landmark_method="subpixel", suppress_iou=None))
         self.timings.add("postprocess", time.perf_counter() - t2)
         return dets
 

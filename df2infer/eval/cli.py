@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gallery-score", type=float, default=0.3,
                    help="minimum score of shop detections in the retrieval gallery (default: %(default)s)")
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
+    g.add_argument("--landmark-method", choices=("torchvision", "subpixel"), default=None,
+                   help="landmark decoding (default: the runtime's default)")
     g.add_argument("--write-results", metavar="DIR", help="also write bbox/segm/keys/retrieval.json to DIR")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-attribute tables (faster)")
 
@@ -60,7 +62,8 @@ def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict
     t0 = time.perf_counter()
     results = predict_results(predictor, dataset, conf=args.conf, batch_size=getattr(args, "batch", None),
                               max_images=getattr(args, "max_images", None),
-                              gallery_score=getattr(args, "gallery_score", 0.3), progress=sys.stderr.isatty())
+                              gallery_score=getattr(args, "gallery_score", 0.3), progress=sys.stderr.isatty(),
+                              landmark_method=getattr(args, "landmark_method", None))
     dt = time.perf_counter() - t0
     per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in predictor.timings.summary().items())
     print(f"predicted {n} images in {dt:.1f} s ({1000 * dt / max(n, 1):.1f} ms/image; per stage ms/image: {per}); "

@@ -32,7 +32,7 @@ def _images(dataset: Dataset, max_images: int | None) -> list[ImageAnnotation]:
 
 def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, batch_size: int | None = None,
                     max_images: int | None = None, gallery_score: float = 0.3, gallery_size: int = 20,
-                    retrieval: bool = True, progress: bool = False) -> dict[str, list[dict]]:
+                    retrieval: bool = True, progress: bool = False, landmark_method: str | None = None) -> dict[str, list[dict]]:
     """Run `predictor` on the data set's images (the first `max_images`) and return the official
     result lists. Images that cannot be read are logged and skipped (they score as misses)."""
     from ..matching import Gallery
@@ -43,7 +43,8 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
     queries: list[tuple[int, Any]] = []  # (image_id, Detections without masks)
     gallery = Gallery(predictor.similarity) if retrieval else None
     want_emb = retrieval
-    it = predictor.stream(paths, conf=conf, batch_size=batch_size, embeddings=want_emb)
+    kw = {} if landmark_method is None else {"landmark_method": landmark_method}
+    it = predictor.stream(paths, conf=conf, batch_size=batch_size, embeddings=want_emb, **kw)
     failures = 0
     bar = None
     if progress:
