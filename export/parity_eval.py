@@ -7,8 +7,10 @@ Scores, with df2infer.eval.evaluate_predictions, the results of
   eager      the PyTorch model (export/infer.py),
   deploy     export.deploy.DeployMatchRCNN in PyTorch (static shapes, padded),
   ort-fp32 / ort-fp16 / ort-int8   the exported ONNX graphs in ONNX Runtime (CPU),
-all turned into official result lists by the same code (export.infer.predict), so the columns
-differ only by the model path. Artifacts come from --artifacts (DIR/model.<precision>.onnx) or are
+each loaded as a df2infer Predictor (eager / deploy through export.torch_backend, ONNX through
+df2infer.load) and turned into official result lists by the runtime's own postprocessing
+(df2infer.eval.predict.predict_results, via export.infer.predict), so the columns differ only by
+the model path. Artifacts come from --artifacts (DIR/model.<precision>.onnx) or are
 exported into a temporary folder (int8 calibrates on --calib-images, default the training images).
 Prints a table: box / mask / landmark AP (visible, visible+occluded) / retrieval top-10, ms/image.
 """
@@ -20,64 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import torch
-
-
-class _Adapter:
-    """Looks like the eager MatchRCNN to export.infer.predict: model(x) -> list of dicts."""
-
-    def __init__(self, input_size: int, sim_weight, sim_bias):
-        self.input_size = input_size
-        fc = SimpleNamespace(weight=torch.as_tensor(np.asarray(sim_weight, np.float32)),
-                             bias=torch.as_tensor(np.asarray(sim_bias, np.float32)))
-        self.roi_heads = SimpleNamespace(similarity=SimpleNamespace(fc=fc))
-
-    def eval(self):
-        return self
-
-    def to(self, device):
-        return self
-
-
-class DeployAdapter(_Adapter):
-    def __init__(self, deploy):
-        fc = deploy.model.roi_heads.similarity.fc
-        super().__init__(deploy.height, fc.weight.detach(), fc.bias.detach())
-        self.deploy = deploy
-
-    def __call__(self, x):
-        return self.deploy.predict(x)
-
-
-class OrtAdapter(_Adapter):
-    def __init__(self, path, threads: int = 2):
-        import onnxruntime as ort
-
-        from df2infer.backends.onnxruntime_backend import read_contract
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        c = read_contract(self.session, str(path))
-        super().__init__(c.input_height, c.similarity_weight, c.similarity_bias)
-
-    def __call__(self, x):
-        from df2infer.contract import INPUT_NAME, OUTPUT_NAMES
-
-        o = dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy().astype(np.float32)})))
-        out = []
-        for i in range(x.shape[0]):
-            k = int(o["num_dets"][i])
-            out.append({"boxes": torch.from_numpy(o["boxes"][i, :k]), "scores": torch.from_numpy(o["scores"][i, :k]),
-                        "labels": torch.from_numpy(o["labels"][i, :k].astype(np.int64)),
-                        "masks": torch.from_numpy(o["masks"][i, :k]),
-                        "landmark_logits": torch.from_numpy(o["landmark_heatmaps"][i, :k]),
-                        "embeddings": torch.from_numpy(o["embeddings"][i, :k])})
-        return out
 
 
 COLUMNS = (("box", "box AP"), ("mask", "mask AP"), ("landmarks_visible", "lmk AP vis"),
@@ -119,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     from df2infer.data import load_dataset
     from df2infer.eval import evaluate_predictions
 
+    import df2infer
+
     from .checkpoint import load_model
-    from .deploy import DeployMatchRCNN
     from .infer import predict
+    from .torch_backend import DeployBackend, TorchBackend
 
     torch.set_num_threads(args.threads)
     model, _ = load_model(args.checkpoint)
@@ -150,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, full = {}, {}
     for name in paths:
         if name == "eager":
-            m = model
+            m = df2infer.load(TorchBackend(model, max_detections=n_det))
         elif name == "deploy":
-            m = DeployAdapter(DeployMatchRCNN(model, max_detections=n_det))
+            m = df2infer.load(DeployBackend(model, max_detections=n_det))
         elif name.startswith("ort-"):
             f = art / f"model.{name[4:]}.onnx"
             if not f.is_file():
                 print(f"{name}: {f} missing, skipped", file=sys.stderr)
                 continue
-            m = OrtAdapter(f, args.threads)
+            m = df2infer.load(f, device="cpu", threads=args.threads)
         else:
             print(f"unknown path {name!r}", file=sys.stderr)
             return 2

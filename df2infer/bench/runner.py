@@ -15,10 +15,10 @@ last frame only):
   on a GPU.
 
 The PyTorch eager comparison (optional, torch imported lazily, only here) runs the same weights at
-the checkpoint's input size: preprocess = the same letterbox and packing (df2infer.preprocess),
-inference = model forward (which includes what the ONNX graph does in-graph: normalization, RPN,
-NMS, heads, gathers), postprocess = device->host copies plus the runtime's own postprocess (score
-filter, mask paste, landmark decode) to the same Detections form.
+the checkpoint's input size as an ordinary df2infer Predictor over export.torch_backend.TorchBackend:
+read, preprocess and postprocess are the runtime's own code; inference = backend.run = model forward
+(which includes what the ONNX graph does in-graph: normalization, RPN, NMS, heads, gathers) plus
+the device->host copies into the contract's padded arrays, like the other backends.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -137,118 +137,27 @@ def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Sub
                    info=info, max_batch=be.max_batch)
 
 
-class _Timings:
-    """Minimal StageTimings stand-in for the PyTorch wrapper (samples per stage)."""
-
-    def __init__(self):
-        self.samples: dict[str, list[float]] = {s: [] for s in STAGES[:-1]}
-
-    def reset(self):
-        for v in self.samples.values():
-            v.clear()
-
-    def add(self, stage: str, seconds: float):
-        self.samples[stage].append(seconds)
-
-
-class TorchPredictor:
-    """The PyTorch eager model behind the same stream() interface and Detections output as the runtime.
+def torch_predictor(checkpoint: str, device: str = "cpu", threads: int = 0):
+    """The PyTorch eager model as a df2infer Predictor (export.torch_backend.TorchBackend): the same
+    read / preprocess / postprocess code as the artifacts, only backend.run differs.
 
     Imports torch (and export/) lazily; only the benchmark uses it."""
+    import df2infer
+    from export.torch_backend import TorchBackend
 
-    def __init__(self, checkpoint: str, device: str = "cpu", threads: int = 0):
-        import torch
-
-        from export.checkpoint import load_model
-        from export.data import PAD_VALUE
-
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.torch = torch
-        if device == "auto":
-            device = "cuda:0" if torch.cuda.is_available() else "cpu"
-        elif device in ("cuda", "gpu"):
-            device = "cuda:0"
-        self.device = device
-        self.model, ckpt = load_model(checkpoint, self.device)
-        self.model.eval()
-        S = int(self.model.input_size)
-        from types import SimpleNamespace
-        self.geom = SimpleNamespace(input_height=S, input_width=S, pad_value=float(PAD_VALUE))
-        fc = self.model.roi_heads.similarity.fc
-        from df2infer.matching import Similarity
-        self.similarity = Similarity(fc.weight.detach().cpu().numpy(), fc.bias.detach().cpu().numpy())
-        self.timings = _Timings()
-        self.max_batch = 8
-        self.iteration = int(ckpt.get("iteration", 0))
-
-    def _sync(self):
-        if self.device.startswith("cuda"):
-            self.torch.cuda.synchronize()
-
-    def stream(self, images: Iterable, conf: float = 0.3, batch_size: int | None = None, embeddings: bool = True,
-               **_) -> Iterator:
-        from df2infer.preprocess import coerce_image, read_image
-
-        bs = max(1, int(batch_size or self.max_batch))
-        chunk: list = []
-        for i, x in enumerate(images):
-            chunk.append((i, x))
-            if len(chunk) == bs:
-                yield from self._run(chunk, conf, embeddings, read_image, coerce_image)
-                chunk = []
-        if chunk:
-            yield from self._run(chunk, conf, embeddings, read_image, coerce_image)
-
-    def _run(self, chunk, conf, embeddings, read_image, coerce_image):
-        from df2infer.api import Predictor
-        from df2infer.preprocess import to_input_batch
-
-        torch = self.torch
-        t = time.perf_counter()
-        imgs, paths = [], []
-        for i, x in chunk:
-            if isinstance(x, (str, os.PathLike)):
-                imgs.append(read_image(x))
-                paths.append(os.fspath(x))
-            else:
-                imgs.append(coerce_image(x, f"images[{i}]"))
-                paths.append(None)
-        t0 = time.perf_counter()
-        self.timings.add("read", t0 - t)
-        batch, infos = to_input_batch(imgs, self.geom)
-        x = torch.from_numpy(batch).to(self.device)
-        self._sync()
-        t1 = time.perf_counter()
-        self.timings.add("preprocess", t1 - t0)
-        with torch.inference_mode():
-            outs = self.model(x)
-        self._sync()
-        t2 = time.perf_counter()
-        self.timings.add("inference", t2 - t1)
-        dets = []
-        for b, o in enumerate(outs):
-            n = int(len(o["scores"]))
-            arr = {"num_dets": np.array([n], np.int32), "boxes": o["boxes"].cpu().numpy()[None],
-                   "scores": o["scores"].cpu().numpy()[None], "labels": o["labels"].cpu().numpy()[None],
-                   "masks": o["masks"].cpu().numpy()[None], "landmark_heatmaps": o["landmark_logits"].cpu().numpy()[None],
-                   "embeddings": o["embeddings"].cpu().numpy()[None]}
-            # The runtime's own postprocess, unchanged (it does not use `self`).
-            dets.append(Predictor._postprocess(None, arr, 0, infos[b], paths[b], chunk[b][0], conf=conf,  # type: ignore[arg-type]
-                                               masks=True, landmarks=True, embeddings=embeddings, mask_threshold=0.5,
-                                               landmark_method="subpixel", suppress_iou=None))
-        self.timings.add("postprocess", time.perf_counter() - t2)
-        return dets
+    return df2infer.load(TorchBackend(checkpoint, device=device, threads=threads or None))
 
 
 def torch_subject(checkpoint: str, device: str = "cpu", threads: int = 0) -> Subject:
-    tp = TorchPredictor(checkpoint, device, threads)
-    torch = tp.torch
-    info = {"backend": "torch eager", "device": tp.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "input": f"{tp.geom.input_width}x{tp.geom.input_height}", "checkpoint_iteration": tp.iteration,
+    import torch
+
+    tp = torch_predictor(checkpoint, device, threads)
+    be = tp.backend
+    info = {"backend": "torch eager", "device": be.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "input": f"{tp.contract.input_width}x{tp.contract.input_height}", "checkpoint_iteration": be.iteration,
             "sync": "torch.cuda.synchronize() before each clock read on a GPU; CPU forward is synchronous"}
     return Subject(name=f"torch:{Path(checkpoint).name}", kind="torch", path=checkpoint, precision="fp32",
-                   predictor=tp, info=info, max_batch=tp.max_batch)
+                   predictor=tp, info=info, max_batch=be.max_batch)
 
 
 # ---------------------------------------------------------------- statistics
@@ -341,5 +250,5 @@ def machine_info() -> dict:
     return info
 
 
-__all__ = ["STAGES", "STATS", "Subject", "TorchPredictor", "folder_images", "machine_info", "measure", "parse_size",
-           "runtime_subject", "stats_ms", "subject_from_predictor", "synthetic_scene", "torch_subject"]
+__all__ = ["STAGES", "STATS", "Subject", "folder_images", "machine_info", "measure", "parse_size",
+           "runtime_subject", "stats_ms", "subject_from_predictor", "synthetic_scene", "torch_predictor", "torch_subject"]
