@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
             try:
                 # same device as the first artifact; same thread count as ONNX Runtime (0: each library's default)
                 tdev = subjects[0].info.get("device", "cpu") if subjects else args.device
-                subjects.append(torch_subject(args.torch, tdev, args.threads))
+                # and the same top N detections as the first artifact, so all do the same work
+                n = subjects[0].predictor.contract.max_detections if subjects else None
+                subjects.append(torch_subject(args.torch, tdev, args.threads, n))
             except ModuleNotFoundError as e:
                 print(f"df2infer bench: --torch needs PyTorch ({e}); install the export extra: pip install 'df2infer[export]'",
                       file=sys.stderr)

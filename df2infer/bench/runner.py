@@ -137,7 +137,7 @@ def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Sub
                    info=info, max_batch=be.max_batch)
 
 
-def torch_predictor(checkpoint: str, device: str = "cpu", threads: int = 0):
+def torch_predictor(checkpoint: str, device: str = "cpu", threads: int = 0, max_detections: int | None = None):
     """The PyTorch eager model as a df2infer Predictor (export.torch_backend.TorchBackend): the same
     read / preprocess / postprocess code as the artifacts, only backend.run differs.
 
@@ -145,13 +145,14 @@ def torch_predictor(checkpoint: str, device: str = "cpu", threads: int = 0):
     import df2infer
     from export.torch_backend import TorchBackend
 
-    return df2infer.load(TorchBackend(checkpoint, device=device, threads=threads or None))
+    return df2infer.load(TorchBackend(checkpoint, device=device, threads=threads or None, max_detections=max_detections))
 
 
-def torch_subject(checkpoint: str, device: str = "cpu", threads: int = 0) -> Subject:
+def torch_subject(checkpoint: str, device: str = "cpu", threads: int = 0, max_detections: int | None = None) -> Subject:
+    """max_detections: keep the same top N as the artifacts it is compared with (None: the checkpoint's)."""
     import torch
 
-    tp = torch_predictor(checkpoint, device, threads)
+    tp = torch_predictor(checkpoint, device, threads, max_detections)
     be = tp.backend
     info = {"backend": "torch eager", "device": be.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "input": f"{tp.contract.input_width}x{tp.contract.input_height}", "checkpoint_iteration": be.iteration,
