@@ -1,0 +1,46 @@
+"""`df2infer eval` through the runtime on the held-out synthetic split reproduces the accuracy the
+export measured (benchmarks/results/heldout_accuracy.json, written by export.parity_eval) within
+0.5 AP points. The split is regenerated here (seed 777, 600 images: never used in training), so
+this runs the whole path a user runs: generator -> runtime -> evaluator.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import df2infer
+from df2infer.data import load_dataset
+from df2infer.eval import evaluate_predictions
+from df2infer.eval.predict import predict_results
+from df2infer.synth.generator import generate
+
+pytestmark = pytest.mark.slow
+
+REFERENCE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "heldout_accuracy.json"
+HELDOUT_SEED, HELDOUT_IMAGES = 777, 600
+TOLERANCE = 0.005  # 0.5 AP points
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth_val")
+    generate(root, HELDOUT_IMAGES, HELDOUT_SEED, log=lambda *a, **k: None)
+    return load_dataset(root)
+
+
+def test_runtime_eval_reproduces_export_accuracy(heldout):
+    ref = json.loads(REFERENCE.read_text())["rows"]["ort-fp32"]
+    predictor = df2infer.load(device="cpu")
+    results = predict_results(predictor, heldout, conf=0.05)
+    report = evaluate_predictions(heldout, results, breakdown=False)
+    got = {
+        "box_AP": report["box"]["overall"]["AP"],
+        "mask_AP": report["mask"]["overall"]["AP"],
+        "landmarks_visible_AP": report["landmarks_visible"]["overall"]["AP"],
+        "landmarks_all_AP": report["landmarks_all"]["overall"]["AP"],
+        "retrieval_top10": report["retrieval"]["top10"],
+    }
+    for key, value in got.items():
+        assert abs(value - ref[key]) <= TOLERANCE, f"{key}: runtime {value:.4f}, export reference {ref[key]:.4f}"
