@@ -9,8 +9,10 @@ can build these lists from its detections and score them without writing files.
 """
 from __future__ import annotations
 
+import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..data import spec
 from ..data.annotations import Dataset, ImageAnnotation
 from ..data.coco import dataset_to_coco, xyxy_to_xywh
 from .detection import evaluate_detection
@@ -68,6 +70,19 @@ def polygons_to_rle(polygons: list[list[float]], height: int, width: int) -> dic
     return {"size": [int(height), int(width)], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
+def _perfect_keypoints(ann: dict) -> list[float]:
+    """A ground-truth item's keypoints as a prediction: labelled landmarks where they are, the
+    category's unlabelled ones (v=0, e.g. outside the image) at the box centre, as any real
+    prediction places every landmark of its category somewhere on the item."""
+    kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+    own = spec.category(ann["category_id"]).slots
+    x, y, w, h = ann["bbox"]
+    unlabelled = np.zeros(len(kp), bool)
+    unlabelled[own.start:own.stop] = kp[own.start:own.stop, 2] == 0
+    kp[unlabelled, 0], kp[unlabelled, 1] = x + w / 2, y + h / 2
+    return kp.reshape(-1).tolist()
+
+
 def ground_truth_as_results(dataset: Dataset | list[ImageAnnotation], *, gallery_size: int = 20) -> dict[str, list[dict]]:
     """The ground truth as perfect predictions (score 1): bbox, segm, keys and retrieval.
 
@@ -83,7 +98,7 @@ def ground_truth_as_results(dataset: Dataset | list[ImageAnnotation], *, gallery
         w, h = sizes[a["image_id"]]
         if w is not None:
             segm.append({**base, "segmentation": polygons_to_rle(a["segmentation"], h, w)})
-        keys.append({**base, "keypoints": list(a["keypoints"])})
+        keys.append({**base, "keypoints": _perfect_keypoints(a)})
     shop = [(im, it) for im in images if im.source == "shop" for it in im.items]
     retrieval = []
     for im in images:

@@ -62,6 +62,41 @@ def _stats_dict(stats, names) -> dict:
     return {n: (None if float(v) < 0 else float(v)) for n, v in zip(names, stats)}
 
 
+class DF2COCOeval(COCOeval):
+    """COCOeval with one DeepFashion2 correction to keypoint OKS.
+
+    For a ground truth with no labelled landmark (ignored; in the visible-only variant: every
+    landmark occluded), pycocotools measures a prediction's keypoints against an ignore region
+    (twice the box) over all 294 slots. A DeepFashion2 prediction fills only its category's slots
+    (the others are 0, far outside the region), so even a perfect prediction never matches the
+    ignored item and counts as a false positive. Here the region test uses the item's own
+    category's slots only, so such a prediction is ignored, as COCO's ignore rule intends."""
+
+    def computeOks(self, imgId, catId):
+        ious = super().computeOks(imgId, catId)
+        if len(ious) == 0:
+            return ious
+        p = self.params
+        gts = self._gts[imgId, catId]
+        dts = sorted(self._dts[imgId, catId], key=lambda d: -d["score"])[: p.maxDets[-1]]
+        var = (np.asarray(p.kpt_oks_sigmas) * 2) ** 2
+        for j, gt in enumerate(gts):
+            g = np.asarray(gt["keypoints"], dtype=np.float64)
+            if np.count_nonzero(g[2::3] > 0):
+                continue
+            own = spec.category(gt["category_id"]).slots
+            sl = slice(own.start, own.stop)
+            x, y, w, h = gt["bbox"]
+            for i, dt in enumerate(dts):
+                d = np.asarray(dt["keypoints"], dtype=np.float64)
+                xd, yd = d[0::3][sl], d[1::3][sl]
+                dx = np.maximum(0, (x - w) - xd) + np.maximum(0, xd - (x + 2 * w))
+                dy = np.maximum(0, (y - h) - yd) + np.maximum(0, yd - (y + 2 * h))
+                e = (dx ** 2 + dy ** 2) / var[sl] / (gt["area"] + np.spacing(1)) / 2
+                ious[i, j] = np.mean(np.exp(-e))
+        return ious
+
+
 class _Scorer:
     """One COCOeval run whose IoUs are reused to score ground-truth subsets."""
 
@@ -69,7 +104,7 @@ class _Scorer:
         self.iou_type = iou_type
         self.names = KPT_STATS if iou_type == "keypoints" else BOX_STATS
         dt = _load_res(gt, entries)
-        self.E = COCOeval(gt, dt, iou_type)
+        self.E = (DF2COCOeval if iou_type == "keypoints" else COCOeval)(gt, dt, iou_type)
         if iou_type == "keypoints":
             self.E.params.kpt_oks_sigmas = spec.oks_sigmas().copy()
         with contextlib.redirect_stdout(io.StringIO()):

@@ -252,15 +252,37 @@ def generate(out: str | Path, n_images: int, seed: int, *, log=print) -> dict:
     (out / "annos").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     entries = plan(n_images, seed)
+    anns = []
     for i, e in enumerate(entries):
         img, q, ann = render_image(e, seed, i)
         stem = f"{i + 1:06d}"
         ann.image_id, ann.file_name = i + 1, stem + ".jpg"
         (out / "image" / ann.file_name).write_bytes(scene.encode_jpeg(img, q))
-        write_annotation(ann, out / "annos" / f"{stem}.json")
+        anns.append(ann)
         if log and (i + 1) % 500 == 0:
             log(f"  {i + 1}/{n_images} images, {time.perf_counter() - t0:.1f} s")
+    unpaired = unpair_orphans(anns)
+    for ann in anns:
+        write_annotation(ann, out / "annos" / f"{ann.image_id:06d}.json")
+    if log and unpaired:
+        log(f"  {unpaired} consumer item(s) whose product is in no shop image set to style 0")
     return {"images": n_images, "seconds": time.perf_counter() - t0}
+
+
+def unpair_orphans(anns: list) -> int:
+    """Set style 0 on consumer items whose (pair_id, style) no shop item of the set shows (the shop
+    image's copy was hidden or cropped away). DeepFashion2's protocol counts every consumer item with
+    style > 0 as a query that has a shop match; an orphan would be a query that cannot be answered."""
+    in_shop = {(a.pair_id, it.style) for a in anns if a.source == "shop" for it in a.items if it.style > 0}
+    n = 0
+    for a in anns:
+        if a.source != "user":
+            continue
+        for it in a.items:
+            if it.style > 0 and (a.pair_id, it.style) not in in_shop:
+                it.style = 0
+                n += 1
+    return n
 
 
 def stats(root: str | Path, *, log=print) -> dict:
