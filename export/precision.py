@@ -37,6 +37,8 @@ import onnx
 
 from df2infer.contract import METADATA_KEY, Contract, ContractError
 
+from .lint import _iter_graphs
+
 log = logging.getLogger(__name__)
 
 KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = ("box_decode/", "nms/", "postproc/")
@@ -72,15 +74,20 @@ def _matches(name: str, prefixes: Iterable[str]) -> bool:
     return any(name.startswith(p) for p in prefixes)
 
 
+def _finish(source: onnx.ModelProto, converted: onnx.ModelProto, props: dict, contract: Contract, out, verify: bool) -> Path:
+    """Embed the updated contract, check the I/O types against the source, save, and optionally run once."""
+    props[METADATA_KEY] = contract.to_json()
+    _set_metadata(converted, props)
+    _check_io_types(source, converted)
+    path = _save(converted, out)
+    if verify:
+        _smoke_run(path, contract)
+    return path
+
+
 def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _all_nodes(g)
+    """Every node of the graph and of its subgraphs."""
+    return (node for g in _iter_graphs(graph) for node in g.node)
 
 
 def _ensure_node_names(model: onnx.ModelProto) -> None:
@@ -147,13 +154,7 @@ def to_fp16(fp32_onnx: str | os.PathLike | onnx.ModelProto, out: str | os.PathLi
     contract.precision = "fp16"
     contract.model = dict(contract.model, fp16_fp32_ops=sorted(op_block & {n.op_type for n in _all_nodes(model.graph)}),
                           fp16_fp32_nodes=sorted(node_block))
-    props[METADATA_KEY] = contract.to_json()
-    _set_metadata(fp16, props)
-    _check_io_types(model, fp16)
-    path = _save(fp16, out)
-    if verify:
-        _smoke_run(path, contract)
-    return path
+    return _finish(model, fp16, props, contract, out, verify)
 
 
 def _restore_fp32_outputs(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
@@ -478,13 +479,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
                           int8_calibration={"method": method, **options, "num_images": len(files),
                                             "images_sha256": img_sha, "cache_key": key,
                                             "cache_hit": entry is not None})
-    props[METADATA_KEY] = contract.to_json()
-    _set_metadata(q, props)
-    _check_io_types(model, q)
-    path = _save(q, out)
-    if verify:
-        _smoke_run(path, contract)
-    return path
+    return _finish(model, q, props, contract, out, verify)
 
 
 def _calibrate(model_path: Path, reader, method, calib_opts: dict, op_types: list[str], ranges_file: Path,
