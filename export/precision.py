@@ -42,6 +42,9 @@ from .lint import _iter_graphs
 log = logging.getLogger(__name__)
 
 KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = ("box_decode/", "nms/", "postproc/")
+# FP16 also keeps Match R-CNN's matching head in FP32: in FP16 its embeddings lost 9 points of
+# retrieval top-10 on the held-out synthetic split (0.494 against 0.585; FP32 head: 0.585).
+FP16_KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = KEEP_FP32_NAME_PREFIXES + ("/match_head/",)
 FP16_KEEP_OPS: tuple[str, ...] = ("NonMaxSuppression", "RoiAlign", "TopK")
 INT8_OP_TYPES: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -122,7 +125,7 @@ def _ort_session(path: str | os.PathLike):
 
 def to_fp16(fp32_onnx: str | os.PathLike | onnx.ModelProto, out: str | os.PathLike, *,
             keep_fp32_ops: Sequence[str] = FP16_KEEP_OPS,
-            keep_fp32_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
+            keep_fp32_name_prefixes: Sequence[str] = FP16_KEEP_FP32_NAME_PREFIXES,
             keep_fp32_nodes: Sequence[str] = (),
             verify: bool = True) -> Path:
     """Write a mixed-precision FP16 copy of the FP32 deploy graph to `out` and return its path.
