@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 SCHEMA = "df2infer.match_rcnn"
 SCHEMA_VERSION = 1
@@ -73,6 +73,15 @@ class Contract:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], *, source: str = "<artifact>") -> "Contract":
+        """The contract stored in an artifact's metadata (ONNX metadata_props as a dict); a
+        ContractError naming `source` when there is none."""
+        if METADATA_KEY not in metadata:
+            raise ContractError(f"{source}: no df2infer contract in the metadata (key {METADATA_KEY!r}); "
+                                "this file was not exported by df2infer's exporter, or the metadata was stripped")
+        return cls.from_json(metadata[METADATA_KEY], source=source)
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<artifact>") -> "Contract":

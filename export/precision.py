@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import onnx
 
-from df2infer.contract import METADATA_KEY, Contract, ContractError
+from df2infer.contract import METADATA_KEY, Contract
 
 from .lint import _iter_graphs
 
@@ -61,10 +61,7 @@ def _load(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
 
 
 def read_contract(model: onnx.ModelProto, source: str = "<model>") -> Contract:
-    for p in model.metadata_props:
-        if p.key == METADATA_KEY:
-            return Contract.from_json(p.value, source=source)
-    raise ContractError(f"{source}: no {METADATA_KEY!r} entry in metadata_props; export the FP32 graph with its contract")
+    return Contract.from_metadata({p.key: p.value for p in model.metadata_props}, source=source)
 
 
 def _set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 from df2infer.backends.tensorrt_backend import (
     TensorRTUnavailable, _dims, engine_sidecar_path, require_tensorrt,
 )
-from df2infer.contract import INPUT_NAME, METADATA_KEY, Contract, ContractError
+from df2infer.contract import INPUT_NAME, Contract, ContractError
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
 
 if TYPE_CHECKING:
@@ -80,10 +80,7 @@ def read_onnx_info(onnx_path: str | Path) -> OnnxInfo:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX file")
     model = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in props:
-        raise ContractError(f"{path}: no {METADATA_KEY!r} in the ONNX metadata_props; export it with df2infer's exporter")
-    contract = Contract.from_json(props[METADATA_KEY], source=str(path))
+    contract = Contract.from_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
     has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     return OnnxInfo(path=path, contract=contract, sha256=file_sha256(path), has_qdq=has_qdq)
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from df2infer.api import DEFAULT_MODEL  # noqa: E402
-from df2infer.contract import METADATA_KEY, Contract  # noqa: E402
+from df2infer.contract import Contract  # noqa: E402
 from export import bundle  # noqa: E402
 from export.onnx_export import ort_run  # noqa: E402
 
@@ -41,8 +41,7 @@ def _contract(path) -> Contract:
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
-    meta = {p.key: p.value for p in m.metadata_props}
-    return Contract.from_json(meta[METADATA_KEY], source=str(path))
+    return Contract.from_metadata({p.key: p.value for p in m.metadata_props}, source=str(path))
 
 
 def test_bundled_files_exist_and_carry_the_contract():

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from df2infer.backends.base import DeviceError, ModelLoadError, parse_device
-from df2infer.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, Contract, ContractError
+from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,7 @@ def cuda_available() -> bool:
 
 def read_contract(session, path: str) -> Contract:
     """The Contract stored in a session's model metadata; ContractError naming `path` if absent/bad."""
-    meta = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in meta:
-        raise ContractError(f"{path}: no df2infer contract in the ONNX metadata_props (key {METADATA_KEY!r}); "
-                            "this file was not exported by df2infer's exporter, or the metadata was stripped")
-    return Contract.from_json(meta[METADATA_KEY], source=path)
+    return Contract.from_metadata(session.get_modelmeta().custom_metadata_map, source=path)
 
 
 def check_io(session, contract: Contract, path: str) -> None:
