@@ -13,7 +13,6 @@ Contract in metadata_props. `model_or_checkpoint` may also be a MatchRCNN instan
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ import torch
 from df2infer.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, Contract
 
 from .deploy import DeployMatchRCNN
+from .hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,6 @@ class ExportError(RuntimeError):
     """The export produced a graph that fails the checker, the lint or the contract."""
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def rename_scoped_nodes(model: onnx.ModelProto) -> int:

@@ -37,6 +37,7 @@ import onnx
 
 from df2infer.contract import METADATA_KEY, Contract
 
+from .hashing import file_sha256
 from .lint import _iter_graphs
 
 log = logging.getLogger(__name__)
@@ -327,12 +328,6 @@ class ImageFolderReader:
         self._it = None
 
 
-def _sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def images_digest(files: Sequence[Path], root: str | os.PathLike) -> str:
@@ -341,7 +336,7 @@ def images_digest(files: Sequence[Path], root: str | os.PathLike) -> str:
     for p in files:
         h.update(Path(p).relative_to(root).as_posix().encode())
         h.update(b"\0")
-        h.update(_sha256_file(p).encode())
+        h.update(file_sha256(p).encode())
         h.update(b"\n")
     return h.hexdigest()
 
@@ -411,7 +406,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
                       if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)} | set(keep_float_nodes))
     root = Path(calibration_images_dir)
     files = list_calibration_images(root, num_images)
-    model_sha = _sha256_file(fp32_path)
+    model_sha = file_sha256(fp32_path)
     img_sha = images_digest(files, root)
     # Calibrator options. quantize_static does not pass num_bins through, and ORT's entropy default
     # (128 bins, 128 quantized bins) leaves no threshold to choose, i.e. degenerates to min/max; so the

@@ -20,7 +20,6 @@ functions that need it, and missing TensorRT is a clear error at call time.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,8 @@ from df2infer.backends.tensorrt_backend import (
 )
 from df2infer.contract import INPUT_NAME, Contract, ContractError
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
+
+from .hashing import file_sha256
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -64,12 +65,6 @@ class OnnxInfo:
     has_qdq: bool  # QuantizeLinear/DequantizeLinear nodes: explicitly quantized, no calibrator needed
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_onnx_info(onnx_path: str | Path) -> OnnxInfo:
