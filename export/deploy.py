@@ -15,10 +15,16 @@ What the graph does, and where it differs from the eager model (export/model, to
              keep mask (ScatterND) and TopK gives exactly P = num_proposals proposals per image.
              When NMS keeps fewer than P, the rest are padding rows, flagged invalid: their
              detections are masked out, so they change nothing but cost box-head work.
-  RoIAlign   ONNX RoiAlign (output_half_pixel = torchvision aligned=False, sampling_ratio 2) on
-             every FPN level for every RoI, then the level of each RoI chosen by the FPN rule
-             (canonical 224 at level 4, torchvision LevelMapper) with Where: same numbers as
-             MultiScaleRoIAlign, at L times the (small) pooling cost.
+  RoIAlign   one ONNX RoiAlign (output_half_pixel = torchvision aligned=False, sampling_ratio 2)
+             per head on a *packed* feature map: the FPN levels stacked along H, each with one
+             edge-replicated row and column (bilinear samples at the far border then read the
+             border value, as torchvision's clamping does) and zero-padded to a common width;
+             each RoI is mapped to its level by the FPN rule (canonical 224 at level 4,
+             torchvision LevelMapper) and its box scaled by that level's 1/stride and shifted to
+             the level's rows. Same numbers as MultiScaleRoIAlign for boxes inside the image
+             (a RoI less than one feature cell high or wide at the bottom or right border, where
+             torchvision's roi width of at least 1 reaches past the map, reads the next rows
+             instead of zeros), and each RoI is pooled once instead of once per level.
   box head   class-specific decoding (10, 10, 5, 5) under `box_decode/`, softmax, score > thresh,
              boxes >= 1e-2, then class-aware NMS as one NonMaxSuppression call on class-offset boxes
              ([B, 13 P, 4], scores [B, 1, 13 P]; torchvision's batched_nms coordinate trick),
@@ -148,15 +154,28 @@ class TopKeep(nn.Module):
 
 
 class RoILevels(nn.Module):
-    """torchvision LevelMapper: boxes [R, 4] -> one bool mask [R, 1, 1, 1] per level 0..L-1
-    (the comparisons stay in this FP32 scope)."""
+    """torchvision LevelMapper: rois [R, 5] (batch, x1, y1, x2, y2) -> rois on the packed map:
+    the box scaled by its level's 1/stride and shifted down to the level's rows (FP32 scope)."""
 
-    def forward(self, boxes, k_min: int, k_max: int):
+    def forward(self, rois, scales, row_offsets, k_min: int, k_max: int):
+        boxes = rois[:, 1:]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        s = torch.sqrt(area)
-        lvl = torch.floor(4 + torch.log2(s / 224) + 1e-6)
-        lvl = (torch.clamp(lvl, min=k_min, max=k_max) - k_min)[:, None, None, None]
-        return [lvl == float(i) for i in range(k_max - k_min + 1)]
+        lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224) + 1e-6)
+        lvl = (torch.clamp(lvl, min=k_min, max=k_max) - k_min).to(torch.int64)
+        scale, shift = scales[lvl][:, None], row_offsets[lvl]
+        shifted = boxes * scale + torch.stack([torch.zeros_like(shift), shift, torch.zeros_like(shift), shift], 1)
+        return torch.cat([rois[:, :1], shifted], 1)
+
+
+def pack_levels(feats: list[torch.Tensor]) -> torch.Tensor:
+    """[B, C, H_i, W_i] per level -> [B, C, sum(H_i + 1), max(W_i) + 1]: levels stacked along H,
+    each with its last row and column replicated once, then zero-padded on the right."""
+    width = max(f.shape[-1] for f in feats) + 1
+    out = []
+    for f in feats:
+        f = nn.functional.pad(f, (0, 1, 0, 1), mode="replicate")
+        out.append(nn.functional.pad(f, (0, width - f.shape[-1], 0, 0)) if f.shape[-1] < width else f)
+    return torch.cat(out, 2)
 
 
 class Candidates(nn.Module):
@@ -249,6 +268,11 @@ class DeployMatchRCNN(nn.Module):
             self.roi_scales.append(2.0 ** round(math.log2(approx)))
         self.k_min = int(round(-math.log2(self.roi_scales[0])))
         self.k_max = int(round(-math.log2(self.roi_scales[-1])))
+        rows = [0.0]
+        for n in self.roi_names[:-1]:
+            rows.append(rows[-1] + feats[n].shape[-2] + 1)
+        self.register_buffer("level_scales", torch.tensor(self.roi_scales, dtype=torch.float32), persistent=False)
+        self.register_buffer("level_rows", torch.tensor(rows, dtype=torch.float32), persistent=False)
 
         self.box_decode = BoxDecode()
         # attribute names = ONNX scope names; export.onnx_export renames "/nms_rpn/X" to "nms/rpn/X" etc.
@@ -269,15 +293,11 @@ class DeployMatchRCNN(nn.Module):
         bidx = (bidx[:, None] + torch.zeros_like(boxes[:, :, 0])).reshape(-1, 1)
         return torch.cat([bidx, boxes.reshape(-1, 4)], 1)
 
-    def _pool(self, feats, boxes, size: int):
-        """MultiScaleRoIAlign on boxes [B, R, 4] -> [B*R, C, size, size]."""
+    def _pool(self, packed, boxes, size: int):
+        """MultiScaleRoIAlign on boxes [B, R, 4] -> [B*R, C, size, size], one RoiAlign on the packed map."""
         rois = self.postproc_rois(self._rois, boxes)
-        on_level = self.postproc_levels(rois[:, 1:], self.k_min, self.k_max)
-        out = None
-        for i in reversed(range(len(self.roi_names))):
-            x = torch.ops.torchvision.roi_align(feats[self.roi_names[i]], rois, self.roi_scales[i], size, size, 2, False)
-            out = x if out is None else torch.where(on_level[i], x, out)
-        return out
+        rois = self.postproc_levels(rois, self.level_scales, self.level_rows, self.k_min, self.k_max)
+        return torch.ops.torchvision.roi_align(packed, rois, 1.0, size, size, 2, False)
 
     def proposals(self, objectness, deltas):
         """RPN outputs per level -> proposals [B, P, 4], valid [B, P]."""
@@ -331,7 +351,8 @@ class DeployMatchRCNN(nn.Module):
         objectness, deltas = m.rpn.head(list(feats.values()))
         props, pvalid = self.postproc_rpn(self.proposals, objectness, deltas)   # [B, P, 4], [B, P]
 
-        pooled = self._pool(feats, props, rh.box_roi_pool.output_size[0])
+        packed = pack_levels([feats[n] for n in self.roi_names])
+        pooled = self._pool(packed, props, rh.box_roi_pool.output_size[0])
         cls_logits, box_deltas = rh.box_predictor(rh.box_head(pooled))
         num_dets, det_boxes, det_scores, det_labels, fvalid = self.postproc_det(
             self._detections, cls_logits, box_deltas, props, pvalid)
@@ -340,7 +361,7 @@ class DeployMatchRCNN(nn.Module):
         for pool in (rh.mask_roi_pool, rh.keypoint_roi_pool, rh.match_roi_pool):
             size = pool.output_size[0]
             if size not in pooled:
-                pooled[size] = self._pool(feats, det_boxes, size)
+                pooled[size] = self._pool(packed, det_boxes, size)
         mlog = rh.mask_logits(pooled[rh.mask_roi_pool.output_size[0]])          # [B*N, 13, M, M]
         heat = rh.landmark_logits(pooled[rh.keypoint_roi_pool.output_size[0]], det_labels.reshape(-1))
         emb = rh.embed(pooled[rh.match_roi_pool.output_size[0]])
