@@ -278,7 +278,10 @@ class Predictor:
             batch, infos = to_input_batch([e[3] for e in entries], c, out=self._buf)
             t1 = time.perf_counter()
             self.timings.add("preprocess", t1 - t, len(entries))
-            outputs = self.backend.run(batch)
+            if c.gated_heads:  # heads only for the detections this call keeps (df2infer.contract)
+                outputs = self.backend.run(batch, min_head_score=opts["conf"])
+            else:
+                outputs = self.backend.run(batch)
             t2 = time.perf_counter()
             self.timings.add("inference", t2 - t1, len(entries))
         results: list = []

@@ -7,6 +7,14 @@ the runtime refuses an artifact whose schema or version it does not understand, 
 Graph input
   images            float32 [B, 3, H, W]  RGB, values 0..255, letterboxed (see df2infer.preprocess);
                     mean/std normalization happens inside the graph. B is dynamic; H, W fixed.
+Optional graph input, in artifacts with gated_heads = true (the CPU default)
+  min_head_score    float32 [1]            an overridable initializer, default 0.0. The mask,
+                    landmark and matching heads run only on the first K detection rows, K = the
+                    largest number of detections with score >= min_head_score in any image of the
+                    batch (at least 1); output rows >= K have zero masks, heatmaps and embeddings
+                    (boxes, scores, labels and num_dets are unaffected). The runtime feeds its
+                    `conf`, so heads are not computed for detections it would drop. A runtime
+                    length, which TensorRT does not build: engines come from static-head graphs.
 Graph outputs (N = max_detections, padded; rows >= num_dets are zeros)
   num_dets          int32   [B]            valid detections per image
   boxes             float32 [B, N, 4]      x1, y1, x2, y2 in input (letterboxed) pixels
@@ -30,6 +38,7 @@ SCHEMA_VERSION = 1
 METADATA_KEY = "df2infer.contract"
 
 INPUT_NAME = "images"
+HEAD_SCORE_INPUT = "min_head_score"
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels", "masks", "landmark_heatmaps", "embeddings")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -53,6 +62,7 @@ class Contract:
     pad_value: float = 114.0  # letterbox fill, per channel, in 0..255
     score_threshold: float = 0.05  # already applied in the graph; the runtime's `conf` filters further
     nms_iou: float = 0.5
+    gated_heads: bool = False  # heads only on rows with score >= the min_head_score input (see above)
     similarity_weight: list[list[float]] = field(default_factory=list)  # [2, D]
     similarity_bias: list[float] = field(default_factory=list)  # [2]
     model: dict[str, Any] = field(default_factory=dict)  # name, backbone, trained_on, checkpoint sha256, ...
@@ -115,6 +125,8 @@ class Contract:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ContractError(f"{source}: {name} = {v!r}, expected a positive int")
+        if not isinstance(self.gated_heads, bool):
+            raise ContractError(f"{source}: gated_heads = {self.gated_heads!r}, expected true or false")
         if self.similarity_weight and (len(self.similarity_weight) != 2 or any(len(r) != self.embedding_dim for r in self.similarity_weight)):
             raise ContractError(f"{source}: similarity_weight must be [2, {self.embedding_dim}]")
         if self.similarity_bias and len(self.similarity_bias) != 2:

@@ -4,6 +4,8 @@ defined exactly here because the CUDA kernels are checked against them.
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -35,26 +37,22 @@ def mask_extent(box: np.ndarray, image_size: tuple[int, int]) -> tuple[int, int,
     """Integer pixel extent [x0, y0, x1, y1) of a box's compact mask: [floor(x1), ceil(x2)) x
     [floor(y1), ceil(y2)), clipped to the image. Every pixel whose center lies inside the box is in it."""
     h, w = image_size
-    x0 = int(np.clip(np.floor(box[0]), 0, w))
-    y0 = int(np.clip(np.floor(box[1]), 0, h))
-    x1 = int(np.clip(np.ceil(box[2]), x0, w))
-    y1 = int(np.clip(np.ceil(box[3]), y0, h))
+    x0 = min(max(math.floor(float(box[0])), 0), w)
+    y0 = min(max(math.floor(float(box[1])), 0), h)
+    x1 = min(max(math.ceil(float(box[2])), x0), w)
+    y1 = min(max(math.ceil(float(box[3])), y0), h)
     return x0, y0, x1, y1
 
 
 def _interp_matrix(lo: float, hi: float, start: int, count: int, m: int) -> np.ndarray:
     """[count, m] bilinear weights sampling pixel centers start+0.5 ... of a length-m map spanning
-    [lo, hi], with grid_sample(align_corners=False, padding_mode="zeros") semantics."""
+    [lo, hi], with grid_sample(align_corners=False, padding_mode="zeros") semantics: sample u (in map
+    cells, centers at 0..m-1) takes weight max(0, 1 - |u - j|) from cell j; taps outside 0..m-1
+    read zeros, so they simply have no column."""
     extent = max(hi - lo, 1e-6)
-    u = (np.arange(start, start + count, dtype=np.float64) + 0.5 - lo) / extent * m - 0.5
-    i0 = np.floor(u)
-    f = u - i0
-    i0 = i0.astype(np.int64)
-    R = np.zeros((count, m + 2), dtype=np.float32)  # columns 0 and m+1 absorb out-of-range taps
-    rows = np.arange(count)
-    R[rows, np.clip(i0, -1, m) + 1] += (1 - f).astype(np.float32)
-    R[rows, np.clip(i0 + 1, -1, m) + 1] += f.astype(np.float32)
-    return np.ascontiguousarray(R[:, 1:m + 1])  # contiguous, so the matmuls below go to BLAS
+    u = (np.arange(start, start + count, dtype=np.float64) + 0.5 - lo) * (m / extent) - 0.5
+    R = 1.0 - np.abs(u[:, None] - np.arange(m, dtype=np.float64)[None, :])
+    return np.maximum(R, 0.0, out=R).astype(np.float32)  # C-contiguous: the matmuls below go to BLAS
 
 
 def paste_mask_probs(mask: np.ndarray, box: np.ndarray, extent: tuple[int, int, int, int]) -> np.ndarray:

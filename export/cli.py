@@ -9,6 +9,10 @@ box_decode/, nms/, postproc/ nodes kept FP32; INT8: Q/DQ, calibrated on --calib-
 reusable cache DIR/calibration_cache.json). --engine builds a strongly typed TensorRT engine per
 precision with export.tensorrt_builder (needs TensorRT; a clear error without it). Prints the
 export time, file sizes and the op histogram of each graph.
+
+--heads gated (the default without --engine) gives the CPU graphs: the mask, landmark and matching
+heads run only on the detections at or above the runtime's `conf` (df2infer.contract,
+gated_heads). --heads static runs them on all N rows, which TensorRT needs; --engine implies it.
 """
 from __future__ import annotations
 
@@ -28,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
     p.add_argument("--max-detections", type=int, default=50, help="N, padded detections per image (default 50)")
     p.add_argument("--num-proposals", type=int, default=None, help="RPN proposals per image (default: the model's test setting)")
+    p.add_argument("--heads", choices=("gated", "static"), default=None,
+                   help="gated: heads only on detections >= the runtime's conf (ONNX Runtime; default); "
+                        "static: on all N rows (TensorRT; the default with --engine)")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--engine", action="store_true", help="also build TensorRT engines (needs TensorRT)")
@@ -81,6 +88,10 @@ def run(args) -> int:
     from .checkpoint import CheckpointError
     from .onnx_export import export_onnx
 
+    heads = args.heads or ("static" if args.engine else "gated")
+    if args.engine and heads == "gated":
+        print("df2infer export: --engine needs --heads static (TensorRT cannot build gated heads)", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "model.fp32.onnx"
@@ -89,13 +100,14 @@ def run(args) -> int:
     try:
         export_onnx(args.checkpoint, fp32, input_size=args.input_size, max_detections=args.max_detections,
                     num_proposals=args.num_proposals, opset=args.opset, simplify=not args.no_simplify,
-                    max_batch=args.max_batch, report=report)
+                    max_batch=args.max_batch, gate_heads=heads == "gated", report=report)
     except (CheckpointError, FileNotFoundError) as e:
         print(f"df2infer export: {e}", file=sys.stderr)
         return 1
     c = report["contract"]
     print(f"fp32: {fp32} ({_mib(fp32)}) in {report['total_s']:.1f} s (torch.onnx.export {report['export_s']:.1f} s); "
-          f"input {c.input_height}x{c.input_width}, N={c.max_detections}, proposals={c.model['num_proposals']}")
+          f"input {c.input_height}x{c.input_width}, N={c.max_detections}, proposals={c.model['num_proposals']}, "
+          f"{heads} heads")
     print(f"  {report['simplify']}")
     for w in report["lint"]:
         print(f"  lint {w}")

@@ -103,6 +103,20 @@ class _KeepMask(torch.autograd.Function):
         return g.op("ScatterND", zeros, idx, ones)
 
 
+class _Rows(torch.autograd.Function):
+    """0-d int64 k -> int64 [k] = 0..k-1. ONNX Range(0, k, 1): a length known only at run time
+    (ONNX Runtime is fine with it; TensorRT is not, so only gated-head graphs use it)."""
+
+    @staticmethod
+    def forward(ctx, k):
+        return torch.arange(int(k), dtype=torch.int64)
+
+    @staticmethod
+    def symbolic(g, k):
+        return g.op("Range", g.op("Constant", value_t=torch.tensor(0, dtype=torch.int64)), k,
+                    g.op("Constant", value_t=torch.tensor(1, dtype=torch.int64)))
+
+
 # -------------------------------------------------------------------------------------------------
 # scoped pieces (module attribute names give the ONNX node-name prefixes)
 
@@ -178,6 +192,65 @@ def pack_levels(feats: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(out, 2)
 
 
+class HeadRows(nn.Module):
+    """Gated heads: the detection rows the mask/landmark/matching heads run on (FP32 scope).
+    boxes [B, N, 4], labels [B, N], scores [B, N] (descending), valid float [B, N], min_score [1] ->
+      head boxes [B, K, 4] and labels [B, K]: the first K rows, K = the largest number of valid rows
+        with score >= min_score in any image of the batch, at least 1 (scores are sorted, so those
+        rows are a prefix);
+      back int64 [N]: output row j reads head row min(j, K-1);
+      keep float [B, N]: valid and j < K (the rows whose head outputs are kept, others zeroed)."""
+
+    def forward(self, boxes, labels, scores, valid, min_score):
+        n = scores.shape[1]
+        count = ((scores >= min_score).to(scores.dtype) * valid).sum(1)
+        k = torch.clamp(count.max(), min=1.0).to(torch.int64)
+        rows = _Rows.apply(k)
+        pos = torch.arange(n, dtype=torch.int64)
+        return (boxes.index_select(1, rows), labels.index_select(1, rows), torch.minimum(pos, k - 1),
+                valid * (pos < k).to(valid.dtype)[None, :])
+
+
+class SubpixelMaskPredictor(nn.Module):
+    """torchvision's MaskRCNNPredictor (conv5_mask: ConvTranspose2d with kernel = stride = 2, ReLU,
+    mask_fcn_logits: 1x1 conv to the class logits) computed at the RoI resolution and shuffled up
+    once at the end: the deconv becomes a 1x1 conv to 4 * C channels (one per output sub-pixel),
+    the logits a 1x1 conv applied to each sub-pixel's C channels, and DepthToSpace (pixel_shuffle)
+    places the 4 * classes logit maps. The same sums; ONNX Runtime's CPU ConvTranspose and a
+    DepthToSpace of the C-channel features each cost more than the whole head does this way.
+    The weights are copied from the predictor when the deploy module is built."""
+
+    def __init__(self, predictor: nn.Module):
+        super().__init__()
+        deconv, logits = predictor.conv5_mask, predictor.mask_fcn_logits
+        k = deconv.kernel_size[0]
+        if (deconv.kernel_size != deconv.stride or deconv.kernel_size[0] != deconv.kernel_size[1]
+                or deconv.padding != (0, 0) or deconv.output_padding != (0, 0) or deconv.groups != 1
+                or deconv.dilation != (1, 1) or logits.kernel_size != (1, 1)):
+            raise ValueError(f"SubpixelMaskPredictor needs a kernel == stride deconv and a 1x1 logits conv: {predictor}")
+        w = deconv.weight.detach()                                   # [C_in, C, k, k]
+        c_in, c = w.shape[:2]
+        kk = k * k
+        # sub-pixel p = a * k + b of output (c, k*i + a, k*j + b) lives in channel c * kk + p
+        # (pixel_shuffle's channel order), for the features and for the logits alike
+        self.register_buffer("w_up", w.permute(1, 2, 3, 0).reshape(c * kk, c_in, 1, 1).clone(), persistent=False)
+        b = deconv.bias.detach() if deconv.bias is not None else w.new_zeros(c)
+        self.register_buffer("b_up", b.repeat_interleave(kk).clone(), persistent=False)
+        lw = logits.weight.detach()[:, :, 0, 0]                      # [classes, C]
+        n = lw.shape[0]
+        w_log = torch.zeros(n, kk, c, kk)
+        for p in range(kk):
+            w_log[:, p, :, p] = lw
+        self.register_buffer("w_logits", w_log.reshape(n * kk, c * kk, 1, 1), persistent=False)
+        lb = logits.bias.detach() if logits.bias is not None else lw.new_zeros(n)
+        self.register_buffer("b_logits", lb.repeat_interleave(kk).clone(), persistent=False)
+        self.factor = k
+
+    def forward(self, x):
+        x = torch.relu(nn.functional.conv2d(x, self.w_up, self.b_up))
+        return nn.functional.pixel_shuffle(nn.functional.conv2d(x, self.w_logits, self.b_logits), self.factor)
+
+
 class Candidates(nn.Module):
     """Box-head candidates: softmax scores, validity (score > thresh, size >= 1e-2, proposal valid)."""
 
@@ -217,8 +290,9 @@ class DeployMatchRCNN(nn.Module):
 
     def __init__(self, model, max_detections: int | None = None, num_proposals: int | None = None,
                  input_size: int | tuple[int, int] | None = None, pre_nms_top_n: int | None = None,
-                 score_thresh: float | None = None, nms_thresh: float | None = None):
+                 score_thresh: float | None = None, nms_thresh: float | None = None, gate_heads: bool = False):
         super().__init__()
+        self.gate_heads = bool(gate_heads)
         model.eval()
         cfg = model.cfg
         self.model = model
@@ -278,6 +352,8 @@ class DeployMatchRCNN(nn.Module):
         # attribute names = ONNX scope names; export.onnx_export renames "/nms_rpn/X" to "nms/rpn/X" etc.
         self.nms_rpn, self.nms_det, self.nms_top = GroupNMS(), GroupNMS(), TopKeep()
         self.postproc_levels, self.postproc_candidates, self.postproc_gather = RoILevels(), Candidates(), Gather()
+        self.postproc_gate = HeadRows()
+        self.mask_predictor = SubpixelMaskPredictor(rh.mask_predictor)
         # glue code between the blocks, scoped so that it stays FP32 in the FP16 graph
         self.postproc_rpn, self.postproc_rois, self.postproc_det, self.postproc_out = Stage(), Stage(), Stage(), Stage()
         self.eval()
@@ -333,19 +409,27 @@ class DeployMatchRCNN(nn.Module):
         num_dets = dvalid.to(torch.int32).sum(1).to(torch.int32)
         return num_dets, det_boxes, det_scores, det_labels, fvalid
 
-    def _outputs(self, mask_logits, labels, heat, emb, fvalid):
-        """Predicted-class mask probabilities, padding rows zeroed, contract shapes."""
-        N, M, K = self.max_detections, self.mask_size, self.heatmap_size
-        lab = labels.reshape(-1)
+    def _outputs(self, mask_logits, head_labels, heat, emb, keep, labels, back):
+        """Predicted-class mask probabilities; head rows put back in the N output rows (`back`, gated
+        heads only); rows not kept (padding, beyond the gate) zeroed; contract shapes."""
+        N, M, K, D = self.max_detections, self.mask_size, self.heatmap_size, self.embedding_dim
+        lab = head_labels.reshape(-1)
         ch = torch.where(lab > 0, lab - 1, torch.zeros_like(lab))[:, None, None, None].expand(-1, 1, M, M)
-        rvalid = fvalid.reshape(-1)
-        masks = torch.sigmoid(torch.gather(mask_logits, 1, ch))[:, 0] * rvalid[:, None, None]
-        heat = heat * rvalid[:, None, None, None]
-        emb = emb * rvalid[:, None]
-        return (masks.reshape(-1, N, M, M), heat.reshape(-1, N, heat.shape[1], K, K),
-                emb.reshape(-1, N, self.embedding_dim), labels.to(torch.int32))
+        masks = torch.sigmoid(torch.gather(mask_logits, 1, ch))[:, 0]
+        L = heat.shape[1]
+        if back is None:  # static rows: reshape with the constant N keeps the output shapes static
+            masks, heat, emb = masks.reshape(-1, N, M, M), heat.reshape(-1, N, L, K, K), emb.reshape(-1, N, D)
+        else:
+            B = keep.shape[0]
+            masks = masks.reshape(B, -1, M, M).index_select(1, back)
+            heat = heat.reshape(B, -1, L, K, K).index_select(1, back)
+            emb = emb.reshape(B, -1, D).index_select(1, back)
+        return (masks * keep[:, :, None, None], heat * keep[:, :, None, None, None], emb * keep[:, :, None],
+                labels.to(torch.int32))
 
-    def forward(self, images):
+    def forward(self, images, min_head_score=None):
+        """images float32 [B, 3, H, W]; min_head_score float32 [1] (gated heads only; default 0:
+        every valid row) -> the contract's outputs."""
         m, rh = self.model, self.model.roi_heads
         feats = m.backbone(m.normalize(images))
         objectness, deltas = m.rpn.head(list(feats.values()))
@@ -357,15 +441,23 @@ class DeployMatchRCNN(nn.Module):
         num_dets, det_boxes, det_scores, det_labels, fvalid = self.postproc_det(
             self._detections, cls_logits, box_deltas, props, pvalid)
 
-        pooled: dict[int, torch.Tensor] = {}  # one MultiScaleRoIAlign per distinct output size
+        if self.gate_heads:
+            if min_head_score is None:
+                min_head_score = det_scores.new_zeros(1)
+            head_boxes, head_labels, back, keep = self.postproc_gate(det_boxes, det_labels, det_scores, fvalid,
+                                                                     min_head_score)
+        else:
+            head_boxes, head_labels, back, keep = det_boxes, det_labels, None, fvalid
+
+        pooled: dict[int, torch.Tensor] = {}  # one RoiAlign per distinct output size
         for pool in (rh.mask_roi_pool, rh.keypoint_roi_pool, rh.match_roi_pool):
             size = pool.output_size[0]
             if size not in pooled:
-                pooled[size] = self._pool(packed, det_boxes, size)
-        mlog = rh.mask_logits(pooled[rh.mask_roi_pool.output_size[0]])          # [B*N, 13, M, M]
-        heat = rh.landmark_logits(pooled[rh.keypoint_roi_pool.output_size[0]], det_labels.reshape(-1))
+                pooled[size] = self._pool(packed, head_boxes, size)
+        mlog = self.mask_predictor(rh.mask_head(pooled[rh.mask_roi_pool.output_size[0]]))  # [B*R, 13, M, M]
+        heat = rh.landmark_logits(pooled[rh.keypoint_roi_pool.output_size[0]], head_labels.reshape(-1))
         emb = rh.embed(pooled[rh.match_roi_pool.output_size[0]])
-        masks, heat, emb, labels = self.postproc_out(self._outputs, mlog, det_labels, heat, emb, fvalid)
+        masks, heat, emb, labels = self.postproc_out(self._outputs, mlog, head_labels, heat, emb, keep, det_labels, back)
         return num_dets, det_boxes, det_scores, labels, masks, heat, emb
 
     @torch.no_grad()
@@ -380,4 +472,4 @@ class DeployMatchRCNN(nn.Module):
         return out
 
 
-__all__ = ["DeployMatchRCNN", "BoxDecode", "GroupNMS"]
+__all__ = ["DeployMatchRCNN", "BoxDecode", "GroupNMS", "HeadRows"]

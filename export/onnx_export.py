@@ -1,7 +1,11 @@
 """Checkpoint -> FP32 ONNX deploy graph with the contract embedded (DESIGN.md, "The deploy graph").
 
     export_onnx(checkpoint, out_path, *, input_size=None, max_detections=50, num_proposals=None,
-                opset=17, simplify=True) -> Path
+                opset=17, simplify=True, gate_heads=False) -> Path
+
+gate_heads=True gives the CPU graph: an optional `min_head_score` input (an overridable initializer,
+default 0.0) and the heads run only on the detections at or above it (df2infer.contract). TensorRT
+needs static heads (gate_heads=False): the gated row count is known only at run time.
 
 Steps: build export.deploy.DeployMatchRCNN; torch.onnx.export (TorchScript exporter, batch axis
 dynamic); node renaming so box decoding / NMS / post-processing carry the `box_decode/`, `nms/`,
@@ -26,7 +30,7 @@ import numpy as np
 import onnx
 import torch
 
-from df2infer.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, Contract
+from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, Contract
 
 from .deploy import DeployMatchRCNN
 from .hashing import file_sha256
@@ -103,14 +107,31 @@ def test_inputs(height: int, width: int, batches=(1, 3), seed: int = 0) -> list[
     return out
 
 
-def ort_run(path_or_bytes, batch: np.ndarray) -> dict[str, np.ndarray]:
+def ort_run(path_or_bytes, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
+    """Run a deploy graph in ONNX Runtime (CPU). A gated-head graph gets `min_head_score` when
+    given, and 0.0 when it has the input but no default yet (during export)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     src = path_or_bytes if isinstance(path_or_bytes, (bytes, str)) else os.fspath(path_or_bytes)
     s = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
-    return dict(zip(OUTPUT_NAMES, s.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})))
+    feed = {INPUT_NAME: batch}
+    required = {i.name for i in s.get_inputs()}
+    if HEAD_SCORE_INPUT in required or (min_head_score is not None and HEAD_SCORE_INPUT in
+                                        {i.name for i in s.get_overridable_initializers()}):
+        feed[HEAD_SCORE_INPUT] = np.array([min_head_score or 0.0], np.float32)
+    return dict(zip(OUTPUT_NAMES, s.run(list(OUTPUT_NAMES), feed)))
+
+
+def add_head_score_default(model: onnx.ModelProto, value: float = 0.0) -> None:
+    """Make the gated graph's `min_head_score` input optional: an initializer of the same name is
+    its default (ONNX IR >= 4; ONNX Runtime lists it under get_overridable_initializers())."""
+    g = model.graph
+    if not any(i.name == HEAD_SCORE_INPUT for i in g.input):
+        raise ExportError(f"graph has no input {HEAD_SCORE_INPUT!r} to give a default")
+    if not any(t.name == HEAD_SCORE_INPUT for t in g.initializer):
+        g.initializer.append(onnx.numpy_helper.from_array(np.array([value], np.float32), HEAD_SCORE_INPUT))
 
 
 def compare_outputs(a: dict, b: dict, *, atol: float = 1e-4, rtol: float = 1e-4) -> list[str]:
@@ -130,11 +151,15 @@ def compare_outputs(a: dict, b: dict, *, atol: float = 1e-4, rtol: float = 1e-4)
 
 def _torch_export(deploy: DeployMatchRCNN, path: Path, opset: int, example: torch.Tensor) -> None:
     dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}}
+    args: tuple = (example,)
+    names = [INPUT_NAME]
+    if deploy.gate_heads:
+        args, names = (example, torch.zeros(1)), [INPUT_NAME, HEAD_SCORE_INPUT]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about python ints from shapes (all static here)
         with torch.no_grad():
-            torch.onnx.export(deploy, (example,), os.fspath(path), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dyn,
+            torch.onnx.export(deploy, args, os.fspath(path), dynamo=False, opset_version=opset,
+                              input_names=names, output_names=list(OUTPUT_NAMES), dynamic_axes=dyn,
                               do_constant_folding=True)
 
 
@@ -184,7 +209,7 @@ def build_contract(deploy: DeployMatchRCNN, *, checkpoint_info: dict, max_batch:
         mask_size=deploy.mask_size, heatmap_size=deploy.heatmap_size,
         max_landmarks=int(rh.keypoint_predictor.slots.shape[1]), embedding_dim=deploy.embedding_dim,
         num_classes=deploy.num_classes, precision="fp32", max_batch=int(max_batch),
-        score_threshold=deploy.score_thresh, nms_iou=deploy.nms_thresh,
+        score_threshold=deploy.score_thresh, nms_iou=deploy.nms_thresh, gated_heads=deploy.gate_heads,
         similarity_weight=fc.weight.detach().cpu().double().tolist(),
         similarity_bias=fc.bias.detach().cpu().double().tolist(), model=model_info)
 
@@ -192,7 +217,7 @@ def build_contract(deploy: DeployMatchRCNN, *, checkpoint_info: dict, max_batch:
 def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, int] | None = None,
                 max_detections: int = 50, num_proposals: int | None = None, opset: int = 17,
                 simplify: bool = True, max_batch: int = 8, trained_on: str | None = None,
-                report: dict | None = None) -> Path:
+                gate_heads: bool = False, report: dict | None = None) -> Path:
     """Export a checkpoint (path) or a MatchRCNN to `out_path`; returns the path. `report`, when a
     dict, receives timings, the simplification outcome, the lint problems and the op histogram."""
     t0 = time.perf_counter()
@@ -209,7 +234,8 @@ def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, i
                 "iterations": int(ckpt.get("iteration", 0)),
                 "trained_on": trained_on or ckpt.get("trained_on") or (ckpt.get("config", {}).get("train", {}) or {}).get("data")}
     model = model.float().eval()
-    deploy = DeployMatchRCNN(model, max_detections=max_detections, num_proposals=num_proposals, input_size=input_size)
+    deploy = DeployMatchRCNN(model, max_detections=max_detections, num_proposals=num_proposals, input_size=input_size,
+                             gate_heads=gate_heads)
     H, W = deploy.height, deploy.width
     inputs = test_inputs(H, W)
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,6 +254,8 @@ def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, i
     if simplify:
         m, slim_msg = _simplify(m, inputs, reference)
     log.info(slim_msg)
+    if deploy.gate_heads:
+        add_head_score_default(m)
     contract = build_contract(deploy, checkpoint_info=info, max_batch=max_batch, opset=opset)
     contract.check(str(out))
     del m.metadata_props[:]
@@ -252,4 +280,4 @@ def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, i
     return out
 
 
-__all__ = ["ExportError", "compare_outputs", "export_onnx", "op_histogram", "ort_run", "rename_scoped_nodes", "test_inputs"]
+__all__ = ["ExportError", "add_head_score_default", "compare_outputs", "export_onnx", "op_histogram", "ort_run", "rename_scoped_nodes", "test_inputs"]

@@ -148,8 +148,15 @@ def to_fp16(fp32_onnx: str | os.PathLike | onnx.ModelProto, out: str | os.PathLi
     op_block = (set(float16.DEFAULT_OP_BLOCK_LIST) - {"Resize", "Upsample"}) | set(keep_fp32_ops)
     node_block = {n.name for n in _all_nodes(model.graph) if _matches(n.name, keep_fp32_name_prefixes)}
     node_block |= set(keep_fp32_nodes)
+    # Defaults of optional inputs (initializers named like a graph input, e.g. min_head_score) keep
+    # their input's FP32 type: the converter would make them FP16, which no longer matches the input.
+    input_names = {i.name for i in model.graph.input}
+    defaults = [onnx.TensorProto.FromString(t.SerializeToString()) for t in model.graph.initializer if t.name in input_names]
+    for t in [t for t in model.graph.initializer if t.name in input_names]:
+        model.graph.initializer.remove(t)
     fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=sorted(op_block),
                                             node_block_list=sorted(node_block))
+    fp16.graph.initializer.extend(defaults)
     _restore_fp32_outputs(model, fp16)
     _fix_resize_scales(fp16)
     contract.precision = "fp16"

@@ -264,6 +264,11 @@ class EngineBuilder:
         import tensorrt as trt
 
         self.onnx = read_onnx_info(onnx_path)
+        if self.onnx.contract.gated_heads:
+            raise ContractError(
+                f"{self.onnx.path}: a gated-head graph (contract gated_heads=true): its heads run on a row count "
+                "known only at run time, which TensorRT cannot build; export it with static heads "
+                "(`df2infer export ... --engine`, or --heads static)")
         creation = trt.NetworkDefinitionCreationFlag
         if strongly_typed:
             flags = 1 << int(creation.STRONGLY_TYPED)

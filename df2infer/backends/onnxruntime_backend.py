@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from df2infer.backends.base import DeviceError, ModelLoadError, parse_device
-from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
+from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ def check_io(session, contract: Contract, path: str) -> None:
     if inp.type != "tensor(float)":
         raise ContractError(f"{path}: input {INPUT_NAME!r} is {inp.type}, the contract says float32")
     _check_shape(path, INPUT_NAME, inp.shape, ("B", 3, contract.input_height, contract.input_width))
+    optional = {i.name for i in session.get_overridable_initializers()}
+    if contract.gated_heads and HEAD_SCORE_INPUT not in optional:
+        raise ContractError(f"{path}: the contract says gated_heads, but the graph has no optional input "
+                            f"{HEAD_SCORE_INPUT!r} (it has {sorted(optional)})")
     outs = {o.name: o for o in session.get_outputs()}
     missing = [n for n in OUTPUT_NAMES if n not in outs]
     if missing:
@@ -127,23 +131,29 @@ class OnnxRuntimeBackend:
         self._use_binding = kind == "cuda"
         self._input_dims = (3, self.contract.input_height, self.contract.input_width)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 [B, 3, H, W] -> {name: array} for every name in OUTPUT_NAMES (host arrays)."""
+    def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] -> {name: array} for every name in OUTPUT_NAMES (host arrays).
+        min_head_score: for gated-head artifacts, the heads run only on detections scoring at least
+        this (the Predictor passes its `conf`); None = every detection. Ignored by static graphs."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != self._input_dims:
             got = f"{batch.shape} {batch.dtype}" if isinstance(batch, np.ndarray) else type(batch).__name__
             raise ValueError(f"{self.path}: input must be float32 [B, {', '.join(map(str, self._input_dims))}], got {got}")
         if batch.shape[0] > self.max_batch:
             log.debug("batch %d exceeds the contract's max_batch %d", batch.shape[0], self.max_batch)
         batch = np.ascontiguousarray(batch)
+        feed = {INPUT_NAME: batch}
+        if min_head_score is not None and self.contract.gated_heads:
+            feed[HEAD_SCORE_INPUT] = np.array([min_head_score], np.float32)
         if self._use_binding:
             binding = self.session.io_binding()
-            binding.bind_cpu_input(INPUT_NAME, batch)
+            for name, value in feed.items():
+                binding.bind_cpu_input(name, value)
             for name in OUTPUT_NAMES:
                 binding.bind_output(name, "cpu")
             self.session.run_with_iobinding(binding)
             values = binding.copy_outputs_to_cpu()
         else:
-            values = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
+            values = self.session.run(list(OUTPUT_NAMES), feed)
         return dict(zip(OUTPUT_NAMES, values))
 
     def __repr__(self) -> str:

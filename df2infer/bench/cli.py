@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="1280x720", help="synthetic scene size WIDTHxHEIGHT (default: %(default)s)")
     p.add_argument("--batch", default="1,4", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up calls per artifact and batch size (default: %(default)s)")
+    p.add_argument("--block", type=int, default=10,
+                   help="timed calls in a row per artifact before switching to the next; each block starts with one "
+                        "untimed call (default: %(default)s)")
     p.add_argument("--runs", type=int, default=50, help="timed calls per artifact and batch size, >= 30 for p99 (default: %(default)s)")
     p.add_argument("--conf", type=float, default=0.3, help="score threshold of the timed calls (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
@@ -64,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"df2infer bench: --batch {args.batch!r}: expected positive integers like 1,4", file=sys.stderr)
         return 2
-    if args.runs < 1 or args.warmup < 0:
-        print("df2infer bench: --runs must be >= 1 and --warmup >= 0", file=sys.stderr)
+    if args.runs < 1 or args.warmup < 0 or args.block < 1:
+        print("df2infer bench: --runs and --block must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
     notes: list[str] = []
     if args.runs < 30:
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"benchmarking {', '.join(s.name for s in subjects)} on {desc}; batches {batches}, "
           f"{args.warmup} warm-up + {args.runs} runs each", file=sys.stderr)
     t0 = time.perf_counter()
-    rows = measure(subjects, images, batches, warmup=args.warmup, runs=args.runs, conf=args.conf,
+    rows = measure(subjects, images, batches, warmup=args.warmup, runs=args.runs, conf=args.conf, block=args.block,
                    log=lambda s: print(s, file=sys.stderr))
     machine["loadavg_1m_end"] = machine_info().get("loadavg_1m")
     inputs = {s.info.get("input") for s in subjects}
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"the artifacts have different graph input sizes ({', '.join(sorted(map(str, inputs)))}): "
                      "their latencies are not for the same work")
     report = {"machine": machine,
-              "config": {"images": desc, "batches": batches, "warmup": args.warmup, "runs": args.runs, "conf": args.conf,
+              "config": {"images": desc, "batches": batches, "warmup": args.warmup, "runs": args.runs, "block": args.block, "conf": args.conf,
                          "device": args.device, "threads": args.threads, "seconds": round(time.perf_counter() - t0, 2)},
               "subjects": [{"name": s.name, "kind": s.kind, "path": s.path, "precision": s.precision, "info": s.info}
                            for s in subjects],

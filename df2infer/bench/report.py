@@ -27,7 +27,8 @@ def format_markdown(report: dict) -> str:
     L.append(f"- software: onnxruntime {m.get('onnxruntime', '-')}, numpy {m.get('numpy')}, opencv {m.get('opencv')} "
              f"({m.get('opencv_threads')} threads), python {m.get('python')}, {m.get('platform')}")
     L.append(f"- input: {cfg['images']}; conf {cfg['conf']}; warm-up {cfg['warmup']}, timed runs {cfg['runs']} per batch size; "
-             "artifacts interleaved round-robin (order rotated every run)")
+             f"artifacts interleaved in blocks of {cfg.get('block', 1)} timed calls, each block after one untimed call, "
+             "blocks round-robin with the order rotated every round")
     for s in report["subjects"]:
         info = s["info"]
         extra = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("device", "input", "providers", "intra_op_threads", "threads", "torch", "max_batch"))
