@@ -7,6 +7,9 @@ The runtime has no torch, so it cannot export at run time: these two files ship 
 package. INT8 is calibrated on a synthetic calibration split made here from a fixed seed
 (CALIBRATION_SEED, used neither for training, seed 1, nor for the held-out split, seed 777), so
 the command needs no data beyond the repository and gives the same files every time.
+Both are gated-head graphs (df2infer.contract: the heads run only on the detections the runtime's
+`conf` keeps), the fastest form for ONNX Runtime on a CPU; TensorRT engines are built from a
+static-head export (`df2infer export ... --engine`).
 """
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ def build(checkpoint: Path, out_dir: Path, *, work_dir: Path) -> tuple[Path, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = out_dir / FP32_NAME
     int8 = out_dir / INT8_NAME
-    export_onnx(checkpoint, fp32, max_detections=MAX_DETECTIONS, max_batch=MAX_BATCH, trained_on="df2infer synth (synthetic DeepFashion2-format)")
+    export_onnx(checkpoint, fp32, max_detections=MAX_DETECTIONS, max_batch=MAX_BATCH, gate_heads=True,
+                trained_on="df2infer synth (synthetic DeepFashion2-format)")
     images = calibration_images(work_dir / "calibration")
     to_int8_qdq(fp32, int8, images, method=CALIBRATION_METHOD, num_images=CALIBRATION_IMAGES,
                 cache=work_dir / "calibration_cache.json")

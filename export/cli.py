@@ -59,6 +59,10 @@ def _print_ops(path: Path) -> None:
 def run(args) -> int:
     from .precision import CALIBRATION_METHODS
 
+    heads = args.heads or ("static" if args.engine else "gated")
+    if args.engine and heads == "gated":
+        print("df2infer export: --engine needs --heads static (TensorRT cannot build gated heads)", file=sys.stderr)
+        return 2
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if bad or not precisions:
@@ -88,10 +92,6 @@ def run(args) -> int:
     from .checkpoint import CheckpointError
     from .onnx_export import export_onnx
 
-    heads = args.heads or ("static" if args.engine else "gated")
-    if args.engine and heads == "gated":
-        print("df2infer export: --engine needs --heads static (TensorRT cannot build gated heads)", file=sys.stderr)
-        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "model.fp32.onnx"

@@ -80,6 +80,16 @@ def read_onnx_info(onnx_path: str | Path) -> OnnxInfo:
     return OnnxInfo(path=path, contract=contract, sha256=file_sha256(path), has_qdq=has_qdq)
 
 
+def check_buildable(info: OnnxInfo) -> None:
+    """ContractError for an artifact TensorRT cannot build: a gated-head graph (contract
+    gated_heads=true) runs its heads on a row count known only at run time."""
+    if info.contract.gated_heads:
+        raise ContractError(
+            f"{info.path}: a gated-head graph (contract gated_heads=true): its heads run on a row count known only "
+            "at run time, which TensorRT cannot build; export with static heads (`df2infer export ... --engine`, "
+            "or --heads static)")
+
+
 # ------------------------------------------------------------------------------------------------ calibration
 class CalibrationCache:
     """The INT8 calibration cache file: plain bytes, read if present, written after calibration (atomically)."""
@@ -264,11 +274,7 @@ class EngineBuilder:
         import tensorrt as trt
 
         self.onnx = read_onnx_info(onnx_path)
-        if self.onnx.contract.gated_heads:
-            raise ContractError(
-                f"{self.onnx.path}: a gated-head graph (contract gated_heads=true): its heads run on a row count "
-                "known only at run time, which TensorRT cannot build; export it with static heads "
-                "(`df2infer export ... --engine`, or --heads static)")
+        check_buildable(self.onnx)
         creation = trt.NetworkDefinitionCreationFlag
         if strongly_typed:
             flags = 1 << int(creation.STRONGLY_TYPED)
@@ -458,5 +464,5 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, *, min_batch: int 
 
 __all__ = [
     "BuildError", "CalibrationBatches", "CalibrationCache", "EngineBuilder", "OnnxInfo", "TensorRTUnavailable",
-    "WeakTypingUnavailable", "build_engine", "make_entropy_calibrator", "read_onnx_info", "weak_typing_problem",
+    "WeakTypingUnavailable", "build_engine", "check_buildable", "make_entropy_calibrator", "read_onnx_info", "weak_typing_problem",
 ]

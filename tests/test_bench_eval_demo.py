@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 
 import df2_folder
@@ -156,3 +157,25 @@ def test_demo_end_to_end(model_path, tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--model", str(model), "--device", "cpu", "--images", "6",
                  "--video-frames", "4", "--runs", "1", "--warmup", "0"]) == 0
     assert "generating" not in capsys.readouterr().out
+
+
+def test_bench_measures_in_blocks_after_an_untimed_switch_call():
+    """Each subject runs `block` timed calls in a row, each block after one untimed call; blocks go
+    round-robin with the first subject rotating, and the timed samples are the calls asked for."""
+    from df2infer.bench.runner import Subject, measure
+
+    log: list[tuple[str, int]] = []
+
+    class Counting(Subject):
+        def timed(self, images, conf):
+            log.append((self.name, len(log)))
+            return {"read": 0.0, "preprocess": 0.0, "inference": 0.001, "postprocess": 0.0, "total": 0.001}, 1
+
+    subs = [Counting(name=n, kind="fake", path=n, precision="fp32", predictor=None) for n in ("a", "b")]
+    rows = measure(subs, [np.zeros((8, 8, 3), np.uint8)], [1], warmup=1, runs=5, block=2, log=None)
+    names = "".join(n for n, _ in log)
+    # warm-up a b; round 0: a (1 untimed + 2), b (1 + 2); round 1 rotated: b, a; round 2: a (1 + 1), b (1 + 1)
+    assert names == "ab" + "aaabbb" + "bbbaaa" + "aabb"
+    assert all(r["runs"] == 5 and r["block"] == 2 for r in rows)
+    with pytest.raises(ValueError, match="block"):
+        measure(subs, [np.zeros((8, 8, 3), np.uint8)], [1], runs=2, block=0, log=None)

@@ -51,6 +51,7 @@ def test_bundled_files_exist_and_carry_the_contract():
         c = _contract(path)
         assert c.precision == precision
         assert c.model.get("checkpoint_sha256"), "the bundled model must name the checkpoint it came from"
+        assert c.gated_heads, "the bundled CPU models are gated-head graphs"
 
 
 def _compare(a: dict, b: dict, *, box_atol: float, prob_atol: float) -> None:
@@ -71,3 +72,21 @@ def test_bundled_fp32_matches_fresh_export(fresh, images):
 def test_bundled_int8_matches_fresh_export(fresh, images):
     _, int8 = fresh
     _compare(ort_run(str(bundle.MODELS / bundle.INT8_NAME), images), ort_run(str(int8), images), box_atol=1e-2, prob_atol=1e-3)
+
+
+@pytest.mark.parametrize("name", [bundle.FP32_NAME, bundle.INT8_NAME])
+def test_bundled_gate_keeps_the_rows_above_it(name, images):
+    """With min_head_score fed, the rows at or above it have the same head outputs as with the
+    default (every row), and the rows beyond the gated count are zeros."""
+    path = str(bundle.MODELS / name)
+    full = ort_run(path, images)
+    gated = ort_run(path, images, min_head_score=0.3)
+    for k in ("num_dets", "boxes", "scores", "labels"):
+        np.testing.assert_array_equal(gated[k], full[k])
+    keep = full["scores"] >= np.float32(0.3)
+    k_rows = int(max(keep.sum(1).max(), 1))
+    assert k_rows < full["scores"].shape[1], "the test images should leave some rows below the gate"
+    for k in ("masks", "landmark_heatmaps", "embeddings"):
+        np.testing.assert_allclose(gated[k][keep], full[k][keep], atol=1e-5, err_msg=k)
+        assert not np.any(gated[k][:, k_rows:]), f"{k}: rows beyond the gate must be zeros"
+        assert np.any(full[k][:, k_rows:]), f"{k}: without the gate those rows are computed"

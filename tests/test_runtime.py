@@ -447,3 +447,21 @@ def test_runtime_never_imports_torch(model_path):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(df2infer.__file__)))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def test_paste_masks_two_threads_equal_one(monkeypatch):
+    """Large pastes split over a worker thread give exactly the single-threaded result, in order."""
+    rng = np.random.default_rng(3)
+    masks = rng.random((7, 28, 28)).astype(np.float32)
+    xy = rng.uniform(0, 500, (7, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 400, (7, 2))], 1).astype(np.float32)
+    monkeypatch.setattr(post, "_PARALLEL_PASTE_PIXELS", 10**12)
+    serial, ext_s = post.paste_masks(masks, boxes, (720, 1280))
+    monkeypatch.setattr(post, "_PARALLEL_PASTE_PIXELS", 0)
+    if post._paste_pool() is None:
+        pytest.skip("one usable CPU: paste_masks never uses the worker thread")
+    threaded, ext_t = post.paste_masks(masks, boxes, (720, 1280))
+    np.testing.assert_array_equal(ext_s, ext_t)
+    assert len(serial) == len(threaded) == 7
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)

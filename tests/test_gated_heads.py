@@ -1,0 +1,208 @@
+"""The deploy graph's CPU fast paths: gated heads, the packed-level RoiAlign, the sub-pixel mask predictor.
+
+Gated heads (df2infer.contract, gated_heads): the mask/landmark/matching heads run only on the first
+K detection rows, K = the most detections at or above `min_head_score` in any image of the batch.
+Checked here: the default (no input fed) equals the static graph; with a threshold, every row at or
+above it is unchanged and rows beyond K are zeros; the exported ONNX file carries the input as an
+optional one, the runtime feeds its `conf`, and TensorRT paths refuse the graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from df2infer.contract import HEAD_SCORE_INPUT, Contract, ContractError  # noqa: E402
+
+SIZE, N, P = 128, 20, 60
+
+
+@pytest.fixture(scope="module")
+def model():
+    from export.config import load_config
+    from export.model import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config("small", [f"model.input_size={SIZE}", "model.rpn_post_nms_top_n_test=60",
+                                "model.rpn_pre_nms_top_n_test=200", f"model.max_detections={N}",
+                                "model.box_score_thresh=0.05"])["model"]
+    m = build_model(cfg).eval()
+    with torch.no_grad():  # sharpen the random classifier so detections have a spread of scores
+        m.roi_heads.box_predictor.cls_score.weight.mul_(20)
+    return m
+
+
+@pytest.fixture(scope="module")
+def images():
+    from export.onnx_export import test_inputs
+    return torch.from_numpy(test_inputs(SIZE, SIZE, batches=(3,), seed=2)[0])
+
+
+@pytest.fixture(scope="module")
+def gated_onnx(model, tmp_path_factory):
+    from export.onnx_export import export_onnx
+    path = tmp_path_factory.mktemp("gated") / "model.fp32.onnx"
+    export_onnx(model, path, max_detections=N, num_proposals=P, max_batch=4, gate_heads=True, trained_on="random init")
+    return path
+
+
+def _threshold_between_rows(scores: torch.Tensor) -> float:
+    """A gate that keeps some valid rows and drops others in every image."""
+    s = scores[scores > 0]
+    return float(s.median())
+
+
+def test_gated_deploy_default_equals_static(model, images):
+    from export.deploy import DeployMatchRCNN
+    static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
+    gated = DeployMatchRCNN(model, max_detections=N, num_proposals=P, gate_heads=True)
+    with torch.no_grad():
+        a, b = static(images), gated(images)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(y, x, atol=0, rtol=0)
+
+
+def test_gated_deploy_keeps_rows_above_the_gate_and_zeros_the_rest(model, images):
+    from export.deploy import DeployMatchRCNN
+    static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
+    gated = DeployMatchRCNN(model, max_detections=N, num_proposals=P, gate_heads=True)
+    with torch.no_grad():
+        ref = static(images)
+        thr = _threshold_between_rows(ref[2])
+        got = gated(images, torch.tensor([thr]))
+    scores = ref[2]
+    above = scores >= thr
+    k = int(above.sum(1).max())
+    assert 0 < k < N and bool((above.sum(1) < int(ref[0].max())).any()), "the gate must cut through the detections"
+    for i in range(4):  # num_dets, boxes, scores, labels: not gated
+        torch.testing.assert_close(got[i], ref[i], atol=0, rtol=0)
+    for i in (4, 5, 6):  # masks, heatmaps, embeddings
+        torch.testing.assert_close(got[i][above], ref[i][above], atol=1e-6, rtol=1e-6)
+        assert not got[i][:, k:].any()
+        assert ref[i][:, k:].any(), "the static graph computes those rows (else the test shows nothing)"
+
+
+def test_gated_onnx_has_an_optional_input_and_matches(model, images, gated_onnx):
+    import onnxruntime as ort
+
+    from export.deploy import DeployMatchRCNN
+    from export.onnx_export import ort_run
+    s = ort.InferenceSession(str(gated_onnx), providers=["CPUExecutionProvider"])
+    assert [i.name for i in s.get_inputs()] == ["images"]
+    assert [i.name for i in s.get_overridable_initializers()] == [HEAD_SCORE_INPUT]
+    static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
+    with torch.no_grad():
+        ref = [t.numpy() for t in static(images)]
+    thr = _threshold_between_rows(torch.from_numpy(ref[2]))
+    full = ort_run(str(gated_onnx), images.numpy())
+    gated = ort_run(str(gated_onnx), images.numpy(), min_head_score=thr)
+    np.testing.assert_allclose(full["masks"], ref[4], atol=1e-4)
+    np.testing.assert_allclose(full["embeddings"], ref[6], atol=1e-4)
+    above = ref[2] >= np.float32(thr)
+    k = int(above.sum(1).max())
+    for name, r in (("masks", ref[4]), ("landmark_heatmaps", ref[5]), ("embeddings", ref[6])):
+        np.testing.assert_allclose(gated[name][above], r[above], atol=1e-4, rtol=1e-4, err_msg=name)
+        assert not gated[name][:, k:].any(), name
+
+
+def test_runtime_feeds_conf_to_a_gated_model(model, images, gated_onnx, tmp_path):
+    """Predictor results at conf are the same from the gated graph (heads only on rows >= conf)
+    as from the static graph (heads on every row)."""
+    import df2infer
+    from export.onnx_export import export_onnx
+    static_path = export_onnx(model, tmp_path / "static.onnx", max_detections=N, num_proposals=P, max_batch=4)
+    frames = [np.ascontiguousarray(x.numpy().transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8) for x in images]
+    pg, ps = df2infer.load(str(gated_onnx), device="cpu"), df2infer.load(str(static_path), device="cpu")
+    assert pg.contract.gated_heads and not ps.contract.gated_heads
+    from export.deploy import DeployMatchRCNN
+    with torch.no_grad():
+        scores = DeployMatchRCNN(model, max_detections=N, num_proposals=P)(images)[2]
+    conf = _threshold_between_rows(scores)
+    calls = []
+    run = pg.backend.run
+    pg.backend.run = lambda batch, **kw: calls.append(kw) or run(batch, **kw)
+    got, ref = pg.predict(frames, conf=conf), ps.predict(frames, conf=conf)
+    assert calls and all(c == {"min_head_score": conf} for c in calls)
+    assert sum(len(r) for r in ref) > 0
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-3)
+        np.testing.assert_allclose(g.embeddings, r.embeddings, atol=1e-4)
+        for mg, mr in zip(g.masks, r.masks):
+            assert (mg != mr).mean() < 1e-3
+        for lg, lr in zip(g.landmarks, r.landmarks):
+            np.testing.assert_allclose(lg, lr, atol=1e-2)
+
+
+def test_contract_says_gated_but_graph_has_no_gate(gated_onnx, tmp_path):
+    """A static graph whose contract claims gated heads is refused by name."""
+    import onnx
+
+    from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from df2infer.contract import METADATA_KEY
+    m = onnx.load(str(gated_onnx))
+    g = m.graph
+    keep = [t for t in g.initializer if t.name != HEAD_SCORE_INPUT]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    path = tmp_path / "broken.onnx"
+    onnx.save(m, str(path))
+    with pytest.raises(ContractError, match=HEAD_SCORE_INPUT):
+        OnnxRuntimeBackend(path)
+    c = Contract.from_metadata({p.key: p.value for p in m.metadata_props})
+    assert c.gated_heads and METADATA_KEY
+
+
+def test_contract_rejects_a_non_bool_gate():
+    c = Contract(input_height=64, input_width=64, max_detections=5, gated_heads="yes")  # type: ignore[arg-type]
+    with pytest.raises(ContractError, match="gated_heads"):
+        c.check("m.onnx")
+
+
+def test_tensorrt_refuses_gated_graphs(gated_onnx):
+    from export import tensorrt_builder as builder
+    info = builder.read_onnx_info(gated_onnx)
+    with pytest.raises(ContractError, match="static heads"):
+        builder.check_buildable(info)
+
+
+def test_export_cli_engine_needs_static_heads(tmp_path):
+    from df2infer.cli import main
+    assert main(["export", str(tmp_path / "m.pt"), "--out", str(tmp_path), "--engine", "--heads", "gated"]) == 2
+
+
+# ---------------------------------------------------------------- packed-level RoiAlign, sub-pixel mask predictor
+
+def test_packed_roi_align_equals_multiscale_roi_align():
+    """One RoiAlign on the packed map == torchvision's MultiScaleRoIAlign (per-level pooling) for
+    boxes inside the image, including boxes touching the right and bottom borders."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from export.deploy import RoILevels, pack_levels
+    torch.manual_seed(0)
+    H = W = 320
+    names = ["0", "1", "2"]
+    feats = {n: torch.randn(2, 8, H // s, W // s) for n, s in zip(names, (8, 16, 32))}
+    xy = torch.rand(2, 40, 2) * 300
+    wh = torch.rand(2, 40, 2) * 300 + 8
+    boxes = torch.cat([xy, torch.minimum(xy + wh, torch.tensor(float(W)))], -1)
+    boxes[:, :5, 2:] = W  # flush with the right/bottom borders
+    ref = MultiScaleRoIAlign(names, 7, 2)(feats, list(boxes), [(H, W)] * 2)
+    scales = torch.tensor([1 / 8, 1 / 16, 1 / 32])
+    rows = torch.tensor([0.0, H // 8 + 1, H // 8 + 1 + H // 16 + 1])
+    rois = torch.cat([torch.arange(2.0).repeat_interleave(40)[:, None], boxes.reshape(-1, 4)], 1)
+    packed_rois = RoILevels()(rois, scales, rows, 3, 5)
+    got = torch.ops.torchvision.roi_align(pack_levels(list(feats.values())), packed_rois, 1.0, 7, 7, 2, False)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_subpixel_mask_predictor_equals_torchvision():
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+
+    from export.deploy import SubpixelMaskPredictor
+    torch.manual_seed(0)
+    ref = MaskRCNNPredictor(16, 16, 13).eval()
+    x = torch.randn(5, 16, 14, 14)
+    with torch.no_grad():
+        torch.testing.assert_close(SubpixelMaskPredictor(ref)(x), ref(x), atol=1e-5, rtol=1e-5)
