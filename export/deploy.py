@@ -2,6 +2,8 @@
 
     deploy = DeployMatchRCNN(model, max_detections=50, num_proposals=100)
     num_dets, boxes, scores, labels, masks, landmark_heatmaps, embeddings = deploy(images)
+    gated = DeployMatchRCNN(model, max_detections=20, gate_heads=True)   # the CPU form
+    outputs = gated(images, torch.tensor([0.3]))                          # heads on rows >= 0.3
 
 Input float32 [B, 3, H, W] (RGB 0..255, letterboxed; H, W fixed at construction, B free); outputs
 as df2infer.contract (N = max_detections, padded rows are zeros, num_dets/labels int32).
@@ -29,9 +31,14 @@ What the graph does, and where it differs from the eager model (export/model, to
              boxes >= 1e-2, then class-aware NMS as one NonMaxSuppression call on class-offset boxes
              ([B, 13 P, 4], scores [B, 1, 13 P]; torchvision's batched_nms coordinate trick),
              keep mask, TopK to N: torchvision's keep[:N] (ties may order differently).
-  heads      on the N detection boxes: mask logits gathered at the predicted class (GatherElements)
-             and sigmoid; landmark logits of the predicted class's 39 slots (landmark_logits with
-             labels); embeddings. Padding rows are zeroed.
+  heads      on the N detection boxes (static), or with gate_heads=True on the first K rows only,
+             K = the most detections scoring >= the `min_head_score` input in any image of the batch
+             (HeadRows; Range of a run-time length: ONNX Runtime only, TensorRT needs static heads);
+             the head outputs are gathered back into the N rows and rows >= K zeroed. Mask head:
+             torchvision's predictor computed sub-pixel (SubpixelMaskPredictor: 1x1 convs at the RoI
+             resolution + DepthToSpace, same sums as its ConvTranspose); mask logits gathered at the
+             predicted class (GatherElements) and sigmoid; landmark logits of the predicted class's
+             39 slots (landmark_logits with labels); embeddings. Padding rows are zeroed.
 Node names: box decoding under `box_decode/`, NMS and keep masks under `nms/`, level mapping,
 score filtering and output gathering under `postproc/` (export.precision keeps them FP32).
 """
