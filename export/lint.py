@@ -464,9 +464,29 @@ def lint_onnx(path_or_model: str | Path | onnx.ModelProto, *, check_output_shape
     for fn in model.functions:
         visit(fn.node, f"function {fn.domain}::{fn.name}/")
 
+    problems.extend(_runtime_lengths(model))
     if check_output_shapes:
         problems.extend(_output_shapes(model, inferred))
     return problems
+
+
+def _runtime_lengths(model: onnx.ModelProto) -> list[LintProblem]:
+    """Range nodes whose length depends on tensor *values* (not only on shapes), e.g. the gated-head
+    graph's row count: ONNX Runtime runs them, TensorRT cannot build them (its shape tensors must
+    come from shapes and constants). A warning: such graphs are for ONNX Runtime only."""
+    g = model.graph
+    data = {i.name for i in g.input}  # values unknown until run time (an input default included)
+    out = []
+    for idx, node in enumerate(g.node):
+        if node.op_type in ("Shape", "Size"):
+            continue  # shape-derived: known to TensorRT at build/profile time
+        if any(i in data for i in node.input if i):
+            if node.op_type == "Range":
+                out.append(LintProblem("runtime_length", "Range whose length depends on tensor values (gated heads?): "
+                                       "ONNX Runtime only, TensorRT needs a static-head export",
+                                       _node_id(node, idx), node.op_type, severity="warning"))
+            data.update(o for o in node.output if o)
+    return out
 
 
 def check_onnx(path_or_model: str | Path | onnx.ModelProto, **kw) -> list[LintProblem]:

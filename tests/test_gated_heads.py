@@ -206,3 +206,10 @@ def test_subpixel_mask_predictor_equals_torchvision():
     x = torch.randn(5, 16, 14, 14)
     with torch.no_grad():
         torch.testing.assert_close(SubpixelMaskPredictor(ref)(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_lint_warns_that_gated_graphs_are_onnx_runtime_only(gated_onnx):
+    from export.lint import lint_onnx
+    problems = lint_onnx(gated_onnx)
+    assert not [p for p in problems if p.severity == "error"]
+    assert [p.kind for p in problems if p.severity == "warning"] == ["runtime_length"]
