@@ -216,7 +216,8 @@ class Predictor:
                with_images: bool = False) -> Iterator[Detections | PredictionFailure]:
         """Like predict, lazily: yields one result per input as each batch finishes (for video).
 
-        conf             minimum score kept (the graph already applied contract.score_threshold)
+        conf             minimum score kept (the graph already applied contract.score_threshold); a
+                         gated-head model (contract.gated_heads) also runs its heads only on these
         masks            paste masks (compact, see postprocess.paste_masks) at mask_threshold
         landmarks        decode landmarks with landmark_method: "subpixel" (default: argmax on the heatmap
                          plus a quadratic refinement) or "torchvision" (Keypoint R-CNN's bicubic upsampling

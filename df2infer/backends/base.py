@@ -26,6 +26,8 @@ class Backend(Protocol):
     device     where it runs, e.g. "cpu" or "cuda:0"
     run(batch) batch: float32 [B, 3, H, W] (see df2infer.contract) -> {output name: array}, with
                every name in contract.OUTPUT_NAMES and the contracted shapes/dtypes, on the host.
+               A backend whose contract has gated_heads also takes run(batch, min_head_score=conf)
+               (the Predictor passes it only then).
     """
 
     contract: Contract
