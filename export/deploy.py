@@ -384,19 +384,19 @@ class DeployMatchRCNN(nn.Module):
 
     def proposals(self, objectness, deltas):
         """RPN outputs per level -> proposals [B, P, 4], valid [B, P]."""
-        boxes, scores, valid = [], [], []
+        tops, dels, ancs = [], [], []
         for i, (o, d) in enumerate(zip(objectness, deltas)):
             a, h, w = self.num_anchors, o.shape[-2], o.shape[-1]
             o = o.permute(0, 2, 3, 1).reshape(-1, h * w * a)                              # (h, w, a) order
             d = d.reshape(-1, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(-1, h * w * a, 4)
             top, idx = o.topk(self.pre_nms[i], dim=1)
-            d = torch.gather(d, 1, idx[:, :, None].expand(-1, -1, 4))
-            anc = getattr(self, f"anchors_{i}")[idx]
-            bx = self.box_decode(d, anc, (1.0, 1.0, 1.0, 1.0), self.height, self.width)
-            boxes.append(bx)
-            scores.append(torch.sigmoid(top))
-            valid.append(((bx[..., 2] - bx[..., 0]) >= RPN_MIN_SIZE) & ((bx[..., 3] - bx[..., 1]) >= RPN_MIN_SIZE))
-        boxes, scores, valid = torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(valid, 1)
+            tops.append(top)
+            dels.append(torch.gather(d, 1, idx[:, :, None].expand(-1, -1, 4)))
+            ancs.append(getattr(self, f"anchors_{i}")[idx])
+        # one decode over every level's candidates (elementwise, so the same numbers as per level)
+        boxes = self.box_decode(torch.cat(dels, 1), torch.cat(ancs, 1), (1.0, 1.0, 1.0, 1.0), self.height, self.width)
+        scores = torch.sigmoid(torch.cat(tops, 1))
+        valid = ((boxes[..., 2] - boxes[..., 0]) >= RPN_MIN_SIZE) & ((boxes[..., 3] - boxes[..., 1]) >= RPN_MIN_SIZE)
         keep = self.nms_rpn(boxes, scores, self.rpn_offsets, valid, self.num_proposals, self.rpn_nms, -0.5)
         _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals)
         return self.postproc_gather(boxes, idx), pvalid
