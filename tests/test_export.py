@@ -20,27 +20,13 @@ pytest.importorskip("torchvision")
 
 from df2infer.contract import METADATA_KEY, OUTPUT_NAMES, Contract  # noqa: E402
 
-SIZE = 128
-N = 20
-P = 60
+from tiny_match_rcnn import N, P, SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model():
-    from export.config import load_config
-    from export.model import build_model
-
-    torch.manual_seed(0)
-    cfg = load_config("small", [f"model.input_size={SIZE}", "model.rpn_post_nms_top_n_test=60",
-                                "model.rpn_pre_nms_top_n_test=200", f"model.max_detections={N}",
-                                "model.box_score_thresh=0.3"])["model"]
-    m = build_model(cfg).eval()
-    # a random-init box classifier scores every class near 1/14; sharpen it so the score threshold
-    # and NMS actually select: with the 0.3 score threshold the images get 2..7 of N=20 detections,
-    # so padding rows are exercised
-    with torch.no_grad():
-        m.roi_heads.box_predictor.cls_score.weight.mul_(20)
-    return m
+    from tiny_match_rcnn import build_tiny_model
+    return build_tiny_model(score_thresh=0.3)
 
 
 @pytest.fixture(scope="module")

@@ -16,22 +16,13 @@ pytest.importorskip("torchvision")
 
 from df2infer.contract import HEAD_SCORE_INPUT, Contract, ContractError  # noqa: E402
 
-SIZE, N, P = 128, 20, 60
+from tiny_match_rcnn import N, P, SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model():
-    from export.config import load_config
-    from export.model import build_model
-
-    torch.manual_seed(0)
-    cfg = load_config("small", [f"model.input_size={SIZE}", "model.rpn_post_nms_top_n_test=60",
-                                "model.rpn_pre_nms_top_n_test=200", f"model.max_detections={N}",
-                                "model.box_score_thresh=0.05"])["model"]
-    m = build_model(cfg).eval()
-    with torch.no_grad():  # sharpen the random classifier so detections have a spread of scores
-        m.roi_heads.box_predictor.cls_score.weight.mul_(20)
-    return m
+    from tiny_match_rcnn import build_tiny_model
+    return build_tiny_model(score_thresh=0.05)  # a spread of scores for the gate to cut through
 
 
 @pytest.fixture(scope="module")
