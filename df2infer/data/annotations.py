@@ -209,15 +209,21 @@ def parse_annotation(raw: dict, *, path=None, image_id: int = 0, file_name: str 
     return ImageAnnotation(image_id, file_name, source, pair_id, items, w, h), []
 
 
+def read_json(path: Path, what: str, error: type[Exception]):
+    """The parsed JSON of a file; `error` naming the file when it is missing ("<what> not found")
+    or not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
+
+
 def read_annotation(json_path: str | os.PathLike, *, image_size: tuple[int, int] | None = None) -> ImageAnnotation:
     """Read and validate one annotation file; raises AnnotationError listing every problem."""
     p = Path(json_path)
-    try:
-        raw = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise AnnotationError(f"{p}: annotation file not found") from None
-    except json.JSONDecodeError as e:
-        raise AnnotationError(f"{p}: not valid JSON ({e})") from None
+    raw = read_json(p, "annotation file", AnnotationError)
     image_id = int(p.stem) if p.stem.isdigit() else 0
     ann, errs = parse_annotation(raw, path=p, image_id=image_id, file_name=p.stem + ".jpg", image_size=image_size)
     if errs:

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from ..data import spec
+from ..data.annotations import read_json
 
 KINDS = ("bbox", "segm", "keys", "retrieval")
 
@@ -145,12 +146,7 @@ def read_results(path: str | os.PathLike, kind: str | None = None, *, image_ids:
     """Read and validate one result file (kind from the file name unless given)."""
     p = Path(path)
     kind = kind or kind_of(p)
-    try:
-        entries = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ResultFormatError(f"{p}: result file not found") from None
-    except json.JSONDecodeError as e:
-        raise ResultFormatError(f"{p}: not valid JSON ({e})") from None
+    entries = read_json(p, "result file", ResultFormatError)
     _raise(validate_results(kind, entries, source=str(p), image_ids=image_ids, image_sizes=image_sizes))
     return entries
 
