@@ -4,7 +4,10 @@ defined exactly here because the CUDA kernels are checked against them.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
+import os
 
 import cv2
 import numpy as np
@@ -140,19 +143,13 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int
 # Masks covering at least this many pixels in all are pasted on two threads (below it the hand-off
 # costs more than it saves; measured on 2 cores: 10 masks / 1.56 Mpx at 1280x720).
 _PARALLEL_PASTE_PIXELS = 200_000
-_POOL: list = []
 
 
-def _paste_pool():
-    """One lazily started worker thread for paste_masks, or None on a single-CPU machine."""
-    if not _POOL:
-        import concurrent.futures
-        import os
-
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        _POOL.append(concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="df2infer-paste")
-                     if usable > 1 else None)
-    return _POOL[0]
+@functools.cache
+def _paste_pool() -> concurrent.futures.ThreadPoolExecutor | None:
+    """One worker thread for paste_masks, started at first use; None on a single-CPU machine."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="df2infer-paste") if usable > 1 else None
 
 
 def _heatmaps_torchvision(maps: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
