@@ -19,7 +19,7 @@ _EXPORTS = {
     "PredictionFailure": "df2infer.results",
     "Contract": "df2infer.contract",
     "ContractError": "df2infer.contract",
-    "ImageError": "df2infer.preprocess",
+    "ImageError": "df2infer.images",
     "letterbox": "df2infer.preprocess",
     "annotate": "df2infer.draw",
     "Gallery": "df2infer.matching",

@@ -22,9 +22,11 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from df2infer import postprocess as post
-from df2infer.backends.base import Backend, DeviceError, ModelLoadError, parse_device
+from df2infer.artifact import is_engine_path
+from df2infer.backends.base import Backend, DeviceError, resolve_device
 from df2infer.contract import Contract
-from df2infer.preprocess import ImageError, coerce_image, read_image, to_input_batch
+from df2infer.images import ImageError, coerce_image, read_image
+from df2infer.preprocess import to_input_batch
 from df2infer.results import Detections, PredictionFailure, Predictions
 
 log = logging.getLogger("df2infer")
@@ -32,28 +34,14 @@ log = logging.getLogger("df2infer")
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 # How the bundled model is made (export/ needs the [export] extra, i.e. torch).
 MAKE_DEFAULT_MODEL = "make bundle  (runs python -m export.bundle; needs the export extra: pip install -e .[export])"
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-def _resolve_onnx_device(device: str) -> str:
-    from df2infer.backends.onnxruntime_backend import cuda_available
-
-    if device == "auto":
-        if cuda_available():
-            return "cuda:0"
-        log.info("device='auto': no CUDA execution provider in onnxruntime; running on the CPU")
-        return "cpu"
-    kind, index = parse_device(device)
-    return "cpu" if kind == "cpu" else f"cuda:{index}"
 
 
 def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backend:
     """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise."""
     path = os.fspath(model)
-    if path.lower().endswith(ENGINE_SUFFIXES):
-        if device == "auto":
-            device = "cuda:0"
-        elif parse_device(device)[0] == "cpu":
+    if is_engine_path(path):
+        device = resolve_device(device, gpu_available=True)  # an engine is GPU-only: "auto" means the GPU
+        if device == "cpu":
             raise DeviceError(f"{path}: a TensorRT engine runs on an NVIDIA GPU only; use the ONNX model for device='cpu'")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such model file")
@@ -63,10 +51,10 @@ def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backen
             raise DeviceError(f"{path}: the TensorRT backend cannot be imported ({e}); install the [gpu] extra "
                               "(tensorrt, cuda-python) on a machine with an NVIDIA GPU") from e
         return TensorRTBackend(path, device)
-    from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend, cuda_available
 
     auto = device == "auto"
-    dev = _resolve_onnx_device(device)
+    dev = resolve_device(device, cuda_available)
     try:
         return OnnxRuntimeBackend(path, dev, **kw)
     except DeviceError as e:

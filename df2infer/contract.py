@@ -41,6 +41,8 @@ INPUT_NAME = "images"
 HEAD_SCORE_INPUT = "min_head_score"
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels", "masks", "landmark_heatmaps", "embeddings")
 PRECISIONS = ("fp32", "fp16", "int8")
+# The letterbox fill (per channel, 0..255) of every df2infer model: training, export and runtime use this one value.
+PAD_VALUE = 114.0
 
 
 class ContractError(ValueError):
@@ -59,7 +61,7 @@ class Contract:
     num_classes: int = 13
     precision: str = "fp32"
     max_batch: int = 8  # largest batch the artifact is built/tested for (TensorRT profile max)
-    pad_value: float = 114.0  # letterbox fill, per channel, in 0..255
+    pad_value: float = PAD_VALUE  # letterbox fill, per channel, in 0..255
     score_threshold: float = 0.05  # already applied in the graph; the runtime's `conf` filters further
     nms_iou: float = 0.5
     gated_heads: bool = False  # heads only on rows with score >= the min_head_score input (see above)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from df2infer.images import list_images
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def _expand(inputs: list[str]) -> list[str]:
     files = []
     for x in inputs:
         if os.path.isdir(x):
-            found = sorted(str(p) for p in Path(x).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            found = [str(p) for p in list_images(x)]
             if not found:
                 print(f"df2infer detect: {x}: no images in this folder", file=sys.stderr)
             files.extend(found)

@@ -1,6 +1,6 @@
 """`df2infer info MODEL [--json]`: an artifact's contract and metadata, and its graph inputs and
 outputs with shapes and dtypes. Reads ONNX files with the onnx package (no session, no weights
-loaded beyond the file); for TensorRT engines it reads the sidecar `<engine>.json`."""
+loaded beyond the file); for TensorRT engines it reads the sidecar `<engine>.json` (df2infer.artifact)."""
 from __future__ import annotations
 
 import argparse
@@ -14,34 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
-_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
-
-
-def _onnx_io(path: str) -> tuple[dict, list[dict], list[dict]]:
-    import onnx
-
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read as ONNX (truncated, corrupt or not ONNX): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-    def io(vs):
-        out = []
-        for v in vs:
-            t = v.type.tensor_type
-            dims = [d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim]
-            out.append({"name": v.name, "dtype": _ONNX_TYPES.get(t.elem_type, str(t.elem_type)), "shape": dims})
-        return out
-
-    inits = {i.name for i in model.graph.initializer}
-    meta = {p.key: p.value for p in model.metadata_props}
-    info = {"ir_version": model.ir_version, "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-            "producer": f"{model.producer_name} {model.producer_version}".strip(), "nodes": len(model.graph.node),
-            "metadata": meta}
-    return info, io([i for i in model.graph.input if i.name not in inits]), io(model.graph.output)
-
-
 def run(args: argparse.Namespace) -> int:
+    from df2infer.artifact import ModelLoadError, describe_onnx, engine_sidecar_path, is_engine_path
     from df2infer.contract import METADATA_KEY, Contract, ContractError
 
     path = args.model
@@ -51,10 +25,8 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"path": path, "size_bytes": os.path.getsize(path)}
     contract_text = None
     try:
-        if path.lower().endswith((".engine", ".plan", ".trt")):
-            side = os.path.splitext(path)[0] + ".json"
-            if not os.path.isfile(side):
-                side = path + ".json"
+        if is_engine_path(path):
+            side = str(engine_sidecar_path(path))
             if os.path.isfile(side):
                 with open(side) as f:
                     raw = f.read()
@@ -66,14 +38,14 @@ def run(args: argparse.Namespace) -> int:
                 report["sidecar"] = side
             report["format"] = "tensorrt engine"
         else:
-            info, inputs, outputs = _onnx_io(path)
+            info, inputs, outputs = describe_onnx(path)
             report.update(format="onnx", **{k: v for k, v in info.items() if k != "metadata"})
             report["inputs"], report["outputs"] = inputs, outputs
             contract_text = info["metadata"].get(METADATA_KEY)
             other = {k: v for k, v in info["metadata"].items() if k != METADATA_KEY}
             if other:
                 report["other_metadata"] = other
-    except ValueError as e:
+    except ModelLoadError as e:
         print(f"df2infer info: {e}", file=sys.stderr)
         return 2
     status = 0

@@ -20,20 +20,14 @@ here: mean/std live in the graph).
 """
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
 
-log = logging.getLogger(__name__)
-
-
-class ImageError(ValueError):
-    """An input image that cannot be used; the message names it (file path or ``images[i]``)."""
-
+from df2infer.contract import PAD_VALUE
+from df2infer.images import ImageError, coerce_image, read_image  # noqa: F401  (re-exported until the ops/ split)
 
 @dataclass(frozen=True)
 class LetterboxInfo:
@@ -56,18 +50,28 @@ class LetterboxInfo:
         return xy * np.float32(self.scale) + np.array([self.pad_x, self.pad_y], np.float32)
 
 
-def letterbox_geometry(h: int, w: int, size: tuple[int, int]) -> tuple[float, int, int, int, int]:
-    """(scale, new_h, new_w, pad_y, pad_x) of the centered letterbox of h x w into size = (H, W)."""
+class LetterboxGeometry(NamedTuple):
+    """The centered letterbox of an image into a canvas (see the module doc); x before y everywhere."""
+
+    scale: float
+    new_w: int
+    new_h: int
+    pad_x: int
+    pad_y: int
+
+
+def letterbox_geometry(h: int, w: int, size: tuple[int, int]) -> LetterboxGeometry:
+    """The centered letterbox of an h x w image into size = (H, W)."""
     H, W = int(size[0]), int(size[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"letterbox: image size {h}x{w} is empty")
     scale = min(H / h, W / w)
     new_w = min(max(int(round(w * scale)), 1), W)
     new_h = min(max(int(round(h * scale)), 1), H)
-    return scale, new_h, new_w, (H - new_h) // 2, (W - new_w) // 2
+    return LetterboxGeometry(scale, new_w, new_h, (W - new_w) // 2, (H - new_h) // 2)
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: float = 114,
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: float = PAD_VALUE,
               out: np.ndarray | None = None) -> tuple[np.ndarray, LetterboxInfo]:
     """Centered letterbox of an HxWxC (or HxW) uint8 image into size = (H, W); see the module doc.
 
@@ -76,7 +80,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: float = 114,
     """
     h, w = image.shape[:2]
     H, W = int(size[0]), int(size[1])
-    scale, new_h, new_w, pad_y, pad_x = letterbox_geometry(h, w, (H, W))
+    scale, new_w, new_h, pad_x, pad_y = letterbox_geometry(h, w, (H, W))
     shape = (H, W) + image.shape[2:]
     if out is None:
         canvas = np.empty(shape, dtype=image.dtype)
@@ -96,65 +100,6 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: float = 114,
     else:
         region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR).reshape(region.shape)
     return canvas, LetterboxInfo(scale=float(scale), pad_x=pad_x, pad_y=pad_y, orig_h=h, orig_w=w)
-
-
-def coerce_image(x: object, name: str = "image") -> np.ndarray:
-    """Return `x` as a contiguous HxWx3 BGR uint8 image, or raise ImageError naming `name`.
-
-    Accepted: uint8 HxW / HxWx1 (grayscale), HxWx3 (BGR), HxWx4 (BGRA, alpha dropped); uint16 (scaled
-    to 8 bits, x / 257, with a log note); other integer dtypes and float dtypes whose values lie in
-    0..255 (floats are rounded; 0..255 is assumed, not 0..1). Refused: non-arrays, empty arrays,
-    bool, complex, object dtypes, NaN/inf, values outside 0..255, ndim other than 2 or 3, channel
-    counts other than 1, 3, 4.
-    """
-    if not isinstance(x, np.ndarray):
-        raise ImageError(f"{name}: expected a numpy array (HxWx3 BGR uint8) or an image path, got {type(x).__name__}")
-    if x.ndim not in (2, 3):
-        raise ImageError(f"{name}: expected an HxW or HxWxC image, got an array with {x.ndim} dimensions {x.shape}")
-    if x.size == 0 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ImageError(f"{name}: empty image (shape {x.shape})")
-    if x.ndim == 3 and x.shape[2] not in (1, 3, 4):
-        raise ImageError(f"{name}: {x.shape[2]} channels (shape {x.shape}); expected 1 (gray), 3 (BGR) or 4 (BGRA)")
-    dt = x.dtype
-    if dt == np.uint8:
-        img = x
-    elif dt == np.uint16:
-        log.info("%s: 16-bit image scaled to 8 bits (value / 257)", name)
-        img = ((x.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    elif dt.kind in "iu":
-        lo, hi = int(x.min()), int(x.max())
-        if lo < 0 or hi > 255:
-            raise ImageError(f"{name}: {dt} values span {lo}..{hi}; expected 0..255 (or pass uint8/uint16)")
-        img = x.astype(np.uint8)
-    elif dt.kind == "f":
-        if not np.isfinite(x).all():
-            raise ImageError(f"{name}: float image contains NaN or infinity")
-        flo, fhi = float(x.min()), float(x.max())
-        if flo < 0.0 or fhi > 255.0:
-            raise ImageError(f"{name}: float values span {flo:g}..{fhi:g}; expected 0..255 (convert to uint8 first)")
-        img = np.rint(x).astype(np.uint8)
-    else:
-        raise ImageError(f"{name}: dtype {dt} is not an image type; expected uint8 (or uint16, or numbers in 0..255)")
-    if img.ndim == 2 or img.shape[2] == 1:
-        img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(img)
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as HxWx3 BGR uint8 (EXIF orientation applied; 16-bit, gray and alpha handled
-    by coerce_image). Raises FileNotFoundError or ImageError naming the path."""
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise FileNotFoundError(f"{p}: no such image file")
-    data = np.fromfile(p, dtype=np.uint8)  # fromfile + imdecode also handles non-ASCII paths
-    if data.size == 0:
-        raise ImageError(f"{p}: empty file, not an image")
-    img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-    if img is None:
-        raise ImageError(f"{p}: cannot decode (corrupt, truncated or not an image format OpenCV reads)")
-    return coerce_image(img, p)
 
 
 def to_input_batch(images: Sequence[np.ndarray], contract, out: np.ndarray | None = None

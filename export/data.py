@@ -29,16 +29,10 @@ import torch
 from df2infer.data import load_dataset, spec
 from df2infer.data.annotations import Dataset as DF2Folder
 from df2infer.preprocess import letterbox as runtime_letterbox
+from df2infer.contract import PAD_VALUE
+from df2infer.images import read_image
 from df2infer.preprocess import letterbox_geometry
 
-PAD_VALUE = 114
-
-
-def letterbox_params(w: int, h: int, size: int) -> tuple[float, int, int, int, int]:
-    """(scale, new_w, new_h, pad_x, pad_y) of the centered letterbox: the runtime's own geometry
-    (df2infer.preprocess.letterbox_geometry), so training and deployment cannot drift apart."""
-    scale, nh, nw, py, px = letterbox_geometry(h, w, (size, size))
-    return scale, nw, nh, px, py
 
 
 def letterbox(img: np.ndarray, size: int, scale: float | None = None, pad: tuple[int, int] | None = None):
@@ -59,10 +53,8 @@ def letterbox(img: np.ndarray, size: int, scale: float | None = None, pad: tuple
 
 
 def read_rgb(path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"{path}: unreadable or missing image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """The runtime's image reader (df2infer.images.read_image), as RGB."""
+    return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
 
 
 def color_jitter(img: np.ndarray, strength: float, rng: random.Random) -> np.ndarray:
@@ -102,8 +94,7 @@ class DF2TorchDataset(torch.utils.data.Dataset):
         S = self.size
         rng = random.Random()
         if self.train:
-            s0, nw, nh, _, _ = letterbox_params(w, h, S)
-            s = s0 * rng.uniform(*self.scale_jitter)
+            s = letterbox_geometry(h, w, (S, S)).scale * rng.uniform(*self.scale_jitter)
             nw, nh = max(1, round(w * s)), max(1, round(h * s))
             pad = (rng.randint(0, max(0, S - nw)), rng.randint(0, max(0, S - nh)))
             canvas, scale, px, py = letterbox(img, S, s, pad)

@@ -30,8 +30,10 @@ import numpy as np
 import onnx
 import torch
 
-from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, Contract
+from df2infer.artifact import write_onnx_contract
+from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, OUTPUT_NAMES, PAD_VALUE, Contract
 
+from .contract_builder import build_contract
 from .deploy import DeployMatchRCNN
 from .hashing import file_sha256
 
@@ -96,7 +98,7 @@ def test_inputs(height: int, width: int, batches=(1, 3), seed: int = 0) -> list[
     for b in batches:
         imgs = np.empty((b, 3, height, width), np.float32)
         for i in range(b):
-            img = np.full((3, height, width), 114.0, np.float32)
+            img = np.full((3, height, width), PAD_VALUE, np.float32)
             for _ in range(4):
                 cx, cy = rng.uniform(0, width), rng.uniform(0, height)
                 rx, ry = rng.uniform(0.1, 0.4) * width, rng.uniform(0.1, 0.4) * height
@@ -189,29 +191,15 @@ def _simplify(model: onnx.ModelProto, inputs: list[np.ndarray], reference: list[
     return slim, f"onnxslim: {before} -> {after} nodes, outputs unchanged on {len(inputs)} test batches"
 
 
-def build_contract(deploy: DeployMatchRCNN, *, checkpoint_info: dict, max_batch: int, opset: int) -> Contract:
-    rh = deploy.model.roi_heads
-    fc = rh.similarity.fc
-    cfg = deploy.model.cfg
-    model_info = {
-        "name": cfg.get("name", "match_rcnn"),
-        "backbone": cfg.get("backbone"),
-        "fpn_channels": cfg.get("fpn_channels"),
-        "num_proposals": deploy.num_proposals,
-        "rpn_pre_nms_top_n": deploy.pre_nms,
-        "opset": opset,
-        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "exporter": f"torch {torch.__version__} (TorchScript ONNX exporter)",
-        **checkpoint_info,
-    }
-    return Contract(
-        input_height=deploy.height, input_width=deploy.width, max_detections=deploy.max_detections,
-        mask_size=deploy.mask_size, heatmap_size=deploy.heatmap_size,
-        max_landmarks=int(rh.keypoint_predictor.slots.shape[1]), embedding_dim=deploy.embedding_dim,
-        num_classes=deploy.num_classes, precision="fp32", max_batch=int(max_batch),
-        score_threshold=deploy.score_thresh, nms_iou=deploy.nms_thresh, gated_heads=deploy.gate_heads,
-        similarity_weight=fc.weight.detach().cpu().double().tolist(),
-        similarity_bias=fc.bias.detach().cpu().double().tolist(), model=model_info)
+def deploy_contract(deploy: DeployMatchRCNN, *, checkpoint_info: dict, max_batch: int, opset: int) -> Contract:
+    """The contract of an exported deploy graph (contract_builder.build_contract with the deploy's sizes)."""
+    return build_contract(
+        deploy.model, input_size=(deploy.height, deploy.width), max_detections=deploy.max_detections,
+        max_batch=max_batch, score_threshold=deploy.score_thresh, nms_iou=deploy.nms_thresh,
+        gated_heads=deploy.gate_heads,
+        model_info={"num_proposals": deploy.num_proposals, "rpn_pre_nms_top_n": deploy.pre_nms, "opset": opset,
+                    "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "exporter": f"torch {torch.__version__} (TorchScript ONNX exporter)", **checkpoint_info})
 
 
 def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, int] | None = None,
@@ -256,19 +244,17 @@ def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, i
     log.info(slim_msg)
     if deploy.gate_heads:
         add_head_score_default(m)
-    contract = build_contract(deploy, checkpoint_info=info, max_batch=max_batch, opset=opset)
-    contract.check(str(out))
+    contract = deploy_contract(deploy, checkpoint_info=info, max_batch=max_batch, opset=opset)
     del m.metadata_props[:]
-    m.metadata_props.add(key=METADATA_KEY, value=contract.to_json())
+    write_onnx_contract(m, contract, str(out))
     m.producer_name = "df2infer.export"
     m.doc_string = f"Match R-CNN deploy graph ({contract.model.get('name')}), df2infer contract in metadata_props"
 
     from .lint import OnnxLintError, lint_onnx
 
     problems = lint_onnx(m)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise OnnxLintError(f"{out}: the deploy graph fails the TensorRT lint:\n  " + "\n  ".join(map(str, errors)))
+    if any(p.severity == "error" for p in problems):
+        raise OnnxLintError(f"{out} (the deploy graph, before saving)", problems)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(out.name + ".tmp")
     onnx.save(m, os.fspath(tmp_out))

@@ -1,4 +1,4 @@
-"""Precision variants of the FP32 deploy graph (DESIGN.md, "Precision lives in the graph").
+"""Precision variants of the FP32 deploy graph (docs/design.md, "Precision lives in the graph").
 
     to_fp16(fp32_onnx, out, ...)                      mixed FP16 ONNX, sensitive ops kept FP32, I/O as the contract
     to_int8_qdq(fp32_onnx, out, calibration_images_dir, *, method=..., num_images=..., cache=...)
@@ -35,8 +35,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import onnx
 
+from df2infer.artifact import read_onnx_contract, write_onnx_metadata
 from df2infer.contract import METADATA_KEY, Contract
 
+from .calibration import ImageFolderReader, list_calibration_images
 from .hashing import file_sha256
 from .lint import _iter_graphs
 
@@ -49,7 +51,6 @@ FP16_KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = KEEP_FP32_NAME_PREFIXES + ("/mat
 FP16_KEEP_OPS: tuple[str, ...] = ("NonMaxSuppression", "RoiAlign", "TopK")
 INT8_OP_TYPES: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CACHE_FORMAT = "df2infer.calibration_cache"
 CACHE_VERSION = 1
 
@@ -61,16 +62,6 @@ def _load(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     return model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model))
 
 
-def read_contract(model: onnx.ModelProto, source: str = "<model>") -> Contract:
-    return Contract.from_metadata({p.key: p.value for p in model.metadata_props}, source=source)
-
-
-def _set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
-    del model.metadata_props[:]
-    for k, v in props.items():
-        model.metadata_props.add(key=k, value=v)
-
-
 def _matches(name: str, prefixes: Iterable[str]) -> bool:
     return any(name.startswith(p) for p in prefixes)
 
@@ -78,7 +69,7 @@ def _matches(name: str, prefixes: Iterable[str]) -> bool:
 def _finish(source: onnx.ModelProto, converted: onnx.ModelProto, props: dict, contract: Contract, out, verify: bool) -> Path:
     """Embed the updated contract, check the I/O types against the source, save, and optionally run once."""
     props[METADATA_KEY] = contract.to_json()
-    _set_metadata(converted, props)
+    write_onnx_metadata(converted, props)
     _check_io_types(source, converted)
     path = _save(converted, out)
     if verify:
@@ -134,13 +125,13 @@ def to_fp16(fp32_onnx: str | os.PathLike | onnx.ModelProto, out: str | os.PathLi
     boundaries. Graph inputs and outputs keep their contract types (keep_io_types). All metadata is
     kept, the contract's precision becomes "fp16". With `verify`, the file is loaded and run once
     in ONNX Runtime (CPU) on a zero batch; ORT falls back to FP32 kernels (inserted casts) for ops
-    it has no FP16 CPU kernel for, see `ort_cpu_fp16_fallbacks`.
+    it has no FP16 CPU kernel for.
     """
     from onnxconverter_common import float16
 
     model = _load(fp32_onnx)
     source = "<model>" if isinstance(fp32_onnx, onnx.ModelProto) else os.fspath(fp32_onnx)
-    contract = read_contract(model, source)
+    contract = read_onnx_contract(model, source)
     props = {p.key: p.value for p in model.metadata_props}
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never modify the caller's proto
     _ensure_node_names(model)
@@ -249,93 +240,8 @@ def _smoke_run(path: Path, contract: Contract) -> None:
     sess.run(None, {sess.get_inputs()[0].name: x})
 
 
-def ort_cpu_fp16_fallbacks(fp16_onnx: str | os.PathLike) -> list[str]:
-    """Op types of FP16 nodes in `fp16_onnx` that ONNX Runtime's CPU provider runs through inserted
-    FP32 casts (no FP16 CPU kernel). Read from the optimized graph ORT writes; for reporting only."""
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
-        ort.InferenceSession(os.fspath(fp16_onnx), so, providers=["CPUExecutionProvider"])
-        opt = onnx.load(so.optimized_model_filepath)
-    orig = {n.name for n in _load(fp16_onnx).graph.node if n.op_type == "Cast"}
-    inserted = [n for n in opt.graph.node if n.op_type == "Cast" and n.name not in orig]
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in opt.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    ops = set()
-    for c in inserted:
-        for n in consumers.get(c.output[0], []):
-            if n.op_type != "Cast":
-                ops.add(n.op_type)
-    return sorted(ops)
-
-
 # ---------------------------------------------------------------------------------------------------
 # INT8 (Q/DQ)
-
-def list_calibration_images(images_dir: str | os.PathLike, num_images: int | None = None) -> list[Path]:
-    """The jpg/png files under `images_dir` (recursively), sorted by relative path, first `num_images`."""
-    root = Path(images_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: calibration image folder not found")
-    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=lambda p: p.relative_to(root).as_posix())
-    if num_images is not None:
-        files = files[:num_images]
-    if not files:
-        raise FileNotFoundError(f"{root}: no .jpg/.jpeg/.png calibration images")
-    return files
-
-
-class ImageFolderReader:
-    """onnxruntime CalibrationDataReader over image files, letterboxed exactly as the runtime does
-    (df2infer.preprocess.read_image + to_input_batch): one float32 [1,3,H,W] batch per image.
-    `served` counts the batches handed out (the cache tests check it stays 0 on a cache hit)."""
-
-    def __init__(self, files: Sequence[Path], contract: Contract, input_name: str = "images"):
-        self.files = list(files)
-        self.contract = contract
-        self.input_name = input_name
-        self.served = 0
-        self._it: Iterator[Path] | None = None
-        self._start, self._end = 0, len(self.files)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        from df2infer.preprocess import read_image, to_input_batch
-
-        if self._it is None:
-            self._it = iter(self.files[self._start:self._end])
-        path = next(self._it, None)
-        if path is None:
-            return None
-        batch, _ = to_input_batch([read_image(path)], self.contract)
-        self.served += 1
-        return {self.input_name: batch}
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        item = self.get_next()
-        if item is None:
-            raise StopIteration
-        return item
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        self._start, self._end, self._it = start_index, end_index, None
-
-    def rewind(self) -> None:
-        self._it = None
-
-
-
 
 def images_digest(files: Sequence[Path], root: str | os.PathLike) -> str:
     """sha256 over (relative path, content sha256) of each calibration image, in order."""
@@ -404,7 +310,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
         raise ValueError(f"calibration method {method!r}, expected one of {CALIBRATION_METHODS}")
     fp32_path = Path(fp32_onnx)
     model = onnx.load(os.fspath(fp32_path))
-    contract = read_contract(model, os.fspath(fp32_path))
+    contract = read_onnx_contract(model, os.fspath(fp32_path))
     props = {p.key: p.value for p in model.metadata_props}
     _ensure_node_names(model)
     input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})

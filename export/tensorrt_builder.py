@@ -9,7 +9,7 @@ with an IInt8EntropyCalibrator2 whose cache is reusable. Features are detected w
 version strings alone.
 
 The engine `<out>.engine` is written with a sidecar `<out>.engine.json`
-(df2infer.backends.tensorrt_backend.engine_sidecar_path) holding the contract from the ONNX metadata, the
+(df2infer.artifact.engine_sidecar_path) holding the contract from the ONNX metadata, the
 TensorRT version, GPU name and compute capability, precision, build time and the ONNX file's sha256; the
 runtime checks it before deserializing.
 
@@ -24,19 +24,17 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from df2infer.backends.tensorrt_backend import (
-    TensorRTUnavailable, _dims, engine_sidecar_path, require_tensorrt,
-)
+from df2infer.artifact import ENGINE_SUFFIXES, OnnxInfo, read_onnx_info, write_engine_sidecar
+from df2infer.backends.tensorrt_backend import TensorRTUnavailable, require_tensorrt, tensorrt_dims
 from df2infer.contract import INPUT_NAME, Contract, ContractError
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
 
-from .hashing import file_sha256
+from .calibration import calibration_batch, list_calibration_images
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -44,8 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("EngineBuilder")
 
 WEAK_PRECISIONS = ("fp32", "fp16", "int8")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # the suffixes df2infer.load dispatches to TensorRT
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class BuildError(RuntimeError):
@@ -57,27 +53,7 @@ class WeakTypingUnavailable(BuildError):
 
 
 # ------------------------------------------------------------------------------------------------ ONNX side
-@dataclass(frozen=True)
-class OnnxInfo:
-    path: Path
-    contract: Contract
-    sha256: str
-    has_qdq: bool  # QuantizeLinear/DequantizeLinear nodes: explicitly quantized, no calibrator needed
-
-
-
-
-def read_onnx_info(onnx_path: str | Path) -> OnnxInfo:
-    """Contract (metadata_props[METADATA_KEY]), sha256 and Q/DQ presence of an exported ONNX file."""
-    import onnx
-
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such ONNX file")
-    model = onnx.load(str(path), load_external_data=False)
-    contract = Contract.from_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
-    has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-    return OnnxInfo(path=path, contract=contract, sha256=file_sha256(path), has_qdq=has_qdq)
+# OnnxInfo / read_onnx_info: df2infer.artifact (the one reader of the ONNX metadata).
 
 
 def check_buildable(info: OnnxInfo) -> None:
@@ -121,7 +97,7 @@ class CalibrationBatches:
     """Calibration input, batch by batch, as the graph takes it: float32 [batch_size, 3, H, W], RGB 0..255.
 
     `source` is an array [N, 3, H, W] already preprocessed, a `.npy` file of one, a directory of images, or a
-    sequence of image paths (read and letterboxed with df2infer.preprocess, the runtime's own preprocessing).
+    sequence of image paths (a directory is listed by export/calibration.py, as for ONNX Runtime INT8; read and letterboxed with df2infer.preprocess, the runtime's own preprocessing).
     Only whole batches are used (TensorRT calibrates with a fixed batch size).
     """
 
@@ -135,7 +111,7 @@ class CalibrationBatches:
         elif isinstance(source, (str, Path)) and Path(source).suffix == ".npy":
             self._array = np.load(Path(source), mmap_mode="r")
         elif isinstance(source, (str, Path)) and Path(source).is_dir():
-            self._paths = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self._paths = list_calibration_images(source)  # the same images the ONNX Runtime INT8 path calibrates on
         elif isinstance(source, (str, Path)):
             raise FileNotFoundError(f"calibration images {source}: not a directory or a .npy file")
         elif isinstance(source, Sequence):
@@ -166,9 +142,7 @@ class CalibrationBatches:
         if self._array is not None:
             np.copyto(out, self._array[start:stop], casting="same_kind")
         else:
-            from df2infer.preprocess import read_image, to_input_batch
-
-            to_input_batch([read_image(p) for p in self._paths[start:stop]], self.contract, out=out)
+            calibration_batch(self._paths[start:stop], self.contract, out=out)
         self._next = stop
         log.info("calibration batch %d / %d", stop // self.batch_size, len(self))
         return True
@@ -296,7 +270,7 @@ class EngineBuilder:
             raise ContractError(f"{self.onnx.path}: graph inputs {names}, the contract has exactly [{INPUT_NAME!r}]")
         for t in inputs + [net.get_output(i) for i in range(net.num_outputs)]:
             log.info("%s %r shape %s dtype %s", "input" if t.is_network_input else "output", t.name,
-                     _dims(t.shape), t.dtype)
+                     tensorrt_dims(t.shape), t.dtype)
 
     def create_engine(self, out_path: str | Path, *, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 8,
                       timing_cache: str | Path | None = None, weak_typing_precision: str | None = None,
@@ -308,7 +282,7 @@ class EngineBuilder:
             raise BuildError("create_network() first")
         contract = self.onnx.contract
         chw = (3, contract.input_height, contract.input_width)
-        in_shape = _dims(self.network.get_input(0).shape)
+        in_shape = tensorrt_dims(self.network.get_input(0).shape)
         if tuple(in_shape[1:]) != chw:
             raise ContractError(f"{self.onnx.path}: input {INPUT_NAME} is {in_shape}, contract says [B, *{chw}]")
         if in_shape[0] >= 0 and not (min_batch == opt_batch == max_batch == in_shape[0]):
@@ -367,8 +341,8 @@ class EngineBuilder:
 
         meta = self.sidecar(precision=precision, max_batch=max_batch,
                             profile={"min": min_batch, "opt": opt_batch, "max": max_batch})
-        engine_sidecar_path(engine_path).write_text(json.dumps(meta, indent=1) + "\n")
-        log.info("wrote %s and %s", engine_path, engine_sidecar_path(engine_path))
+        sidecar = write_engine_sidecar(engine_path, meta)
+        log.info("wrote %s and %s", engine_path, sidecar)
         return engine_path
 
     def _calibrator(self, chw: tuple[int, int, int], images: Any, cache_file: str | Path | None) -> Any:

@@ -18,39 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from df2infer.backends.base import DeviceError, parse_device
-from df2infer.contract import OUTPUT_NAMES, Contract
+from df2infer.backends.base import DeviceError, parse_device, resolve_device
+from df2infer.contract import OUTPUT_NAMES
 
-from .data import PAD_VALUE
+from .contract_builder import build_contract
 
 
 def _resolve_device(device: str) -> str:
-    if str(device).strip().lower() == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    kind, idx = parse_device(device)
-    if kind == "cpu":
+    resolved = resolve_device(device, torch.cuda.is_available)
+    if resolved == "cpu":
         return "cpu"
-    if not torch.cuda.is_available() or idx >= torch.cuda.device_count():
+    if not torch.cuda.is_available() or parse_device(resolved)[1] >= torch.cuda.device_count():
         raise DeviceError(f"device={device!r}: no usable CUDA device for PyTorch")
-    return f"cuda:{idx}"
-
-
-def build_contract(model, *, max_detections: int, max_batch: int, checkpoint_info: dict | None = None) -> Contract:
-    """The Contract an FP32 export of `model` with this N would carry (cf. export.onnx_export.build_contract)."""
-    rh = model.roi_heads
-    fc = rh.similarity.fc
-    cfg = model.cfg
-    S = int(model.input_size)
-    info = {"name": cfg.get("name", "match_rcnn"), "backbone": cfg.get("backbone"), "fpn_channels": cfg.get("fpn_channels"),
-            "exporter": f"torch {torch.__version__} (eager, export.torch_backend)", **(checkpoint_info or {})}
-    return Contract(
-        input_height=S, input_width=S, max_detections=int(max_detections), mask_size=int(model.mask_size),
-        heatmap_size=int(model.heatmap_size), max_landmarks=int(rh.keypoint_predictor.slots.shape[1]),
-        embedding_dim=int(rh.match_head.fc.out_features), num_classes=int(rh.box_predictor.cls_score.out_features - 1),
-        precision="fp32", max_batch=int(max_batch), pad_value=float(PAD_VALUE),
-        score_threshold=float(cfg["box_score_thresh"]), nms_iou=float(cfg["box_nms_thresh"]),
-        similarity_weight=fc.weight.detach().cpu().double().tolist(),
-        similarity_bias=fc.bias.detach().cpu().double().tolist(), model=info)
+    return resolved
 
 
 class TorchBackend:
@@ -77,7 +57,8 @@ class TorchBackend:
         self.model = model.float().eval()
         self.max_batch = int(max_batch)
         n = int(max_detections or model.cfg["max_detections"])
-        self.contract = build_contract(self.model, max_detections=n, max_batch=self.max_batch, checkpoint_info=info)
+        info["exporter"] = f"torch {torch.__version__} (eager, df2infer_export.torch_backend)"
+        self.contract = build_contract(self.model, max_detections=n, max_batch=self.max_batch, model_info=info)
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
@@ -139,4 +120,4 @@ class DeployBackend(TorchBackend):
         return res
 
 
-__all__ = ["DeployBackend", "TorchBackend", "build_contract"]
+__all__ = ["DeployBackend", "TorchBackend"]

@@ -126,3 +126,21 @@ def test_runtime_loads_and_predicts(onnx_path, images):
 def test_export_cli_rejects_bad_precision(tmp_path):
     from df2infer.cli import main
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path), "--precision", "fp8"]) == 2
+
+
+def test_failing_lint_during_export_raises_the_lint_report(model, tmp_path, monkeypatch):
+    """A lint error in the exported graph surfaces as OnnxLintError carrying every problem (it was a
+    TypeError from a wrong constructor call), and no file is written."""
+    from export import lint
+    from export.lint import LintProblem, OnnxLintError
+    from export.onnx_export import export_onnx
+
+    problems = [LintProblem("unsupported_op", "made-up problem for the test", node="n0", op_type="FancyOp"),
+                LintProblem("type", "a warning rides along", severity="warning")]
+    monkeypatch.setattr(lint, "lint_onnx", lambda m, **kw: problems)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(OnnxLintError) as e:
+        export_onnx(model, out, max_detections=N, num_proposals=P, max_batch=2, simplify=False)
+    assert e.value.problems == problems
+    assert "made-up problem for the test" in str(e.value) and "FancyOp" in str(e.value) and str(out) in str(e.value)
+    assert not out.exists()

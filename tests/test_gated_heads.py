@@ -152,8 +152,9 @@ def test_contract_rejects_a_non_bool_gate():
 
 
 def test_tensorrt_refuses_gated_graphs(gated_onnx):
+    from df2infer import artifact
     from export import tensorrt_builder as builder
-    info = builder.read_onnx_info(gated_onnx)
+    info = artifact.read_onnx_info(gated_onnx)
     with pytest.raises(ContractError, match="static heads"):
         builder.check_buildable(info)
 

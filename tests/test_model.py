@@ -14,7 +14,8 @@ from tiny_df2 import make_tiny_dataset  # noqa: E402
 
 from export.checkpoint import CheckpointError, import_torchvision, load_model, read_checkpoint, save_checkpoint  # noqa: E402
 from export.config import load_config  # noqa: E402
-from export.data import DF2TorchDataset, PairBatchSampler, collate, letterbox_params  # noqa: E402
+from df2infer.preprocess import letterbox_geometry  # noqa: E402
+from export.data import DF2TorchDataset, PairBatchSampler, collate  # noqa: E402
 from export.model import build_model  # noqa: E402
 
 TINY = ["model.input_size=128", "model.backbone_widths=[16,24,32,48]", "model.fpn_channels=32",
@@ -41,7 +42,7 @@ def _batch(root, size=128, n=4, train=True):
 
 
 def test_letterbox_is_centered():
-    s, nw, nh, px, py = letterbox_params(200, 100, 128)
+    s, nw, nh, px, py = letterbox_geometry(100, 200, (128, 128))
     assert (nw, nh, px, py) == (128, 64, 0, 32) and s == pytest.approx(0.64)
 
 

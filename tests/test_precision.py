@@ -12,7 +12,8 @@ from onnx import TensorProto as TP, helper as h, numpy_helper as nh
 
 from df2infer.contract import METADATA_KEY, Contract
 from export.lint import lint_onnx
-from export.precision import read_contract, to_fp16, to_int8_qdq
+from df2infer.artifact import read_onnx_contract
+from export.precision import to_fp16, to_int8_qdq
 
 try:
     from tests.tiny_deploy_graph import build_tiny_deploy_graph, random_images, tiny_contract
@@ -87,7 +88,7 @@ def calib_dir(tmp_path_factory):
 
 
 def _contract(path) -> Contract:
-    return read_contract(onnx.load(str(path)))
+    return read_onnx_contract(path)
 
 
 # ------------------------------------------------------------------------------------------------ FP16

@@ -19,7 +19,8 @@ from df2infer.backends.base import DeviceError, ModelLoadError
 from df2infer.contract import ContractError
 from df2infer.data import spec
 from df2infer.matching import Gallery, Similarity, match_probability
-from df2infer.preprocess import ImageError, coerce_image, letterbox, read_image, to_input_batch
+from df2infer.images import ImageError, coerce_image, read_image
+from df2infer.preprocess import letterbox, to_input_batch
 from df2infer.results import Detections
 
 

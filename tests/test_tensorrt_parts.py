@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from df2infer import artifact
 from df2infer.backends import tensorrt_backend as tb
 from df2infer.backends.base import ModelLoadError
-from df2infer.contract import Contract
+from df2infer.contract import Contract, ContractError
 from df2infer.gpu.cuda_array import parse_cuda_array_interface
 from df2infer.gpu.cuda_check import CudaError, cuda_call
 from export import tensorrt_builder as builder
@@ -105,14 +106,14 @@ def _engine_with_sidecar(tmp_path: Path, **meta) -> Path:
             "compute_capability": "8.7", "precision": "fp16", "built_at": "2025-01-01T00:00:00+00:00",
             "onnx_sha256": "0" * 64}
     side.update(meta)
-    tb.engine_sidecar_path(engine).write_text(json.dumps(side))
+    artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
     return engine
 
 
 def test_engine_for_another_compute_capability_is_refused(monkeypatch, tmp_path):
     engine = _engine_with_sidecar(tmp_path, compute_capability="8.7", gpu_name="Orin")
     monkeypatch.setattr(tb, "_environment", lambda index: ("10.3.0.30", "NVIDIA H100", "9.0"))
-    with pytest.raises(tb.EngineCompatibilityError) as e:
+    with pytest.raises(artifact.EngineCompatibilityError) as e:
         tb.TensorRTBackend(engine)
     msg = str(e.value)
     assert "8.7" in msg and "9.0" in msg and str(engine) in msg and "model.engine.json" in msg
@@ -121,7 +122,7 @@ def test_engine_for_another_compute_capability_is_refused(monkeypatch, tmp_path)
 def test_engine_for_another_tensorrt_version_is_refused(monkeypatch, tmp_path):
     engine = _engine_with_sidecar(tmp_path, tensorrt_version="10.13.0.35")
     monkeypatch.setattr(tb, "_environment", lambda index: ("10.3.0.30", "Orin", "8.7"))
-    with pytest.raises(tb.EngineCompatibilityError) as e:
+    with pytest.raises(artifact.EngineCompatibilityError) as e:
         tb.TensorRTBackend(engine)
     msg = str(e.value)
     assert "10.13.0.35" in msg and "10.3.0.30" in msg and str(engine) in msg
@@ -129,8 +130,8 @@ def test_engine_for_another_tensorrt_version_is_refused(monkeypatch, tmp_path):
 
 def test_same_major_minor_passes_the_check(tmp_path):
     engine = _engine_with_sidecar(tmp_path, tensorrt_version="10.3.0.26")
-    meta = tb.read_engine_sidecar(engine)
-    tb.check_engine_compatibility(meta, engine_path=engine, tensorrt_version="10.3.0.30", compute_capability="8.7")
+    meta = artifact.read_engine_sidecar(engine)
+    artifact.check_engine_compatibility(meta, engine_path=engine, tensorrt_version="10.3.0.30", compute_capability="8.7")
 
 
 def test_missing_sidecar_names_it(tmp_path):
@@ -230,9 +231,9 @@ def test_read_onnx_info(tmp_path):
     helper.set_model_props(model, {"df2infer.contract": CONTRACT.to_json()})
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
-    info = builder.read_onnx_info(path)
+    info = artifact.read_onnx_info(path)
     assert info.contract == CONTRACT and not info.has_qdq and len(info.sha256) == 64
     helper.set_model_props(model, {})
     onnx.save(model, str(path))
-    with pytest.raises(builder.ContractError, match="df2infer.contract"):
-        builder.read_onnx_info(path)
+    with pytest.raises(ContractError, match="df2infer.contract"):
+        artifact.read_onnx_info(path)

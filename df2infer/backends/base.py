@@ -1,15 +1,16 @@
 """The Backend protocol every inference backend implements, and the errors they raise."""
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from df2infer.artifact import ModelLoadError
 from df2infer.contract import Contract
 
-
-class ModelLoadError(RuntimeError):
-    """A model file that cannot be loaded (missing, truncated, not the expected format); names the path."""
+__all__ = ["Backend", "DeviceError", "ModelLoadError", "parse_device", "resolve_device"]
 
 
 class DeviceError(RuntimeError):
@@ -48,3 +49,19 @@ def parse_device(device: str) -> tuple[str, int]:
     if d.startswith("cuda:") and d[5:].isdigit():
         return "cuda", int(d[5:])
     raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+log = logging.getLogger("df2infer")
+
+
+def resolve_device(device: str, gpu_available: Callable[[], bool] | bool) -> str:
+    """The one resolver of device="auto": "cuda:0" when `gpu_available` (a bool, or a probe called only for
+    "auto"), else "cpu" (logged). Any other device is normalised by parse_device to "cpu" or "cuda:N"."""
+    if str(device).strip().lower() == "auto":
+        usable = gpu_available() if callable(gpu_available) else bool(gpu_available)
+        if usable:
+            return "cuda:0"
+        log.info("device='auto': no usable GPU for this backend; running on the CPU")
+        return "cpu"
+    kind, index = parse_device(device)
+    return "cpu" if kind == "cpu" else f"cuda:{index}"

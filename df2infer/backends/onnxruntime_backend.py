@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from df2infer.backends.base import DeviceError, ModelLoadError, parse_device
+from df2infer.artifact import ModelLoadError, contract_from_metadata
+from df2infer.backends.base import DeviceError, parse_device
 from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,6 @@ def cuda_available() -> bool:
     """True when onnxruntime-gpu's CUDA execution provider is installed (a GPU may still be absent)."""
     import onnxruntime as ort
     return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
-def read_contract(session, path: str) -> Contract:
-    """The Contract stored in a session's model metadata; ContractError naming `path` if absent/bad."""
-    return Contract.from_metadata(session.get_modelmeta().custom_metadata_map, source=path)
 
 
 def check_io(session, contract: Contract, path: str) -> None:
@@ -124,7 +120,7 @@ class OnnxRuntimeBackend:
         if kind == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
             raise DeviceError(f"{self.path}: ONNX Runtime could not start the CUDA execution provider on {self.device} "
                               "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu'")
-        self.contract = read_contract(self.session, self.path)
+        self.contract = contract_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         check_io(self.session, self.contract, self.path)
         self.max_batch = int(self.contract.max_batch)
         self.providers = self.session.get_providers()

@@ -1,7 +1,7 @@
 """TensorRT backend: runs a serialized engine (`.engine` / `.plan`) built by export/tensorrt_builder.py.
 
 An engine only runs on the GPU architecture and the TensorRT version it was built with, so every engine
-travels with a sidecar `<engine>.json` (`engine_sidecar_path`) holding the contract, the TensorRT version,
+travels with a sidecar `<engine>.json` (df2infer.artifact.engine_sidecar_path) holding the contract, the TensorRT version,
 the GPU name and compute capability, the precision, the build time and the ONNX file's sha256. Loading
 checks it first and refuses, naming the file and both values, an engine built for another compute
 capability or another TensorRT major.minor, instead of failing deep inside deserialization.
@@ -16,7 +16,6 @@ Nothing here imports tensorrt or cuda-python at module import: the CPU path neve
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from df2infer.backends.base import DeviceError, ModelLoadError, parse_device
+from df2infer.artifact import ModelLoadError, check_engine_compatibility, read_engine_contract, read_engine_sidecar
+from df2infer.backends.base import DeviceError, parse_device
 from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 from df2infer.gpu.cuda_array import parse_cuda_array_interface
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = ".json"
 TENSORRT_INSTALL_HINT = (
     "install TensorRT's Python package: on x86-64 with CUDA `pip install tensorrt` (NVIDIA's wheels, they need "
     "an NVIDIA driver); on a Jetson use JetPack's `sudo apt install python3-libnvinfer` (TensorRT cannot be "
@@ -44,10 +43,6 @@ TENSORRT_INSTALL_HINT = (
 
 class TensorRTUnavailable(ImportError):
     """TensorRT's Python package is missing (or only its type stubs are installed)."""
-
-
-class EngineCompatibilityError(ModelLoadError):
-    """An engine built for another GPU architecture or another TensorRT version than the ones here."""
 
 
 def require_tensorrt() -> str:
@@ -66,62 +61,6 @@ def require_tensorrt() -> str:
             f"TensorRT is not installed: the `tensorrt` module at {where} has no Builder/Runtime (only type "
             f"stubs?): {TENSORRT_INSTALL_HINT}")
     return str(getattr(trt_mod, "__version__", "unknown"))
-
-
-def engine_sidecar_path(engine_path: str | Path) -> Path:
-    """`model.engine` -> `model.engine.json`."""
-    p = Path(engine_path)
-    return p.with_name(p.name + SIDECAR_SUFFIX)
-
-
-def read_engine_sidecar(engine_path: str | Path) -> dict[str, Any]:
-    """The sidecar's JSON object; ModelLoadError naming the file if it is missing or unreadable."""
-    sidecar = engine_sidecar_path(engine_path)
-    if not sidecar.is_file():
-        raise ModelLoadError(
-            f"{engine_path}: no sidecar {sidecar} next to the engine. TensorRT engines built by df2infer carry their "
-            "contract, TensorRT version and GPU there; rebuild it with export.tensorrt_builder.build_engine (the "
-            "export CLI's engine command).")
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"{sidecar}: unreadable engine sidecar ({e})") from None
-    if not isinstance(meta, dict):
-        raise ModelLoadError(f"{sidecar}: engine sidecar is a {type(meta).__name__}, expected a JSON object")
-    for key in ("contract", "tensorrt_version", "compute_capability"):
-        if key not in meta:
-            raise ModelLoadError(f"{sidecar}: engine sidecar lacks {key!r}")
-    return meta
-
-
-def _major_minor(version: str) -> tuple[int, ...]:
-    parts = []
-    for tok in str(version).split(".")[:2]:
-        digits = "".join(ch for ch in tok if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
-def check_engine_compatibility(meta: dict[str, Any], *, engine_path: str | Path, tensorrt_version: str,
-                               compute_capability: str, gpu_name: str = "") -> None:
-    """Refuse an engine whose sidecar names another compute capability or TensorRT major.minor than here."""
-    sidecar = engine_sidecar_path(engine_path)
-    built_cc = str(meta["compute_capability"])
-    if built_cc != str(compute_capability):
-        built_on = f" ({meta['gpu_name']})" if meta.get("gpu_name") else ""
-        here = f" ({gpu_name})" if gpu_name else ""
-        raise EngineCompatibilityError(
-            f"{engine_path}: built for compute capability {built_cc}{built_on} (per {sidecar}), but this GPU has "
-            f"compute capability {compute_capability}{here}. TensorRT engines are specific to the GPU "
-            "architecture: rebuild the engine on this device from the ONNX file.")
-    built_trt = str(meta["tensorrt_version"])
-    if _major_minor(built_trt) != _major_minor(tensorrt_version) or not _major_minor(built_trt):
-        raise EngineCompatibilityError(
-            f"{engine_path}: built with TensorRT {built_trt} (per {sidecar}), but TensorRT {tensorrt_version} is "
-            "installed here. Engines are specific to the TensorRT major.minor version: rebuild the engine with "
-            "this TensorRT from the ONNX file.")
 
 
 def _environment(device_index: int) -> tuple[str, str, str]:
@@ -152,7 +91,7 @@ class _Buffer:
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
 
-def _dims(d: trt.Dims) -> tuple[int, ...]:
+def tensorrt_dims(d: trt.Dims) -> tuple[int, ...]:
     """A TensorRT Dims as a tuple of ints (Dims supports len() and indexing, not the iterator protocol)."""
     return tuple(int(d[i]) for i in range(len(d)))
 
@@ -198,8 +137,7 @@ class TensorRTBackend:
             raise ModelLoadError(f"{self.path}: no such engine file")
 
         self.meta = read_engine_sidecar(self.path)
-        sidecar = engine_sidecar_path(self.path)
-        self.contract: Contract = Contract.from_json(json.dumps(self.meta["contract"]), source=str(sidecar))
+        self.contract: Contract = read_engine_contract(self.path, self.meta)
         self.precision = str(self.meta.get("precision", self.contract.precision))
 
         trt_version, gpu_name, cc = _environment(index)
@@ -243,8 +181,8 @@ class TensorRTBackend:
         c = self.contract
         want = (3, c.input_height, c.input_width)
         _, _, max_shape = engine.get_tensor_profile_shape(INPUT_NAME, 0)
-        if _dims(max_shape)[1:] != want:
-            raise ContractError(f"{self.path}: engine input {INPUT_NAME} is {_dims(max_shape)}, contract says [B, *{want}]")
+        if tensorrt_dims(max_shape)[1:] != want:
+            raise ContractError(f"{self.path}: engine input {INPUT_NAME} is {tensorrt_dims(max_shape)}, contract says [B, *{want}]")
         self.max_batch = int(max_shape[0])
         if self.max_batch != c.max_batch:
             log.warning("%s: engine profile max batch %d, contract max_batch %d; using the engine's",
@@ -258,7 +196,7 @@ class TensorRTBackend:
         self._set_input_shape(self.max_batch)
         expected = c.output_shapes(self.max_batch)
         for name in [INPUT_NAME, *OUTPUT_NAMES]:
-            shape = _dims(context.get_tensor_shape(name))
+            shape = tensorrt_dims(context.get_tensor_shape(name))
             if name != INPUT_NAME and shape != tuple(expected[name]):
                 raise ContractError(f"{self.path}: engine output {name} is {shape} at batch {self.max_batch}, "
                                     f"contract says {tuple(expected[name])}")

@@ -34,9 +34,11 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from df2infer.artifact import is_engine_path
+from df2infer.images import IMAGE_SUFFIXES, list_images, read_image
+
 STAGES = ("read", "preprocess", "inference", "postprocess", "total")
 STATS = ("p50", "p90", "p99", "mean", "min", "max")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 # ---------------------------------------------------------------- test images
@@ -72,11 +74,9 @@ def synthetic_scene(size: tuple[int, int] = (1280, 720), seed: int = 0, min_item
 
 def folder_images(folder: str | os.PathLike, limit: int = 16) -> list[np.ndarray]:
     """Up to `limit` images of a folder (sorted by name), decoded once, BGR uint8."""
-    from df2infer.preprocess import read_image
-
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:limit]
+    files = list_images(folder)[:limit]
     if not files:
-        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_EXTS)})")
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return [read_image(p) for p in files]
 
 
@@ -120,7 +120,7 @@ class Subject:
 def runtime_subject(path: str | os.PathLike, name: str, device: str = "auto", threads: int = 0) -> Subject:
     import df2infer
 
-    kw = {"threads": threads} if threads and not str(path).lower().endswith(df2infer.api.ENGINE_SUFFIXES) else {}
+    kw = {"threads": threads} if threads and not is_engine_path(path) else {}
     return subject_from_predictor(df2infer.load(path, device=device, **kw), name, path)
 
 

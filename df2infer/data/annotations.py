@@ -14,9 +14,10 @@ from typing import Iterator
 
 import numpy as np
 
+from df2infer.images import IMAGE_SUFFIXES
+
 from . import spec
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
 class AnnotationError(ValueError):
@@ -267,7 +268,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 
 
 def _find_image(image_dir: Path, stem: str) -> Path | None:
-    for ext in IMAGE_EXTS:
+    for ext in IMAGE_SUFFIXES:
         p = image_dir / (stem + ext)
         if p.exists():
             return p

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data import spec
 from ..data.annotations import read_annotation
+from ..images import read_image
 
 PALETTE = [(255, 56, 56), (56, 255, 56), (56, 56, 255), (255, 200, 0), (255, 0, 200), (0, 200, 255),
            (160, 80, 255), (80, 255, 160), (255, 128, 64), (128, 255, 255), (255, 255, 128), (200, 200, 200),
@@ -52,7 +53,7 @@ def make_grid(root: str | Path, out_path: str | Path, *, rows: int = 3, cols: in
         jp, ip = root / "annos" / f"{stem}.json", root / "image" / f"{stem}.jpg"
         canvas = np.full((cell, cell, 3), 40, np.uint8)
         if jp.exists() and ip.exists():
-            img = cv2.imread(str(ip))
+            img = read_image(ip)
             ann = read_annotation(jp)
             d = draw_annotation(img, ann)
             s = cell / max(d.shape[:2])

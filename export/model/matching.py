@@ -51,10 +51,6 @@ class Similarity(nn.Module):
         """Logits [..., 2] for broadcastable embeddings a, b."""
         return self.fc((a - b) ** 2)
 
-    def pairwise(self, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """P(match) [Q, G] for queries [Q, D] and gallery [G, D]."""
-        return self.forward(q[:, None, :], g[None, :, :]).softmax(-1)[..., 1]
-
 
 def init_similarity(fc: nn.Linear) -> None:
     """Start as a distance rule: P(match) = sigmoid(3 - 0.02 * ||a - b||^2), so the matching loss
