@@ -27,7 +27,7 @@ test: $(STAMP)
 
 # Regenerate df2infer/models/default{,.int8}.onnx from export/checkpoints/ (see export/bundle.py).
 bundle: $(STAMP)
-	$(PY) -m export.bundle
+	$(PY) -m df2infer_export.bundle
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache build *.egg-info

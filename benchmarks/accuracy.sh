@@ -10,7 +10,7 @@ OUT=${1:-bench_out/accuracy}
 VAL=${VAL:-data/synth_val}
 mkdir -p "$OUT"
 [ -d "$VAL/annos" ] || $PY -m df2infer synth --out "$VAL" --images 600 --seed 777 --video-frames 0
-$PY -m export.parity_eval --checkpoint export/checkpoints/match_rcnn_small_synth.pt --data "$VAL" --max-detections 20 \
+$PY -m df2infer_export.parity_eval --checkpoint export/checkpoints/match_rcnn_small_synth.pt --data "$VAL" --max-detections 20 \
     --json "$OUT/parity.json" | tee "$OUT/parity.txt"
 for m in df2infer/models/default.onnx df2infer/models/default.int8.onnx; do
     $PY -m df2infer eval "$VAL" --model "$m" --json "$OUT/runtime_$(basename "$m" .onnx).json" \

@@ -33,7 +33,7 @@ log = logging.getLogger("df2infer")
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 # How the bundled model is made (export/ needs the [export] extra, i.e. torch).
-MAKE_DEFAULT_MODEL = "make bundle  (runs python -m export.bundle; needs the export extra: pip install -e .[export])"
+MAKE_DEFAULT_MODEL = "make bundle  (runs python -m df2infer_export.bundle; needs the export extra: pip install -e .[export])"
 
 
 def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backend:

@@ -1,6 +1,6 @@
 """Regenerate the runtime's bundled default model from the committed checkpoint.
 
-    python -m export.bundle            # or: make bundle
+    python -m df2infer_export.bundle            # or: make bundle
 
 writes df2infer/models/default.onnx (FP32) and df2infer/models/default.int8.onnx (INT8 Q/DQ).
 The runtime has no torch, so it cannot export at run time: these two files ship inside the
@@ -55,12 +55,12 @@ def build(checkpoint: Path, out_dir: Path, *, work_dir: Path) -> tuple[Path, Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.bundle", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m df2infer_export.bundle", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     p.add_argument("--out", type=Path, default=MODELS, help=f"output folder (default {MODELS})")
     args = p.parse_args(argv)
     if not args.checkpoint.is_file():
-        print(f"export.bundle: checkpoint {args.checkpoint} not found", file=sys.stderr)
+        print(f"df2infer_export.bundle: checkpoint {args.checkpoint} not found", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = build(args.checkpoint, Path(tmp) / "out", work_dir=Path(tmp))

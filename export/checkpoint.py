@@ -81,7 +81,7 @@ def load_model(path, device="cpu", config_override: dict | None = None):
     ckpt = read_checkpoint(path)
     if ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path}: not a df2infer Match R-CNN checkpoint (format {ckpt.get('format')!r}); "
-                              "for torchvision weights use export.checkpoint.import_torchvision")
+                              "for torchvision weights use df2infer_export.checkpoint.import_torchvision")
     mcfg = model_config(ckpt["config"]["model"])
     if config_override:
         mcfg.update(config_override)

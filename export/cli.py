@@ -4,10 +4,10 @@
     df2infer export model.pt --out build/ --precision fp32,fp16,int8 --calib-images data/synth_val/image
     df2infer export model.pt --out build/ --precision fp16 --engine --max-batch 8
 
-FP16 and INT8 are made from the FP32 graph by export.precision (FP16: sensitive ops and the
+FP16 and INT8 are made from the FP32 graph by df2infer_export.precision (FP16: sensitive ops and the
 box_decode/, nms/, postproc/ nodes kept FP32; INT8: Q/DQ, calibrated on --calib-images with a
 reusable cache DIR/calibration_cache.json). --engine builds a strongly typed TensorRT engine per
-precision with export.tensorrt_builder (needs TensorRT; a clear error without it). Prints the
+precision with df2infer_export.tensorrt_builder (needs TensorRT; a clear error without it). Prints the
 export time, file sizes and the op histogram of each graph.
 
 --heads gated (the default without --engine) gives the CPU graphs: the mask, landmark and matching

@@ -40,7 +40,7 @@ What the graph does, and where it differs from the eager model (export/model, to
              predicted class (GatherElements) and sigmoid; landmark logits of the predicted class's
              39 slots (landmark_logits with labels); embeddings. Padding rows are zeroed.
 Node names: box decoding under `box_decode/`, NMS and keep masks under `nms/`, level mapping,
-score filtering and output gathering under `postproc/` (export.precision keeps them FP32).
+score filtering and output gathering under `postproc/` (df2infer_export.precision keeps them FP32).
 """
 from __future__ import annotations
 
@@ -356,7 +356,7 @@ class DeployMatchRCNN(nn.Module):
         self.register_buffer("level_rows", torch.tensor(rows, dtype=torch.float32), persistent=False)
 
         self.box_decode = BoxDecode()
-        # attribute names = ONNX scope names; export.onnx_export renames "/nms_rpn/X" to "nms/rpn/X" etc.
+        # attribute names = ONNX scope names; df2infer_export.onnx_export renames "/nms_rpn/X" to "nms/rpn/X" etc.
         self.nms_rpn, self.nms_det, self.nms_top = GroupNMS(), GroupNMS(), TopKeep()
         self.postproc_levels, self.postproc_candidates, self.postproc_gather = RoILevels(), Candidates(), Gather()
         self.postproc_gate = HeadRows()

@@ -3,7 +3,7 @@
 bbox.json ([x, y, w, h], original image pixels), segm.json (COCO RLE of the mask pasted into the
 original image, threshold 0.5), keys.json (294 * 3 values: the predicted category's landmarks),
 retrieval.json (per consumer detection the top-20 shop detections by the similarity network, same
-predicted category first). The eager model runs as a df2infer Backend (export.torch_backend), so
+predicted category first). The eager model runs as a df2infer Backend (df2infer_export.torch_backend), so
 the result files are built by the runtime's own postprocessing (df2infer.eval.predict), exactly as
 for the exported artifacts: the columns of every comparison differ only by the network.
 """
@@ -32,7 +32,7 @@ def add_arguments(p) -> None:
 
 def predictor_for(model, device: str = "cpu", threads: int | None = None):
     """A df2infer Predictor for `model`: a MatchRCNN module or checkpoint path (eager PyTorch, through
-    export.torch_backend.TorchBackend), a df2infer Backend, an artifact path (.onnx / .engine), or
+    df2infer_export.torch_backend.TorchBackend), a df2infer Backend, an artifact path (.onnx / .engine), or
     an already loaded Predictor (returned as is)."""
     import df2infer
     from df2infer.backends.base import Backend

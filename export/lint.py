@@ -2,7 +2,7 @@
 
     lint_onnx(path_or_model) -> list[LintProblem]   every problem found (errors and warnings)
     check_onnx(path_or_model)                         raises OnnxLintError if any error was found
-    python -m export.lint MODEL.onnx                  prints the problems, exits 1 on any error
+    python -m df2infer_export.lint MODEL.onnx                  prints the problems, exits 1 on any error
 
 What is checked (DESIGN.md, "The deploy graph"):
   - onnx.checker.check_model(full_check=True) passes;
@@ -500,7 +500,7 @@ def check_onnx(path_or_model: str | Path | onnx.ModelProto, **kw) -> list[LintPr
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m export.lint",
+    ap = argparse.ArgumentParser(prog="python -m df2infer_export.lint",
                                  description="Check an ONNX deploy graph against TensorRT 10's parser and the static-shape contract.")
     ap.add_argument("model", nargs="+", help="ONNX file(s)")
     ap.add_argument("--no-output-shapes", action="store_true", help="skip the static output shape check")

@@ -7,11 +7,11 @@ gate_heads=True gives the CPU graph: an optional `min_head_score` input (an over
 default 0.0) and the heads run only on the detections at or above it (df2infer.contract). TensorRT
 needs static heads (gate_heads=False): the gated row count is known only at run time.
 
-Steps: build export.deploy.DeployMatchRCNN; torch.onnx.export (TorchScript exporter, batch axis
+Steps: build df2infer_export.deploy.DeployMatchRCNN; torch.onnx.export (TorchScript exporter, batch axis
 dynamic); node renaming so box decoding / NMS / post-processing carry the `box_decode/`, `nms/`,
-`postproc/` prefixes that export.precision keeps in FP32; onnx.checker (full) and shape
+`postproc/` prefixes that df2infer_export.precision keeps in FP32; onnx.checker (full) and shape
 inference; optional onnxslim, kept only if ONNX Runtime gives the same outputs before and after
-on test inputs; export.lint.check_onnx (the export fails on any error); the df2infer.contract
+on test inputs; df2infer_export.lint.check_onnx (the export fails on any error); the df2infer.contract
 Contract in metadata_props. `model_or_checkpoint` may also be a MatchRCNN instance (tests).
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ class ExportError(RuntimeError):
 
 def rename_scoped_nodes(model: onnx.ModelProto) -> int:
     """Give the deploy graph's box decoding / NMS / post-processing nodes the prefixes that
-    export.precision keys on: the innermost scope named box_decode*, nms* or postproc* becomes the
+    df2infer_export.precision keys on: the innermost scope named box_decode*, nms* or postproc* becomes the
     prefix, the other scope suffixes follow: '/postproc_rpn/box_decode_1/Mul_2' ->
     'box_decode/rpn/1/Mul_2', '/nms_det/NonMaxSuppression' -> 'nms/det/NonMaxSuppression',
     '/postproc_out/Sigmoid' -> 'postproc/out/Sigmoid'. Returns how many nodes were renamed."""

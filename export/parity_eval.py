@@ -1,15 +1,15 @@
 """Accuracy parity of the export path on a held-out DeepFashion2-format split (not run in CI: slow).
 
-    python -m export.parity_eval --checkpoint model.pt --data /work/data/synth_val [--artifacts DIR]
+    python -m df2infer_export.parity_eval --checkpoint model.pt --data /work/data/synth_val [--artifacts DIR]
         [--calib-images DIR] [--max-images N] [--json OUT]
 
 Scores, with df2infer.eval.evaluate_predictions, the results of
   eager      the PyTorch model (export/infer.py),
-  deploy     export.deploy.DeployMatchRCNN in PyTorch (static shapes, padded),
+  deploy     df2infer_export.deploy.DeployMatchRCNN in PyTorch (static shapes, padded),
   ort-fp32 / ort-fp16 / ort-int8   the exported ONNX graphs in ONNX Runtime (CPU),
-each loaded as a df2infer Predictor (eager / deploy through export.torch_backend, ONNX through
+each loaded as a df2infer Predictor (eager / deploy through df2infer_export.torch_backend, ONNX through
 df2infer.load) and turned into official result lists by the runtime's own postprocessing
-(df2infer.eval.predict.predict_results, via export.infer.predict), so the columns differ only by
+(df2infer.eval.predict.predict_results, via df2infer_export.infer.predict), so the columns differ only by
 the model path. Artifacts come from --artifacts (DIR/model.<precision>.onnx) or are
 exported into a temporary folder (int8 calibrates on --calib-images, default the training images).
 Prints a table: box / mask / landmark AP (visible, visible+occluded) / retrieval top-10, ms/image.
@@ -48,7 +48,7 @@ def print_table(rows: dict[str, dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.parity_eval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m df2infer_export.parity_eval", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default="/work/data/synth_val")
     p.add_argument("--artifacts", default=None, help="folder with model.{fp32,fp16,int8}.onnx (default: export now)")

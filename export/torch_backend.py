@@ -98,7 +98,7 @@ class TorchBackend:
 
 
 class DeployBackend(TorchBackend):
-    """export.deploy.DeployMatchRCNN (the static-shape graph before export) in PyTorch, as a Backend."""
+    """df2infer_export.deploy.DeployMatchRCNN (the static-shape graph before export) in PyTorch, as a Backend."""
 
     name = "torch-deploy"
 

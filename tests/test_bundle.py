@@ -12,8 +12,8 @@ pytest.importorskip("torch")
 
 from df2infer.api import DEFAULT_MODEL  # noqa: E402
 from df2infer.contract import Contract  # noqa: E402
-from export import bundle  # noqa: E402
-from export.onnx_export import ort_run  # noqa: E402
+from df2infer_export import bundle  # noqa: E402
+from df2infer_export.onnx_export import ort_run  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

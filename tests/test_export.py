@@ -31,19 +31,19 @@ def model():
 
 @pytest.fixture(scope="module")
 def deploy(model):
-    from export.deploy import DeployMatchRCNN
+    from df2infer_export.deploy import DeployMatchRCNN
     return DeployMatchRCNN(model, max_detections=N, num_proposals=P)
 
 
 @pytest.fixture(scope="module")
 def images():
-    from export.onnx_export import test_inputs
+    from df2infer_export.onnx_export import test_inputs
     return test_inputs(SIZE, SIZE, batches=(1, 3), seed=1)
 
 
 @pytest.fixture(scope="module")
 def onnx_path(model, tmp_path_factory):
-    from export.onnx_export import export_onnx
+    from df2infer_export.onnx_export import export_onnx
     path = tmp_path_factory.mktemp("export") / "model.fp32.onnx"
     report: dict = {}
     export_onnx(model, path, max_detections=N, num_proposals=P, max_batch=4, trained_on="random init", report=report)
@@ -72,7 +72,7 @@ def _deploy_outputs(deploy, x: np.ndarray) -> dict:
 
 @pytest.mark.parametrize("batch_index", [0, 1], ids=["batch1", "batch3"])
 def test_onnx_matches_deploy(deploy, onnx_path, images, batch_index):
-    from export.onnx_export import ort_run
+    from df2infer_export.onnx_export import ort_run
     x = images[batch_index]
     got, ref = ort_run(str(onnx_path), x), _deploy_outputs(deploy, x)
     for n in OUTPUT_NAMES:
@@ -91,7 +91,7 @@ def test_onnx_matches_deploy(deploy, onnx_path, images, batch_index):
 
 
 def test_lint_and_names(onnx_path):
-    from export.lint import check_onnx
+    from df2infer_export.lint import check_onnx
     check_onnx(onnx_path)
     m = onnx.load(str(onnx_path))
     ops = {n.op_type for n in m.graph.node}
@@ -131,9 +131,9 @@ def test_export_cli_rejects_bad_precision(tmp_path):
 def test_failing_lint_during_export_raises_the_lint_report(model, tmp_path, monkeypatch):
     """A lint error in the exported graph surfaces as OnnxLintError carrying every problem (it was a
     TypeError from a wrong constructor call), and no file is written."""
-    from export import lint
-    from export.lint import LintProblem, OnnxLintError
-    from export.onnx_export import export_onnx
+    from df2infer_export import lint
+    from df2infer_export.lint import LintProblem, OnnxLintError
+    from df2infer_export.onnx_export import export_onnx
 
     problems = [LintProblem("unsupported_op", "made-up problem for the test", node="n0", op_type="FancyOp"),
                 LintProblem("type", "a warning rides along", severity="warning")]

@@ -27,13 +27,13 @@ def model():
 
 @pytest.fixture(scope="module")
 def images():
-    from export.onnx_export import test_inputs
+    from df2infer_export.onnx_export import test_inputs
     return torch.from_numpy(test_inputs(SIZE, SIZE, batches=(3,), seed=2)[0])
 
 
 @pytest.fixture(scope="module")
 def gated_onnx(model, tmp_path_factory):
-    from export.onnx_export import export_onnx
+    from df2infer_export.onnx_export import export_onnx
     path = tmp_path_factory.mktemp("gated") / "model.fp32.onnx"
     export_onnx(model, path, max_detections=N, num_proposals=P, max_batch=4, gate_heads=True, trained_on="random init")
     return path
@@ -46,7 +46,7 @@ def _threshold_between_rows(scores: torch.Tensor) -> float:
 
 
 def test_gated_deploy_default_equals_static(model, images):
-    from export.deploy import DeployMatchRCNN
+    from df2infer_export.deploy import DeployMatchRCNN
     static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
     gated = DeployMatchRCNN(model, max_detections=N, num_proposals=P, gate_heads=True)
     with torch.no_grad():
@@ -56,7 +56,7 @@ def test_gated_deploy_default_equals_static(model, images):
 
 
 def test_gated_deploy_keeps_rows_above_the_gate_and_zeros_the_rest(model, images):
-    from export.deploy import DeployMatchRCNN
+    from df2infer_export.deploy import DeployMatchRCNN
     static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
     gated = DeployMatchRCNN(model, max_detections=N, num_proposals=P, gate_heads=True)
     with torch.no_grad():
@@ -78,8 +78,8 @@ def test_gated_deploy_keeps_rows_above_the_gate_and_zeros_the_rest(model, images
 def test_gated_onnx_has_an_optional_input_and_matches(model, images, gated_onnx):
     import onnxruntime as ort
 
-    from export.deploy import DeployMatchRCNN
-    from export.onnx_export import ort_run
+    from df2infer_export.deploy import DeployMatchRCNN
+    from df2infer_export.onnx_export import ort_run
     s = ort.InferenceSession(str(gated_onnx), providers=["CPUExecutionProvider"])
     assert [i.name for i in s.get_inputs()] == ["images"]
     assert [i.name for i in s.get_overridable_initializers()] == [HEAD_SCORE_INPUT]
@@ -102,12 +102,12 @@ def test_runtime_feeds_conf_to_a_gated_model(model, images, gated_onnx, tmp_path
     """Predictor results at conf are the same from the gated graph (heads only on rows >= conf)
     as from the static graph (heads on every row)."""
     import df2infer
-    from export.onnx_export import export_onnx
+    from df2infer_export.onnx_export import export_onnx
     static_path = export_onnx(model, tmp_path / "static.onnx", max_detections=N, num_proposals=P, max_batch=4)
     frames = [np.ascontiguousarray(x.numpy().transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8) for x in images]
     pg, ps = df2infer.load(str(gated_onnx), device="cpu"), df2infer.load(str(static_path), device="cpu")
     assert pg.contract.gated_heads and not ps.contract.gated_heads
-    from export.deploy import DeployMatchRCNN
+    from df2infer_export.deploy import DeployMatchRCNN
     with torch.no_grad():
         scores = DeployMatchRCNN(model, max_detections=N, num_proposals=P)(images)[2]
     conf = _threshold_between_rows(scores)
@@ -153,7 +153,7 @@ def test_contract_rejects_a_non_bool_gate():
 
 def test_tensorrt_refuses_gated_graphs(gated_onnx):
     from df2infer import artifact
-    from export import tensorrt_builder as builder
+    from df2infer_export import tensorrt_builder as builder
     info = artifact.read_onnx_info(gated_onnx)
     with pytest.raises(ContractError, match="static heads"):
         builder.check_buildable(info)
@@ -171,7 +171,7 @@ def test_packed_roi_align_equals_multiscale_roi_align():
     boxes inside the image, including boxes touching the right and bottom borders."""
     from torchvision.ops import MultiScaleRoIAlign
 
-    from export.deploy import RoILevels, pack_levels
+    from df2infer_export.deploy import RoILevels, pack_levels
     torch.manual_seed(0)
     H = W = 320
     names = ["0", "1", "2"]
@@ -192,7 +192,7 @@ def test_packed_roi_align_equals_multiscale_roi_align():
 def test_subpixel_mask_predictor_equals_torchvision():
     from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
-    from export.deploy import SubpixelMaskPredictor
+    from df2infer_export.deploy import SubpixelMaskPredictor
     torch.manual_seed(0)
     ref = MaskRCNNPredictor(16, 16, 13).eval()
     x = torch.randn(5, 16, 14, 14)
@@ -201,7 +201,7 @@ def test_subpixel_mask_predictor_equals_torchvision():
 
 
 def test_lint_warns_that_gated_graphs_are_onnx_runtime_only(gated_onnx):
-    from export.lint import lint_onnx
+    from df2infer_export.lint import lint_onnx
     problems = lint_onnx(gated_onnx)
     assert not [p for p in problems if p.severity == "error"]
     assert [p.kind for p in problems if p.severity == "warning"] == ["runtime_length"]

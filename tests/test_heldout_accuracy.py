@@ -1,5 +1,5 @@
 """`df2infer eval` through the runtime on the held-out synthetic split reproduces the accuracy the
-export measured (benchmarks/results/heldout_accuracy.json, written by export.parity_eval) within
+export measured (benchmarks/results/heldout_accuracy.json, written by df2infer_export.parity_eval) within
 0.5 AP points. The split is regenerated here (seed 777, 600 images: never used in training), so
 this runs the whole path a user runs: generator -> runtime -> evaluator.
 """

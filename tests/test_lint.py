@@ -1,4 +1,4 @@
-"""export.lint: TensorRT-10 parser support, static restrictions and static output shapes."""
+"""df2infer_export.lint: TensorRT-10 parser support, static restrictions and static output shapes."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto as TP, helper as h, numpy_helper as nh
 
-from export.lint import OnnxLintError, check_onnx, lint_onnx, load_op_table, main
+from df2infer_export.lint import OnnxLintError, check_onnx, lint_onnx, load_op_table, main
 try:
     from tests.tiny_deploy_graph import build_tiny_deploy_graph
 except ImportError:  # tests/ is not a package and the repo root is not on sys.path

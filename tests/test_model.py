@@ -12,11 +12,11 @@ pytest.importorskip("torchvision")
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_df2 import make_tiny_dataset  # noqa: E402
 
-from export.checkpoint import CheckpointError, import_torchvision, load_model, read_checkpoint, save_checkpoint  # noqa: E402
-from export.config import load_config  # noqa: E402
+from df2infer_export.checkpoint import CheckpointError, import_torchvision, load_model, read_checkpoint, save_checkpoint  # noqa: E402
+from df2infer_export.config import load_config  # noqa: E402
 from df2infer.preprocess import letterbox_geometry  # noqa: E402
-from export.data import DF2TorchDataset, PairBatchSampler, collate  # noqa: E402
-from export.model import build_model  # noqa: E402
+from df2infer_export.data import DF2TorchDataset, PairBatchSampler, collate  # noqa: E402
+from df2infer_export.model import build_model  # noqa: E402
 
 TINY = ["model.input_size=128", "model.backbone_widths=[16,24,32,48]", "model.fpn_channels=32",
         "model.box_fc=64", "model.mask_channels=16", "model.landmark_channels=16", "model.landmark_convs=2",

@@ -1,4 +1,4 @@
-"""export.precision: FP16 (blocked ops stay FP32) and INT8 Q/DQ (symmetric, per-channel, cached calibration)."""
+"""df2infer_export.precision: FP16 (blocked ops stay FP32) and INT8 Q/DQ (symmetric, per-channel, cached calibration)."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ import pytest
 from onnx import TensorProto as TP, helper as h, numpy_helper as nh
 
 from df2infer.contract import METADATA_KEY, Contract
-from export.lint import lint_onnx
+from df2infer_export.lint import lint_onnx
 from df2infer.artifact import read_onnx_contract
-from export.precision import to_fp16, to_int8_qdq
+from df2infer_export.precision import to_fp16, to_int8_qdq
 
 try:
     from tests.tiny_deploy_graph import build_tiny_deploy_graph, random_images, tiny_contract

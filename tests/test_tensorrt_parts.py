@@ -20,7 +20,7 @@ from df2infer.backends.base import ModelLoadError
 from df2infer.contract import Contract, ContractError
 from df2infer.gpu.cuda_array import parse_cuda_array_interface
 from df2infer.gpu.cuda_check import CudaError, cuda_call
-from export import tensorrt_builder as builder
+from df2infer_export import tensorrt_builder as builder
 
 CONTRACT = Contract(input_height=64, input_width=96, max_detections=10)
 

@@ -1,4 +1,4 @@
-"""export.torch_backend: the eager model as a df2infer Backend gives the runtime the same detections
+"""df2infer_export.torch_backend: the eager model as a df2infer Backend gives the runtime the same detections
 as the ONNX FP32 export of the same checkpoint (the bundled model, N = 20)."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_torch_backend_matches_onnx_through_the_runtime():
     from df2infer.backends.base import Backend
     from df2infer.synth.generator import plan, render_image
 
-    from export.torch_backend import TorchBackend
+    from df2infer_export.torch_backend import TorchBackend
 
     be = TorchBackend(CHECKPOINT, device="cpu", max_detections=20)
     assert isinstance(be, Backend) and be.name == "torch" and be.device == "cpu"

@@ -10,8 +10,8 @@ def build_tiny_model(score_thresh: float):
     """Random init, seed 0, N=20 detections from 60 proposals. A random-init box classifier scores
     every class near 1/14; its weights are sharpened so the score threshold and NMS select
     (with score_thresh 0.3 the test images get 2..7 of the 20 rows: padding is exercised)."""
-    from export.config import load_config
-    from export.model import build_model
+    from df2infer_export.config import load_config
+    from df2infer_export.model import build_model
 
     torch.manual_seed(0)
     cfg = load_config("small", [f"model.input_size={SIZE}", f"model.rpn_post_nms_top_n_test={P}",

@@ -19,7 +19,7 @@ last frame only):
   on a GPU.
 
 The PyTorch eager comparison (optional, torch imported lazily, only here) runs the same weights at
-the checkpoint's input size as an ordinary df2infer Predictor over export.torch_backend.TorchBackend:
+the checkpoint's input size as an ordinary df2infer Predictor over df2infer_export.torch_backend.TorchBackend:
 read, preprocess and postprocess are the runtime's own code; inference = backend.run = model forward
 (which includes what the ONNX graph does in-graph: normalization, RPN, NMS, heads, gathers) plus
 the device->host copies into the contract's padded arrays, like the other backends.
@@ -142,12 +142,12 @@ def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Sub
 
 
 def torch_predictor(checkpoint: str, device: str = "cpu", threads: int = 0, max_detections: int | None = None):
-    """The PyTorch eager model as a df2infer Predictor (export.torch_backend.TorchBackend): the same
+    """The PyTorch eager model as a df2infer Predictor (df2infer_export.torch_backend.TorchBackend): the same
     read / preprocess / postprocess code as the artifacts, only backend.run differs.
 
     Imports torch (and export/) lazily; only the benchmark uses it."""
     import df2infer
-    from export.torch_backend import TorchBackend
+    from df2infer_export.torch_backend import TorchBackend
 
     return df2infer.load(TorchBackend(checkpoint, device=device, threads=threads or None, max_detections=max_detections))
 

@@ -1,7 +1,7 @@
 """Match R-CNN: feature network (ResNet-FPN), RPN, perception heads and matching network.
 
 Input: float32 [B, 3, H, W], RGB, values 0..255, already letterboxed to the configured square
-`input_size` (see export.data.letterbox); mean/std normalisation (ImageNet) happens inside.
+`input_size` (see df2infer_export.data.letterbox); mean/std normalisation (ImageNet) happens inside.
 Training: `model(images, targets)` -> dict of losses. Eval: `model(images)` -> list of dicts per
 image: boxes [N, 4] (x1, y1, x2, y2, input pixels), scores [N], labels [N] (1..13), masks [N, M, M]
 (probability of the predicted class, box-relative), landmark_logits [N, 39, K, K] (the predicted

@@ -1,0 +1,97 @@
+"""What a user installs: the wheel's packages and data, and the runtime in a fresh virtual environment.
+
+- every package folder is listed in pyproject (the list is explicit because of the package-dir mapping);
+- every package-data pattern matches a file (pyproject once shipped patterns that matched nothing);
+- the built wheel (`pip wheel --no-deps`) has exactly the top-level packages `df2infer` and `df2infer_export`
+  (no `export`, which would collide in site-packages) and carries the bundled model and the export data;
+- (slow) that wheel installed WITHOUT extras into a fresh venv runs `df2infer.load().predict` on an image,
+  from a directory outside the source tree, and does not import torch.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+PACKAGE_DIR: dict[str, str] = SETUPTOOLS["package-dir"]
+
+
+def _folder(package: str) -> Path:
+    top, *rest = package.split(".")
+    return ROOT / PACKAGE_DIR[top] / Path(*rest)
+
+
+def test_every_package_folder_is_listed():
+    listed = set(SETUPTOOLS["packages"])
+    found = set()
+    for top, folder in PACKAGE_DIR.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join((top, *rel.parts)))
+    assert found == listed, f"pyproject [tool.setuptools] packages: missing {sorted(found - listed)}, stale {sorted(listed - found)}"
+
+
+def test_package_data_patterns_match_files():
+    for package, patterns in SETUPTOOLS["package-data"].items():
+        for pattern in patterns:
+            assert glob.glob(str(_folder(package) / pattern)), f"package-data {package}: {pattern!r} matches no file"
+
+
+def test_no_code_imports_the_folder_name_export():
+    bad = re.compile(r"^\s*(from\s+export[\s.]|import\s+export\b)", re.M)
+    offenders = [str(p.relative_to(ROOT)) for d in ("df2infer", "export", "tests", "benchmarks")
+                 for p in (ROOT / d).rglob("*.py") if bad.search(p.read_text())]
+    assert not offenders, f"import the PyTorch package as df2infer_export, not export: {offenders}"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout}\n{proc.stderr}"
+    (whl,) = out.glob("df2infer-*.whl")
+    return whl
+
+
+@pytest.mark.slow
+def test_wheel_top_level_packages_and_data(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top == {"df2infer", "df2infer_export"}, f"{wheel.name}: top-level entries {sorted(top)}"
+    for want in ("df2infer/models/default.onnx", "df2infer/data/categories.json", "df2infer_export/data/onnx_ops_tensorrt10.tsv",
+                 "df2infer_export/configs/small.yaml", "df2infer_export/model/__init__.py"):
+        assert want in names, f"{wheel.name} lacks {want}"
+
+
+@pytest.mark.slow
+def test_fresh_venv_without_extras_predicts(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    py = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True, env=clean_env)
+    assert proc.returncode == 0, f"pip install {wheel.name} (no extras) failed:\n{proc.stdout}\n{proc.stderr}"
+    script = (
+        "import sys, numpy as np, cv2, df2infer\n"
+        "assert 'site-packages' in df2infer.__file__, df2infer.__file__\n"
+        "img = np.full((240, 320, 3), 200, np.uint8); cv2.rectangle(img, (90, 40), (230, 210), (40, 60, 160), -1)\n"
+        "cv2.imwrite('photo.jpg', img)\n"
+        "model = df2infer.load(device='cpu')\n"
+        "res = model.predict('photo.jpg')\n"
+        "assert not res.failures and res[0].image_size == (240, 320), res\n"
+        "assert 'torch' not in sys.modules, 'the runtime imported torch'\n"
+        "print('ok', model, len(res[0]))\n")
+    proc = subprocess.run([str(py), "-c", script], cwd=tmp_path, capture_output=True, text=True, env=clean_env)
+    assert proc.returncode == 0 and "ok" in proc.stdout, f"predict in the fresh venv failed:\n{proc.stdout}\n{proc.stderr}"
