@@ -1,5 +1,5 @@
 import sys
 
-from df2infer.cli import main
+from df2infer.apps.main import main
 
 sys.exit(main())

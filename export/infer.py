@@ -1,4 +1,5 @@
-"""`df2infer predict-torch`: PyTorch eager inference writing the official DeepFashion2 result files.
+"""PyTorch eager inference writing the official DeepFashion2 result files (`df2infer predict-torch`:
+df2infer/apps/predict_torch.py).
 
 bbox.json ([x, y, w, h], original image pixels), segm.json (COCO RLE of the mask pasted into the
 original image, threshold 0.5), keys.json (294 * 3 values: the predicted category's landmarks),
@@ -15,19 +16,6 @@ from pathlib import Path
 
 import torch
 
-from df2infer.data import load_dataset
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--checkpoint", required=True, help="df2infer checkpoint (.pt)")
-    p.add_argument("--data", required=True, help="DeepFashion2-format folder (image/, annos/)")
-    p.add_argument("--out", required=True, help="folder for bbox/segm/keys/retrieval.json")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--gallery-score", type=float, default=0.3, help="min score of shop detections in the gallery")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--eval", action="store_true", help="also score the results (df2infer.eval) and print them")
 
 
 def predictor_for(model, device: str = "cpu", threads: int | None = None):
@@ -98,22 +86,3 @@ def summary(metrics: dict) -> dict:
         for k in ("top1", "top10", "top20"):
             out[f"retrieval_{k}"] = metrics["retrieval"].get(k)
     return out
-
-
-def run(args) -> int:
-    from .checkpoint import load_model
-
-    torch.set_num_threads(args.threads)
-    model, ckpt = load_model(args.checkpoint, args.device)
-    folder = load_dataset(args.data)
-    results, timing = predict(model, folder, args.device, args.batch_size, args.max_images, args.gallery_score)
-    out = write_results(results, args.out)
-    (out / "timing.json").write_text(json.dumps(timing, indent=1))
-    print(f"wrote {out}/{{bbox,segm,keys,retrieval}}.json: {len(results['bbox'])} detections on {timing['images']} images, "
-          f"{timing['model_ms_per_image']:.1f} ms/image in the model, {timing['total_ms_per_image']:.1f} ms/image total")
-    if args.eval:
-        m = evaluate(folder, results, args.max_images)
-        if m is not None:
-            (out / "metrics.json").write_text(json.dumps(m, indent=1))
-            print(json.dumps(summary(m), indent=1))
-    return 0

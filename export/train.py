@@ -1,14 +1,12 @@
-"""`df2infer train`: train Match R-CNN on a DeepFashion2-format folder, on CPU or CUDA.
+"""Training Match R-CNN on a DeepFashion2-format folder, on CPU or CUDA (`df2infer train`: df2infer/apps/train.py).
 
-Configuration: defaults <- --config YAML (default export/configs/small.yaml) <- --set key=value
-(and the shortcut flags). Writes to RUN_DIR: config.yaml, log.jsonl (losses, lr, s/iter, eval
+Configuration: defaults <- config YAML (default export/configs/small.yaml) <- key=value overrides. Writes to RUN_DIR: config.yaml, log.jsonl (losses, lr, s/iter, eval
 metrics), last.pt (model + optimizer + scheduler + iteration; --resume continues from it),
 model.pt (final weights, fp16 when --half) and eval_<iter>/ result files.
 """
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -18,25 +16,6 @@ import torch
 import yaml
 
 from .checkpoint import read_checkpoint, save_checkpoint, check_state_dict
-from .config import load_config
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="DeepFashion2-format training folder")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
-    p.add_argument("--config", default="small", help="YAML file or name in export/configs (default: small)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.lr=0.001")
-    p.add_argument("--iters", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--eval-data", default=None, help="held-out folder for periodic evaluation")
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--eval-max-images", type=int, default=None)
-    p.add_argument("--half", action="store_true", help="store the final model.pt in fp16")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def lr_factor(it: int, tcfg: dict) -> float:
@@ -167,20 +146,3 @@ def run_eval(model, folder, out_dir, device, max_images) -> dict:
         (Path(out_dir) / "metrics.json").write_text(json.dumps(m, indent=1))
         rec.update(summary(m))
     return rec
-
-
-def run(args) -> int:
-    torch.set_num_threads(args.threads)
-    overrides = list(args.set)
-    for flag, key in (("iters", "train.iters"), ("batch_size", "train.batch_size"), ("lr", "train.lr"),
-                      ("eval_every", "train.eval_every"), ("eval_max_images", "train.eval_max_images")):
-        v = getattr(args, flag)
-        if v is not None:
-            overrides.append(f"{key}={v}")
-    cfg = load_config(args.config, overrides)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("df2infer train: --device cuda but CUDA is not available")
-        return 2
-    res = train(cfg, args.data, args.out, args.device, args.resume, args.eval_data, args.half, not args.no_progress)
-    print(f"done: {res['checkpoint']}")
-    return 0

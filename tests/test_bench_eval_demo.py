@@ -12,7 +12,7 @@ import df2_folder
 import fake_model as fm
 import df2infer
 import df2infer.api  # the tests patch its DEFAULT_MODEL
-from df2infer.cli import main
+from df2infer.apps.main import main
 from df2infer.data.annotations import load_dataset
 from df2infer.eval import evaluate_predictions, validate_results
 from df2infer.eval.predict import predict_results

@@ -124,7 +124,7 @@ def test_runtime_loads_and_predicts(onnx_path, images):
 
 
 def test_export_cli_rejects_bad_precision(tmp_path):
-    from df2infer.cli import main
+    from df2infer.apps.main import main
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path), "--precision", "fp8"]) == 2
 
 

@@ -160,7 +160,7 @@ def test_tensorrt_refuses_gated_graphs(gated_onnx):
 
 
 def test_export_cli_engine_needs_static_heads(tmp_path):
-    from df2infer.cli import main
+    from df2infer.apps.main import main
     assert main(["export", str(tmp_path / "m.pt"), "--out", str(tmp_path), "--engine", "--heads", "gated"]) == 2
 
 

@@ -172,7 +172,7 @@ def test_import_torchvision_maskrcnn_layout(cfg):
 
 @pytest.mark.slow
 def test_train_cli_resume_and_predict(tmp_path, tiny):
-    from df2infer.cli import main
+    from df2infer.apps.main import main
 
     out = tmp_path / "run"
     sets = ["--set", *TINY, "train.log_every=2", "train.ckpt_every=3", "train.warmup_iters=2"]

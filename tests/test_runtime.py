@@ -442,7 +442,7 @@ def test_runtime_never_imports_torch(model_path):
             f"m = df2infer.load({str(model_path)!r}, device='auto')\n"
             "r = m.predict(np.zeros((50, 60, 3), np.uint8))\n"
             "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); r[0].to_df2_results(1)\n"
-            "import df2infer.detect_cli, df2infer.info_cli, df2infer.matching\n"
+            "import df2infer.apps.main, df2infer.matching\n"
             "bad = [k for k in sys.modules if k == 'torch' or k.startswith('torch.')]\n"
             "assert not bad, bad\n")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(df2infer.__file__)))

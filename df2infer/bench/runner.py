@@ -18,8 +18,9 @@ last frame only):
   its stream before returning host arrays, and the PyTorch comparison calls torch.cuda.synchronize()
   on a GPU.
 
-The PyTorch eager comparison (optional, torch imported lazily, only here) runs the same weights at
-the checkpoint's input size as an ordinary df2infer Predictor over df2infer_export.torch_backend.TorchBackend:
+The PyTorch eager comparison (`df2infer bench --torch`, built in df2infer/apps/bench.py: the runtime never
+imports torch) runs the same weights at the checkpoint's input size as an ordinary df2infer Predictor over
+df2infer_export.torch_backend.TorchBackend:
 read, preprocess and postprocess are the runtime's own code; inference = backend.run = model forward
 (which includes what the ONNX graph does in-graph: normalization, RPN, NMS, heads, gathers) plus
 the device->host copies into the contract's padded arrays, like the other backends.
@@ -141,30 +142,6 @@ def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Sub
                    info=info, max_batch=be.max_batch)
 
 
-def torch_predictor(checkpoint: str, device: str = "cpu", threads: int = 0, max_detections: int | None = None):
-    """The PyTorch eager model as a df2infer Predictor (df2infer_export.torch_backend.TorchBackend): the same
-    read / preprocess / postprocess code as the artifacts, only backend.run differs.
-
-    Imports torch (and export/) lazily; only the benchmark uses it."""
-    import df2infer
-    from df2infer_export.torch_backend import TorchBackend
-
-    return df2infer.load(TorchBackend(checkpoint, device=device, threads=threads or None, max_detections=max_detections))
-
-
-def torch_subject(checkpoint: str, device: str = "cpu", threads: int = 0, max_detections: int | None = None) -> Subject:
-    """max_detections: keep the same top N as the artifacts it is compared with (None: the checkpoint's)."""
-    import torch
-
-    tp = torch_predictor(checkpoint, device, threads, max_detections)
-    be = tp.backend
-    info = {"backend": "torch eager", "device": be.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "input": f"{tp.contract.input_width}x{tp.contract.input_height}", "checkpoint_iteration": be.iteration,
-            "sync": "torch.cuda.synchronize() before each clock read on a GPU; CPU forward is synchronous"}
-    return Subject(name=f"torch:{Path(checkpoint).name}", kind="torch", path=checkpoint, precision="fp32",
-                   predictor=tp, info=info, max_batch=be.max_batch)
-
-
 # ---------------------------------------------------------------- statistics
 
 def stats_ms(seconds: list[float]) -> dict[str, float]:
@@ -267,4 +244,4 @@ def machine_info() -> dict:
 
 
 __all__ = ["STAGES", "STATS", "Subject", "folder_images", "machine_info", "measure", "parse_size",
-           "runtime_subject", "stats_ms", "subject_from_predictor", "synthetic_scene", "torch_predictor", "torch_subject"]
+           "runtime_subject", "stats_ms", "subject_from_predictor", "synthetic_scene"]

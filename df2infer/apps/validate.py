@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .annotations import AnnotationError, validate_folder
+from df2infer.data.annotations import AnnotationError, validate_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

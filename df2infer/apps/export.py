@@ -21,12 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+NEEDS_EXPORT_EXTRA = True
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="df2infer checkpoint (.pt)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (model.<precision>.onnx, engines)")
     p.add_argument("--precision", default="fp32", help="comma-separated subset of fp32,fp16,int8 (default fp32)")
-    p.add_argument("--calib-images", metavar="DIR", help="calibration images for int8 (jpg/png)")
+    p.add_argument("--calib-images", metavar="DIR", help="calibration images for int8 (the folder and its subfolders; df2infer.images.IMAGE_SUFFIXES)")
     p.add_argument("--calib-method", default="minmax", help="int8 calibration: minmax | entropy | percentile")
     p.add_argument("--calib-num", type=int, default=200, help="calibration images to use (default 200)")
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
@@ -50,14 +52,14 @@ def _mib(path: Path) -> str:
 def _print_ops(path: Path) -> None:
     import onnx
 
-    from .onnx_export import op_histogram
+    from df2infer_export.onnx_export import op_histogram
 
     ops = op_histogram(onnx.load(str(path), load_external_data=False))
     print(f"  ops ({sum(ops.values())} nodes): " + ", ".join(f"{k} {v}" for k, v in ops.items()))
 
 
-def run(args) -> int:
-    from .precision import CALIBRATION_METHODS
+def run(args: argparse.Namespace) -> int:
+    from df2infer_export.precision import CALIBRATION_METHODS
 
     heads = args.heads or ("static" if args.engine else "gated")
     if args.engine and heads == "gated":
@@ -82,15 +84,15 @@ def run(args) -> int:
                   file=sys.stderr)
             return 2
     if args.engine:
-        from .tensorrt_builder import TensorRTUnavailable, require_tensorrt
+        from df2infer_export.tensorrt_builder import TensorRTUnavailable, require_tensorrt
         try:
             require_tensorrt()
         except TensorRTUnavailable as e:
             print(f"df2infer export --engine: {e}", file=sys.stderr)
             return 2
 
-    from .checkpoint import CheckpointError
-    from .onnx_export import export_onnx
+    from df2infer_export.checkpoint import CheckpointError
+    from df2infer_export.onnx_export import export_onnx
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,14 +116,14 @@ def run(args) -> int:
     _print_ops(fp32)
     artifacts = {"fp32": fp32} if "fp32" in precisions else {}
     if "fp16" in precisions:
-        from .precision import to_fp16
+        from df2infer_export.precision import to_fp16
         t = time.perf_counter()
         p = to_fp16(fp32, out / "model.fp16.onnx")
         print(f"fp16: {p} ({_mib(p)}) in {time.perf_counter() - t:.1f} s")
         _print_ops(p)
         artifacts["fp16"] = p
     if "int8" in precisions:
-        from .precision import to_int8_qdq
+        from df2infer_export.precision import to_int8_qdq
         t = time.perf_counter()
         p = to_int8_qdq(fp32, out / "model.int8.onnx", args.calib_images, method=args.calib_method,
                         num_images=args.calib_num, cache=out / "calibration_cache.json")
@@ -131,7 +133,7 @@ def run(args) -> int:
     if "fp32" not in precisions:
         fp32.unlink()
     if args.engine:
-        from .tensorrt_builder import build_engine
+        from df2infer_export.tensorrt_builder import build_engine
         for prec, onnx_path in artifacts.items():
             t = time.perf_counter()
             e = build_engine(onnx_path, out / f"model.{prec}.engine", min_batch=1, opt_batch=args.opt_batch,

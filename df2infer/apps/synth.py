@@ -14,19 +14,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from . import generator
+    from df2infer.synth import generator
 
     t0 = time.perf_counter()
     print(f"generating {args.images} images into {args.out} (seed {args.seed})")
     generator.generate(args.out, args.images, args.seed)
     t_img = time.perf_counter() - t0
     if args.video_frames > 0:
-        from .video import make_video
+        from df2infer.synth.video import make_video
 
         v, g = make_video(args.out, args.video_frames, args.seed)
         print(f"video: {v} ({args.video_frames} frames), ground truth {g}")
     try:
-        from ..data.coco import write_coco_files
+        from df2infer.data.coco import write_coco_files
     except ImportError as e:
         if "coco" not in str(e):
             raise
@@ -35,7 +35,7 @@ def run(args) -> int:
         written = write_coco_files(args.out)
         print(f"COCO files: {', '.join(str(p) for p in (written.values() if isinstance(written, dict) else written))}")
     if args.grid:
-        from .grid import make_grid
+        from df2infer.synth.grid import make_grid
 
         print(f"grid: {make_grid(args.out, args.grid)}")
     generator.stats(args.out)

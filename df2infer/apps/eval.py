@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data.annotations import AnnotationError, load_dataset
-from .api import evaluate_predictions, ground_truth_as_results
-from .report import print_report, write_json
-from .results import ResultFormatError, read_results_dir
+from df2infer.data.annotations import AnnotationError, load_dataset
+from df2infer.eval.api import evaluate_predictions, ground_truth_as_results
+from df2infer.eval.report import print_report, write_json
+from df2infer.eval.results import ResultFormatError, read_results_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict
 
     import df2infer
 
-    from .predict import predict_results
+    from df2infer.eval.predict import predict_results
 
     kw = {"threads": args.threads} if getattr(args, "threads", 0) else {}
     try:
@@ -69,7 +69,7 @@ def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict
     print(f"predicted {n} images in {dt:.1f} s ({1000 * dt / max(n, 1):.1f} ms/image; per stage ms/image: {per}); "
           f"{len(results['bbox'])} detections, {len(results.get('retrieval', []))} retrieval queries", file=sys.stderr)
     if getattr(args, "write_results", None):
-        from .results import write_results
+        from df2infer.eval.results import write_results
         paths = write_results(results, args.write_results)
         print(f"result files: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return results

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     import df2infer.api
     from df2infer.api import MAKE_DEFAULT_MODEL
 
-    from . import report as rep
-    from .runner import folder_images, machine_info, measure, parse_size, runtime_subject, synthetic_scene, torch_subject
+    from df2infer.bench import report as rep
+    from df2infer.bench.runner import folder_images, machine_info, measure, parse_size, runtime_subject, synthetic_scene
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -155,3 +155,29 @@ def accuracy(subjects, data_dir: str, n_images: int, conf: float = 0.05) -> dict
         except Exception as e:  # one artifact failing to score must not lose the timings
             out["by_subject"][s.name] = {"error": f"{type(e).__name__}: {e}"}
     return out
+
+
+def torch_predictor(checkpoint: str, device: str = "cpu", threads: int = 0, max_detections: int | None = None):
+    """The PyTorch eager model as a df2infer Predictor (df2infer_export.torch_backend.TorchBackend): the same
+    read / preprocess / postprocess code as the artifacts, only backend.run differs.
+
+    Imports torch (the export extra) lazily."""
+    import df2infer
+    from df2infer_export.torch_backend import TorchBackend
+
+    return df2infer.load(TorchBackend(checkpoint, device=device, threads=threads or None, max_detections=max_detections))
+
+
+def torch_subject(checkpoint: str, device: str = "cpu", threads: int = 0, max_detections: int | None = None):
+    """max_detections: keep the same top N as the artifacts it is compared with (None: the checkpoint's)."""
+    import torch
+
+    from df2infer.bench.runner import Subject
+
+    tp = torch_predictor(checkpoint, device, threads, max_detections)
+    be = tp.backend
+    info = {"backend": "torch eager", "device": be.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "input": f"{tp.contract.input_width}x{tp.contract.input_height}", "checkpoint_iteration": be.iteration,
+            "sync": "torch.cuda.synchronize() before each clock read on a GPU; CPU forward is synchronous"}
+    return Subject(name=f"torch:{Path(checkpoint).name}", kind="torch", path=checkpoint, precision="fp32",
+                   predictor=tp, info=info, max_batch=be.max_batch)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .annotations import AnnotationError
-from .coco import write_coco_files
+from df2infer.data.annotations import AnnotationError
+from df2infer.data.coco import write_coco_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
