@@ -6,8 +6,9 @@
     for det in results.ok: print(det.names, det.boxes)
     print(results.failures)                     # unreadable inputs, named, others kept
     print(model.timings.summary())              # per-stage latency
+    model.close()                               # or: with df2infer.load() as model: ...
 
-Data flow (DESIGN.md): read -> preprocess (letterbox, batch) -> backend -> postprocess -> Detections.
+Data flow (docs/design.md): read -> preprocess (ops.letterbox) -> backend -> decode (ops.decode) -> Detections.
 """
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from df2infer import postprocess as post
 from df2infer.artifact import is_engine_path
 from df2infer.backends.base import Backend, DeviceError, resolve_device
 from df2infer.contract import Contract
 from df2infer.images import ImageError, coerce_image, read_image
-from df2infer.preprocess import to_input_batch
+from df2infer.ops.decode import decode_detections
+from df2infer.ops.landmarks import LANDMARK_METHODS
+from df2infer.ops.letterbox import to_input_batch
 from df2infer.results import Detections, PredictionFailure, Predictions
 
 log = logging.getLogger("df2infer")
@@ -206,7 +208,7 @@ class Predictor:
 
         conf             minimum score kept (the graph already applied contract.score_threshold); a
                          gated-head model (contract.gated_heads) also runs its heads only on these
-        masks            paste masks (compact, see postprocess.paste_masks) at mask_threshold
+        masks            paste masks (compact, see ops.masks.paste_masks) at mask_threshold
         landmarks        decode landmarks with landmark_method: "subpixel" (default: argmax on the heatmap
                          plus a quadratic refinement) or "torchvision" (Keypoint R-CNN's bicubic upsampling
                          to box size). On the held-out synthetic split the bundled model scores landmark AP
@@ -220,11 +222,9 @@ class Predictor:
         """
         if on_error not in ("collect", "raise"):
             raise ValueError(f"on_error={on_error!r}, expected 'collect' or 'raise'")
-        if landmark_method not in post.LANDMARK_METHODS:
-            raise ValueError(f"landmark_method={landmark_method!r}, expected one of {post.LANDMARK_METHODS}")
-        bs = max(1, min(int(batch_size or self.backend.max_batch), self.backend.max_batch))
-        opts = dict(conf=conf, masks=masks, landmarks=landmarks, embeddings=embeddings, mask_threshold=mask_threshold,
-                    landmark_method=landmark_method, suppress_iou=suppress_iou)
+        bs = self._batch_size(batch_size)
+        opts = self._options(conf=conf, masks=masks, landmarks=landmarks, embeddings=embeddings,
+                             mask_threshold=mask_threshold, landmark_method=landmark_method, suppress_iou=suppress_iou)
         pending: list = []  # (index, source name, path or None, image) or PredictionFailure, in input order
         n_images = 0
         t0 = time.perf_counter()
@@ -243,6 +243,47 @@ class Predictor:
                 self.timings.add("read", time.perf_counter() - t0, n_images)
             yield from self._run_batch(pending, opts, with_images)
 
+    def predict_batch(self, frames: Sequence[np.ndarray], conf: float = 0.3, *, sources: Sequence[int] | None = None,
+                      batch_size: int | None = None, **kw) -> list[Detections]:
+        """Detections for decoded frames (BGR arrays, as `predict` accepts them), in order: the call streaming
+        builds on. No files, no failure collection: a frame that is not an image raises ImageError naming
+        frames[i]. Frames beyond the backend's max_batch (or `batch_size`) go in several backend calls.
+        sources: the `source` number of each result (default: the frame's position). Options: see `stream`."""
+        if sources is not None and len(sources) != len(frames):
+            raise ValueError(f"predict_batch: {len(sources)} sources for {len(frames)} frames")
+        opts = self._options(conf=conf, **kw)
+        bs = self._batch_size(batch_size)
+        results: list[Detections] = []
+        for start in range(0, len(frames), bs):
+            t0 = time.perf_counter()
+            chunk = [coerce_image(f, f"frames[{start + j}]") for j, f in enumerate(frames[start:start + bs])]
+            self.timings.add("read", time.perf_counter() - t0, len(chunk))
+            ids = [(None, sources[start + j] if sources is not None else start + j) for j in range(len(chunk))]
+            results.extend(self._infer(chunk, ids, opts))
+        return results
+
+    def close(self) -> None:
+        """Release the backend (sessions, GPU memory); the Predictor cannot run afterwards."""
+        self.backend.close()
+        self._buf = None
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        return max(1, min(int(batch_size or self.backend.max_batch), self.backend.max_batch))
+
+    @staticmethod
+    def _options(*, conf: float, masks: bool = True, landmarks: bool = True, embeddings: bool = True,
+                 mask_threshold: float = 0.5, landmark_method: str = "subpixel", suppress_iou: float | None = None) -> dict:
+        if landmark_method not in LANDMARK_METHODS:
+            raise ValueError(f"landmark_method={landmark_method!r}, expected one of {LANDMARK_METHODS}")
+        return dict(conf=conf, masks=masks, landmarks=landmarks, embeddings=embeddings, mask_threshold=mask_threshold,
+                    landmark_method=landmark_method, suppress_iou=suppress_iou)
+
     def _read(self, i: int, item: Any, on_error: str):
         if isinstance(item, (str, os.PathLike)):
             name, path = os.fspath(item), os.fspath(item)
@@ -258,58 +299,33 @@ class Predictor:
 
     def _run_batch(self, pending: list, opts: dict, with_images: bool = False) -> Iterator:
         entries = [e for e in pending if not isinstance(e, PredictionFailure)]
-        outputs = infos = None
-        if entries:
-            t = time.perf_counter()
-            c = self.contract
-            if self._buf is None:
-                self._buf = np.empty((self.backend.max_batch, 3, c.input_height, c.input_width), np.float32)
-            batch, infos = to_input_batch([e[3] for e in entries], c, out=self._buf)
-            t1 = time.perf_counter()
-            self.timings.add("preprocess", t1 - t, len(entries))
-            if c.gated_heads:  # heads only for the detections this call keeps (df2infer.contract)
-                outputs = self.backend.run(batch, min_head_score=opts["conf"])
-            else:
-                outputs = self.backend.run(batch)
-            t2 = time.perf_counter()
-            self.timings.add("inference", t2 - t1, len(entries))
+        decoded = iter(self._infer([e[3] for e in entries], [(e[2], e[0]) for e in entries], opts)) if entries else iter(())
         results: list = []
-        b = 0
+        for e in pending:
+            if isinstance(e, PredictionFailure):
+                results.append((e, None) if with_images else e)
+            else:
+                r = next(decoded)
+                results.append((r, e[3]) if with_images else r)
+        return iter(results)
+
+    def _infer(self, images: list[np.ndarray], ids: list[tuple[str | None, int]], opts: dict) -> list[Detections]:
+        """One backend call on BGR uint8 images (at most max_batch): preprocess, run, decode; ids = (path, source)."""
+        t = time.perf_counter()
+        c = self.contract
+        if self._buf is None:
+            self._buf = np.empty((self.backend.max_batch, 3, c.input_height, c.input_width), np.float32)
+        batch, infos = to_input_batch(images, c, out=self._buf)
+        t1 = time.perf_counter()
+        self.timings.add("preprocess", t1 - t, len(images))
+        # Every backend takes min_head_score; a gated-head graph runs its heads only on what `conf` keeps.
+        outputs = self.backend.run(batch, min_head_score=opts["conf"])
+        t2 = time.perf_counter()
+        self.timings.add("inference", t2 - t1, len(images))
         # The mask-pasting matmuls are small: one BLAS thread is fastest, and a multi-threaded BLAS
         # that spins for a busy core made them 10-40x slower on a loaded 2-core machine (measured).
         with _single_threaded_blas():
-            for e in pending:
-                if isinstance(e, PredictionFailure):
-                    results.append((e, None) if with_images else e)
-                    continue
-                i, name, path, img = e
-                assert outputs is not None and infos is not None
-                r = self._postprocess(outputs, b, infos[b], path, i, **opts)
-                results.append((r, img) if with_images else r)
-                b += 1
-        if entries:
-            self.timings.add("postprocess", time.perf_counter() - t2, len(entries))
-        return iter(results)
-
-    def _postprocess(self, out: dict[str, np.ndarray], b: int, info, path, index, *, conf, masks, landmarks,
-                     embeddings, mask_threshold, landmark_method, suppress_iou) -> Detections:
-        size = (info.orig_h, info.orig_w)
-        n = int(min(max(int(out["num_dets"][b]), 0), out["scores"].shape[1]))
-        scores = out["scores"][b, :n]
-        idx = np.flatnonzero(scores >= conf)
-        raw = post.scale_boxes_back(out["boxes"][b, idx], info, clip=False)
-        if suppress_iou is not None and len(idx) > 1:
-            keep = np.sort(post.suppress_overlaps(raw, scores[idx], suppress_iou))
-            idx, raw = idx[keep], raw[keep]
-        labels = out["labels"][b, idx].astype(np.int32)
-        boxes = post.clip_boxes(raw, size)
-        det = Detections(boxes=boxes, scores=scores[idx].astype(np.float32), labels=labels, image_size=size,
-                         path=path, source=index)
-        if masks:
-            # Masks and landmarks are box-relative to the graph's (unclipped) boxes.
-            det.masks, det.mask_boxes = post.paste_masks(out["masks"][b, idx], raw, size, mask_threshold)
-        if landmarks:
-            det.landmarks = post.decode_landmarks(out["landmark_heatmaps"][b, idx], raw, labels, landmark_method)
-        if embeddings:
-            det.embeddings = np.array(out["embeddings"][b, idx], dtype=np.float32)
-        return det
+            results = [decode_detections(outputs, b, infos[b], path=path, source=source, **opts)
+                       for b, (path, source) in enumerate(ids)]
+        self.timings.add("postprocess", time.perf_counter() - t2, len(images))
+        return results

@@ -6,7 +6,7 @@ Coordinates are original-image pixels; boxes are x1, y1, x2, y2 (float32). Masks
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,12 @@ class Detections:
     embeddings   float32 [n, D] matching-network embeddings (see df2infer.matching), or None
     image_size   (h, w) of the original image
     path         the image's file path, or None for arrays
-    source       the image's position in the predict() input
+    source       the image's position in the predict() input (or a stream's source number)
+    frame_index  for video / streams: the frame's number within its source, else None
+    timestamp    for video / streams: the frame's time in seconds (source clock), else None
+    track_ids    int64 [n] track id per item when a tracker assigned them, else None
+
+    The arrays' shapes are checked when a Detections is made (ValueError naming the field).
     """
 
     boxes: np.ndarray
@@ -41,14 +46,38 @@ class Detections:
     embeddings: np.ndarray | None = None
     path: str | None = None
     source: int | None = None
+    frame_index: int | None = None
+    timestamp: float | None = None
+    track_ids: np.ndarray | None = None
 
     ok = True  # a PredictionFailure has ok = False
 
-    @classmethod
-    def empty(cls, image_size: tuple[int, int], embedding_dim: int = 0, **kw) -> "Detections":
-        return cls(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32), labels=np.zeros(0, np.int32),
-                   image_size=image_size, masks=[], mask_boxes=np.zeros((0, 4), np.int32), landmarks=[],
-                   embeddings=np.zeros((0, embedding_dim), np.float32), **kw)
+    def __post_init__(self) -> None:
+        n = len(self.scores) if hasattr(self.scores, "__len__") else -1
+
+        def bad(name: str, got: object, want: str) -> ValueError:
+            return ValueError(f"Detections: {name} is {got}, expected {want} (n = {n} items)")
+
+        if not (isinstance(self.scores, np.ndarray) and self.scores.ndim == 1):
+            raise bad("scores", _shape(self.scores), "a 1-D array [n]")
+        if not (isinstance(self.boxes, np.ndarray) and self.boxes.shape == (n, 4)):
+            raise bad("boxes", _shape(self.boxes), "an array [n, 4]")
+        if not (isinstance(self.labels, np.ndarray) and self.labels.shape == (n,)):
+            raise bad("labels", _shape(self.labels), "an array [n]")
+        if len(self.image_size) != 2 or min(int(v) for v in self.image_size) <= 0:
+            raise bad("image_size", self.image_size, "(h, w) with h, w > 0")
+        if (self.masks is None) != (self.mask_boxes is None):
+            raise bad("masks / mask_boxes", "only one of the two", "both or neither")
+        if self.masks is not None and len(self.masks) != n:
+            raise bad("masks", f"a list of {len(self.masks)}", "one mask per item")
+        if self.mask_boxes is not None and self.mask_boxes.shape != (n, 4):
+            raise bad("mask_boxes", _shape(self.mask_boxes), "an array [n, 4]")
+        if self.landmarks is not None and len(self.landmarks) != n:
+            raise bad("landmarks", f"a list of {len(self.landmarks)}", "one array per item")
+        if self.embeddings is not None and (self.embeddings.ndim != 2 or len(self.embeddings) != n):
+            raise bad("embeddings", _shape(self.embeddings), "an array [n, D]")
+        if self.track_ids is not None and np.shape(self.track_ids) != (n,):
+            raise bad("track_ids", _shape(self.track_ids), "an array [n]")
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -67,7 +96,8 @@ class Detections:
             boxes=self.boxes[sel], scores=self.scores[sel], labels=self.labels[sel], image_size=self.image_size,
             masks=pick(self.masks), mask_boxes=None if self.mask_boxes is None else self.mask_boxes[sel],
             landmarks=pick(self.landmarks), embeddings=None if self.embeddings is None else self.embeddings[sel],
-            path=self.path, source=self.source)
+            path=self.path, source=self.source, frame_index=self.frame_index, timestamp=self.timestamp,
+            track_ids=None if self.track_ids is None else np.asarray(self.track_ids)[sel])
 
     def filter(self, min_score: float) -> "Detections":
         """The detections with score >= min_score."""
@@ -167,6 +197,10 @@ class Detections:
         items = ", ".join(f"{n} {s:.2f}" for n, s in zip(self.names[:5], self.scores[:5]))
         more = ", ..." if len(self) > 5 else ""
         return f"Detections({len(self)} in {self.image_size[1]}x{self.image_size[0]}{where}: {items}{more})"
+
+
+def _shape(x: object) -> object:
+    return f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
 
 
 @dataclass

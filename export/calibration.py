@@ -12,7 +12,7 @@ import numpy as np
 
 from df2infer.contract import INPUT_NAME, Contract
 from df2infer.images import IMAGE_SUFFIXES, list_images, read_image
-from df2infer.preprocess import to_input_batch
+from df2infer.ops.letterbox import to_input_batch
 
 
 def list_calibration_images(images_dir: str | os.PathLike, num_images: int | None = None) -> list[Path]:

@@ -28,10 +28,10 @@ import torch
 
 from df2infer.data import load_dataset, spec
 from df2infer.data.annotations import Dataset as DF2Folder
-from df2infer.preprocess import letterbox as runtime_letterbox
+from df2infer.ops.letterbox import letterbox as runtime_letterbox
 from df2infer.contract import PAD_VALUE
 from df2infer.images import read_image
-from df2infer.preprocess import letterbox_geometry
+from df2infer.ops.letterbox import letterbox_geometry
 
 
 

@@ -64,7 +64,7 @@ class TorchBackend:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize(self.device)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
         c = self.contract
         B, N = int(batch.shape[0]), c.max_detections
         M, K, L, D = c.mask_size, c.heatmap_size, c.max_landmarks, c.embedding_dim
@@ -96,6 +96,9 @@ class TorchBackend:
         assert set(res) == set(OUTPUT_NAMES)
         return res
 
+    def close(self) -> None:
+        """Nothing to release beyond the module (kept for the Backend protocol)."""
+
 
 class DeployBackend(TorchBackend):
     """df2infer_export.deploy.DeployMatchRCNN (the static-shape graph before export) in PyTorch, as a Backend."""
@@ -109,7 +112,7 @@ class DeployBackend(TorchBackend):
 
         self.deploy = DeployMatchRCNN(self.model, max_detections=self.contract.max_detections)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.no_grad():
             outs = self.deploy(x)

@@ -27,7 +27,7 @@ def fresh(tmp_path_factory):
 @pytest.fixture(scope="module")
 def images():
     """Three letterboxed synthetic images from the held-out-style generator, as a batch."""
-    from df2infer.preprocess import to_input_batch
+    from df2infer.ops.letterbox import to_input_batch
     from df2infer.synth.generator import render_image, plan
 
     entries = plan(3, 9001)

@@ -14,7 +14,7 @@ from tiny_df2 import make_tiny_dataset  # noqa: E402
 
 from df2infer_export.checkpoint import CheckpointError, import_torchvision, load_model, read_checkpoint, save_checkpoint  # noqa: E402
 from df2infer_export.config import load_config  # noqa: E402
-from df2infer.preprocess import letterbox_geometry  # noqa: E402
+from df2infer.ops.letterbox import letterbox_geometry  # noqa: E402
 from df2infer_export.data import DF2TorchDataset, PairBatchSampler, collate  # noqa: E402
 from df2infer_export.model import build_model  # noqa: E402
 
@@ -193,7 +193,7 @@ def test_committed_checkpoint_finds_the_items_of_a_synthetic_image():
     import numpy as np
 
     from df2infer.eval.detection import iou_xyxy
-    from df2infer.preprocess import letterbox
+    from df2infer.ops.letterbox import letterbox
     from df2infer.synth.generator import plan, render_image
 
     model, _ = load_model(Path(__file__).resolve().parent.parent / "export" / "checkpoints" / "match_rcnn_small_synth.pt")

@@ -14,13 +14,15 @@ import pytest
 
 import fake_model as fm
 import df2infer
-from df2infer import postprocess as post
+from df2infer.ops import boxes as box_ops
+from df2infer.ops import landmarks as landmark_ops
+from df2infer.ops import masks as mask_ops
 from df2infer.backends.base import DeviceError, ModelLoadError
 from df2infer.contract import ContractError
 from df2infer.data import spec
 from df2infer.matching import Gallery, Similarity, match_probability
 from df2infer.images import ImageError, coerce_image, read_image
-from df2infer.preprocess import letterbox, to_input_batch
+from df2infer.ops.letterbox import letterbox, scale_boxes_back, to_input_batch
 from df2infer.results import Detections
 
 
@@ -143,12 +145,12 @@ def test_paste_masks_matches_grid_sample_reference(box):
     rng = np.random.default_rng(1)
     mask = rng.random((M, M)).astype(np.float32)
     ref = _grid_sample_reference(mask, box, h, w)
-    compact, ext = post.paste_masks(mask[None], np.array([box], np.float32), (h, w), threshold=0.5)
+    compact, ext = mask_ops.paste_masks(mask[None], np.array([box], np.float32), (h, w), threshold=0.5)
     x0, y0, x1, y1 = ext[0]
     full = np.zeros((h, w), bool)
     full[y0:y1, x0:x1] = compact[0]
     # probabilities agree exactly over the extent, and nothing outside it reaches the threshold
-    probs = post.paste_mask_probs(mask, np.array(box, np.float32), tuple(ext[0]))
+    probs = mask_ops.paste_mask_probs(mask, np.array(box, np.float32), tuple(ext[0]))
     np.testing.assert_allclose(probs, ref[y0:y1, x0:x1], atol=1e-5)
     outside = np.ones((h, w), bool)
     outside[y0:y1, x0:x1] = False
@@ -170,7 +172,7 @@ def test_decode_landmarks_recovers_planted_peaks(method):
     labels = np.array([1, 8])  # 25 and 14 landmarks
     peaks = rng.uniform(2, K - 3, size=(2, 39, 2))
     maps = np.stack([_planted_heatmaps(p, K) for p in peaks])
-    out = post.decode_landmarks(maps, boxes, labels, method=method)
+    out = landmark_ops.decode_landmarks(maps, boxes, labels, method=method)
     assert [len(o) for o in out] == [25, 14] and all(o.dtype == np.float32 for o in out)
     for i, o in enumerate(out):
         bw, bh = boxes[i, 2] - boxes[i, 0], boxes[i, 3] - boxes[i, 1]
@@ -190,14 +192,14 @@ def test_decode_landmarks_torchvision_integer_grid():
     maps = np.full((1, 39, K, K), -5.0, np.float32)
     maps[0, :, 3, 5] = 5.0
     box = np.array([[0.0, 0.0, 16.0, 16.0]], np.float32)  # 2 px per cell
-    out = post.decode_landmarks(maps, box, np.array([9]), "torchvision")[0]
+    out = landmark_ops.decode_landmarks(maps, box, np.array([9]), "torchvision")[0]
     assert len(out) == spec.category(9).num_landmarks
     np.testing.assert_allclose(out[:, :2], np.tile([[10.5, 6.5], ], (len(out), 1)), atol=0.51)
 
 
 def test_suppress_overlaps():
     boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10.5], [20, 20, 30, 30]], np.float32)
-    keep = post.suppress_overlaps(boxes, np.array([0.5, 0.9, 0.4]), iou=0.85)
+    keep = box_ops.suppress_overlaps(boxes, np.array([0.5, 0.9, 0.4]), iou=0.85)
     assert keep.tolist() == [1, 2]
 
 
@@ -239,7 +241,7 @@ def _detections_with_masks():
     masks = np.full((2, 6, 6), 0.05, np.float32)
     masks[:, 1:5, 1:5] = 0.95
     boxes = np.array([[5, 5, 25, 30], [20.5, 10.2, 48.0, 39.0]], np.float32)
-    compact, ext = post.paste_masks(masks, boxes, (h, w))
+    compact, ext = mask_ops.paste_masks(masks, boxes, (h, w))
     labels = np.array([1, 9], np.int32)
     lms = [np.column_stack([np.arange(spec.category(int(c)).num_landmarks, dtype=np.float32) + 1,
                             np.full(spec.category(int(c)).num_landmarks, 3.0, np.float32),
@@ -343,7 +345,7 @@ def test_no_bundled_model_message():
 
 def _expected_boxes(h, w):
     _, info = letterbox(np.zeros((h, w, 3), np.uint8), (fm.H, fm.W))
-    return post.scale_boxes_back(fm.BOXES[: fm.NUM_DETS], info)
+    return scale_boxes_back(fm.BOXES[: fm.NUM_DETS], info)
 
 
 def test_predict_paths_arrays_generators_with_a_corrupt_file(predictor, tmp_path, caplog):
@@ -456,12 +458,12 @@ def test_paste_masks_two_threads_equal_one(monkeypatch):
     masks = rng.random((7, 28, 28)).astype(np.float32)
     xy = rng.uniform(0, 500, (7, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(5, 400, (7, 2))], 1).astype(np.float32)
-    monkeypatch.setattr(post, "_PARALLEL_PASTE_PIXELS", 10**12)
-    serial, ext_s = post.paste_masks(masks, boxes, (720, 1280))
-    monkeypatch.setattr(post, "_PARALLEL_PASTE_PIXELS", 0)
-    if post._paste_pool() is None:
+    monkeypatch.setattr(mask_ops, "_PARALLEL_PASTE_PIXELS", 10**12)
+    serial, ext_s = mask_ops.paste_masks(masks, boxes, (720, 1280))
+    monkeypatch.setattr(mask_ops, "_PARALLEL_PASTE_PIXELS", 0)
+    if mask_ops._paste_pool() is None:
         pytest.skip("one usable CPU: paste_masks never uses the worker thread")
-    threaded, ext_t = post.paste_masks(masks, boxes, (720, 1280))
+    threaded, ext_t = mask_ops.paste_masks(masks, boxes, (720, 1280))
     np.testing.assert_array_equal(ext_s, ext_t)
     assert len(serial) == len(threaded) == 7
     for a, b in zip(serial, threaded):

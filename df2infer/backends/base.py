@@ -25,10 +25,14 @@ class Backend(Protocol):
     max_batch  the largest batch `run` accepts (the predictor splits larger inputs)
     name       short backend name, e.g. "onnxruntime" or "tensorrt"
     device     where it runs, e.g. "cpu" or "cuda:0"
-    run(batch) batch: float32 [B, 3, H, W] (see df2infer.contract) -> {output name: array}, with
-               every name in contract.OUTPUT_NAMES and the contracted shapes/dtypes, on the host.
-               A backend whose contract has gated_heads also takes run(batch, min_head_score=conf)
-               (the Predictor passes it only then).
+    run(batch, min_head_score=None)
+               batch: float32 [B, 3, H, W] host array (see df2infer.contract) -> {output name: array}, with
+               every name in contract.OUTPUT_NAMES and the contracted shapes/dtypes, as HOST (numpy) arrays.
+               min_head_score: a gated-head graph (contract.gated_heads) runs its heads only on detections
+               scoring at least this; static graphs ignore it. The Predictor always passes its `conf`.
+    close()    releases sessions and device memory; idempotent.
+    Device-resident input and outputs are a backend's own extra (TensorRTBackend.run_device, and its
+    copy_outputs=False views of pinned host buffers); the Predictor uses `run`.
     """
 
     contract: Contract
@@ -36,7 +40,9 @@ class Backend(Protocol):
     name: str
     device: str
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+    def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
 
 
 def parse_device(device: str) -> tuple[str, int]:

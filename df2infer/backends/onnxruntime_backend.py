@@ -152,5 +152,9 @@ class OnnxRuntimeBackend:
             values = self.session.run(list(OUTPUT_NAMES), feed)
         return dict(zip(OUTPUT_NAMES, values))
 
+    def close(self) -> None:
+        """Drop the session (ONNX Runtime frees it with the last reference); run() fails afterwards."""
+        self.session = None
+
     def __repr__(self) -> str:
         return f"OnnxRuntimeBackend({self.path!r}, device={self.device!r}, providers={self.providers})"

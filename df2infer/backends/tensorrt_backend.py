@@ -292,8 +292,9 @@ class TensorRTBackend:
         out = {name: self._buffers[name].host[:batch] for name in OUTPUT_NAMES}
         return {k: v.copy() for k, v in out.items()} if self.copy_outputs else out
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 [B, 3, H, W] (other real dtypes are cast) -> {output name: host array [B, ...]}."""
+    def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] (other real dtypes are cast) -> {output name: host array [B, ...]}.
+        min_head_score is ignored: engines are built from static-head graphs only (tensorrt_builder.check_buildable)."""
         self._check_open()
         batch = np.asarray(batch)
         c = self.contract

@@ -1,6 +1,7 @@
-"""Preprocessing: image checks, THE letterbox of the project, and the graph's input batch.
+"""THE letterbox of the project, forward (image -> graph input batch) and inverse (input pixels -> image
+pixels), the numpy reference.
 
-Everything here is numpy + OpenCV and nothing else, so the training code (export/) imports the
+Everything here is numpy + OpenCV and nothing else, so the training code (df2infer_export) imports the
 same letterbox the runtime uses, and the CUDA preprocessing kernel has one reference to match.
 
 Letterbox definition (centered, aspect ratio kept), for an image of h x w into a canvas H x W:
@@ -27,7 +28,8 @@ import cv2
 import numpy as np
 
 from df2infer.contract import PAD_VALUE
-from df2infer.images import ImageError, coerce_image, read_image  # noqa: F401  (re-exported until the ops/ split)
+from df2infer.ops.boxes import clip_boxes
+from df2infer.images import ImageError
 
 @dataclass(frozen=True)
 class LetterboxInfo:
@@ -130,3 +132,13 @@ def to_input_batch(images: Sequence[np.ndarray], contract, out: np.ndarray | Non
         for c in range(3):
             batch[i, c] = canvas[:, :, 2 - c]
     return batch, infos
+
+
+def scale_boxes_back(boxes: np.ndarray, info: LetterboxInfo, clip: bool = True) -> np.ndarray:
+    """Boxes [n, 4] x1,y1,x2,y2 in letterboxed input pixels -> original image pixels (float32),
+    by the letterbox's inverse x = (x_in - pad_x) / scale; clipped to [0, orig_w] x [0, orig_h]
+    unless clip=False (masks and landmarks are box-relative to the unclipped box)."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    pad = np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
+    out = (b - pad) / np.float32(info.scale)
+    return clip_boxes(out, (info.orig_h, info.orig_w)) if clip else out
