@@ -1,4 +1,4 @@
-"""The deploy form of Match R-CNN: static shapes, standard ONNX ops (DESIGN.md, "The deploy graph").
+"""The deploy form of Match R-CNN: static shapes, standard ONNX ops (docs/design.md, "The deploy graph").
 
     deploy = DeployMatchRCNN(model, max_detections=50, num_proposals=100)
     num_dets, boxes, scores, labels, masks, landmark_heatmaps, embeddings = deploy(images)

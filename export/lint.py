@@ -4,12 +4,12 @@
     check_onnx(path_or_model)                         raises OnnxLintError if any error was found
     python -m df2infer_export.lint MODEL.onnx                  prints the problems, exits 1 on any error
 
-What is checked (DESIGN.md, "The deploy graph"):
+What is checked (docs/design.md, "The deploy graph"):
   - onnx.checker.check_model(full_check=True) passes;
   - the default-domain opset is >= 17 (a warning above the TSV's opset 20);
   - every node (subgraphs and model-local functions included) is an op the TensorRT 10 ONNX parser
-    supports, per export/data/onnx_ops_tensorrt10.tsv (a copy of ../shared/trt/, shipped as package
-    data); any domain other than '' / 'ai.onnx' is an error (com.microsoft contrib ops, plugins);
+    supports, per export/data/onnx_ops_tensorrt10.tsv (TensorRT 10's ONNX operator support table, shipped as
+    package data); any domain other than '' / 'ai.onnx' is an error (com.microsoft contrib ops, plugins);
   - the element type of each node's first input (the op's main type T; for inputless ops, the
     first output) is one the TSV lists for that op, when shape inference can tell it;
     Cast/CastLike's target type too;

@@ -1,4 +1,4 @@
-"""Checkpoint -> FP32 ONNX deploy graph with the contract embedded (DESIGN.md, "The deploy graph").
+"""Checkpoint -> FP32 ONNX deploy graph with the contract embedded (docs/design.md, "The deploy graph").
 
     export_onnx(checkpoint, out_path, *, input_size=None, max_detections=50, num_proposals=None,
                 opset=17, simplify=True, gate_heads=False) -> Path
@@ -30,12 +30,11 @@ import numpy as np
 import onnx
 import torch
 
-from df2infer.artifact import write_onnx_contract
+from df2infer.artifact import file_sha256, write_onnx_contract
 from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, OUTPUT_NAMES, PAD_VALUE, Contract
 
 from .contract_builder import build_contract
 from .deploy import DeployMatchRCNN
-from .hashing import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import onnx
 
-from df2infer.artifact import read_onnx_contract, write_onnx_metadata
+from df2infer.artifact import file_sha256, read_onnx_contract, write_onnx_metadata
 from df2infer.contract import METADATA_KEY, Contract
 
 from .calibration import ImageFolderReader, list_calibration_images
-from .hashing import file_sha256
 from .lint import _iter_graphs
 
 log = logging.getLogger(__name__)

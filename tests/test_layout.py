@@ -142,3 +142,18 @@ def test_torch_verbs_without_torch_say_which_extra(verb, monkeypatch, capsys, tm
     assert main([verb, *args]) == 2
     err = capsys.readouterr().err
     assert f"df2infer {verb}: needs the export extra" in err and "pip install 'df2infer[export]'" in err
+
+
+def test_no_reference_outside_the_repository():
+    """Code and docs cite docs/ (in the repository), never notes users do not have."""
+    bad = []
+    for p in ROOT.rglob("*"):
+        if p.suffix not in (".py", ".md", ".ini", ".toml", ".sh", ".cu", ".cuh") and p.name != "Makefile":
+            continue
+        if any(part.startswith(".") or part in ("build", "node_modules") for part in p.relative_to(ROOT).parts):
+            continue
+        text = p.read_text(errors="replace")
+        for needle in ("DESIGN.md", "DF2.md", "../shared", "/work/shared"):
+            if needle in text and p.name != "test_layout.py":
+                bad.append(f"{p.relative_to(ROOT)}: {needle}")
+    assert not bad, bad

@@ -1,5 +1,5 @@
 """mypy checks the TensorRT code against `tensorrt-stubs` (TensorRT 10.13's API), the only check of those calls
-possible without TensorRT installed (DESIGN.md, "Testing without the hardware"). It proves the calls match the
+possible without TensorRT installed (docs/design.md, "Testing without the hardware"). It proves the calls match the
 documented signatures, not that an engine builds or runs."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Measurement: per-stage latency of several artifacts, interleaved, after warm-up.
 
-What is timed (DESIGN.md: the alternatives time inference only, report no percentiles, or time the
+What is timed (docs/design.md, "Lessons": the alternatives time inference only, report no percentiles, or time the
 last frame only):
 - every call times the whole `predict` (read/check of the arrays, letterbox + pack, backend run,
   postprocess to Detections with pasted masks and decoded landmarks): `total` is the wall time of

@@ -8,7 +8,7 @@ Detections (or PredictionFailure) per path, and a `similarity` (df2infer.matchin
 a df2infer Predictor, or the benchmark's PyTorch comparison wrapper. `df2infer eval --model`, the
 benchmark's accuracy column and the tests all use this one function.
 
-Retrieval (DF2.md): every detection in a consumer ("user") image with score >= `conf` is a query;
+Retrieval (docs/deepfashion2.md, "Evaluation protocol"): every detection in a consumer ("user") image with score >= `conf` is a query;
 the gallery is every detection in the shop images with score >= `gallery_score`. Each query gets
 up to `gallery_size` (20) gallery items ranked by the model's similarity network
 (df2infer.matching.Gallery): items of the query's predicted category first, then the others.
