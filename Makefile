@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bundle clean
+.PHONY: setup demo lint test bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,19 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m df2infer demo --out demo_out
 
-test: $(STAMP)
+# The runtime core and the TensorRT code are type-checked (the TensorRT code against tensorrt-stubs, copied
+# and fixed into build/typing-stubs by tests/trt_stubs.py; see mypy.ini).
+MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer/images.py df2infer/results.py \
+	df2infer/backends df2infer/ops df2infer/gpu export/tensorrt_builder.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check df2infer export tests benchmarks
+	$(PY) tests/trt_stubs.py
+	$(PY) -m mypy --config-file mypy.ini $(MYPY_FILES)
+
+# Includes the slow tests: the held-out accuracy, the wheel's contents, and the package installed without
+# extras into a fresh venv running df2infer.load().predict (tests/test_packaging.py).
+test: lint
 	$(PY) -m pytest -q -ra
 
 # Regenerate df2infer/models/default{,.int8}.onnx from export/checkpoints/ (see export/bundle.py).

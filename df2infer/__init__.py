@@ -20,13 +20,13 @@ _EXPORTS = {
     "Contract": "df2infer.contract",
     "ContractError": "df2infer.contract",
     "ImageError": "df2infer.images",
-    "letterbox": "df2infer.preprocess",
+    "letterbox": "df2infer.ops.letterbox",
     "annotate": "df2infer.draw",
     "Gallery": "df2infer.matching",
     "Similarity": "df2infer.matching",
     "match_probability": "df2infer.matching",
     "DeviceError": "df2infer.backends.base",
-    "ModelLoadError": "df2infer.backends.base",
+    "ModelLoadError": "df2infer.artifact",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -17,8 +17,9 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def _single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def load(model: str | os.PathLike | Backend | None = None, device: str = "auto", **kw) -> "Predictor":
+def load(model: str | os.PathLike | Backend | None = None, device: str = "auto", **kw) -> Predictor:
     """Load a model artifact and return a Predictor.
 
     model   path to a df2infer .onnx (ONNX Runtime) or .engine/.plan (TensorRT), a Backend instance,
@@ -258,7 +259,8 @@ class Predictor:
             t0 = time.perf_counter()
             chunk = [coerce_image(f, f"frames[{start + j}]") for j, f in enumerate(frames[start:start + bs])]
             self.timings.add("read", time.perf_counter() - t0, len(chunk))
-            ids = [(None, sources[start + j] if sources is not None else start + j) for j in range(len(chunk))]
+            ids: list[tuple[str | None, int]] = [(None, sources[start + j] if sources is not None else start + j)
+                                                 for j in range(len(chunk))]
             results.extend(self._infer(chunk, ids, opts))
         return results
 
@@ -267,7 +269,7 @@ class Predictor:
         self.backend.close()
         self._buf = None
 
-    def __enter__(self) -> "Predictor":
+    def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, *exc: object) -> None:

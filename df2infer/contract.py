@@ -5,7 +5,7 @@ Written down once, here, versioned. The exporter embeds `Contract.to_json()` in 
 the runtime refuses an artifact whose schema or version it does not understand, naming both.
 
 Graph input
-  images            float32 [B, 3, H, W]  RGB, values 0..255, letterboxed (see df2infer.preprocess);
+  images            float32 [B, 3, H, W]  RGB, values 0..255, letterboxed (see df2infer.ops.letterbox);
                     mean/std normalization happens inside the graph. B is dynamic; H, W fixed.
 Optional graph input, in artifacts with gated_heads = true (the CPU default)
   min_head_score    float32 [1]            an overridable initializer, default 0.0. The mask,
@@ -30,8 +30,9 @@ runtime can score pairs and whole galleries without the graph.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 SCHEMA = "df2infer.match_rcnn"
 SCHEMA_VERSION = 1
@@ -87,7 +88,7 @@ class Contract:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, str], *, source: str = "<artifact>") -> "Contract":
+    def from_metadata(cls, metadata: Mapping[str, str], *, source: str = "<artifact>") -> Contract:
         """The contract stored in an artifact's metadata (ONNX metadata_props as a dict); a
         ContractError naming `source` when there is none."""
         if METADATA_KEY not in metadata:
@@ -96,7 +97,7 @@ class Contract:
         return cls.from_json(metadata[METADATA_KEY], source=source)
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "<artifact>") -> "Contract":
+    def from_json(cls, text: str, *, source: str = "<artifact>") -> Contract:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as e:
@@ -129,7 +130,8 @@ class Contract:
                 raise ContractError(f"{source}: {name} = {v!r}, expected a positive int")
         if not isinstance(self.gated_heads, bool):
             raise ContractError(f"{source}: gated_heads = {self.gated_heads!r}, expected true or false")
-        if self.similarity_weight and (len(self.similarity_weight) != 2 or any(len(r) != self.embedding_dim for r in self.similarity_weight)):
+        if self.similarity_weight and (len(self.similarity_weight) != 2
+                                       or any(len(r) != self.embedding_dim for r in self.similarity_weight)):
             raise ContractError(f"{source}: similarity_weight must be [2, {self.embedding_dim}]")
         if self.similarity_bias and len(self.similarity_bias) != 2:
             raise ContractError(f"{source}: similarity_bias must have 2 values")

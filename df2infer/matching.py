@@ -49,7 +49,7 @@ class Similarity:
         self.bias = np.asarray(bias, np.float32)
 
     @classmethod
-    def from_contract(cls, contract: Contract) -> "Similarity":
+    def from_contract(cls, contract: Contract) -> Similarity:
         if not contract.similarity_weight or not contract.similarity_bias:
             raise ValueError("this artifact's contract carries no similarity network weights (similarity_weight/bias)")
         return cls(np.asarray(contract.similarity_weight), np.asarray(contract.similarity_bias))

@@ -82,7 +82,7 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def __getitem__(self, idx) -> "Detections":
+    def __getitem__(self, idx) -> Detections:
         """Subset by an int, a slice, an index array or a bool array; returns a Detections."""
         if isinstance(idx, (int, np.integer)):
             n = len(self)
@@ -99,7 +99,7 @@ class Detections:
             path=self.path, source=self.source, frame_index=self.frame_index, timestamp=self.timestamp,
             track_ids=None if self.track_ids is None else np.asarray(self.track_ids)[sel])
 
-    def filter(self, min_score: float) -> "Detections":
+    def filter(self, min_score: float) -> Detections:
         """The detections with score >= min_score."""
         return self[self.scores >= min_score]
 

@@ -26,19 +26,18 @@ import cv2
 import numpy as np
 import torch
 
+from df2infer.contract import PAD_VALUE
 from df2infer.data import load_dataset, spec
 from df2infer.data.annotations import Dataset as DF2Folder
-from df2infer.ops.letterbox import letterbox as runtime_letterbox
-from df2infer.contract import PAD_VALUE
 from df2infer.images import read_image
+from df2infer.ops.letterbox import letterbox as runtime_letterbox
 from df2infer.ops.letterbox import letterbox_geometry
-
 
 
 def letterbox(img: np.ndarray, size: int, scale: float | None = None, pad: tuple[int, int] | None = None):
     """Letterbox an HWC uint8 image; returns (canvas, scale, pad_x, pad_y).
 
-    Without `scale` this is exactly the runtime's letterbox (df2infer.preprocess.letterbox). With
+    Without `scale` this is exactly the runtime's letterbox (df2infer.ops.letterbox.letterbox). With
     `scale` (training scale jitter) the image is resized by that factor and placed at `pad`."""
     if scale is None:
         canvas, info = runtime_letterbox(img, (size, size), pad_value=PAD_VALUE)

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 
-
 def predictor_for(model, device: str = "cpu", threads: int | None = None):
     """A df2infer Predictor for `model`: a MatchRCNN module or checkpoint path (eager PyTorch, through
     df2infer_export.torch_backend.TorchBackend), a df2infer Backend, an artifact path (.onnx / .engine), or

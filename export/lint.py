@@ -27,10 +27,10 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import onnx
@@ -371,7 +371,8 @@ def _output_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto | None) -> 
             known_vals = {v[1] for v in vals if v[0] == "value"}
             fresh_d = fdims[i] if fdims is not None else None
             if len(known_vals) > 1:
-                out.append(LintProblem("output_shape", f"output {o.name!r} dim {i}: declared and inferred sizes differ {sorted(known_vals)}"))
+                out.append(LintProblem("output_shape",
+                                       f"output {o.name!r} dim {i}: declared and inferred sizes differ {sorted(known_vals)}"))
             if i == 0 and batch is not None:
                 ok = batch in vals if batch[0] == "param" else (batch[1] in known_vals)
                 if batch[0] == "param" and fresh_d is not None and fresh_d[0] == "value":
@@ -419,7 +420,8 @@ def lint_onnx(path_or_model: str | Path | onnx.ModelProto, *, check_output_shape
         else:
             onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001
-        problems.append(LintProblem("checker", f"onnx.checker (full_check): {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"))
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        problems.append(LintProblem("checker", f"onnx.checker (full_check): {first}"))
 
     opset = None
     for imp in model.opset_import:

@@ -265,4 +265,5 @@ def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, i
     return out
 
 
-__all__ = ["ExportError", "add_head_score_default", "compare_outputs", "export_onnx", "op_histogram", "ort_run", "rename_scoped_nodes", "test_inputs"]
+__all__ = ["ExportError", "add_head_score_default", "compare_outputs", "deploy_contract", "export_onnx", "op_histogram", "ort_run",
+           "rename_scoped_nodes", "test_inputs"]

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-
 COLUMNS = (("box", "box AP"), ("mask", "mask AP"), ("landmarks_visible", "lmk AP vis"),
            ("landmarks_all", "lmk AP vis+occ"))
 
@@ -62,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the table (and full metrics) as JSON")
     args = p.parse_args(argv)
 
+    import df2infer
     from df2infer.data import load_dataset
     from df2infer.eval import evaluate_predictions
-
-    import df2infer
 
     from .checkpoint import load_model
     from .infer import predict

@@ -97,7 +97,8 @@ class CalibrationBatches:
     """Calibration input, batch by batch, as the graph takes it: float32 [batch_size, 3, H, W], RGB 0..255.
 
     `source` is an array [N, 3, H, W] already preprocessed, a `.npy` file of one, a directory of images, or a
-    sequence of image paths (a directory is listed by export/calibration.py, as for ONNX Runtime INT8; read and letterboxed with df2infer.preprocess, the runtime's own preprocessing).
+    sequence of image paths (a directory is listed by export/calibration.py, as for ONNX Runtime INT8; read and
+    letterboxed with df2infer.ops.letterbox, the runtime's own preprocessing).
     Only whole batches are used (TensorRT calibrates with a fixed batch size).
     """
 

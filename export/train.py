@@ -1,8 +1,8 @@
 """Training Match R-CNN on a DeepFashion2-format folder, on CPU or CUDA (`df2infer train`: df2infer/apps/train.py).
 
-Configuration: defaults <- config YAML (default export/configs/small.yaml) <- key=value overrides. Writes to RUN_DIR: config.yaml, log.jsonl (losses, lr, s/iter, eval
-metrics), last.pt (model + optimizer + scheduler + iteration; --resume continues from it),
-model.pt (final weights, fp16 when --half) and eval_<iter>/ result files.
+Configuration: defaults <- config YAML (default export/configs/small.yaml) <- key=value overrides.
+Writes to RUN_DIR: config.yaml, log.jsonl (losses, lr, s/iter, eval metrics), last.pt (model + optimizer +
+scheduler + iteration; --resume continues from it), model.pt (final weights, fp16 when --half) and eval_<iter>/ result files.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import yaml
 
-from .checkpoint import read_checkpoint, save_checkpoint, check_state_dict
+from .checkpoint import check_state_dict, read_checkpoint, save_checkpoint
 
 
 def lr_factor(it: int, tcfg: dict) -> float:
@@ -30,7 +30,7 @@ def lr_factor(it: int, tcfg: dict) -> float:
 
 def make_optimizer(model, tcfg: dict):
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": tcfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]

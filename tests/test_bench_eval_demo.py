@@ -5,11 +5,11 @@ import json
 import math
 import shutil
 
+import df2_folder
+import fake_model as fm
 import numpy as np
 import pytest
 
-import df2_folder
-import fake_model as fm
 import df2infer
 import df2infer.api  # the tests patch its DEFAULT_MODEL
 from df2infer.apps.main import main

@@ -28,7 +28,7 @@ def fresh(tmp_path_factory):
 def images():
     """Three letterboxed synthetic images from the held-out-style generator, as a batch."""
     from df2infer.ops.letterbox import to_input_batch
-    from df2infer.synth.generator import render_image, plan
+    from df2infer.synth.generator import plan, render_image
 
     entries = plan(3, 9001)
     contract = _contract(DEFAULT_MODEL)

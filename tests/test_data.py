@@ -11,8 +11,7 @@ from df2_folder import make_folder
 
 from df2infer.apps.main import main
 from df2infer.data import load_dataset, read_annotation, spec, validate_folder
-from df2infer.data.coco import (coco_to_images, dataset_to_coco, landmark_names, retrieval_ground_truth,
-                                write_coco_files)
+from df2infer.data.coco import coco_to_images, dataset_to_coco, landmark_names, retrieval_ground_truth, write_coco_files
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

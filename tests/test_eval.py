@@ -11,8 +11,16 @@ from df2_folder import make_folder
 
 from df2infer.apps.main import main
 from df2infer.data import load_dataset
-from df2infer.eval import (KINDS, ResultFormatError, evaluate_predictions, ground_truth_as_results, read_results,
-                           read_results_dir, validate_results, write_results)
+from df2infer.eval import (
+    KINDS,
+    ResultFormatError,
+    evaluate_predictions,
+    ground_truth_as_results,
+    read_results,
+    read_results_dir,
+    validate_results,
+    write_results,
+)
 from df2infer.eval.api import polygons_to_rle
 from df2infer.eval.detection import iou_xyxy
 

@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from df2infer.contract import HEAD_SCORE_INPUT, Contract, ContractError  # noqa: E402
+from tiny_match_rcnn import SIZE, N, P  # noqa: E402
 
-from tiny_match_rcnn import N, P, SIZE  # noqa: E402
+from df2infer.contract import HEAD_SCORE_INPUT, Contract, ContractError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -157,3 +157,10 @@ def test_no_reference_outside_the_repository():
             if needle in text and p.name != "test_layout.py":
                 bad.append(f"{p.relative_to(ROOT)}: {needle}")
     assert not bad, bad
+
+
+def test_every_public_name_resolves():
+    import df2infer
+
+    for name in df2infer.__all__:
+        assert getattr(df2infer, name) is not None, name

@@ -4,9 +4,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto as TP, helper as h, numpy_helper as nh
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
 
 from df2infer_export.lint import OnnxLintError, check_onnx, lint_onnx, load_op_table, main
+
 try:
     from tests.tiny_deploy_graph import build_tiny_deploy_graph
 except ImportError:  # tests/ is not a package and the repo root is not on sys.path

@@ -12,9 +12,9 @@ pytest.importorskip("torchvision")
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_df2 import make_tiny_dataset  # noqa: E402
 
+from df2infer.ops.letterbox import letterbox_geometry  # noqa: E402
 from df2infer_export.checkpoint import CheckpointError, import_torchvision, load_model, read_checkpoint, save_checkpoint  # noqa: E402
 from df2infer_export.config import load_config  # noqa: E402
-from df2infer.ops.letterbox import letterbox_geometry  # noqa: E402
 from df2infer_export.data import DF2TorchDataset, PairBatchSampler, collate  # noqa: E402
 from df2infer_export.model import build_model  # noqa: E402
 

@@ -8,11 +8,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto as TP, helper as h, numpy_helper as nh
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
 
+from df2infer.artifact import read_onnx_contract
 from df2infer.contract import METADATA_KEY, Contract
 from df2infer_export.lint import lint_onnx
-from df2infer.artifact import read_onnx_contract
 from df2infer_export.precision import to_fp16, to_int8_qdq
 
 try:

@@ -2,11 +2,11 @@
 context-manager use, the complete Backend protocol, ops.decode, and Detections' shape validation."""
 from __future__ import annotations
 
+import fake_model as fm
 import numpy as np
 import pytest
 
 import df2infer
-import fake_model as fm
 from df2infer.backends.base import Backend, resolve_device
 from df2infer.images import ImageError
 from df2infer.ops.decode import decode_detections
@@ -61,7 +61,7 @@ def test_close_and_context_manager_release_the_backend(model_path):
     with model as m:
         assert m is model and len(m.predict(_frames(1))[0]) > 0
     assert model.backend.session is None  # closed on leaving the block
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="closed"):
         model.predict_batch(_frames(1))
     model.close()  # idempotent
 

@@ -23,7 +23,6 @@ pytestmark = pytest.mark.skipif(not (CHECKPOINT.is_file() and Path(DEFAULT_MODEL
 def test_torch_backend_matches_onnx_through_the_runtime():
     from df2infer.backends.base import Backend
     from df2infer.synth.generator import plan, render_image
-
     from df2infer_export.torch_backend import TorchBackend
 
     be = TorchBackend(CHECKPOINT, device="cpu", max_detections=20)

@@ -55,7 +55,6 @@ def _names(paths: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import df2infer.api
     from df2infer.api import MAKE_DEFAULT_MODEL
-
     from df2infer.bench import report as rep
     from df2infer.bench.runner import folder_images, machine_info, measure, parse_size, runtime_subject, synthetic_scene
 
@@ -124,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"the artifacts have different graph input sizes ({', '.join(sorted(map(str, inputs)))}): "
                      "their latencies are not for the same work")
     report = {"machine": machine,
-              "config": {"images": desc, "batches": batches, "warmup": args.warmup, "runs": args.runs, "block": args.block, "conf": args.conf,
-                         "device": args.device, "threads": args.threads, "seconds": round(time.perf_counter() - t0, 2)},
+              "config": {"images": desc, "batches": batches, "warmup": args.warmup, "runs": args.runs, "block": args.block,
+                         "conf": args.conf, "device": args.device, "threads": args.threads, "seconds": round(time.perf_counter() - t0, 2)},
               "subjects": [{"name": s.name, "kind": s.kind, "path": s.path, "precision": s.precision, "info": s.info}
                            for s in subjects],
               "results": rows, "notes": notes}

@@ -20,7 +20,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np
@@ -244,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         f"over {args.runs} runs ({rows[0]['throughput_ips']:.2f} images/s)")
 
     print(f"\ndone in {time.perf_counter() - t0:.1f} s. Outputs in {out}/:")
-    print(f"  data/                 {len(ds.images)} synthetic images + annotations" + (", video.mp4" if (data / 'video.mp4').is_file() else ""))
+    video_in = ", video.mp4" if (data / "video.mp4").is_file() else ""
+    print(f"  data/                 {len(ds.images)} synthetic images + annotations{video_in}")
     print(f"  annotated/            {len(dets)} annotated images" + (", video.mp4" if video_out else ""))
     print("  detections.jsonl      one JSON line per image (boxes, scores, categories, RLE masks, landmarks)")
     if info is not None:

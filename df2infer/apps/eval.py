@@ -49,7 +49,6 @@ def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict
     import time
 
     import df2infer
-
     from df2infer.eval.predict import predict_results
 
     kw = {"threads": args.threads} if getattr(args, "threads", 0) else {}

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="df2infer checkpoint (.pt)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (model.<precision>.onnx, engines)")
     p.add_argument("--precision", default="fp32", help="comma-separated subset of fp32,fp16,int8 (default fp32)")
-    p.add_argument("--calib-images", metavar="DIR", help="calibration images for int8 (the folder and its subfolders; df2infer.images.IMAGE_SUFFIXES)")
+    p.add_argument("--calib-images", metavar="DIR",
+                   help="calibration images for int8 (the folder and its subfolders; df2infer.images.IMAGE_SUFFIXES)")
     p.add_argument("--calib-method", default="minmax", help="int8 calibration: minmax | entropy | percentile")
     p.add_argument("--calib-num", type=int, default=200, help="calibration images to use (default 200)")
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")

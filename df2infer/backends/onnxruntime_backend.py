@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -131,6 +131,8 @@ class OnnxRuntimeBackend:
         """float32 [B, 3, H, W] -> {name: array} for every name in OUTPUT_NAMES (host arrays).
         min_head_score: for gated-head artifacts, the heads run only on detections scoring at least
         this (the Predictor passes its `conf`); None = every detection. Ignored by static graphs."""
+        if self.session is None:
+            raise RuntimeError(f"{self.path}: this backend is closed (close() was called)")
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != self._input_dims:
             got = f"{batch.shape} {batch.dtype}" if isinstance(batch, np.ndarray) else type(batch).__name__
             raise ValueError(f"{self.path}: input must be float32 [B, {', '.join(map(str, self._input_dims))}], got {got}")

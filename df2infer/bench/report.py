@@ -31,7 +31,8 @@ def format_markdown(report: dict) -> str:
              "blocks round-robin with the order rotated every round")
     for s in report["subjects"]:
         info = s["info"]
-        extra = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("device", "input", "providers", "intra_op_threads", "threads", "torch", "max_batch"))
+        shown = ("device", "input", "providers", "intra_op_threads", "threads", "torch", "max_batch")
+        extra = ", ".join(f"{k} {v}" for k, v in info.items() if k in shown)
         L.append(f"- `{s['name']}` ({s['kind']}, {s['precision']}): {s['path']}; {extra}")
     L.append("- timing: `total` = wall time of one predict() call on the batch (read/check + letterbox + backend run + "
              "postprocess to Detections with pasted masks and decoded landmarks); stages from the Predictor's StageTimings of "
@@ -62,7 +63,8 @@ def format_markdown(report: dict) -> str:
     for r in rows:
         for s in STAGES:
             v = r["stages"][s]
-            L.append(f"| `{r['name']}` | {r['batch']} | {s} | " + " | ".join(_f(v[k], 3) for k in ("p50", "p90", "p99", "mean", "min", "max")) + " |")
+            cells = " | ".join(_f(v[k], 3) for k in ("p50", "p90", "p99", "mean", "min", "max"))
+            L.append(f"| `{r['name']}` | {r['batch']} | {s} | {cells} |")
     acc = report.get("accuracy")
     if acc:
         L.append("")

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from df2infer.images import IMAGE_SUFFIXES
 
 from . import spec
-
 
 
 class AnnotationError(ValueError):
@@ -182,7 +181,8 @@ def parse_item(raw: dict, *, path=None, name: str = "item", image_size: tuple[in
     return item, []
 
 
-def parse_annotation(raw: dict, *, path=None, image_id: int = 0, file_name: str = "", image_size: tuple[int, int] | None = None) -> tuple[ImageAnnotation | None, list[str]]:
+def parse_annotation(raw: dict, *, path=None, image_id: int = 0, file_name: str = "",
+                     image_size: tuple[int, int] | None = None) -> tuple[ImageAnnotation | None, list[str]]:
     """Parse one per-image dict; returns (annotation or None, every problem found)."""
     if not isinstance(raw, dict):
         return None, [f"{_where(path, None, None)}: expected a JSON object, got {type(raw).__name__}"]

@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 
 from ..data import spec
 from ..data.annotations import Dataset, ImageAnnotation
-from ..data.coco import dataset_to_coco, xyxy_to_xywh
+from ..data.coco import dataset_to_coco
 from .detection import evaluate_detection
 from .results import KINDS, ResultFormatError, validate_results
 from .retrieval import evaluate_retrieval

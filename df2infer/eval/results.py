@@ -55,7 +55,7 @@ def validate_results(kind: str, entries, *, source: str | None = None,
         return [f"{src}: expected a JSON list of entries, got {type(entries).__name__}"]
     errs: list[str] = []
     for i, e in enumerate(entries):
-        def err(fld: str, msg: str) -> None:
+        def err(fld: str, msg: str, i: int = i) -> None:  # i bound now: the entry this check is about
             errs.append(f"{src}: entry {i}: {fld}: {msg}")
 
         if not isinstance(e, dict):

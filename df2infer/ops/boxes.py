@@ -27,7 +27,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def suppress_overlaps(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.85) -> np.ndarray:
     """Class-agnostic greedy NMS: indices of the kept boxes, highest score first; a box is
-    dropped when it overlaps a higher-scoring kept box by IoU > `iou`. Used to remove the same garment detected as two categories; the graph's own NMS is per class."""
+    dropped when it overlaps a higher-scoring kept box by IoU > `iou`. Used to remove the same garment
+    detected as two categories; the graph's own NMS is per class."""
     scores = np.asarray(scores, np.float32).reshape(-1)
     order = np.argsort(-scores, kind="stable")
     if len(order) == 0:

@@ -21,15 +21,17 @@ here: mean/std live in the graph).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from df2infer.contract import PAD_VALUE
-from df2infer.ops.boxes import clip_boxes
 from df2infer.images import ImageError
+from df2infer.ops.boxes import clip_boxes
+
 
 @dataclass(frozen=True)
 class LetterboxInfo:

@@ -101,7 +101,8 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int
     # The matmuls release the GIL: two halves of the pixels, one on a worker thread (BLAS itself is
     # kept single-threaded by the Predictor, see df2infer.api), the other here.
     order = np.argsort(-(hs.astype(np.int64) * ws), kind="stable")
-    load, halves = [0, 0], ([], [])
+    load = [0, 0]
+    halves: tuple[list[int], list[int]] = ([], [])
     for i in order:
         k = int(load[1] < load[0])
         halves[k].append(int(i))

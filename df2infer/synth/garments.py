@@ -196,7 +196,6 @@ def _closed(category_id: int, p: dict, *, sleeve: str, n_sleeve_out=0, n_sleeve_
         lines = [np.array([col["nl"], col["f3"], col["f4"], col["f5"], col["nr"]])]
     if sleeve == "sleeve":
         # cuff seam
-        li = [i for i, (q, f) in enumerate(left)]
         lines.append(np.array([left[n_sleeve_out + 1][0], left[n_sleeve_out + 2][0]]))
     return Template(category_id, [np.array(poly)], np.array(lms), inner, lines)
 

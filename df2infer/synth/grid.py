@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data import spec
 from ..data.annotations import read_annotation
 from ..images import read_image
 

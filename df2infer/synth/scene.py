@@ -240,7 +240,7 @@ def render(bg: np.ndarray, layers: list[Layer], *, min_inside: float = 0.5, min_
             continue
         kept.append((L, polys, cut))
     fulls = []
-    for L, polys, cut in kept:
+    for L, polys, _cut in kept:
         m = np.zeros((h, w), np.uint8)
         _fill(m, polys)
         fulls.append(m)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import partial
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.resnet import BasicBlock
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss, keypointrcnn_loss, maskrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign
 
