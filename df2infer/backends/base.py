@@ -1,7 +1,7 @@
 """The Backend protocol every inference backend implements, and the errors they raise."""
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,21 @@ class Backend(Protocol):
     device: str
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+@runtime_checkable
+class DeviceOutputBackend(Backend, Protocol):
+    """A Backend that can also leave its outputs on the GPU, for GPU postprocessing (the CUDA kernels).
+
+    run_device_outputs(inputs, batch=None)
+        inputs: a host batch as for run(), or a device buffer (`__cuda_array_interface__` or a raw pointer,
+        then batch= is required) -> {output name: object exposing `__cuda_array_interface__` version 3},
+        the contracted shapes and dtypes, each naming the stream that writes it (consumers order their reads
+        after that stream); valid until the backend's next call. Nothing is copied to the host.
+    The TensorRT backend implements it; check with isinstance(backend, DeviceOutputBackend).
+    """
+
+    def run_device_outputs(self, inputs: Any, batch: int | None = None) -> dict[str, Any]: ...
 
 
 def parse_device(device: str) -> tuple[str, int]:
