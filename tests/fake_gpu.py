@@ -180,6 +180,10 @@ def fake_tensorrt(log: list, *, version: str = "10.3.0.30", contract: Contract |
             return Engine()
 
     # ---- builder side
+    class IInt8EntropyCalibrator2:
+        def __init__(self) -> None:
+            rec("IInt8EntropyCalibrator2")
+
     class _Flags:
         def __init__(self, names: tuple[str, ...]) -> None:
             for i, n in enumerate(names):
