@@ -1,6 +1,6 @@
 """Build a TensorRT engine from one of the deploy graph's ONNX files (FP32, FP16, or INT8 Q/DQ).
 
-Precision lives in the graph (DESIGN.md): the network is created STRONGLY TYPED and TensorRT runs each
+Precision lives in the graph (docs/tensorrt.md): the network is created STRONGLY TYPED and TensorRT runs each
 layer in the type the ONNX file gives it, so the same builder makes the FP32, FP16 and INT8 engines from
 the FP32, FP16 and Q/DQ ONNX files. TensorRT 11 removed the weak-typing flags (BuilderFlag.FP16/INT8) and
 the INT8 calibrator; where the installed TensorRT still has them (JetPack 6 = TensorRT 10.3, JetPack 5 =
