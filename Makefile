@@ -4,17 +4,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo lint test bundle clean
+.PHONY: setup demo lint test check-extras bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision come from this machine's local wheel store (see README, "Install").
-	$(PY) -m pip install -q -e '.[export,dev]'
+	# `cpu`: the CPU onnxruntime (GPU users install `gpu` or `gpu-cu12` instead; see README, "Install").
+	$(PY) -m pip install -q -e '.[export,dev,cpu]'
 	# TensorRT itself cannot be installed without an NVIDIA GPU; its type stubs let mypy check our
 	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 	$(PY) -m pip install -q cuda-bindings==13.5.0
+	# cuda-bindings 12.x beside it (not importable by default): tests/test_cuda_bindings_calls.py runs the
+	# GPU code's CUDA calls through both majors (CUDA 12 drivers, Jetson; CUDA 13 drivers).
+	$(PY) -m pip install -q --upgrade --target build/cuda-bindings-12 'cuda-bindings>=12.9,<13'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -32,10 +36,15 @@ lint: $(STAMP)
 	$(PY) tests/trt_stubs.py
 	$(PY) -m mypy --config-file mypy.ini $(MYPY_FILES)
 
-# Includes the slow tests: the held-out accuracy, the wheel's contents, and the package installed without
-# extras into a fresh venv running df2infer.load().predict (tests/test_packaging.py).
+# Includes the slow tests: the held-out accuracy, the wheel's contents, and the package installed into a fresh
+# venv, without extras (imports; load() names the ONNX Runtime extras) then with `cpu` running
+# df2infer.load().predict (tests/test_packaging.py).
 test: lint
 	$(PY) -m pytest -q -ra
+
+# Do the GPU install extras resolve against the package index? (also part of `make test`; skips offline)
+check-extras: $(STAMP)
+	$(PY) -m pytest -q -ra tests/test_install_extras.py
 
 # Regenerate df2infer/models/default{,.int8}.onnx from export/checkpoints/ (see export/bundle.py).
 bundle: $(STAMP)

@@ -2,8 +2,10 @@
 
 Two kinds of artifact (docs/design.md, "The artifact"):
   ONNX (`.onnx`)                the contract is a JSON string in metadata_props[METADATA_KEY]
-  TensorRT engine (ENGINE_SUFFIXES)  the contract, TensorRT version, GPU and build facts are in a JSON sidecar
-                                `<engine>.json` next to it, e.g. `model.engine` -> `model.engine.json`
+  TensorRT engine (ENGINE_SUFFIXES)  the contract, TensorRT version (and whether the engine is VERSION_COMPATIBLE),
+                                GPU and build facts are in a JSON sidecar `<engine>.json` next to it, e.g.
+                                `model.engine` -> `model.engine.json` (engine_sidecar_meta builds it,
+                                check_engine_compatibility applies TensorRT's version rule to it)
 Both the exporter (df2infer_export) and the runtime (df2infer.backends, `df2infer info`) read and write
 them only through this module, so the format has one definition.
 
@@ -12,10 +14,11 @@ onnxruntime; `onnx` is imported by the functions that parse an ONNX file).
 """
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,6 +160,33 @@ def engine_sidecar_path(engine_path: str | os.PathLike) -> Path:
     return p.with_name(p.name + SIDECAR_SUFFIX)
 
 
+def engine_sidecar_meta(onnx_info: OnnxInfo, *, precision: str, max_batch: int, profile: Mapping[str, int],
+                        tensorrt_version: str, version_compatible: bool, gpu_name: str, compute_capability: str,
+                        strongly_typed: bool, nms_warnings: Sequence[str] = (), built_at: str | None = None,
+                        ) -> dict[str, Any]:
+    """The sidecar of an engine built from `onnx_info`: the ONNX contract with the engine's precision and
+    max_batch, the TensorRT version and whether the engine is VERSION_COMPATIBLE (engine_version_problem reads
+    both), the GPU it was built on (check_engine_compatibility), the build facts and the ONNX file's sha256."""
+    contract = json.loads(onnx_info.contract.to_json())
+    contract["precision"] = precision
+    contract["max_batch"] = max_batch
+    return {
+        "contract": contract,
+        "tensorrt_version": str(tensorrt_version),
+        "version_compatible": bool(version_compatible),
+        "gpu_name": gpu_name,
+        "compute_capability": str(compute_capability),
+        "precision": precision,
+        "onnx_precision": onnx_info.contract.precision,
+        "strongly_typed": bool(strongly_typed),
+        "profile": dict(profile),
+        "built_at": built_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "onnx_file": onnx_info.path.name,
+        "onnx_sha256": onnx_info.sha256,
+        "nms_warnings": list(nms_warnings),
+    }
+
+
 def write_engine_sidecar(engine_path: str | os.PathLike, meta: Mapping[str, Any]) -> Path:
     """Write the sidecar of `engine_path` (it must hold SIDECAR_REQUIRED_KEYS); return its path."""
     missing = [k for k in SIDECAR_REQUIRED_KEYS if k not in meta]
@@ -193,19 +223,48 @@ def read_engine_contract(engine_path: str | os.PathLike, meta: Mapping[str, Any]
     return Contract.from_json(json.dumps(meta["contract"]), source=str(engine_sidecar_path(engine_path)))
 
 
-def _major_minor(version: str) -> tuple[int, ...]:
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """'10.3.0.30' -> (10, 3, 0, 30); stops at the first part that is not a number ('10.3.0.post1' -> (10, 3, 0))."""
     parts = []
-    for tok in str(version).split(".")[:2]:
-        digits = "".join(ch for ch in tok if ch.isdigit())
-        if not digits:
+    for tok in str(version).split("."):
+        if not tok.isdigit():
             break
-        parts.append(int(digits))
+        parts.append(int(tok))
     return tuple(parts)
+
+
+def engine_is_version_compatible(meta: Mapping[str, Any]) -> bool:
+    """The sidecar's `version_compatible`: the engine was built with BuilderFlag.VERSION_COMPATIBLE
+    (absent in sidecars written before the key existed: False)."""
+    return meta.get("version_compatible") is True
+
+
+def engine_version_problem(built: str, installed: str, *, version_compatible: bool) -> str | None:
+    """Why an engine built with TensorRT `built` cannot load on TensorRT `installed`, or None if it can.
+
+    TensorRT's rule: a plain engine loads only on the exact version that built it (10.3.0.26 and 10.3.0.30
+    differ); a VERSION_COMPATIBLE engine loads on the same major version, that version or newer (compatibility
+    is forward only).
+    """
+    b, i = _version_tuple(built), _version_tuple(installed)
+    if not b or not i:
+        return f"cannot read the TensorRT versions (built {built!r}, installed {installed!r})"
+    if not version_compatible:
+        if b != i:
+            return ("the engine was built without BuilderFlag.VERSION_COMPATIBLE, so it loads only on the exact "
+                    "TensorRT version that built it")
+        return None
+    if b[0] != i[0]:
+        return "a VERSION_COMPATIBLE engine loads only on the TensorRT major version that built it"
+    if i < b:
+        return "a VERSION_COMPATIBLE engine loads on the TensorRT that built it or a newer one, not an older one"
+    return None
 
 
 def check_engine_compatibility(meta: Mapping[str, Any], *, engine_path: str | os.PathLike, tensorrt_version: str,
                                compute_capability: str, gpu_name: str = "") -> None:
-    """Refuse an engine whose sidecar names another compute capability or TensorRT major.minor than here."""
+    """Refuse an engine whose sidecar names another compute capability than this GPU's, or a TensorRT version
+    it cannot load on (engine_version_problem)."""
     sidecar = engine_sidecar_path(engine_path)
     built_cc = str(meta["compute_capability"])
     if built_cc != str(compute_capability):
@@ -216,16 +275,18 @@ def check_engine_compatibility(meta: Mapping[str, Any], *, engine_path: str | os
             f"compute capability {compute_capability}{here}. TensorRT engines are specific to the GPU "
             "architecture: rebuild the engine on this device from the ONNX file.")
     built_trt = str(meta["tensorrt_version"])
-    if _major_minor(built_trt) != _major_minor(tensorrt_version) or not _major_minor(built_trt):
+    problem = engine_version_problem(built_trt, tensorrt_version,
+                                     version_compatible=engine_is_version_compatible(meta))
+    if problem is not None:
         raise EngineCompatibilityError(
             f"{engine_path}: built with TensorRT {built_trt} (per {sidecar}), but TensorRT {tensorrt_version} is "
-            "installed here. Engines are specific to the TensorRT major.minor version: rebuild the engine with "
-            "this TensorRT from the ONNX file.")
+            f"installed here: {problem}. Rebuild the engine with this TensorRT from the ONNX file.")
 
 
 __all__ = [
     "ENGINE_SUFFIXES", "EngineCompatibilityError", "ModelLoadError", "ONNX_SUFFIX", "OnnxInfo", "SIDECAR_SUFFIX",
-    "check_engine_compatibility", "contract_from_metadata", "describe_onnx", "engine_sidecar_path", "file_sha256",
+    "check_engine_compatibility", "contract_from_metadata", "describe_onnx", "engine_is_version_compatible",
+    "engine_sidecar_meta", "engine_sidecar_path", "engine_version_problem", "file_sha256",
     "has_qdq", "is_engine_path", "load_onnx", "onnx_metadata", "read_engine_contract", "read_engine_sidecar",
     "read_onnx_contract", "read_onnx_info", "write_engine_sidecar", "write_onnx_contract", "write_onnx_metadata",
 ]

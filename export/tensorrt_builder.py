@@ -1,17 +1,26 @@
 """Build a TensorRT engine from one of the deploy graph's ONNX files (FP32, FP16, or INT8 Q/DQ).
 
-Precision lives in the graph (docs/design.md): the network is created STRONGLY TYPED and TensorRT runs each
-layer in the type the ONNX file gives it, so the same builder makes the FP32, FP16 and INT8 engines from
+Precision lives in the graph (docs/design.md, docs/tensorrt.md): the network is created STRONGLY TYPED and
+TensorRT runs each layer in the type the ONNX file gives it, so the same builder makes the FP32, FP16 and INT8 engines from
 the FP32, FP16 and Q/DQ ONNX files. TensorRT 11 removed the weak-typing flags (BuilderFlag.FP16/INT8) and
 the INT8 calibrator; where the installed TensorRT still has them (JetPack 6 = TensorRT 10.3, JetPack 5 =
 TensorRT 8.5, which has no strongly typed networks at all), `weak_typing_precision` offers the old path,
 with an IInt8EntropyCalibrator2 whose cache is reusable. Features are detected with hasattr, never by
 version strings alone.
 
-The engine `<out>.engine` is written with a sidecar `<out>.engine.json`
-(df2infer.artifact.engine_sidecar_path) holding the contract from the ONNX metadata, the
-TensorRT version, GPU name and compute capability, precision, build time and the ONNX file's sha256; the
-runtime checks it before deserializing.
+The engine `<out>.engine` is written with a sidecar `<out>.engine.json` (df2infer.artifact.engine_sidecar_path;
+fields in df2infer.artifact.engine_sidecar_meta) holding the contract from the ONNX metadata, the TensorRT
+version, whether the engine is VERSION_COMPATIBLE (`version_compatible=True` sets the builder flag; such an
+engine loads on later TensorRT versions of the same major; a plain one only on the exact version), GPU name
+and compute capability, precision, build time and the ONNX file's sha256; the runtime checks it before
+deserializing.
+
+TensorRT's NMS layer (what the ONNX parser makes of NonMaxSuppression) considers at most 5000 candidate boxes
+per image (2000 on SM 5.3 / 6.2 GPUs); ONNX Runtime considers all. `check_nms_box_limit` compares each
+NonMaxSuppression's candidates (boxes x classes, from the graph's static shapes) with the limit of the GPU
+being built for: over the limit with no score threshold, TensorRT would drop boxes on every image and the
+build stops (BuildError); with a score threshold it differs only when more candidates than the limit pass
+it, and the build warns with the numbers.
 
 Structure follows NVIDIA's TensorRT Python samples (EngineBuilder: create_network, then create_engine),
 with cuda-python instead of pycuda. This module imports without TensorRT: it is imported lazily inside the
@@ -19,17 +28,16 @@ functions that need it, and missing TensorRT is a clear error at call time.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from df2infer.artifact import ENGINE_SUFFIXES, OnnxInfo, read_onnx_info, write_engine_sidecar
+from df2infer.artifact import ENGINE_SUFFIXES, OnnxInfo, engine_sidecar_meta, load_onnx, read_onnx_info, write_engine_sidecar
 from df2infer.backends.tensorrt_backend import TensorRTUnavailable, require_tensorrt, tensorrt_dims
 from df2infer.contract import INPUT_NAME, Contract, ContractError
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
@@ -50,6 +58,100 @@ class BuildError(RuntimeError):
 
 class WeakTypingUnavailable(BuildError):
     """Weak typing (BuilderFlag.FP16 / INT8, INT8 calibrators) was asked for, but this TensorRT has removed it."""
+
+
+# ------------------------------------------------------------------------------------------------ NMS box limit
+NMS_BOX_LIMIT = 5000  # INMSLayer's TopK box limit: candidates considered per image ...
+NMS_BOX_LIMIT_SMALL = 2000  # ... and on these compute capabilities (TensorRT's operator docs, "NMS")
+NMS_SMALL_LIMIT_CAPABILITIES = ("5.3", "6.2")
+
+
+def nms_box_limit(compute_capability: str) -> int:
+    return NMS_BOX_LIMIT_SMALL if str(compute_capability) in NMS_SMALL_LIMIT_CAPABILITIES else NMS_BOX_LIMIT
+
+
+@dataclass(frozen=True)
+class NmsCandidates:
+    """One NonMaxSuppression node: per image, `boxes` boxes scored for `classes` classes (None: not static)."""
+
+    node: str
+    boxes: int | None
+    classes: int | None
+    score_threshold: float | None  # None: no score_threshold input (every candidate is considered)
+
+    @property
+    def candidates(self) -> int | None:
+        return None if self.boxes is None or self.classes is None else self.boxes * self.classes
+
+
+def nms_candidates(model: Any) -> list[NmsCandidates]:
+    """Every NonMaxSuppression node of an onnx.ModelProto with its per-image candidate count, from ONNX shape
+    inference (boxes [B, A, 4], scores [B, C, A]: A x C candidates) and its constant score threshold."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    dims: dict[str, list[int | None]] = {}
+    for v in list(g.input) + list(g.value_info) + list(g.output):
+        shape = v.type.tensor_type.shape
+        dims[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
+    thresholds = {n.input[4] for n in g.node if n.op_type == "NonMaxSuppression" and len(n.input) > 4}
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name in thresholds}
+    for t in g.initializer:
+        dims.setdefault(t.name, [int(d) for d in t.dims])
+    for n in g.node:
+        if n.op_type == "Constant" and n.output[0] in thresholds:
+            for a in n.attribute:
+                if a.name == "value":
+                    consts[n.output[0]] = numpy_helper.to_array(a.t)
+    found = []
+    for n in g.node:
+        if n.op_type != "NonMaxSuppression":
+            continue
+        boxes = dims.get(n.input[0], [])
+        scores = dims.get(n.input[1], [])
+        thr = None
+        if len(n.input) > 4 and n.input[4]:
+            value = consts.get(n.input[4])
+            thr = float(np.asarray(value).reshape(-1)[0]) if value is not None else float("nan")
+        found.append(NmsCandidates(node=n.name or n.output[0], boxes=boxes[1] if len(boxes) == 3 else None,
+                                   classes=scores[1] if len(scores) == 3 else None, score_threshold=thr))
+    return found
+
+
+def check_nms_box_limit(model: Any, compute_capability: str, *, source: str = "<onnx>") -> list[str]:
+    """Compare each NonMaxSuppression's candidates with TensorRT's NMS box limit on `compute_capability`.
+
+    BuildError when a node without a score threshold has more candidates than the limit (TensorRT would drop
+    the lowest-scored ones on every image, ONNX Runtime keeps them); a logged warning, returned too, when the
+    node has a score threshold (they differ only on images where more than the limit pass it) or when the
+    count is not static. Returns the warnings.
+    """
+    limit = nms_box_limit(compute_capability)
+    warnings_: list[str] = []
+    for c in nms_candidates(model):
+        where = (f"{source}: NonMaxSuppression {c.node!r} sends {c.boxes} boxes x {c.classes} classes = "
+                 f"{c.candidates} candidates per image; TensorRT's NMS layer considers at most {limit} per image on "
+                 f"compute capability {compute_capability}")
+        if c.candidates is None:
+            msg = (f"{source}: NonMaxSuppression {c.node!r}: candidate count not static (boxes {c.boxes}, classes "
+                   f"{c.classes}); TensorRT's NMS layer considers at most {limit} per image, not checked")
+        elif c.candidates <= limit:
+            continue
+        elif c.score_threshold is None or not c.score_threshold > 0:
+            raise BuildError(
+                f"{where}, and this NMS has no score threshold to filter them (score_threshold "
+                f"{c.score_threshold}): the engine would drop the {c.candidates - limit} lowest-scored candidates on "
+                "every image where ONNX Runtime keeps them. Export with fewer proposals (rpn_post_nms_top_n_test / "
+                "pre_nms_top_n) so the count fits.")
+        else:
+            msg = (f"{where}: results differ from ONNX Runtime on images where more than {limit} candidates score "
+                   f"above the threshold {c.score_threshold:g} (TensorRT keeps the {limit} best). Export with fewer "
+                   f"proposals (at most {limit // max(c.classes or 1, 1)} boxes for {c.classes} classes) to rule it out.")
+        log.warning("%s", msg)
+        warnings_.append(msg)
+    return warnings_
 
 
 # ------------------------------------------------------------------------------------------------ ONNX side
@@ -242,7 +344,9 @@ class EngineBuilder:
         self.network: trt.INetworkDefinition | None = None
         self.parser: trt.OnnxParser | None = None
         self.strongly_typed = False
+        self.version_compatible = False
         self.onnx: OnnxInfo | None = None
+        self.nms_warnings: list[str] = []
 
     def create_network(self, onnx_path: str | Path, *, strongly_typed: bool = True) -> None:
         """Parse the ONNX file into a network definition (strongly typed unless asked otherwise)."""
@@ -250,6 +354,8 @@ class EngineBuilder:
 
         self.onnx = read_onnx_info(onnx_path)
         check_buildable(self.onnx)
+        self.nms_warnings = check_nms_box_limit(load_onnx(self.onnx.path, load_external_data=False),
+                                                self.compute_capability, source=str(self.onnx.path))
         creation = trt.NetworkDefinitionCreationFlag
         if strongly_typed:
             flags = 1 << int(creation.STRONGLY_TYPED)
@@ -275,8 +381,11 @@ class EngineBuilder:
 
     def create_engine(self, out_path: str | Path, *, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 8,
                       timing_cache: str | Path | None = None, weak_typing_precision: str | None = None,
-                      calibration_images: Any = None, calibration_cache: str | Path | None = None) -> Path:
-        """Build and write the engine and its sidecar; return the engine path."""
+                      calibration_images: Any = None, calibration_cache: str | Path | None = None,
+                      version_compatible: bool = False) -> Path:
+        """Build and write the engine and its sidecar; return the engine path. version_compatible=True sets
+        BuilderFlag.VERSION_COMPATIBLE (the engine then loads on later TensorRT versions of the same major; the
+        RoiAlign plugin must then travel with it, not verified on hardware here) and records it in the sidecar."""
         import tensorrt as trt
 
         if self.network is None or self.onnx is None:
@@ -298,6 +407,9 @@ class EngineBuilder:
                           trt.Dims([max_batch, *chw]))
         cfg.add_optimization_profile(profile)
 
+        self.version_compatible = bool(version_compatible)
+        if self.version_compatible:
+            cfg.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         precision = contract.precision
         calibrator = None
         if weak_typing_precision is not None:
@@ -340,8 +452,12 @@ class EngineBuilder:
             cache_path.write_bytes(memoryview(cfg.get_timing_cache().serialize()))
             log.info("saved timing cache %s", cache_path)
 
-        meta = self.sidecar(precision=precision, max_batch=max_batch,
-                            profile={"min": min_batch, "opt": opt_batch, "max": max_batch})
+        meta = engine_sidecar_meta(
+            self.onnx, precision=precision, max_batch=max_batch,
+            profile={"min": min_batch, "opt": opt_batch, "max": max_batch}, tensorrt_version=str(trt.__version__),
+            version_compatible=self.version_compatible, gpu_name=self.gpu_name,
+            compute_capability=self.compute_capability, strongly_typed=self.strongly_typed,
+            nms_warnings=self.nms_warnings)
         sidecar = write_engine_sidecar(engine_path, meta)
         log.info("wrote %s and %s", engine_path, sidecar)
         return engine_path
@@ -367,32 +483,12 @@ class EngineBuilder:
             self.config.set_calibration_profile(cal)
         return calibrator
 
-    def sidecar(self, *, precision: str, max_batch: int, profile: dict[str, int]) -> dict[str, Any]:
-        import tensorrt as trt
-
-        assert self.onnx is not None
-        contract = json.loads(self.onnx.contract.to_json())
-        contract["precision"] = precision
-        contract["max_batch"] = max_batch
-        return {
-            "contract": contract,
-            "tensorrt_version": trt.__version__,
-            "gpu_name": self.gpu_name,
-            "compute_capability": self.compute_capability,
-            "precision": precision,
-            "onnx_precision": self.onnx.contract.precision,
-            "strongly_typed": self.strongly_typed,
-            "profile": profile,
-            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "onnx_file": self.onnx.path.name,
-            "onnx_sha256": self.onnx.sha256,
-        }
-
 
 def build_engine(onnx_path: str | Path, out_path: str | Path, *, min_batch: int = 1, opt_batch: int = 1,
                  max_batch: int = 8, workspace_gib: float = 2.0, timing_cache: str | Path | None = None,
                  weak_typing_precision: str | None = None, calibration_images: Any = None,
-                 calibration_cache: str | Path | None = None, verbose: bool = False) -> Path:
+                 calibration_cache: str | Path | None = None, verbose: bool = False,
+                 version_compatible: bool = False) -> Path:
     """Build `<out>.engine` (+ `<out>.engine.json`) from an exported ONNX file; return the engine path.
 
     Strongly typed by default: the ONNX file's own types decide the precision. `weak_typing_precision`
@@ -434,10 +530,12 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, *, min_batch: int 
     builder.create_network(onnx_path, strongly_typed=weak_typing_precision is None)
     return builder.create_engine(out, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                                  timing_cache=timing_cache, weak_typing_precision=weak_typing_precision,
-                                 calibration_images=calibration_images, calibration_cache=calibration_cache)
+                                 calibration_images=calibration_images, calibration_cache=calibration_cache,
+                                 version_compatible=version_compatible)
 
 
 __all__ = [
-    "BuildError", "CalibrationBatches", "CalibrationCache", "EngineBuilder", "OnnxInfo", "TensorRTUnavailable",
-    "WeakTypingUnavailable", "build_engine", "check_buildable", "make_entropy_calibrator", "read_onnx_info", "weak_typing_problem",
+    "BuildError", "CalibrationBatches", "CalibrationCache", "EngineBuilder", "NmsCandidates", "OnnxInfo",
+    "TensorRTUnavailable", "WeakTypingUnavailable", "build_engine", "check_buildable", "check_nms_box_limit",
+    "make_entropy_calibrator", "nms_box_limit", "nms_candidates", "read_onnx_info", "weak_typing_problem",
 ]

@@ -4,8 +4,10 @@
 - every package-data pattern matches a file (pyproject once shipped patterns that matched nothing);
 - the built wheel (`pip wheel --no-deps`) has exactly the top-level packages `df2infer` and `df2infer_export`
   (no `export`, which would collide in site-packages) and carries the bundled model and the export data;
-- (slow) that wheel installed WITHOUT extras into a fresh venv runs `df2infer.load().predict` on an image,
-  from a directory outside the source tree, and does not import torch.
+- (slow) that wheel installed WITHOUT extras into a fresh venv imports, and `df2infer.load()` says which
+  extra brings ONNX Runtime (it is not a core dependency: `cpu` or `gpu`, never both); with the `cpu` extra
+  added it runs `df2infer.load().predict` on an image, from a directory outside the source tree, without
+  importing torch.
 """
 from __future__ import annotations
 
@@ -84,16 +86,38 @@ def test_wheel_top_level_packages_and_data(wheel):
 
 
 @pytest.mark.slow
-def test_fresh_venv_without_extras_predicts(wheel, tmp_path):
+def test_fresh_venv_without_extras_imports_then_predicts_with_the_cpu_extra(wheel, tmp_path):
+    """ONNX Runtime is an extra (`cpu`, or `gpu` / `gpu-cu12` for onnxruntime-gpu; the two distributions share one
+    package directory, so the core cannot pick either). So, in one fresh venv: the wheel WITHOUT extras installs,
+    imports, and `df2infer.load()` fails with an ImportError naming both extras; then `<wheel>[cpu]` is added and
+    `df2infer.load().predict` runs on an image, without importing torch."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     py = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True, env=clean_env)
-    assert proc.returncode == 0, f"pip install {wheel.name} (no extras) failed:\n{proc.stdout}\n{proc.stderr}"
-    script = (
-        "import sys, numpy as np, cv2, df2infer\n"
+
+    def pip_install(spec: str, what: str) -> None:
+        proc = subprocess.run([str(py), "-m", "pip", "install", "-q", spec], capture_output=True, text=True, env=clean_env)
+        assert proc.returncode == 0, f"pip install {what} failed:\n{proc.stdout}\n{proc.stderr}"
+
+    def run(script: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(py), "-c", script], cwd=tmp_path, capture_output=True, text=True, env=clean_env)
+
+    pip_install(str(wheel), f"{wheel.name} (no extras)")
+    no_ort = run(
+        "import importlib.util, df2infer\n"
         "assert 'site-packages' in df2infer.__file__, df2infer.__file__\n"
+        "assert importlib.util.find_spec('onnxruntime') is None, 'onnxruntime came with the core dependencies'\n"
+        "try:\n"
+        "    df2infer.load(device='cpu')\n"
+        "except ImportError as e:\n"
+        "    print('refused:', e)\n")
+    assert no_ort.returncode == 0 and "refused:" in no_ort.stdout, f"without extras:\n{no_ort.stdout}\n{no_ort.stderr}"
+    assert "df2infer[cpu]" in no_ort.stdout and "df2infer[gpu]" in no_ort.stdout, no_ort.stdout
+
+    pip_install(f"{wheel}[cpu]", f"{wheel.name}[cpu]")
+    proc = run(
+        "import sys, numpy as np, cv2, df2infer\n"
         "img = np.full((240, 320, 3), 200, np.uint8); cv2.rectangle(img, (90, 40), (230, 210), (40, 60, 160), -1)\n"
         "cv2.imwrite('photo.jpg', img)\n"
         "model = df2infer.load(device='cpu')\n"
@@ -101,5 +125,4 @@ def test_fresh_venv_without_extras_predicts(wheel, tmp_path):
         "assert not res.failures and res[0].image_size == (240, 320), res\n"
         "assert 'torch' not in sys.modules, 'the runtime imported torch'\n"
         "print('ok', model, len(res[0]))\n")
-    proc = subprocess.run([str(py), "-c", script], cwd=tmp_path, capture_output=True, text=True, env=clean_env)
     assert proc.returncode == 0 and "ok" in proc.stdout, f"predict in the fresh venv failed:\n{proc.stdout}\n{proc.stderr}"

@@ -128,10 +128,12 @@ def test_engine_for_another_tensorrt_version_is_refused(monkeypatch, tmp_path):
     assert "10.13.0.35" in msg and "10.3.0.30" in msg and str(engine) in msg
 
 
-def test_same_major_minor_passes_the_check(tmp_path):
+def test_same_major_minor_is_not_enough(tmp_path):
+    """An engine built without VERSION_COMPATIBLE loads only on the exact TensorRT version that built it."""
     engine = _engine_with_sidecar(tmp_path, tensorrt_version="10.3.0.26")
     meta = artifact.read_engine_sidecar(engine)
-    artifact.check_engine_compatibility(meta, engine_path=engine, tensorrt_version="10.3.0.30", compute_capability="8.7")
+    with pytest.raises(artifact.EngineCompatibilityError, match=r"10\.3\.0\.26.*10\.3\.0\.30"):
+        artifact.check_engine_compatibility(meta, engine_path=engine, tensorrt_version="10.3.0.30", compute_capability="8.7")
 
 
 def test_missing_sidecar_names_it(tmp_path):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from df2infer.artifact import ModelLoadError
 from df2infer.contract import Contract
 
-__all__ = ["Backend", "DeviceError", "ModelLoadError", "parse_device", "resolve_device"]
+__all__ = ["Backend", "DeviceError", "DeviceOutputBackend", "ModelLoadError", "parse_device", "resolve_device"]
 
 
 class DeviceError(RuntimeError):
@@ -31,8 +31,8 @@ class Backend(Protocol):
                min_head_score: a gated-head graph (contract.gated_heads) runs its heads only on detections
                scoring at least this; static graphs ignore it. The Predictor always passes its `conf`.
     close()    releases sessions and device memory; idempotent.
-    Device-resident input and outputs are a backend's own extra (TensorRTBackend.run_device, and its
-    copy_outputs=False views of pinned host buffers); the Predictor uses `run`.
+    Device-resident input and outputs are a backend's own extra (TensorRTBackend.run_device, its
+    copy_outputs=False views of pinned host buffers, and DeviceOutputBackend below); the Predictor uses `run`.
     """
 
     contract: Contract
@@ -43,6 +43,21 @@ class Backend(Protocol):
     def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class DeviceOutputBackend(Backend, Protocol):
+    """A Backend that can also leave its outputs on the GPU, for GPU postprocessing (the CUDA kernels).
+
+    run_device_outputs(inputs, batch=None)
+        inputs: a host batch as for run(), or a device buffer (`__cuda_array_interface__` or a raw pointer,
+        then batch= is required) -> {output name: object exposing `__cuda_array_interface__` version 3},
+        the contracted shapes and dtypes, each naming the stream that writes it (consumers order their reads
+        after that stream); valid until the backend's next call. Nothing is copied to the host.
+    The TensorRT backend implements it; check with isinstance(backend, DeviceOutputBackend).
+    """
+
+    def run_device_outputs(self, inputs: Any, batch: int | None = None) -> dict[str, Any]: ...
 
 
 def parse_device(device: str) -> tuple[str, int]:

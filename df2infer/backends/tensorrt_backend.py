@@ -2,14 +2,31 @@
 
 An engine only runs on the GPU architecture and the TensorRT version it was built with, so every engine
 travels with a sidecar `<engine>.json` (df2infer.artifact.engine_sidecar_path) holding the contract, the TensorRT version,
-the GPU name and compute capability, the precision, the build time and the ONNX file's sha256. Loading
-checks it first and refuses, naming the file and both values, an engine built for another compute
-capability or another TensorRT major.minor, instead of failing deep inside deserialization.
+whether it was built VERSION_COMPATIBLE, the GPU name and compute capability, the precision, the build time
+and the ONNX file's sha256. Loading checks it first (df2infer.artifact.check_engine_compatibility) and
+refuses, naming the file and both values, an engine built for another compute capability or another
+TensorRT version, instead of failing deep inside deserialization. The version rule is TensorRT's: an
+engine built without BuilderFlag.VERSION_COMPATIBLE loads only on the exact TensorRT version that built it (10.3.0.26 and
+10.3.0.30 differ); one built with it loads on the same major version, same or newer.
+
+TensorRT's plugins (the ONNX parser imports RoiAlign as the ROIAlign_TRT plugin) are registered with
+`trt.init_libnvinfer_plugins(logger, "")` before deserializing: without it an engine built in another process
+fails to load (the builder registers them, which hides the problem when both run in one process).
 
 Execution follows the TensorRT 10+ name-based API (num_io_tensors / get_tensor_name / get_tensor_mode,
 set_input_shape, set_tensor_address, execute_async_v3), which TensorRT 8.5 (JetPack 5) already has and 11.x
 keeps. Memory goes through cuda-python: pinned host buffers (cudaMallocHost) and device buffers, allocated
-once for max_batch and reused; one CUDA stream; optional CUDA graph per batch size.
+once for max_batch and reused; one non-blocking CUDA stream.
+
+No CUDA graphs: the deploy graph has data-dependent shapes (NonMaxSuppression becomes an INMSLayer whose
+selected-box count is known only on the device) and CumSum (a loop where the parser has no cumulative
+layer); TensorRT documents engines with data-dependent shapes and loops as not capturable, so capture
+would fail on every call. `use_cuda_graph=True` is refused with that reason (docs/tensorrt.md).
+
+Device inputs (`run_device`) are read on this backend's stream after the producer's work: see
+`df2infer.gpu.cuda_array.stream_to_wait_on` for the `__cuda_array_interface__` stream rule. Device
+outputs (`run_device_outputs`) stay on the GPU for GPU postprocessing, exported as `DeviceArray`s that name
+this backend's stream.
 
 Nothing here imports tensorrt or cuda-python at module import: the CPU path never needs them.
 """
@@ -23,10 +40,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from df2infer.artifact import ModelLoadError, check_engine_compatibility, read_engine_contract, read_engine_sidecar
+from df2infer.artifact import (
+    ModelLoadError,
+    check_engine_compatibility,
+    engine_is_version_compatible,
+    read_engine_contract,
+    read_engine_sidecar,
+)
 from df2infer.backends.base import DeviceError, parse_device
 from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
-from df2infer.gpu.cuda_array import parse_cuda_array_interface
+from df2infer.gpu.cuda_array import DeviceArray, parse_cuda_array_interface, stream_to_wait_on
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
 
 if TYPE_CHECKING:
@@ -34,6 +57,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CUDA_GRAPHS_UNSUPPORTED = (
+    "CUDA graphs are not used with df2infer engines: the deploy graph has data-dependent shapes "
+    "(NonMaxSuppression -> INMSLayer) and CumSum (a loop where the ONNX parser has no cumulative layer), which "
+    "TensorRT cannot capture into a CUDA graph; run without use_cuda_graph (see docs/tensorrt.md)")
 TENSORRT_INSTALL_HINT = (
     "install TensorRT's Python package: on x86-64 with CUDA `pip install tensorrt` (NVIDIA's wheels, they need "
     "an NVIDIA driver); on a Jetson use JetPack's `sudo apt install python3-libnvinfer` (TensorRT cannot be "
@@ -107,8 +134,10 @@ class TensorRTBackend:
 
     run(batch)                  float32 [B, 3, H, W] host array -> {output name: host array [B, ...]}
     run_device(buf, batch)      the same from a device buffer (CuPy / torch / pycuda, or a raw pointer), no copy
-    use_cuda_graph              capture one CUDA graph per batch size on first use and replay it (run() only)
+    run_device_outputs(x)       host array or device buffer in, {output name: DeviceArray} out: the outputs stay
+                                on the GPU (for GPU postprocessing), valid until the next call
     copy_outputs                False returns views of the pinned output buffers, valid until the next call
+    use_cuda_graph              refused (ValueError): see the module doc
     """
 
     name = "tensorrt"
@@ -117,7 +146,6 @@ class TensorRTBackend:
                  copy_outputs: bool = True) -> None:
         self._closed = True  # close() is safe even if __init__ fails half way
         self._buffers: dict[str, _Buffer] = {}
-        self._graphs: dict[int, Any] = {}  # batch size -> cudaGraphExec_t, or None where capture failed
         self._stream: Any = None
         self._event: Any = None
         self._context: trt.IExecutionContext | None = None
@@ -131,7 +159,9 @@ class TensorRTBackend:
         if kind != "cuda":
             raise DeviceError(f"{self.path}: TensorRT engines run on a CUDA device, not {device!r}")
         self.device = f"cuda:{index}"
-        self.use_cuda_graph = use_cuda_graph
+        if use_cuda_graph:
+            raise ValueError(f"{self.path}: {CUDA_GRAPHS_UNSUPPORTED}")
+        self.use_cuda_graph = False
         self.copy_outputs = copy_outputs
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: no such engine file")
@@ -159,7 +189,15 @@ class TensorRTBackend:
         self._closed = False
 
         logger = trt.Logger(trt.Logger.WARNING)
+        # The ONNX parser imports RoiAlign as the ROIAlign_TRT plugin: register TensorRT's plugins before
+        # deserializing, or an engine built in another process does not load (NVIDIA's samples do the same).
+        if not trt.init_libnvinfer_plugins(logger, ""):
+            log.warning("%s: trt.init_libnvinfer_plugins failed; an engine using TensorRT plugins will not load",
+                        self.path)
         self._runtime = trt.Runtime(logger)
+        if engine_is_version_compatible(self.meta):
+            # A VERSION_COMPATIBLE plan carries the lean runtime (host code) that TensorRT must be allowed to load.
+            self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise ModelLoadError(f"{self.path}: TensorRT could not deserialize the engine (see its log above)")
@@ -243,43 +281,6 @@ class TensorRTBackend:
         if not self._context.execute_async_v3(int(self._stream)):
             raise RuntimeError(f"{self.path}: execute_async_v3 failed (see TensorRT's log above)")
 
-    def _execute_with_graph(self, batch: int) -> None:
-        """Replay the batch size's CUDA graph; on its first use run normally, then capture it."""
-        cudart = self._cudart
-        graph_exec = self._graphs.get(batch, ...)
-        if graph_exec is None:  # capture failed before for this batch size
-            self._execute()
-            return
-        if graph_exec is not ...:
-            cuda_call(cudart, cudart.cudaGraphLaunch(graph_exec, self._stream), f"cudaGraphLaunch(batch={batch})")
-            return
-        # First use: a normal enqueue after the shape change flushes TensorRT's deferred shape-dependent updates
-        # (it must not happen inside the capture) and produces this call's outputs; then capture for later calls.
-        self._execute()
-        cuda_call(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        cuda_call(cudart, cudart.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
-        problem: Exception | None = None
-        try:
-            self._execute()
-        except RuntimeError as e:  # execute_async_v3 refused to run under capture
-            problem = e
-        graph = None
-        try:
-            graph = cuda_call(cudart, cudart.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture")
-            if problem is None:
-                self._graphs[batch] = cuda_call(cudart, cudart.cudaGraphInstantiate(graph, 0),
-                                                f"cudaGraphInstantiate(batch={batch})")
-        except CudaError as e:
-            problem = e
-        finally:
-            if graph is not None:
-                cudart.cudaGraphDestroy(graph)
-        if problem is not None:
-            log.warning("%s: CUDA graph capture failed for batch %d (%s); this batch size runs without a graph",
-                        self.path, batch, problem)
-            self._graphs[batch] = None
-
     def _copy_outputs_and_sync(self, batch: int) -> dict[str, np.ndarray]:
         cudart = self._cudart
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
@@ -292,10 +293,13 @@ class TensorRTBackend:
         out = {name: self._buffers[name].host[:batch] for name in OUTPUT_NAMES}
         return {k: v.copy() for k, v in out.items()} if self.copy_outputs else out
 
-    def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
-        """float32 [B, 3, H, W] (other real dtypes are cast) -> {output name: host array [B, ...]}.
-        min_head_score is ignored: engines are built from static-head graphs only (tensorrt_builder.check_buildable)."""
-        self._check_open()
+    def _device_outputs(self, batch: int) -> dict[str, DeviceArray]:
+        stream = int(self._stream)
+        return {name: DeviceArray(ptr=buf.device_ptr, shape=(batch, *buf.shape[1:]), dtype=buf.dtype, stream=stream)
+                for name, buf in ((n, self._buffers[n]) for n in OUTPUT_NAMES)}
+
+    def _upload_host_batch(self, batch: np.ndarray) -> int:
+        """Copy a host batch into the pinned input buffer and enqueue it to the device; return its size."""
         batch = np.asarray(batch)
         c = self.contract
         want = (3, c.input_height, c.input_width)
@@ -312,36 +316,38 @@ class TensorRTBackend:
                   f"cudaMemcpyAsync(host->device, {INPUT_NAME}, {n} bytes)")
         if b != self._batch:
             self._set_input_shape(b)
-        if self.use_cuda_graph:
-            self._execute_with_graph(b)
-        else:
-            self._execute()
+        return b
+
+    def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] (other real dtypes are cast) -> {output name: host array [B, ...]}.
+        min_head_score is ignored: engines are built from static-head graphs only (tensorrt_builder.check_buildable)."""
+        self._check_open()
+        b = self._upload_host_batch(batch)
+        self._execute()
         return self._copy_outputs_and_sync(b)
 
-    def run_device(self, ptr_or_array: Any, batch: int) -> dict[str, np.ndarray]:
-        """Run on an input already on this GPU: an object exposing `__cuda_array_interface__` (CuPy, torch CUDA
-        tensor, pycuda GPUArray) of shape [batch, 3, H, W] and the engine's input dtype, C-contiguous; or a raw
-        device pointer (int), trusted to hold that much. No copy of the input is made. If the interface names
-        the producer's stream, this backend's stream waits for it; with a raw pointer the caller must have
-        finished writing the buffer. CUDA graphs are not used here (they bind the backend's own input buffer).
-        """
-        self._check_open()
+    def _wait_for_producer(self, stream: int) -> None:
+        """Order this backend's stream after all work enqueued so far on the producer's `stream`."""
+        cudart = self._cudart
+        cuda_call(cudart, cudart.cudaEventRecord(self._event, stream), f"cudaEventRecord(producer stream {stream})")
+        cuda_call(cudart, cudart.cudaStreamWaitEvent(self._stream, self._event, 0), "cudaStreamWaitEvent")
+
+    def _enqueue_device_input(self, ptr_or_array: Any, batch: int, producer_stream: int | None) -> None:
+        """Point the engine's input at a device buffer (after ordering on its producer) and enqueue the engine."""
         batch = int(batch)
         self._check_batch(batch)
         c = self.contract
         shape = (batch, 3, c.input_height, c.input_width)
-        cudart = self._cudart
         if isinstance(ptr_or_array, (int, np.integer)) and not isinstance(ptr_or_array, bool):
-            ptr, producer_stream = int(ptr_or_array), None
+            ptr, wait_on = int(ptr_or_array), producer_stream
             if ptr == 0:
                 raise ValueError(f"{self.path}: null device pointer")
         else:
             view = parse_cuda_array_interface(ptr_or_array, shape=shape, dtype=self.input_dtype, what=INPUT_NAME)
-            ptr, producer_stream = view.ptr, view.stream
-        if producer_stream is not None:
-            cuda_call(cudart, cudart.cudaEventRecord(self._event, producer_stream),
-                      f"cudaEventRecord(producer stream {producer_stream})")
-            cuda_call(cudart, cudart.cudaStreamWaitEvent(self._stream, self._event, 0), "cudaStreamWaitEvent")
+            ptr = view.ptr
+            wait_on = producer_stream if producer_stream is not None else stream_to_wait_on(view)
+        if wait_on is not None:
+            self._wait_for_producer(wait_on)
         assert self._context is not None
         if batch != self._batch:
             self._set_input_shape(batch)
@@ -351,21 +357,49 @@ class TensorRTBackend:
             self._execute()
         finally:
             self._context.set_tensor_address(INPUT_NAME, self._buffers[INPUT_NAME].device_ptr)
-        return self._copy_outputs_and_sync(batch)
+
+    def run_device(self, ptr_or_array: Any, batch: int, *, producer_stream: int | None = None) -> dict[str, np.ndarray]:
+        """Run on an input already on this GPU: an object exposing `__cuda_array_interface__` (CuPy, torch CUDA
+        tensor, pycuda GPUArray) of shape [batch, 3, H, W] and the engine's input dtype, C-contiguous; or a raw
+        device pointer (int), trusted to hold that much. No copy of the input is made.
+
+        Ordering: this backend's stream waits for the producer's stream before reading. Which stream is the
+        producer's: `producer_stream` if given; else the interface's `stream` key; an interface that states
+        `stream: None` (version 3) needs no wait; one without the key (PyTorch publishes version 2 without it)
+        guarantees nothing, and is taken to be written on the legacy default stream, which is what PyTorch's
+        default current stream is (a tensor written on another, non-blocking stream needs producer_stream=).
+        With a raw pointer and no producer_stream the caller must have finished writing the buffer.
+        """
+        self._check_open()
+        self._enqueue_device_input(ptr_or_array, batch, producer_stream)
+        return self._copy_outputs_and_sync(int(batch))
+
+    def run_device_outputs(self, inputs: Any, batch: int | None = None, *,
+                           producer_stream: int | None = None) -> dict[str, DeviceArray]:
+        """Run and leave the outputs on the GPU: {output name: DeviceArray [batch, ...]}, views of this backend's
+        device buffers (valid until the next call), each exporting `__cuda_array_interface__` with this backend's
+        stream, so a consumer (CuPy, PyTorch, df2infer.ops.cuda) orders its reads after the engine. Nothing is
+        copied to the host and the host does not wait. `inputs`: a host array [B, 3, H, W] (batch taken from it),
+        or a device buffer / pointer as in run_device (then `batch` is required)."""
+        self._check_open()
+        if isinstance(inputs, np.ndarray):
+            b = self._upload_host_batch(inputs)
+            self._execute()
+            return self._device_outputs(b)
+        if batch is None:
+            raise ValueError(f"{self.path}: run_device_outputs on a device buffer needs batch=")
+        self._enqueue_device_input(inputs, batch, producer_stream)
+        return self._device_outputs(int(batch))
 
     # ---------------------------------------------------------------- teardown
     def close(self) -> None:
-        """Free graphs, buffers, the event and the stream, then the TensorRT objects. Idempotent."""
+        """Free buffers, the event and the stream, then the TensorRT objects. Idempotent."""
         if self._closed:
             return
         self._closed = True
         cudart = self._cudart
         if self._stream is not None:
             cudart.cudaStreamSynchronize(self._stream)
-        for graph_exec in self._graphs.values():
-            if graph_exec is not None:
-                cudart.cudaGraphExecDestroy(graph_exec)
-        self._graphs.clear()
         for buf in self._buffers.values():
             cudart.cudaFree(buf.device_ptr)
             cudart.cudaFreeHost(buf.host_ptr)
@@ -395,4 +429,4 @@ class TensorRTBackend:
 
     def __repr__(self) -> str:
         return (f"TensorRTBackend({str(self.path)!r}, device={self.device!r}, precision={self.precision!r}, "
-                f"max_batch={getattr(self, 'max_batch', '?')}, use_cuda_graph={self.use_cuda_graph})")
+                f"max_batch={getattr(self, 'max_batch', '?')})")

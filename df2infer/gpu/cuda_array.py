@@ -2,7 +2,10 @@
 
 Only what the runtime needs: the pointer, after checking that shape, dtype and layout are exactly the ones
 the engine expects (C-contiguous, no mask). Spec: https://numba.readthedocs.io/en/stable/cuda/cuda_array_interface.html
-(version 3 adds `stream`: the producer's stream, which the consumer must order its work after).
+(version 3 adds `stream`: the producer's stream, which the consumer must order its work after; `None` there
+means no synchronization is needed). `stream_to_wait_on` is the rule the backends follow, including for
+interfaces without the key (PyTorch publishes version 2, which has none). `DeviceArray` is the other
+direction: a backend's device buffer exported with the stream that writes it.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ class CudaArrayView:
     shape: tuple[int, ...]
     dtype: np.dtype
     stream: int | None  # producer's stream handle (1 = legacy default, 2 = per-thread default); None: none given
+    stream_declared: bool = False  # the interface has a `stream` key (an explicit None there: no sync needed)
 
 
 def c_contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -84,4 +88,46 @@ def parse_cuda_array_interface(obj: Any, *, shape: tuple[int, ...], dtype: np.dt
         stream = int(stream)
         if stream == 0:
             raise ValueError(f"{what}: __cuda_array_interface__ stream 0 is disallowed by the spec (ambiguous)")
-    return CudaArrayView(ptr=ptr, shape=got_shape, dtype=got_dtype, stream=stream)
+    return CudaArrayView(ptr=ptr, shape=got_shape, dtype=got_dtype, stream=stream, stream_declared="stream" in cai)
+
+
+LEGACY_DEFAULT_STREAM = 1  # cudaStreamLegacy, as the interface and cuda-python's runtime API both number it
+
+
+def stream_to_wait_on(view: CudaArrayView) -> int | None:
+    """The stream a consumer must order its reads after, or None when the producer guarantees the data is ready.
+
+    - `stream: <handle>`: that stream.
+    - `stream: None` (version 3): the producer says no synchronization is needed.
+    - no `stream` key (versions 0-2, e.g. PyTorch's version 2): the producer makes no guarantee. The data is
+      taken to be written on the legacy default stream, which is where PyTorch, CuPy and Numba enqueue unless
+      told otherwise; the consumer records an event there and makes its own stream wait on it. Recording on
+      the legacy stream also orders after earlier work on every *blocking* stream; a producer that wrote on a
+      non-blocking stream of its own must name it (the backends' `producer_stream=`) or synchronize first.
+    """
+    if view.stream is not None:
+        return view.stream
+    if view.stream_declared:
+        return None
+    return LEGACY_DEFAULT_STREAM
+
+
+@dataclass(frozen=True)
+class DeviceArray:
+    """Device memory owned by someone else (a backend's output buffer), exported through
+    `__cuda_array_interface__` version 3 with the stream its contents are written on, so CuPy, PyTorch or the
+    CUDA kernels order their reads after it. Valid until the owner's next call; never freed through this."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    stream: int  # the writer's stream handle; nonzero (the interface disallows 0)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {"shape": tuple(self.shape), "typestr": np.dtype(self.dtype).str, "data": (int(self.ptr), False),
+                "version": 3, "strides": None, "stream": int(self.stream)}
