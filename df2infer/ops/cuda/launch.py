@@ -66,7 +66,7 @@ def pack_params(kernel: str, args: Sequence[Any]) -> PackedParams:
         raise KeyError(f"unknown kernel {kernel!r}; known: {sorted(KERNEL_SIGNATURES)}")
     if len(args) != len(sig):
         raise TypeError(f"{kernel}: {len(args)} arguments given, its signature has {len(sig)} ({', '.join(sig)})")
-    values = []
+    values: list[Any] = []
     for i, (kind, a) in enumerate(zip(sig, args)):
         if kind == "ptr":
             values.append(ctypes.c_void_p(device_pointer(a, f"{kernel} argument {i}")))

@@ -112,6 +112,7 @@ class GpuPreprocessor:
         self.alpha = tuple(float(a) for a in alpha)
         self.beta = tuple(float(b) for b in beta)
         self._scratch = _Scratch(driver)
+        self.last_launches: list[tuple] = []  # (kernel, grid, block, args) of the last call, for benchmarks
 
     def __call__(self, images: Sequence[np.ndarray], out: Any) -> list[LetterboxInfo]:
         """Write the batch into `out` (device pointer or CUDA array of [>= B, 3, H, W] out_dtype); return
@@ -148,9 +149,10 @@ class GpuPreprocessor:
             base = self._scratch.device
         H, W = self.size
         grid = ((W + 31) // 32, (H + 7) // 8, B)
-        self.driver.launch("letterbox_kernel", grid, (32, 8, 1), (
-            base, base + offs["offsets"], base + offs["geom"], base + offs["scale"], out,
-            int(self.out_dtype == np.float16), B, H, W, self.pad, *self.alpha, *self.beta))
+        args = (base, base + offs["offsets"], base + offs["geom"], base + offs["scale"], out,
+                int(self.out_dtype == np.float16), B, H, W, self.pad, *self.alpha, *self.beta)
+        self.driver.launch("letterbox_kernel", grid, (32, 8, 1), args)
+        self.last_launches = [("letterbox_kernel", grid, (32, 8, 1), args)]
         return infos
 
     def close(self) -> None:
@@ -195,6 +197,7 @@ class GpuPostprocessor:
             raise ValueError(f"GpuPostprocessor: {self.C} landmark channels, the categories need {int(self.counts.max())}")
         self._tables = _Scratch(driver)
         self._results = _Scratch(driver)
+        self.last_launches: list[tuple] = []  # (kernel, grid, block, args) of the last call, for benchmarks
 
     def __call__(self, items: Sequence[PostItem], masks: Any, heatmaps: Any, *, mask_threshold: float = 0.5,
                  landmark_method: str = "torchvision", want_masks: bool = True, want_landmarks: bool = True,
@@ -256,40 +259,47 @@ class GpuPostprocessor:
         self._results.reserve(results.nbytes)
         rdev = self._results.device
 
+        launches: list[tuple] = []
+
+        def launch(kernel: str, grid: tuple, block: tuple, args: tuple) -> None:
+            self.driver.launch(kernel, grid, block, args)
+            launches.append((kernel, grid, block, args))
+
         drv = self.driver
         if n or instance_maps:
             drv.upload(dev, self._tables.host[:cubic_at])
         if n and want_masks and mask_total:
             g, b = grid_1d(mask_total)
-            drv.launch("paste_masks_compact", g, b, (masks, p["rows"], p["boxes"], p["extents"], p["mask_off"], n,
-                                                      self.M, self.M, float(mask_threshold), rdev + roffs["masks"]))
+            launch("paste_masks_compact", g, b, (masks, p["rows"], p["boxes"], p["extents"], p["mask_off"], n,
+                                                  self.M, self.M, float(mask_threshold), rdev + roffs["masks"]))
         if instance_maps and int(map_off[-1]):
             g, b = grid_1d(int(map_off[-1]))
-            drv.launch("paste_masks_instance_map", g, b, (masks, p["rows"], p["boxes"], p["extents"], p["det_begin"],
-                                                           p["dims"], p["map_off"], len(items), self.M, self.M,
-                                                           float(mask_threshold), rdev + roffs["maps"]))
+            launch("paste_masks_instance_map", g, b, (masks, p["rows"], p["boxes"], p["extents"], p["det_begin"],
+                                                       p["dims"], p["map_off"], len(items), self.M, self.M,
+                                                       float(mask_threshold), rdev + roffs["maps"]))
         if n and want_landmarks:
             g, b = grid_1d(n * self.C, 64)
             lm_out = rdev + roffs["landmarks"]
             if landmark_method == "subpixel":
-                drv.launch("landmarks_subpixel", g, b, (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"],
-                                                         n, self.C, self.K, self.K, lm_out))
+                launch("landmarks_subpixel", g, b, (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"],
+                                                     n, self.C, self.K, self.K, lm_out))
             else:
                 gt, bt = grid_1d(int(table_off[-1]))
-                drv.launch("landmarks_cubic_tables", gt, bt, (p["sizes"], p["table_off"], n, self.K, self.K,
-                                                               dev + cubic_at))
-                drv.launch("landmarks_torchvision", g, b, (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"],
-                                                            p["sizes"], p["table_off"], dev + cubic_at, n, self.C,
-                                                            self.K, self.K, lm_out))
+                launch("landmarks_cubic_tables", gt, bt, (p["sizes"], p["table_off"], n, self.K, self.K,
+                                                           dev + cubic_at))
+                launch("landmarks_torchvision", g, b, (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"],
+                                                        p["sizes"], p["table_off"], dev + cubic_at, n, self.C,
+                                                        self.K, self.K, lm_out))
         out_host = np.empty(results.nbytes, np.uint8) if self._results.host is None else self._results.host[:results.nbytes]
         used = max((off + arr.nbytes for _, arr, off in results.parts if arr.nbytes), default=0)
         if used:
             drv.download(out_host[:used], rdev)
         drv.synchronize()
+        self.last_launches = launches
 
         mask_bytes = out_host[roffs["masks"]:roffs["masks"] + mask_total]
-        lms = out_host[roffs["landmarks"]:roffs["landmarks"] + n * self.C * 3 * 4 * int(want_landmarks)]
-        lms = lms.view(np.float32).reshape(n, self.C, 3) if want_landmarks else None
+        lm_bytes = out_host[roffs["landmarks"]:roffs["landmarks"] + n * self.C * 3 * 4 * int(want_landmarks)]
+        lms = lm_bytes.view(np.float32).reshape(n, self.C, 3) if want_landmarks else None
         maps_flat = out_host[roffs["maps"]:roffs["maps"] + int(map_off[-1]) * 2 * int(instance_maps)].view(np.int16)
         out = []
         for i, it in enumerate(items):
