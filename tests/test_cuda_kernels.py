@@ -130,7 +130,7 @@ def test_nvcc_compiles_with_warnings_as_errors(source, tmp_path):
 
 # ---------------------------------------------------------------- signatures and the shim itself
 _KINDS = {"const unsigned char*": "ptr", "const long long*": "ptr", "const int*": "ptr", "const double*": "ptr",
-          "void*": "ptr", "const float*": "ptr", "float*": "ptr", "unsigned char*": "ptr", "short*": "ptr",
+          "void*": "ptr", "const float*": "ptr", "float*": "ptr", "int*": "ptr", "unsigned char*": "ptr", "short*": "ptr",
           "int": "i32", "long long": "i64", "float": "f32"}
 
 
@@ -271,9 +271,9 @@ def test_one_launch_per_kernel_one_copy_each_way(driver):
     driver.calls.clear()
     gp(items, mp, hp, landmark_method="torchvision")
     ops = [c[0] for c in driver.calls]
-    assert ops == ["upload", "launch", "launch", "launch", "download", "synchronize"], driver.calls
+    assert ops == ["upload", "launch", "launch", "launch", "launch", "download", "synchronize"], driver.calls
     assert [c[1] for c in driver.calls if c[0] == "launch"] == [
-        "paste_masks_compact", "landmarks_cubic_tables", "landmarks_torchvision"]
+        "paste_masks_compact", "landmarks_cubic_tables", "landmarks_torchvision_columns", "landmarks_torchvision"]
     compact = sum(int(np.prod(r.shape)) for r in gp(items, mp, hp)[0].masks)
     assert compact > 0
     full = masks.nbytes + heat.nbytes

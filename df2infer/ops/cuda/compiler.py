@@ -25,7 +25,8 @@ KERNEL_DIR = Path(__file__).resolve().parent
 KERNELS: dict[str, tuple[str, ...]] = {
     "letterbox.cu": ("letterbox_kernel",),
     "paste_masks.cu": ("paste_masks_compact", "paste_masks_instance_map"),
-    "landmarks.cu": ("landmarks_subpixel", "landmarks_cubic_tables", "landmarks_torchvision"),
+    "landmarks.cu": ("landmarks_subpixel", "landmarks_cubic_tables", "landmarks_torchvision_columns",
+                     "landmarks_torchvision"),
 }
 
 # Options every compile uses (NVRTC and nvcc alike; the shim uses -ffp-contract=off to match).

@@ -91,54 +91,87 @@ extern "C" __global__ void landmarks_cubic_tables(const int* __restrict__ sizes,
 // method="torchvision": the map resized bicubically (OpenCV INTER_CUBIC on float32: horizontal pass,
 // then vertical, replicated border) to mw x mh, its first maximum in row-major order, x = x1 + (xi +
 // 0.5) * w / mw with w = max(x2 - x1, 1) in double precision, score = the resized value there.
-// Each thread walks the output column by column, keeping the column's horizontal pass (Kh values).
-extern "C" __global__ void landmarks_torchvision(const float* __restrict__ heatmaps, const long long* __restrict__ heat_index,
-                                                 const float* __restrict__ boxes, const int* __restrict__ labels,
-                                                 const int* __restrict__ counts, const int* __restrict__ sizes,
-                                                 const long long* __restrict__ table_offset,
-                                                 const float* __restrict__ tables, int n, int C, int Kh, int Kw,
-                                                 float* __restrict__ out) {
+// Two steps so that the GPU has enough threads: one thread per (detection, landmark, output column)
+// finds the column's maximum (landmarks_torchvision_columns), then one per (detection, landmark)
+// takes the best column (landmarks_torchvision).
+
+// Column maxima: for detection d with k = counts[labels[d]] landmarks, its k * mw columns are entries
+// col_offset[d] + j * mw + xo of col_best (the value) and col_row (the first row holding it).
+// Grid: 1-D over col_offset[n].
+extern "C" __global__ void landmarks_torchvision_columns(const float* __restrict__ heatmaps,
+                                                         const long long* __restrict__ heat_index,
+                                                         const int* __restrict__ sizes,
+                                                         const long long* __restrict__ table_offset,
+                                                         const float* __restrict__ tables,
+                                                         const long long* __restrict__ col_offset, int n, int C,
+                                                         int Kh, int Kw, float* __restrict__ col_best,
+                                                         int* __restrict__ col_row) {
   const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= (long long)n * C || Kh > MAX_HEATMAP_SIZE) return;
-  const int d = (int)(t / C), j = (int)(t % C);
-  if (j >= counts[labels[d]]) return;
+  if (n <= 0 || t >= col_offset[n] || Kh > MAX_HEATMAP_SIZE) return;
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (col_offset[mid] <= t) lo = mid; else hi = mid - 1;
+  }
+  const int d = lo, mw = sizes[2 * d], mh = sizes[2 * d + 1];
+  const long long local = t - col_offset[d];
+  const int j = (int)(local / mw), xo = (int)(local % mw);
   const float* map = heatmaps + (heat_index[d] * C + j) * (long long)(Kh * Kw);
-  const int mw = sizes[2 * d], mh = sizes[2 * d + 1];
   const float* xt = tables + 5 * table_offset[d];
   const float* yt = xt + 5 * mw;
-  float column[MAX_HEATMAP_SIZE];
-  float best = 0.f;
-  long long best_pos = -1;
-  for (int xo = 0; xo < mw; ++xo) {
-    const int s = (int)xt[5 * xo];
-    int xs[4];
-    for (int k = 0; k < 4; ++k) {
-      const int v = s - 1 + k;
-      xs[k] = v < 0 ? 0 : (v >= Kw ? Kw - 1 : v);
-    }
-    const float* a = xt + 5 * xo + 1;
-    for (int r = 0; r < Kh; ++r) {
-      const float* row = map + r * Kw;
-      column[r] = row[xs[0]] * a[0] + row[xs[1]] * a[1] + row[xs[2]] * a[2] + row[xs[3]] * a[3];
-    }
-    for (int yo = 0; yo < mh; ++yo) {
-      const int sy = (int)yt[5 * yo];
-      const float* b = yt + 5 * yo + 1;
-      int ys[4];
-      for (int k = 0; k < 4; ++k) {
-        const int v = sy - 1 + k;
-        ys[k] = v < 0 ? 0 : (v >= Kh ? Kh - 1 : v);
-      }
-      const float v = column[ys[0]] * b[0] + column[ys[1]] * b[1] + column[ys[2]] * b[2] + column[ys[3]] * b[3];
-      const long long pos = (long long)yo * mw + xo;
-      if (best_pos < 0 || v > best || (v == best && pos < best_pos)) { best = v; best_pos = pos; }
-    }
+  const int s = (int)xt[5 * xo];
+  int xs[4];
+  for (int k = 0; k < 4; ++k) {
+    const int v = s - 1 + k;
+    xs[k] = v < 0 ? 0 : (v >= Kw ? Kw - 1 : v);
   }
-  const int yi = (int)(best_pos / mw), xi = (int)(best_pos % mw);
+  const float* a = xt + 5 * xo + 1;
+  float column[MAX_HEATMAP_SIZE];  // the horizontal pass at this column, one value per map row
+  for (int r = 0; r < Kh; ++r) {
+    const float* row = map + r * Kw;
+    column[r] = row[xs[0]] * a[0] + row[xs[1]] * a[1] + row[xs[2]] * a[2] + row[xs[3]] * a[3];
+  }
+  float best = 0.f;
+  int best_row = -1;
+  for (int yo = 0; yo < mh; ++yo) {
+    const int sy = (int)yt[5 * yo];
+    const float* b = yt + 5 * yo + 1;
+    int ys[4];
+    for (int k = 0; k < 4; ++k) {
+      const int v = sy - 1 + k;
+      ys[k] = v < 0 ? 0 : (v >= Kh ? Kh - 1 : v);
+    }
+    const float v = column[ys[0]] * b[0] + column[ys[1]] * b[1] + column[ys[2]] * b[2] + column[ys[3]] * b[3];
+    if (best_row < 0 || v > best) { best = v; best_row = yo; }
+  }
+  col_best[t] = best;
+  col_row[t] = best_row;
+}
+
+// The best column of each (detection, landmark): the first maximum in row-major order of the resized
+// map, i.e. the highest value, ties to the lowest row, then to the lowest column. Grid: 1-D over n * C.
+extern "C" __global__ void landmarks_torchvision(const float* __restrict__ boxes, const int* __restrict__ labels,
+                                                 const int* __restrict__ counts, const int* __restrict__ sizes,
+                                                 const long long* __restrict__ col_offset,
+                                                 const float* __restrict__ col_best, const int* __restrict__ col_row,
+                                                 int n, int C, float* __restrict__ out) {
+  const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (long long)n * C) return;
+  const int d = (int)(t / C), j = (int)(t % C);
+  if (j >= counts[labels[d]]) return;
+  const int mw = sizes[2 * d], mh = sizes[2 * d + 1];
+  const long long base = col_offset[d] + (long long)j * mw;
+  float best = col_best[base];
+  int bx = 0, by = col_row[base];
+  for (int xo = 1; xo < mw; ++xo) {
+    const float v = col_best[base + xo];
+    const int r = col_row[base + xo];
+    if (v > best || (v == best && r < by)) { best = v; bx = xo; by = r; }
+  }
   const float* box = boxes + 4 * d;
   const double w = fmax((double)(box[2] - box[0]), 1.0), h = fmax((double)(box[3] - box[1]), 1.0);
   float* o = out + 3 * t;
-  o[0] = (float)(((double)xi + 0.5) * (w / (double)mw) + (double)box[0]);
-  o[1] = (float)(((double)yi + 0.5) * (h / (double)mh) + (double)box[1]);
+  o[0] = (float)(((double)bx + 0.5) * (w / (double)mw) + (double)box[0]);
+  o[1] = (float)(((double)by + 0.5) * (h / (double)mh) + (double)box[1]);
   o[2] = best;
 }

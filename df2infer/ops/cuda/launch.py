@@ -30,7 +30,8 @@ KERNEL_SIGNATURES: dict[str, tuple[str, ...]] = {
     "paste_masks_instance_map": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "f32", "ptr"),
     "landmarks_subpixel": ("ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", "ptr"),
     "landmarks_cubic_tables": ("ptr", "ptr", "i32", "i32", "i32", "ptr"),
-    "landmarks_torchvision": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", "ptr"),
+    "landmarks_torchvision_columns": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", "ptr", "ptr"),
+    "landmarks_torchvision": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "ptr"),
 }
 
 # Which source defines each kernel.

@@ -235,15 +235,23 @@ class GpuPostprocessor:
             h = max(float(boxes[d, 3] - boxes[d, 1]), 1.0)
             sizes[d] = (int(np.ceil(w)), int(np.ceil(h)))
         table_off = np.concatenate([[0], np.cumsum(sizes.sum(axis=1, dtype=np.int64))]).astype(np.int64)
+        # one column-maximum entry per (detection, own landmark, resized column)
+        own = self.counts[labels].astype(np.int64) if n else np.zeros(0, np.int64)
+        col_off = np.concatenate([[0], np.cumsum(own * sizes[:, 0])]).astype(np.int64)
+        col_total = int(col_off[-1])
         use_tv = want_landmarks and landmark_method == "torchvision"
 
         tables = _Pack()
         for name, arr in (("rows", rows), ("boxes", boxes), ("extents", extents), ("mask_off", mask_off),
                           ("labels", labels), ("counts", self.counts), ("sizes", sizes), ("table_off", table_off),
+                          ("col_off", col_off),
                           ("det_begin", det_begin), ("dims", dims), ("map_off", map_off)):
             tables.add(name, arr)
+        # scratch after the uploaded tables: cubic coefficients, column maxima and their rows
         cubic_at = tables.nbytes
-        tables.nbytes = _align(cubic_at + (int(table_off[-1]) * 5 * 4 if use_tv else 0))
+        best_at = _align(cubic_at + (int(table_off[-1]) * 5 * 4 if use_tv else 0))
+        row_at = _align(best_at + (col_total * 4 if use_tv else 0))
+        tables.nbytes = _align(row_at + (col_total * 4 if use_tv else 0))
         self._tables.reserve(tables.nbytes)
         assert self._tables.host is not None
         t = tables.write(self._tables.host)
@@ -287,9 +295,12 @@ class GpuPostprocessor:
                 gt, bt = grid_1d(int(table_off[-1]))
                 launch("landmarks_cubic_tables", gt, bt, (p["sizes"], p["table_off"], n, self.K, self.K,
                                                            dev + cubic_at))
-                launch("landmarks_torchvision", g, b, (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"],
-                                                        p["sizes"], p["table_off"], dev + cubic_at, n, self.C,
-                                                        self.K, self.K, lm_out))
+                gc, bc = grid_1d(col_total, 128)
+                launch("landmarks_torchvision_columns", gc, bc, (heatmaps, p["rows"], p["sizes"], p["table_off"],
+                                                                  dev + cubic_at, p["col_off"], n, self.C, self.K,
+                                                                  self.K, dev + best_at, dev + row_at))
+                launch("landmarks_torchvision", g, b, (p["boxes"], p["labels"], p["counts"], p["sizes"], p["col_off"],
+                                                        dev + best_at, dev + row_at, n, self.C, lm_out))
         out_host = np.empty(results.nbytes, np.uint8) if self._results.host is None else self._results.host[:results.nbytes]
         used = max((off + arr.nbytes for _, arr, off in results.parts if arr.nbytes), default=0)
         if used:

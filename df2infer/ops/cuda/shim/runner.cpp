@@ -32,6 +32,7 @@ const Entry kKernels[] = {
     SHIM_KERNEL(paste_masks_instance_map),
     SHIM_KERNEL(landmarks_subpixel),
     SHIM_KERNEL(landmarks_cubic_tables),
+    SHIM_KERNEL(landmarks_torchvision_columns),
     SHIM_KERNEL(landmarks_torchvision),
 };
 }  // namespace
