@@ -271,9 +271,9 @@ def test_one_launch_per_kernel_one_copy_each_way(driver):
     driver.calls.clear()
     gp(items, mp, hp, landmark_method="torchvision")
     ops = [c[0] for c in driver.calls]
-    assert ops == ["upload", "launch", "launch", "launch", "launch", "download", "synchronize"], driver.calls
+    assert ops == ["upload"] + ["launch"] * 5 + ["download", "synchronize"], driver.calls
     assert [c[1] for c in driver.calls if c[0] == "launch"] == [
-        "paste_masks_compact", "landmarks_cubic_tables", "landmarks_torchvision_columns", "landmarks_torchvision"]
+        "paste_masks_weights", "paste_masks_compact", "landmarks_cubic_tables", "landmarks_torchvision_columns", "landmarks_torchvision"]
     compact = sum(int(np.prod(r.shape)) for r in gp(items, mp, hp)[0].masks)
     assert compact > 0
     full = masks.nbytes + heat.nbytes
@@ -360,7 +360,7 @@ def test_cuda_driver_calls_through_a_fake_driver_api(driver, monkeypatch, tmp_pa
         ref_l = post.decode_landmarks(heat[it.row, it.idx], it.boxes, it.labels, "subpixel")
         assert all(np.array_equal(a, b) for a, b in zip(ref_l, r.landmarks))
     launches = [c for c in fake.calls if c[0] == "cuLaunchKernel"]
-    assert [c[1][0] for c in launches] == ["paste_masks_compact", "landmarks_subpixel"]
+    assert [c[1][0] for c in launches] == ["paste_masks_weights", "paste_masks_compact", "landmarks_subpixel"]
     assert all(c[1][-1] == 55 for c in launches)  # on the backend's stream
     assert all(c[1][-1] == 55 for c in fake.calls if c[0].startswith("cuMemcpy") or c[0] == "cuStreamSynchronize")
     assert [c[0] for c in fake.calls].count("cuModuleLoadData") == 2  # paste_masks.cu, landmarks.cu

@@ -32,20 +32,7 @@ __device__ __forceinline__ void bilinear_taps(float u, int m, int* j0, int* j1, 
   *w1 = in1 ? fmaxf(b, 0.f) : 0.f;
 }
 
-// The probability of image pixel (x, y) for one detection's M x M map.
-__device__ __forceinline__ float paste_value(const float* __restrict__ map, int mh, int mw, const float* box,
-                                             int x, int y) {
-  int r0, r1, c0, c1;
-  float wy0, wy1, wx0, wx1;
-  bilinear_taps(sample_position(y, box[1], box[3], mh), mh, &r0, &r1, &wy0, &wy1);
-  bilinear_taps(sample_position(x, box[0], box[2], mw), mw, &c0, &c1, &wx0, &wx1);
-  // (Ry @ mask) at columns c0 and c1, then (.. @ Rx^T).
-  const float t0 = fmaf(wy1, map[r1 * mw + c0], wy0 * map[r0 * mw + c0]);
-  const float t1 = fmaf(wy1, map[r1 * mw + c1], wy0 * map[r0 * mw + c1]);
-  return fmaf(wx1, t1, wx0 * t0);
-}
-
-// Detection d whose pixel range [offsets[d], offsets[d + 1]) holds flat index t (offsets ascending).
+// Detection d whose range [offsets[d], offsets[d + 1]) holds flat index t (offsets ascending).
 __device__ __forceinline__ int owner(const long long* __restrict__ offsets, int n, long long t) {
   int lo = 0, hi = n - 1;
   while (lo < hi) {
@@ -55,23 +42,55 @@ __device__ __forceinline__ int owner(const long long* __restrict__ offsets, int 
   return lo;
 }
 
+// The sampling weights of every row and column of every detection's extent, computed once (in double
+// precision, so per pixel there is no double arithmetic): detection d's entries start at woff[d], its
+// extent's rows first (y1 - y0 of them, sampling the map's rows), then its columns. Entry i holds the
+// taps taps[2i], taps[2i + 1] and weights weights[2i], weights[2i + 1]. Grid: 1-D over woff[n].
+extern "C" __global__ void paste_masks_weights(const float* __restrict__ boxes, const int* __restrict__ extents,
+                                               const long long* __restrict__ woff, int n, int mh, int mw,
+                                               int* __restrict__ taps, float* __restrict__ weights) {
+  const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (n <= 0 || t >= woff[n]) return;
+  const int d = owner(woff, n, t);
+  const int* e = extents + 4 * d;
+  const float* box = boxes + 4 * d;
+  const int i = (int)(t - woff[d]), rows = e[3] - e[1];
+  float u;
+  int m;
+  if (i < rows) { u = sample_position(e[1] + i, box[1], box[3], mh); m = mh; }
+  else { u = sample_position(e[0] + i - rows, box[0], box[2], mw); m = mw; }
+  bilinear_taps(u, m, taps + 2 * t, taps + 2 * t + 1, weights + 2 * t, weights + 2 * t + 1);
+}
+
+// The probability at (row entry ry, column entry cx) of one detection's M x M map: the reference's
+// (Ry @ mask) at the two tap columns, then (.. @ Rx^T).
+__device__ __forceinline__ float paste_value(const float* __restrict__ map, int mw, const int* __restrict__ taps,
+                                             const float* __restrict__ weights, long long ry, long long cx) {
+  const int r0 = taps[2 * ry], r1 = taps[2 * ry + 1], c0 = taps[2 * cx], c1 = taps[2 * cx + 1];
+  const float wy0 = weights[2 * ry], wy1 = weights[2 * ry + 1], wx0 = weights[2 * cx], wx1 = weights[2 * cx + 1];
+  const float t0 = fmaf(wy1, map[r1 * mw + c0], wy0 * map[r0 * mw + c0]);
+  const float t1 = fmaf(wy1, map[r1 * mw + c1], wy0 * map[r0 * mw + c1]);
+  return fmaf(wx1, t1, wx0 * t0);
+}
+
 // Compact masks: detection d's mask covers extents[d] = [x0, y0, x1, y1) and is stored row-major at
 // out[offsets[d] .. offsets[d + 1]), one byte per pixel (0/1). masks: the engine's mask tensor;
-// detection d's M x M map is masks[mask_index[d] * mh * mw ...]. boxes: float [n, 4] image pixels
-// (unclipped). Grid: 1-D over offsets[n] pixels.
+// detection d's M x M map is masks[mask_index[d] * mh * mw ...]. taps/weights/woff: paste_masks_weights.
+// Grid: 1-D over offsets[n] pixels.
 extern "C" __global__ void paste_masks_compact(const float* __restrict__ masks, const long long* __restrict__ mask_index,
-                                               const float* __restrict__ boxes, const int* __restrict__ extents,
-                                               const long long* __restrict__ offsets, int n, int mh, int mw,
+                                               const int* __restrict__ extents, const long long* __restrict__ offsets,
+                                               const long long* __restrict__ woff, const int* __restrict__ taps,
+                                               const float* __restrict__ weights, int n, int mh, int mw,
                                                float threshold, unsigned char* __restrict__ out) {
   const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (n <= 0 || t >= offsets[n]) return;
   const int d = owner(offsets, n, t);
   const int* e = extents + 4 * d;
-  const int w = e[2] - e[0];
-  const long long local = t - offsets[d];
-  const int y = e[1] + (int)(local / w), x = e[0] + (int)(local % w);
+  const int w = e[2] - e[0], rows = e[3] - e[1];
+  const int local = (int)(t - offsets[d]);  // < 2^31: one mask's pixels
+  const int r = local / w, c = local - r * w;
   const float* map = masks + mask_index[d] * (long long)(mh * mw);
-  out[t] = paste_value(map, mh, mw, boxes + 4 * d, x, y) >= threshold ? 1 : 0;
+  out[t] = paste_value(map, mw, taps, weights, woff[d] + r, woff[d] + rows + c) >= threshold ? 1 : 0;
 }
 
 // Full-image instance maps: image b (size dims[2b] x dims[2b + 1]) owns detections
@@ -81,7 +100,8 @@ extern "C" __global__ void paste_masks_compact(const float* __restrict__ masks, 
 // Grid: 1-D over map_offsets[B] pixels.
 extern "C" __global__ void paste_masks_instance_map(const float* __restrict__ masks,
                                                     const long long* __restrict__ mask_index,
-                                                    const float* __restrict__ boxes, const int* __restrict__ extents,
+                                                    const int* __restrict__ extents, const long long* __restrict__ woff,
+                                                    const int* __restrict__ taps, const float* __restrict__ weights,
                                                     const int* __restrict__ det_begin, const int* __restrict__ dims,
                                                     const long long* __restrict__ map_offsets, int B, int mh, int mw,
                                                     float threshold, short* __restrict__ out) {
@@ -89,14 +109,14 @@ extern "C" __global__ void paste_masks_instance_map(const float* __restrict__ ma
   if (B <= 0 || t >= map_offsets[B]) return;
   const int b = owner(map_offsets, B, t);
   const int w = dims[2 * b + 1];
-  const long long local = t - map_offsets[b];
-  const int y = (int)(local / w), x = (int)(local % w);
+  const int local = (int)(t - map_offsets[b]);  // < 2^31: one image's pixels
+  const int y = local / w, x = local - y * w;
   short label = 0;
   for (int d = det_begin[b]; d < det_begin[b + 1]; ++d) {
     const int* e = extents + 4 * d;
     if (x < e[0] || x >= e[2] || y < e[1] || y >= e[3]) continue;
     const float* map = masks + mask_index[d] * (long long)(mh * mw);
-    if (paste_value(map, mh, mw, boxes + 4 * d, x, y) >= threshold) {
+    if (paste_value(map, mw, taps, weights, woff[d] + (y - e[1]), woff[d] + (e[3] - e[1]) + (x - e[0])) >= threshold) {
       label = (short)(d - det_begin[b] + 1);
       break;
     }

@@ -226,6 +226,10 @@ class GpuPostprocessor:
             extents[d] = mask_extent(boxes[d], items[image_of[d]].image_size)
         areas = (extents[:, 2] - extents[:, 0]).astype(np.int64) * (extents[:, 3] - extents[:, 1])
         mask_off = np.concatenate([[0], np.cumsum(areas)]).astype(np.int64)
+        # sampling weights: one entry per row and per column of each extent (paste_masks_weights)
+        woff = np.concatenate([[0], np.cumsum((extents[:, 3] - extents[:, 1]).astype(np.int64)
+                                              + (extents[:, 2] - extents[:, 0]))]).astype(np.int64)
+        w_total = int(woff[-1]) if (want_masks or instance_maps) else 0
         dims = np.array([it.image_size for it in items], np.int32).reshape(-1, 2)
         map_off = np.concatenate([[0], np.cumsum(dims[:, 0].astype(np.int64) * dims[:, 1])]).astype(np.int64)
         # torchvision method: resized map size per detection, as postprocess._heatmaps_torchvision
@@ -242,7 +246,7 @@ class GpuPostprocessor:
         use_tv = want_landmarks and landmark_method == "torchvision"
 
         tables = _Pack()
-        for name, arr in (("rows", rows), ("boxes", boxes), ("extents", extents), ("mask_off", mask_off),
+        for name, arr in (("rows", rows), ("boxes", boxes), ("extents", extents), ("mask_off", mask_off), ("woff", woff),
                           ("labels", labels), ("counts", self.counts), ("sizes", sizes), ("table_off", table_off),
                           ("col_off", col_off),
                           ("det_begin", det_begin), ("dims", dims), ("map_off", map_off)):
@@ -251,7 +255,9 @@ class GpuPostprocessor:
         cubic_at = tables.nbytes
         best_at = _align(cubic_at + (int(table_off[-1]) * 5 * 4 if use_tv else 0))
         row_at = _align(best_at + (col_total * 4 if use_tv else 0))
-        tables.nbytes = _align(row_at + (col_total * 4 if use_tv else 0))
+        taps_at = _align(row_at + (col_total * 4 if use_tv else 0))
+        weights_at = _align(taps_at + w_total * 2 * 4)
+        tables.nbytes = _align(weights_at + w_total * 2 * 4)
         self._tables.reserve(tables.nbytes)
         assert self._tables.host is not None
         t = tables.write(self._tables.host)
@@ -276,15 +282,20 @@ class GpuPostprocessor:
         drv = self.driver
         if n or instance_maps:
             drv.upload(dev, self._tables.host[:cubic_at])
+        taps, weights = dev + taps_at, dev + weights_at
+        if n and w_total:
+            g, b = grid_1d(w_total)
+            launch("paste_masks_weights", g, b, (p["boxes"], p["extents"], p["woff"], n, self.M, self.M, taps, weights))
         if n and want_masks and mask_total:
             g, b = grid_1d(mask_total)
-            launch("paste_masks_compact", g, b, (masks, p["rows"], p["boxes"], p["extents"], p["mask_off"], n,
-                                                  self.M, self.M, float(mask_threshold), rdev + roffs["masks"]))
+            launch("paste_masks_compact", g, b, (masks, p["rows"], p["extents"], p["mask_off"], p["woff"], taps,
+                                                  weights, n, self.M, self.M, float(mask_threshold),
+                                                  rdev + roffs["masks"]))
         if instance_maps and int(map_off[-1]):
             g, b = grid_1d(int(map_off[-1]))
-            launch("paste_masks_instance_map", g, b, (masks, p["rows"], p["boxes"], p["extents"], p["det_begin"],
-                                                       p["dims"], p["map_off"], len(items), self.M, self.M,
-                                                       float(mask_threshold), rdev + roffs["maps"]))
+            launch("paste_masks_instance_map", g, b, (masks, p["rows"], p["extents"], p["woff"], taps, weights,
+                                                       p["det_begin"], p["dims"], p["map_off"], len(items), self.M,
+                                                       self.M, float(mask_threshold), rdev + roffs["maps"]))
         if n and want_landmarks:
             g, b = grid_1d(n * self.C, 64)
             lm_out = rdev + roffs["landmarks"]
