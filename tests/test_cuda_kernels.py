@@ -284,7 +284,7 @@ def test_one_launch_per_kernel_one_copy_each_way(driver):
     out = driver.alloc(2 * 3 * 64 * 64 * 4)
     driver.calls.clear()
     pre_gp(frames, out)
-    assert [c[0] for c in driver.calls if c[0] != "alloc"] == ["upload", "launch"]
+    assert [c[0] for c in driver.calls if c[0] != "alloc"] == ["synchronize", "upload", "launch"]
 
 
 # ---------------------------------------------------------------- CudaDriver against a recording fake driver API

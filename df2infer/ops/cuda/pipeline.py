@@ -137,6 +137,10 @@ class GpuPreprocessor:
         pack.add("offsets", frame_off)
         pack.add("geom", geom)
         pack.add("scale", scale)
+        # The staging buffer is reused: the previous batch's copy (or, zero-copy, its kernel) must have
+        # read it before it is overwritten. The backend synchronizes after each batch anyway, so this
+        # wait is normally free; it makes the class safe on its own.
+        self.driver.synchronize()
         self._scratch.reserve(pack.nbytes)
         host = self._scratch.host
         assert host is not None
