@@ -4,11 +4,11 @@
 // Geometry: the host passes each frame's letterbox (df2infer.preprocess.letterbox_geometry), so
 // new size and padding are the CPU path's by construction. Resampling emulates OpenCV's uint8
 // INTER_LINEAR: source position fx = (float)((dx + 0.5) * scale_x - 0.5) in double precision,
-// border clamping as cv::resize does, 11-bit fixed-point weights (cvRound of (1 - f) * 2048 and
+// border handling as cv::resize does it, 11-bit fixed-point weights (cvRound of (1 - f) * 2048 and
 // f * 2048), the horizontal pass in exact integers, and the vertical pass as OpenCV's SIMD code
-// computes it (((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16) + 2) >> 2. Where OpenCV takes its
-// scalar tail path instead (exact rounding of (b0 * r0 + b1 * r1) / 2^22) the two differ by at most
-// one grey level; docs/cuda_kernels.md states the tolerance.
+// computes it (((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16) + 2) >> 2. Where OpenCV takes another
+// code path (its scalar tail rounds (b0 * r0 + b1 * r1) / 2^22 exactly) the two can differ by one
+// grey level; docs/cuda_kernels.md states the tolerance.
 //
 // One thread per output pixel (all three channels); no shared memory, so the CPU shim can run it.
 
@@ -36,15 +36,18 @@ __device__ __forceinline__ unsigned short f32_to_f16_bits(float f) {
   return (unsigned short)(sign | h);
 }
 
-// OpenCV's source index and 11-bit weights along one axis for destination coordinate d.
-__device__ __forceinline__ void linear_tap(int d, double scale, int src_len, int* i0, int* i1, int* w0, int* w1) {
+// OpenCV's source indices and 11-bit weights along one axis for destination coordinate d. As in
+// cv::resize, the horizontal axis clamps the position itself at the borders (weight (1, 0) on the edge
+// pixel), the vertical axis keeps the fraction and only clamps the row indices.
+__device__ __forceinline__ void linear_tap(int d, double scale, int src_len, bool clamp_fraction, int* i0, int* i1,
+                                           int* w0, int* w1) {
   float f = (float)((d + 0.5) * scale - 0.5);
   int s = (int)floorf(f);
   f -= (float)s;
-  if (s < 0) { f = 0.f; s = 0; }
-  if (s >= src_len - 1) { f = 0.f; s = src_len - 1; }
-  *i0 = s;
-  *i1 = s + 1 < src_len ? s + 1 : src_len - 1;
+  if (clamp_fraction && s < 0) { f = 0.f; s = 0; }
+  if (clamp_fraction && s >= src_len - 1) { f = 0.f; s = src_len - 1; }
+  *i0 = s < 0 ? 0 : (s > src_len - 1 ? src_len - 1 : s);
+  *i1 = s + 1 < 0 ? 0 : (s + 1 > src_len - 1 ? src_len - 1 : s + 1);
   *w0 = (int)rintf((1.f - f) * 2048.f);
   *w1 = (int)rintf(f * 2048.f);
 }
@@ -77,8 +80,8 @@ extern "C" __global__ void letterbox_kernel(const unsigned char* __restrict__ fr
   const int dx = x - pad_x, dy = y - pad_y;
   if (dx >= 0 && dx < new_w && dy >= 0 && dy < new_h) {
     int x0, x1, a0, a1, y0, y1, b0, b1;
-    linear_tap(dx, scale[2 * b], w, &x0, &x1, &a0, &a1);
-    linear_tap(dy, scale[2 * b + 1], h, &y0, &y1, &b0, &b1);
+    linear_tap(dx, scale[2 * b], w, true, &x0, &x1, &a0, &a1);
+    linear_tap(dy, scale[2 * b + 1], h, false, &y0, &y1, &b0, &b1);
     const unsigned char* row0 = frames + frame_offset[b] + (long long)y0 * pitch;
     const unsigned char* row1 = frames + frame_offset[b] + (long long)y1 * pitch;
     for (int c = 0; c < 3; ++c) {  // c is the BGR channel; it lands in RGB plane 2 - c
