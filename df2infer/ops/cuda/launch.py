@@ -24,7 +24,7 @@ from df2infer.ops.cuda import compiler
 _CTYPES = {"ptr": ctypes.c_void_p, "i32": ctypes.c_int32, "i64": ctypes.c_int64, "f32": ctypes.c_float}
 
 KERNEL_SIGNATURES: dict[str, tuple[str, ...]] = {
-    "letterbox_kernel": ("ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32",
+    "letterbox_kernel": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32",
                          "f32", "f32", "f32", "f32", "f32", "f32", "f32"),
     "paste_masks_weights": ("ptr", "ptr", "ptr", "i32", "i32", "i32", "ptr", "ptr"),
     "paste_masks_compact": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "f32", "ptr"),

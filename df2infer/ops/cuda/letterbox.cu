@@ -2,10 +2,9 @@
 // input [B, 3, H, W] (RGB, CHW), float32 or float16, value * alpha[c] + beta[c] per output channel.
 //
 // Geometry: the host passes each frame's letterbox (df2infer.preprocess.letterbox_geometry), so
-// new size and padding are the CPU path's by construction. Resampling emulates OpenCV's uint8
-// INTER_LINEAR: source position fx = (float)((dx + 0.5) * scale_x - 0.5) in double precision,
-// border handling as cv::resize does it, 11-bit fixed-point weights (cvRound of (1 - f) * 2048 and
-// f * 2048), the horizontal pass in exact integers, and the vertical pass as OpenCV's SIMD code
+// new size and padding are the CPU path's by construction, and the per-column / per-row source
+// indices and 11-bit weights of OpenCV's uint8 INTER_LINEAR (pipeline.letterbox_plan). The kernel
+// does the horizontal pass in exact integers and the vertical pass as OpenCV's SIMD code
 // computes it (((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16) + 2) >> 2. Where OpenCV takes another
 // code path (its scalar tail rounds (b0 * r0 + b1 * r1) / 2^22 exactly) the two can differ by one
 // grey level; docs/cuda_kernels.md states the tolerance.
@@ -36,22 +35,6 @@ __device__ __forceinline__ unsigned short f32_to_f16_bits(float f) {
   return (unsigned short)(sign | h);
 }
 
-// OpenCV's source indices and 11-bit weights along one axis for destination coordinate d. As in
-// cv::resize, the horizontal axis clamps the position itself at the borders (weight (1, 0) on the edge
-// pixel), the vertical axis keeps the fraction and only clamps the row indices.
-__device__ __forceinline__ void linear_tap(int d, double scale, int src_len, bool clamp_fraction, int* i0, int* i1,
-                                           int* w0, int* w1) {
-  float f = (float)((d + 0.5) * scale - 0.5);
-  int s = (int)floorf(f);
-  f -= (float)s;
-  if (clamp_fraction && s < 0) { f = 0.f; s = 0; }
-  if (clamp_fraction && s >= src_len - 1) { f = 0.f; s = src_len - 1; }
-  *i0 = s < 0 ? 0 : (s > src_len - 1 ? src_len - 1 : s);
-  *i1 = s + 1 < 0 ? 0 : (s + 1 > src_len - 1 ? src_len - 1 : s + 1);
-  *w0 = (int)rintf((1.f - f) * 2048.f);
-  *w1 = (int)rintf(f * 2048.f);
-}
-
 // OpenCV's vertical step (VResizeLinearVec_32s8u): 16-bit high multiplies of the rows shifted by 4.
 __device__ __forceinline__ int vertical_u8(int r0, int r1, int b0, int b1) {
   const int p0 = (int)(short)(r0 >> 4) * b0 >> 16;
@@ -61,32 +44,34 @@ __device__ __forceinline__ int vertical_u8(int r0, int r1, int b0, int b1) {
 }
 
 // frames: all frames packed; frame b starts at frames + frame_offset[b], rows of geom pitch bytes.
-// geom: int [B, 8] = h, w, pitch, new_h, new_w, pad_y, pad_x, 0.  scale: double [B, 2] = OpenCV's
-// scale_x = 1 / (new_w / w) and scale_y.  out: [B, 3, H, W], float32 (out_half = 0) or float16 bits.
+// geom: int [B, 8] = h, w, pitch, new_h, new_w, pad_y, pad_x, 0.  taps: int [., 4] = (first source
+// index, second source index, weight of the first, weight of the second) for frame b's resized
+// columns at entries toff[b] .. toff[b] + new_w - 1, then its rows (pipeline.letterbox_plan computes
+// them on the host, as cv::resize does). out: [B, 3, H, W], float32 (out_half = 0) or float16 bits.
 // Grid: x over W, y over H, z over B.
 extern "C" __global__ void letterbox_kernel(const unsigned char* __restrict__ frames,
                                             const long long* __restrict__ frame_offset,
-                                            const int* __restrict__ geom, const double* __restrict__ scale,
-                                            void* __restrict__ out, int out_half, int B, int H, int W,
-                                            float pad, float alpha_r, float alpha_g, float alpha_b,
-                                            float beta_r, float beta_g, float beta_b) {
+                                            const int* __restrict__ geom, const int* __restrict__ taps,
+                                            const int* __restrict__ toff, void* __restrict__ out, int out_half,
+                                            int B, int H, int W, float pad, float alpha_r, float alpha_g,
+                                            float alpha_b, float beta_r, float beta_g, float beta_b) {
   const int x = (int)(blockIdx.x * blockDim.x + threadIdx.x);
   const int y = (int)(blockIdx.y * blockDim.y + threadIdx.y);
   const int b = (int)blockIdx.z;
   if (x >= W || y >= H || b >= B) return;
   const int* g = geom + 8 * b;
-  const int h = g[0], w = g[1], pitch = g[2], new_h = g[3], new_w = g[4], pad_y = g[5], pad_x = g[6];
+  const int pitch = g[2], new_h = g[3], new_w = g[4], pad_y = g[5], pad_x = g[6];
   float rgb[3] = {pad, pad, pad};
   const int dx = x - pad_x, dy = y - pad_y;
   if (dx >= 0 && dx < new_w && dy >= 0 && dy < new_h) {
-    int x0, x1, a0, a1, y0, y1, b0, b1;
-    linear_tap(dx, scale[2 * b], w, true, &x0, &x1, &a0, &a1);
-    linear_tap(dy, scale[2 * b + 1], h, false, &y0, &y1, &b0, &b1);
-    const unsigned char* row0 = frames + frame_offset[b] + (long long)y0 * pitch;
-    const unsigned char* row1 = frames + frame_offset[b] + (long long)y1 * pitch;
+    const int* tx = taps + 4 * (toff[b] + dx);
+    const int* ty = taps + 4 * (toff[b] + new_w + dy);
+    const int x0 = 3 * tx[0], x1 = 3 * tx[1], a0 = tx[2], a1 = tx[3], b0 = ty[2], b1 = ty[3];
+    const unsigned char* row0 = frames + frame_offset[b] + (long long)ty[0] * pitch;
+    const unsigned char* row1 = frames + frame_offset[b] + (long long)ty[1] * pitch;
     for (int c = 0; c < 3; ++c) {  // c is the BGR channel; it lands in RGB plane 2 - c
-      const int r0 = row0[3 * x0 + c] * a0 + row0[3 * x1 + c] * a1;
-      const int r1 = row1[3 * x0 + c] * a0 + row1[3 * x1 + c] * a1;
+      const int r0 = row0[x0 + c] * a0 + row0[x1 + c] * a1;
+      const int r1 = row1[x0 + c] * a0 + row1[x1 + c] * a1;
       rgb[2 - c] = (float)vertical_u8(r0, r1, b0, b1);
     }
   }

@@ -77,20 +77,48 @@ class _Scratch:
         self.capacity = 0
 
 
+def linear_taps(dst: int, src: int, clamp_fraction: bool) -> np.ndarray:
+    """cv::resize's uint8 INTER_LINEAR taps along one axis: int32 [dst, 4] = (first source index, second
+    source index, weight of the first, weight of the second), weights in 11-bit fixed point.
+
+    As OpenCV: scale = 1 / (dst / src) in double, f = (float)((d + 0.5) * scale - 0.5), s = floor(f),
+    weights cvRound((1 - f') * 2048) and cvRound(f' * 2048) of the fraction f' = f - s in float. The
+    horizontal axis (clamp_fraction) clamps the position at the borders (weights (2048, 0) on the edge
+    pixel); the vertical axis keeps the fraction and clamps only the row indices.
+    """
+    scale = 1.0 / (dst / src)
+    f = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f)
+    frac = (f - s).astype(np.float32)
+    s = s.astype(np.int64)
+    if clamp_fraction:
+        low, high = s < 0, s >= src - 1
+        frac[low | high] = 0.0
+        s = np.where(low, 0, np.where(high, src - 1, s))
+    taps = np.empty((dst, 4), np.int32)
+    taps[:, 0] = np.clip(s, 0, src - 1)
+    taps[:, 1] = np.clip(s + 1, 0, src - 1)
+    taps[:, 2] = np.rint((np.float32(1.0) - frac) * np.float32(2048.0))
+    taps[:, 3] = np.rint(frac * np.float32(2048.0))
+    return taps
+
+
 def letterbox_plan(shapes: Sequence[tuple[int, int]], size: tuple[int, int]
-                   ) -> tuple[np.ndarray, np.ndarray, list[LetterboxInfo]]:
-    """Per-frame kernel tables for frames of `shapes` (h, w) letterboxed into `size` (H, W):
-    geom int32 [B, 8] (h, w, pitch, new_h, new_w, pad_y, pad_x, 0), scale float64 [B, 2] (OpenCV's
-    scale_x = 1 / (new_w / w), scale_y), and the LetterboxInfo of each frame."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LetterboxInfo]]:
+    """Kernel tables for frames of `shapes` (h, w) letterboxed into `size` (H, W): geom int32 [B, 8]
+    (h, w, pitch, new_h, new_w, pad_y, pad_x, 0), taps int32 [., 4] (each frame's resized columns, then
+    rows: linear_taps), toff int32 [B] (where each frame's taps start), and each frame's LetterboxInfo."""
     geom = np.zeros((len(shapes), 8), np.int32)
-    scale = np.zeros((len(shapes), 2), np.float64)
-    infos = []
+    toff = np.zeros(len(shapes), np.int32)
+    taps, infos, pos = [], [], 0
     for i, (h, w) in enumerate(shapes):
         s, new_h, new_w, pad_y, pad_x = letterbox_geometry(h, w, size)
         geom[i] = (h, w, 3 * w, new_h, new_w, pad_y, pad_x, 0)
-        scale[i] = (1.0 / (new_w / w), 1.0 / (new_h / h))
+        toff[i] = pos
+        taps += [linear_taps(new_w, w, True), linear_taps(new_h, h, False)]
+        pos += new_w + new_h
         infos.append(LetterboxInfo(scale=float(s), pad_x=pad_x, pad_y=pad_y, orig_h=h, orig_w=w))
-    return geom, scale, infos
+    return geom, np.concatenate(taps) if taps else np.zeros((0, 4), np.int32), toff, infos
 
 
 class GpuPreprocessor:
@@ -125,7 +153,7 @@ class GpuPreprocessor:
         B = len(images)
         if B == 0:
             return []
-        geom, scale, infos = letterbox_plan([img.shape[:2] for img in images], self.size)
+        geom, taps, toff, infos = letterbox_plan([img.shape[:2] for img in images], self.size)
         frame_off = np.zeros(B, np.int64)
         pack = _Pack()
         pos = 0
@@ -136,7 +164,8 @@ class GpuPreprocessor:
         pack.nbytes = frames_bytes
         pack.add("offsets", frame_off)
         pack.add("geom", geom)
-        pack.add("scale", scale)
+        pack.add("taps", taps)
+        pack.add("toff", toff)
         # The staging buffer is reused: the previous batch's copy (or, zero-copy, its kernel) must have
         # read it before it is overwritten. The backend synchronizes after each batch anyway, so this
         # wait is normally free; it makes the class safe on its own.
@@ -153,7 +182,7 @@ class GpuPreprocessor:
             base = self._scratch.device
         H, W = self.size
         grid = ((W + 31) // 32, (H + 7) // 8, B)
-        args = (base, base + offs["offsets"], base + offs["geom"], base + offs["scale"], out,
+        args = (base, base + offs["offsets"], base + offs["geom"], base + offs["taps"], base + offs["toff"], out,
                 int(self.out_dtype == np.float16), B, H, W, self.pad, *self.alpha, *self.beta)
         self.driver.launch("letterbox_kernel", grid, (32, 8, 1), args)
         self.last_launches = [("letterbox_kernel", grid, (32, 8, 1), args)]
