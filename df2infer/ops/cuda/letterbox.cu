@@ -1,0 +1,86 @@
+// Letterbox preprocessing on the GPU: a batch of uint8 BGR frames of different sizes -> the engine's
+// input [B, 3, H, W] (RGB, CHW), float32 or float16, value * alpha[c] + beta[c] per output channel.
+//
+// Geometry: the host passes each frame's letterbox (df2infer.ops.letterbox.letterbox_geometry), so
+// new size and padding are the CPU path's by construction, and the per-column / per-row source
+// indices and 11-bit weights of OpenCV's uint8 INTER_LINEAR (pipeline.letterbox_plan). The kernel
+// does the horizontal pass in exact integers and the vertical pass as OpenCV's SIMD code
+// computes it (((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16) + 2) >> 2. Where OpenCV takes another
+// code path (its scalar tail rounds (b0 * r0 + b1 * r1) / 2^22 exactly) the two can differ by one
+// grey level; docs/cuda_kernels.md states the tolerance.
+//
+// One thread per output pixel (all three channels); no shared memory, so the CPU shim can run it.
+
+// float32 -> float16 bits, round to nearest even, as numpy's astype(float16) and __float2half_rn.
+// In software (integer operations) so that NVRTC needs no cuda_fp16.h and the shim runs the same code.
+__device__ __forceinline__ unsigned short f32_to_f16_bits(float f) {
+  const unsigned int x = __float_as_uint(f);
+  const unsigned int sign = (x >> 16) & 0x8000u;
+  const unsigned int ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return (unsigned short)(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));
+  if (ax >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // rounds to >= 65520: infinity
+  if (ax < 0x38800000u) {                                           // below 2^-14: half subnormal
+    if (ax <= 0x33000000u) return (unsigned short)sign;             // <= 2^-25 rounds (ties-to-even) to 0
+    const unsigned int e = ax >> 23;
+    const unsigned int m = (ax & 0x7fffffu) | 0x800000u;
+    const unsigned int shift = 126u - e;                            // units of 2^-24
+    unsigned int q = m >> shift;
+    const unsigned int rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u))) ++q;
+    return (unsigned short)(sign | q);
+  }
+  unsigned int h = (ax - 0x38000000u) >> 13;
+  const unsigned int rem = ax & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+  return (unsigned short)(sign | h);
+}
+
+// OpenCV's vertical step (VResizeLinearVec_32s8u): 16-bit high multiplies of the rows shifted by 4.
+__device__ __forceinline__ int vertical_u8(int r0, int r1, int b0, int b1) {
+  const int p0 = (int)(short)(r0 >> 4) * b0 >> 16;
+  const int p1 = (int)(short)(r1 >> 4) * b1 >> 16;
+  int v = (p0 + p1 + 2) >> 2;
+  return v < 0 ? 0 : (v > 255 ? 255 : v);
+}
+
+// frames: all frames packed; frame b starts at frames + frame_offset[b], rows of geom pitch bytes.
+// geom: int [B, 8] = h, w, pitch, new_h, new_w, pad_y, pad_x, 0.  taps: int [., 4] = (first source
+// index, second source index, weight of the first, weight of the second) for frame b's resized
+// columns at entries toff[b] .. toff[b] + new_w - 1, then its rows (pipeline.letterbox_plan computes
+// them on the host, as cv::resize does). out: [B, 3, H, W], float32 (out_half = 0) or float16 bits.
+// Grid: x over W, y over H, z over B.
+extern "C" __global__ void letterbox_kernel(const unsigned char* __restrict__ frames,
+                                            const long long* __restrict__ frame_offset,
+                                            const int* __restrict__ geom, const int* __restrict__ taps,
+                                            const int* __restrict__ toff, void* __restrict__ out, int out_half,
+                                            int B, int H, int W, float pad, float alpha_r, float alpha_g,
+                                            float alpha_b, float beta_r, float beta_g, float beta_b) {
+  const int x = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+  const int y = (int)(blockIdx.y * blockDim.y + threadIdx.y);
+  const int b = (int)blockIdx.z;
+  if (x >= W || y >= H || b >= B) return;
+  const int* g = geom + 8 * b;
+  const int pitch = g[2], new_h = g[3], new_w = g[4], pad_y = g[5], pad_x = g[6];
+  float rgb[3] = {pad, pad, pad};
+  const int dx = x - pad_x, dy = y - pad_y;
+  if (dx >= 0 && dx < new_w && dy >= 0 && dy < new_h) {
+    const int* tx = taps + 4 * (toff[b] + dx);
+    const int* ty = taps + 4 * (toff[b] + new_w + dy);
+    const int x0 = 3 * tx[0], x1 = 3 * tx[1], a0 = tx[2], a1 = tx[3], b0 = ty[2], b1 = ty[3];
+    const unsigned char* row0 = frames + frame_offset[b] + (long long)ty[0] * pitch;
+    const unsigned char* row1 = frames + frame_offset[b] + (long long)ty[1] * pitch;
+    for (int c = 0; c < 3; ++c) {  // c is the BGR channel; it lands in RGB plane 2 - c
+      const int r0 = row0[x0 + c] * a0 + row0[x1 + c] * a1;
+      const int r1 = row1[x0 + c] * a0 + row1[x1 + c] * a1;
+      rgb[2 - c] = (float)vertical_u8(r0, r1, b0, b1);
+    }
+  }
+  const float alpha[3] = {alpha_r, alpha_g, alpha_b}, beta[3] = {beta_r, beta_g, beta_b};
+  const long long plane = (long long)H * W;
+  const long long base = (long long)b * 3 * plane + (long long)y * W + x;
+  for (int c = 0; c < 3; ++c) {
+    const float v = fmaf(rgb[c], alpha[c], beta[c]);
+    if (out_half) ((unsigned short*)out)[base + c * plane] = f32_to_f16_bits(v);
+    else ((float*)out)[base + c * plane] = v;
+  }
+}
