@@ -9,6 +9,8 @@
     model.close()                               # or: with df2infer.load() as model: ...
 
 Data flow (docs/design.md): read -> preprocess (ops.letterbox) -> backend -> decode (ops.decode) -> Detections.
+A backend that pre- and postprocesses on its GPU (backends.base.DevicePipelineBackend: TensorRT with the CUDA
+kernels) takes the frames themselves and computes masks and landmarks where its outputs lie (docs/cuda_kernels.md).
 """
 from __future__ import annotations
 
@@ -24,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from df2infer.artifact import is_engine_path
-from df2infer.backends.base import Backend, DeviceError, resolve_device
+from df2infer.backends.base import Backend, DeviceError, DevicePipelineBackend, resolve_device
 from df2infer.contract import Contract
 from df2infer.images import ImageError, coerce_image, read_image
-from df2infer.ops.decode import decode_detections
+from df2infer.ops.decode import assemble_detections, decode_detections, keep_detections
 from df2infer.ops.landmarks import LANDMARK_METHODS
 from df2infer.ops.letterbox import to_input_batch
 from df2infer.results import Detections, PredictionFailure, Predictions
@@ -166,6 +168,9 @@ class Predictor:
         self.timings = StageTimings()
         self._similarity: Any = None
         self._buf: np.ndarray | None = None
+        # A capability of the backend, not a backend name: frames go to the GPU when it offers that.
+        self._pipeline: DevicePipelineBackend | None = (
+            backend if isinstance(backend, DevicePipelineBackend) and backend.frames_on_device else None)
 
     @property
     def device(self) -> str:
@@ -313,6 +318,8 @@ class Predictor:
 
     def _infer(self, images: list[np.ndarray], ids: list[tuple[str | None, int]], opts: dict) -> list[Detections]:
         """One backend call on BGR uint8 images (at most max_batch): preprocess, run, decode; ids = (path, source)."""
+        if self._pipeline is not None:
+            return self._infer_on_device(self._pipeline, images, ids, opts)
         t = time.perf_counter()
         c = self.contract
         if self._buf is None:
@@ -329,5 +336,32 @@ class Predictor:
         with _single_threaded_blas():
             results = [decode_detections(outputs, b, infos[b], path=path, source=source, **opts)
                        for b, (path, source) in enumerate(ids)]
+        self.timings.add("postprocess", time.perf_counter() - t2, len(images))
+        return results
+
+    def _infer_on_device(self, pipeline: DevicePipelineBackend, images: list[np.ndarray],
+                         ids: list[tuple[str | None, int]], opts: dict) -> list[Detections]:
+        """_infer on a DevicePipelineBackend: the GPU letterboxes the frames (so preprocessing is part of the
+        inference stage's time), the host keeps detections from the compact outputs, the GPU pastes masks and
+        decodes landmarks of those in one call per batch. Same Detections as the CPU path (docs/cuda_kernels.md)."""
+        t1 = time.perf_counter()
+        outputs, infos = pipeline.run_frames(images, min_head_score=opts["conf"])
+        t2 = time.perf_counter()
+        self.timings.add("inference", t2 - t1, len(images))
+        on_gpu = pipeline.device_postprocessing and (opts["masks"] or opts["landmarks"])
+        if not on_gpu:  # run_frames returned every output: the numpy decode
+            with _single_threaded_blas():
+                results = [decode_detections(outputs, b, infos[b], path=path, source=source, **opts)
+                           for b, (path, source) in enumerate(ids)]
+            self.timings.add("postprocess", time.perf_counter() - t2, len(images))
+            return results
+        kept = [keep_detections(outputs, b, infos[b], conf=opts["conf"], suppress_iou=opts["suppress_iou"])
+                for b in range(len(ids))]
+        post = pipeline.postprocess_device(kept, mask_threshold=opts["mask_threshold"],
+                                           landmark_method=opts["landmark_method"], want_masks=opts["masks"],
+                                           want_landmarks=opts["landmarks"])
+        results = [assemble_detections(outputs, k, masks=r.masks, mask_boxes=r.mask_boxes, landmarks=r.landmarks,
+                                       embeddings=opts["embeddings"], path=path, source=source)
+                   for k, r, (path, source) in zip(kept, post, ids)]
         self.timings.add("postprocess", time.perf_counter() - t2, len(images))
         return results

@@ -86,11 +86,14 @@ class CheckedCudart:
 
 # ------------------------------------------------------------------------------------------------ tensorrt
 def fake_tensorrt(log: list, *, version: str = "10.3.0.30", contract: Contract | None = None,
-                  max_batch: int = 4, plugins_ok: bool = True, onnx_input_shape: tuple | None = None) -> types.ModuleType:
+                  max_batch: int = 4, plugins_ok: bool = True, onnx_input_shape: tuple | None = None,
+                  execute: Any = None) -> types.ModuleType:
     """A stand-in `tensorrt` module recording every call into `log` (see the module doc).
 
     Engines it "deserializes" have the contract's tensors with an optimization profile of batch 1..max_batch.
     `onnx_input_shape`: the input shape the fake ONNX parser reports (default [-1, 3, H, W]).
+    `execute(addresses, batch)`: called by execute_async_v3 with {tensor name: address set by set_tensor_address}
+    and the input batch, for tests whose "device" memory is host memory (it can read the input, write outputs).
     """
     contract = contract or Contract(input_height=64, input_width=96, max_detections=10)
     trt = types.ModuleType("tensorrt")
@@ -121,6 +124,7 @@ def fake_tensorrt(log: list, *, version: str = "10.3.0.30", contract: Contract |
     class Context:
         def __init__(self) -> None:
             self.batch = max_batch
+            self.addresses: dict[str, int] = {}
 
         def set_input_shape(self, name: str, shape: tuple) -> bool:
             rec("set_input_shape", name, tuple(shape))
@@ -134,10 +138,13 @@ def fake_tensorrt(log: list, *, version: str = "10.3.0.30", contract: Contract |
 
         def set_tensor_address(self, name: str, ptr: int) -> bool:
             rec("set_tensor_address", name, int(ptr))
+            self.addresses[name] = int(ptr)
             return True
 
         def execute_async_v3(self, stream: int) -> bool:
             rec("execute_async_v3", int(stream))
+            if execute is not None:
+                execute(dict(self.addresses), self.batch)
             return True
 
     class Engine:
@@ -278,7 +285,7 @@ def fake_tensorrt(log: list, *, version: str = "10.3.0.30", contract: Contract |
             return b"fake serialized engine"
 
     for name, value in dict(locals()).items():
-        if name not in ("log", "version", "contract", "max_batch", "plugins_ok", "onnx_input_shape", "trt", "rec"):
+        if name not in ("log", "version", "contract", "max_batch", "plugins_ok", "onnx_input_shape", "execute", "trt", "rec"):
             setattr(trt, name, value)
     return trt
 
@@ -286,3 +293,41 @@ def fake_tensorrt(log: list, *, version: str = "10.3.0.30", contract: Contract |
 def names(log: list, prefix: str = "") -> list[str]:
     """The call names in `log` (optionally only those starting with `prefix`), in order."""
     return [entry[0] for entry in log if entry[0].startswith(prefix)]
+
+
+class HostMemoryCudart(CheckedCudart):
+    """CheckedCudart whose "device" memory is host memory: cudaMalloc hands out numpy buffers, cudaMemcpyAsync
+    copies at once and cudaFree releases, whether or not a GPU is present. With the CUDA kernels' CPU shim
+    (df2infer.ops.cuda.shim.ShimDriver) reading and writing the same addresses, the TensorRT backend's whole
+    GPU path (frames -> GPU letterbox -> engine -> GPU masks/landmarks) runs on the CPU. Every other call is
+    CheckedCudart's (cuda-python's argument conversion, placeholders without a driver)."""
+
+    def __init__(self, log: list, runtime: Any = None) -> None:
+        super().__init__(log, runtime)
+        self.memory: dict[int, np.ndarray] = {}
+        self.copies: list[tuple[str, int]] = []  # (kind name, bytes) of every cudaMemcpyAsync
+
+    def __getattr__(self, name: str) -> Any:
+        rt = self._rt
+        ok = rt.cudaError_t.cudaSuccess
+        if name == "cudaMalloc":
+            def malloc(nbytes: int) -> tuple:
+                self._log.append(("cuda.cudaMalloc", nbytes))
+                buf = np.zeros(max(int(nbytes), 1), np.uint8)
+                self.memory[buf.ctypes.data] = buf
+                return ok, buf.ctypes.data
+            return malloc
+        if name == "cudaFree":
+            def free(ptr: int) -> tuple:
+                self._log.append(("cuda.cudaFree", ptr))
+                self.memory.pop(int(ptr))
+                return (ok,)
+            return free
+        if name == "cudaMemcpyAsync":
+            def memcpy(dst: int, src: int, nbytes: int, kind: Any, stream: Any) -> tuple:
+                self._log.append(("cuda.cudaMemcpyAsync", dst, src, nbytes, kind, stream))
+                ctypes.memmove(int(dst), int(src), int(nbytes))
+                self.copies.append((rt.cudaMemcpyKind(kind).name, int(nbytes)))
+                return (ok,)
+            return memcpy
+        return super().__getattr__(name)

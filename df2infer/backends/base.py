@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from df2infer.artifact import ModelLoadError
 from df2infer.contract import Contract
 
-__all__ = ["Backend", "DeviceError", "DeviceOutputBackend", "ModelLoadError", "parse_device", "resolve_device"]
+if TYPE_CHECKING:
+    from df2infer.ops.cuda.pipeline import PostResult
+    from df2infer.ops.decode import KeptDetections
+    from df2infer.ops.letterbox import LetterboxInfo
+
+__all__ = ["Backend", "DeviceError", "DeviceOutputBackend", "DevicePipelineBackend", "ModelLoadError", "parse_device", "resolve_device"]
 
 
 class DeviceError(RuntimeError):
@@ -32,7 +37,8 @@ class Backend(Protocol):
                scoring at least this; static graphs ignore it. The Predictor always passes its `conf`.
     close()    releases sessions and device memory; idempotent.
     Device-resident input and outputs are a backend's own extra (TensorRTBackend.run_device, its
-    copy_outputs=False views of pinned host buffers, and DeviceOutputBackend below); the Predictor uses `run`.
+    copy_outputs=False views of pinned host buffers, and DeviceOutputBackend below); the Predictor uses `run`,
+    or DevicePipelineBackend's run_frames / postprocess_device when the backend offers them.
     """
 
     contract: Contract
@@ -58,6 +64,39 @@ class DeviceOutputBackend(Backend, Protocol):
     """
 
     def run_device_outputs(self, inputs: Any, batch: int | None = None) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class DevicePipelineBackend(DeviceOutputBackend, Protocol):
+    """A DeviceOutputBackend that also pre- and postprocesses on its GPU (the CUDA kernels, df2infer.ops.cuda),
+    all on its own stream: frames go up once, only compact results come back. The Predictor uses it when
+    isinstance(backend, DevicePipelineBackend) and backend.frames_on_device; otherwise it calls run().
+
+    frames_on_device       run_frames can be used (the kernels' driver loaded); False: use run()
+    device_postprocessing  postprocess_device can be used after run_frames (float32 mask/heatmap outputs)
+    run_frames(images, min_head_score=None) -> (outputs, infos)
+        BGR uint8 HxWx3 frames (1..max_batch, any sizes) letterboxed on the GPU straight into the engine's
+        input, then run. outputs: host arrays of num_dets, boxes, scores, labels, embeddings, plus masks and
+        landmark_heatmaps only when not device_postprocessing; infos: each frame's LetterboxInfo, as
+        ops.letterbox.to_input_batch returns them.
+    postprocess_device(kept, *, mask_threshold, landmark_method, want_masks, want_landmarks) -> [PostResult]
+        masks (as ops.masks.paste_masks) and landmarks (as ops.landmarks.decode_landmarks) of the kept
+        detections (ops.decode.keep_detections of the last run_frames' outputs), computed where the engine
+        wrote its outputs; one result per entry of `kept`.
+    """
+
+    @property
+    def frames_on_device(self) -> bool: ...
+
+    @property
+    def device_postprocessing(self) -> bool: ...
+
+    def run_frames(self, images: Sequence[np.ndarray], min_head_score: float | None = None
+                   ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]: ...
+
+    def postprocess_device(self, kept: Sequence[KeptDetections], *, mask_threshold: float = 0.5,
+                           landmark_method: str = "subpixel", want_masks: bool = True,
+                           want_landmarks: bool = True) -> list[PostResult]: ...
 
 
 def parse_device(device: str) -> tuple[str, int]:

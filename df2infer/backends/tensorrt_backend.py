@@ -28,12 +28,24 @@ Device inputs (`run_device`) are read on this backend's stream after the produce
 outputs (`run_device_outputs`) stay on the GPU for GPU postprocessing, exported as `DeviceArray`s that name
 this backend's stream.
 
+GPU pre- and postprocessing (the CUDA kernels of df2infer.ops.cuda, docs/cuda_kernels.md): at load the backend
+creates a CudaDriver on its own stream, a GpuPreprocessor writing into the engine's input buffer and, when the
+mask and heatmap outputs are float32, a GpuPostprocessor. `run_frames` uploads the frames once, letterboxes them
+on the GPU straight into the engine input, runs the engine (through run_device_outputs) and copies back only
+num_dets, boxes, scores, labels and embeddings; `postprocess_device` pastes the masks and decodes the landmarks
+of the detections the host kept, where the engine wrote them, and copies back only the compact masks and the
+landmarks. All of it is one stream. On an integrated GPU (Jetson) the frames are staged in mapped pinned memory
+the kernel reads in place (CudaDriver.host_buffer / mapped_pointer), so no upload happens at all. If the
+kernels' driver cannot be created (no cuda.bindings.driver, no NVRTC) the backend logs why and the Predictor
+uses the CPU letterbox and decode (frames_on_device is False). This is the DevicePipelineBackend protocol.
+
 Nothing here imports tensorrt or cuda-python at module import: the CPU path never needs them.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +66,11 @@ from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, imp
 
 if TYPE_CHECKING:
     import tensorrt as trt
+
+    from df2infer.ops.cuda.launch import Driver
+    from df2infer.ops.cuda.pipeline import GpuPostprocessor, GpuPreprocessor, PostResult
+    from df2infer.ops.decode import KeptDetections
+    from df2infer.ops.letterbox import LetterboxInfo
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +119,17 @@ def _environment(device_index: int) -> tuple[str, str, str]:
     return version, name, cc
 
 
+# What run_frames copies back when masks and landmarks are computed on the GPU.
+COMPACT_OUTPUTS = ("num_dets", "boxes", "scores", "labels", "embeddings")
+
+
+def kernel_driver(device_index: int, stream: int) -> Driver:
+    """The CUDA kernels' driver on the backend's stream (the one place it is made, so tests can replace it)."""
+    from df2infer.ops.cuda.launch import CudaDriver
+
+    return CudaDriver(device_index, stream=stream)
+
+
 @dataclass
 class _Buffer:
     """One I/O tensor: pinned host + device memory sized for max_batch."""
@@ -136,15 +164,22 @@ class TensorRTBackend:
     run_device(buf, batch)      the same from a device buffer (CuPy / torch / pycuda, or a raw pointer), no copy
     run_device_outputs(x)       host array or device buffer in, {output name: DeviceArray} out: the outputs stay
                                 on the GPU (for GPU postprocessing), valid until the next call
+    run_frames(images)          BGR frames in, letterboxed on the GPU; compact host outputs + letterbox infos out
+    postprocess_device(kept)    masks and landmarks of the kept detections of the last run_frames, on the GPU
     copy_outputs                False returns views of the pinned output buffers, valid until the next call
     use_cuda_graph              refused (ValueError): see the module doc
+    gpu_ops                     False: no CUDA kernels (frames_on_device False; the Predictor preprocesses on the CPU)
     """
 
     name = "tensorrt"
 
     def __init__(self, path: str | Path, device: str = "cuda:0", *, use_cuda_graph: bool = False,
-                 copy_outputs: bool = True) -> None:
+                 copy_outputs: bool = True, gpu_ops: bool = True) -> None:
         self._closed = True  # close() is safe even if __init__ fails half way
+        self._kdrv: Any = None  # the CUDA kernels' driver (df2infer.ops.cuda), on self._stream
+        self.gpu_pre: GpuPreprocessor | None = None
+        self.gpu_post: GpuPostprocessor | None = None
+        self._device_out: dict[str, DeviceArray] | None = None  # outputs of the last run_frames
         self._buffers: dict[str, _Buffer] = {}
         self._stream: Any = None
         self._event: Any = None
@@ -176,6 +211,8 @@ class TensorRTBackend:
         self.gpu_name = gpu_name
         try:
             self._load(index)
+            if gpu_ops:
+                self._load_gpu_ops(index)
         except BaseException:
             self.close()
             raise
@@ -243,6 +280,35 @@ class TensorRTBackend:
             if not context.set_tensor_address(name, self._buffers[name].device_ptr):
                 raise RuntimeError(f"{self.path}: set_tensor_address({name!r}) failed")
 
+    def _load_gpu_ops(self, index: int) -> None:
+        """The CUDA kernels on this backend's stream; a missing driver or NVRTC is logged, not fatal."""
+        from df2infer.ops.cuda.pipeline import GpuPostprocessor, GpuPreprocessor
+
+        c = self.contract
+        try:
+            self._kdrv = kernel_driver(index, int(self._stream))
+            load = getattr(self._kdrv, "load_kernels", None)
+            if load is not None:
+                load()  # NVRTC compile (disk-cached) now: a missing NVRTC falls back here, not at the first batch
+        except (ImportError, OSError, RuntimeError) as e:  # CudaError, KernelCompileError, a missing driver library
+            log.warning("%s: GPU preprocessing and postprocessing unavailable (%s: %s); letterbox and decode run on "
+                        "the CPU", self.path, type(e).__name__, e)
+            if self._kdrv is not None:
+                self._kdrv.close()
+                self._kdrv = None
+            return
+        if self.input_dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+            log.warning("%s: engine input dtype %s; the GPU letterbox writes float32/float16 only, so it runs on the CPU",
+                        self.path, self.input_dtype)
+            return
+        self.gpu_pre = GpuPreprocessor(self._kdrv, (c.input_height, c.input_width), c.pad_value, out_dtype=self.input_dtype)
+        float_outputs = all(self._buffers[n].dtype == np.float32 for n in ("masks", "landmark_heatmaps"))
+        if float_outputs:
+            self.gpu_post = GpuPostprocessor(self._kdrv, detections=c.max_detections, mask_size=c.mask_size,
+                                             heatmap_size=c.heatmap_size, channels=c.max_landmarks)
+        else:
+            log.info("%s: mask/heatmap outputs are not float32; masks and landmarks are decoded on the CPU", self.path)
+
     def _allocate(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> _Buffer:
         cudart = self._cudart
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -281,16 +347,16 @@ class TensorRTBackend:
         if not self._context.execute_async_v3(int(self._stream)):
             raise RuntimeError(f"{self.path}: execute_async_v3 failed (see TensorRT's log above)")
 
-    def _copy_outputs_and_sync(self, batch: int) -> dict[str, np.ndarray]:
+    def _copy_outputs_and_sync(self, batch: int, names: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
         cudart = self._cudart
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        for name in OUTPUT_NAMES:
+        for name in names:
             buf = self._buffers[name]
             n = batch * buf.item_bytes
             cuda_call(cudart, cudart.cudaMemcpyAsync(buf.host_ptr, buf.device_ptr, n, d2h, self._stream),
                       f"cudaMemcpyAsync(device->host, {name}, {n} bytes)")
         cuda_call(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        out = {name: self._buffers[name].host[:batch] for name in OUTPUT_NAMES}
+        out = {name: self._buffers[name].host[:batch] for name in names}
         return {k: v.copy() for k, v in out.items()} if self.copy_outputs else out
 
     def _device_outputs(self, batch: int) -> dict[str, DeviceArray]:
@@ -322,6 +388,7 @@ class TensorRTBackend:
         """float32 [B, 3, H, W] (other real dtypes are cast) -> {output name: host array [B, ...]}.
         min_head_score is ignored: engines are built from static-head graphs only (tensorrt_builder.check_buildable)."""
         self._check_open()
+        self._device_out = None
         b = self._upload_host_batch(batch)
         self._execute()
         return self._copy_outputs_and_sync(b)
@@ -371,6 +438,7 @@ class TensorRTBackend:
         With a raw pointer and no producer_stream the caller must have finished writing the buffer.
         """
         self._check_open()
+        self._device_out = None
         self._enqueue_device_input(ptr_or_array, batch, producer_stream)
         return self._copy_outputs_and_sync(int(batch))
 
@@ -391,6 +459,54 @@ class TensorRTBackend:
         self._enqueue_device_input(inputs, batch, producer_stream)
         return self._device_outputs(int(batch))
 
+    # ---------------------------------------------------------------- GPU pre/postprocessing (DevicePipelineBackend)
+    @property
+    def frames_on_device(self) -> bool:
+        return self.gpu_pre is not None and not self._closed
+
+    @property
+    def device_postprocessing(self) -> bool:
+        return self.gpu_post is not None and not self._closed
+
+    def run_frames(self, images: Sequence[np.ndarray], min_head_score: float | None = None
+                   ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]:
+        """BGR uint8 HxWx3 frames (1..max_batch, any sizes) -> (host outputs, each frame's LetterboxInfo).
+
+        One upload of the frames (none on an integrated GPU), the GPU letterbox into the engine's input buffer,
+        the engine, then copies of num_dets/boxes/scores/labels/embeddings only when device_postprocessing (the
+        masks and heatmaps stay on the GPU for postprocess_device), of every output otherwise; one stream, one
+        synchronization. min_head_score is ignored, as in run()."""
+        self._check_open()
+        if self.gpu_pre is None:
+            raise RuntimeError(f"{self.path}: GPU preprocessing is not available (see the warning at load); use run()")
+        b = len(images)
+        self._check_batch(b)
+        self._device_out = None
+        inp = self._buffers[INPUT_NAME].device_ptr
+        infos = self.gpu_pre(images, inp)  # queued on this backend's stream, so the engine reads it in order
+        device_out = self.run_device_outputs(inp, b)
+        outputs = self._copy_outputs_and_sync(b, COMPACT_OUTPUTS if self.gpu_post is not None else OUTPUT_NAMES)
+        self._device_out = device_out
+        return outputs, infos
+
+    def postprocess_device(self, kept: Sequence[KeptDetections], *, mask_threshold: float = 0.5,
+                           landmark_method: str = "subpixel", want_masks: bool = True,
+                           want_landmarks: bool = True) -> list[PostResult]:
+        """Masks and landmarks of `kept` (ops.decode.keep_detections of the last run_frames' outputs) from the
+        engine's mask and heatmap outputs where they lie on the GPU; only the compact results come back."""
+        from df2infer.ops.cuda.pipeline import PostItem
+
+        self._check_open()
+        if self.gpu_post is None:
+            raise RuntimeError(f"{self.path}: GPU postprocessing is not available (device_postprocessing is False)")
+        if self._device_out is None:
+            raise RuntimeError(f"{self.path}: postprocess_device needs the outputs of run_frames, and another call "
+                               "has replaced them")
+        items = [PostItem(row=k.b, idx=k.idx, boxes=k.boxes, labels=k.labels, image_size=k.image_size) for k in kept]
+        return self.gpu_post(items, self._device_out["masks"], self._device_out["landmark_heatmaps"],
+                             mask_threshold=mask_threshold, landmark_method=landmark_method, want_masks=want_masks,
+                             want_landmarks=want_landmarks)
+
     # ---------------------------------------------------------------- teardown
     def close(self) -> None:
         """Free buffers, the event and the stream, then the TensorRT objects. Idempotent."""
@@ -400,6 +516,12 @@ class TensorRTBackend:
         cudart = self._cudart
         if self._stream is not None:
             cudart.cudaStreamSynchronize(self._stream)
+        # The kernels' buffers and modules live on this stream's work: released before the stream goes.
+        self._device_out = None
+        for part in (self.gpu_post, self.gpu_pre, self._kdrv):
+            if part is not None:
+                part.close()
+        self.gpu_post = self.gpu_pre = self._kdrv = None
         for buf in self._buffers.values():
             cudart.cudaFree(buf.device_ptr)
             cudart.cudaFreeHost(buf.host_ptr)

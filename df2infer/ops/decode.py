@@ -7,6 +7,7 @@ beyond num_dets[b] are padding and never read.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,6 +16,47 @@ from df2infer.ops.landmarks import LANDMARK_METHODS, decode_landmarks
 from df2infer.ops.letterbox import LetterboxInfo, scale_boxes_back
 from df2infer.ops.masks import paste_masks
 from df2infer.results import Detections
+
+
+@dataclass
+class KeptDetections:
+    """The detections of image `b` that pass `conf` (and suppression), before masks and landmarks.
+
+    idx: int [n] rows of the padded outputs; boxes: float32 [n, 4] image pixels, unclipped (masks and landmarks
+    are relative to these); scores: float32 [n]; labels: int32 [n]; image_size: (h, w) of the original image."""
+
+    b: int
+    idx: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    image_size: tuple[int, int]
+
+
+def keep_detections(outputs: Mapping[str, np.ndarray], b: int, info: LetterboxInfo, *, conf: float = 0.3,
+                    suppress_iou: float | None = None) -> KeptDetections:
+    """Score filter, boxes back to image pixels (letterbox inverse), optional class-agnostic suppression.
+    Reads only num_dets, scores, boxes and labels (what a GPU backend copies back before its GPU postprocessing)."""
+    size = (info.orig_h, info.orig_w)
+    n = int(min(max(int(outputs["num_dets"][b]), 0), outputs["scores"].shape[1]))
+    scores = outputs["scores"][b, :n]
+    idx = np.flatnonzero(scores >= conf)
+    raw = scale_boxes_back(outputs["boxes"][b, idx], info, clip=False)
+    if suppress_iou is not None and len(idx) > 1:
+        keep = np.sort(suppress_overlaps(raw, scores[idx], suppress_iou))
+        idx, raw = idx[keep], raw[keep]
+    labels = outputs["labels"][b, idx].astype(np.int32)
+    return KeptDetections(b=b, idx=idx, boxes=raw, scores=scores[idx].astype(np.float32), labels=labels, image_size=size)
+
+
+def assemble_detections(outputs: Mapping[str, np.ndarray], kept: KeptDetections, *, masks: list[np.ndarray] | None,
+                        mask_boxes: np.ndarray | None, landmarks: list[np.ndarray] | None, embeddings: bool = True,
+                        path: str | None = None, source: int | None = None) -> Detections:
+    """Detections from kept detections and their (CPU- or GPU-computed) masks and landmarks."""
+    emb = np.array(outputs["embeddings"][kept.b, kept.idx], dtype=np.float32) if embeddings else None
+    return Detections(boxes=clip_boxes(kept.boxes, kept.image_size), scores=kept.scores, labels=kept.labels,
+                      image_size=kept.image_size, masks=masks, mask_boxes=mask_boxes, landmarks=landmarks,
+                      embeddings=emb, path=path, source=source)
 
 
 def decode_detections(outputs: Mapping[str, np.ndarray], b: int, info: LetterboxInfo, *, conf: float = 0.3,
@@ -28,24 +70,15 @@ def decode_detections(outputs: Mapping[str, np.ndarray], b: int, info: Letterbox
     mask_threshold, ops.landmarks.decode_landmarks with landmark_method)."""
     if landmark_method not in LANDMARK_METHODS:
         raise ValueError(f"landmark_method={landmark_method!r}, expected one of {LANDMARK_METHODS}")
-    size = (info.orig_h, info.orig_w)
-    n = int(min(max(int(outputs["num_dets"][b]), 0), outputs["scores"].shape[1]))
-    scores = outputs["scores"][b, :n]
-    idx = np.flatnonzero(scores >= conf)
-    raw = scale_boxes_back(outputs["boxes"][b, idx], info, clip=False)
-    if suppress_iou is not None and len(idx) > 1:
-        keep = np.sort(suppress_overlaps(raw, scores[idx], suppress_iou))
-        idx, raw = idx[keep], raw[keep]
-    labels = outputs["labels"][b, idx].astype(np.int32)
+    kept = keep_detections(outputs, b, info, conf=conf, suppress_iou=suppress_iou)
     pasted, extents = None, None
     if masks:
         # Masks and landmarks are box-relative to the graph's (unclipped) boxes.
-        pasted, extents = paste_masks(outputs["masks"][b, idx], raw, size, mask_threshold)
-    points = decode_landmarks(outputs["landmark_heatmaps"][b, idx], raw, labels, landmark_method) if landmarks else None
-    emb = np.array(outputs["embeddings"][b, idx], dtype=np.float32) if embeddings else None
-    return Detections(boxes=clip_boxes(raw, size), scores=scores[idx].astype(np.float32), labels=labels,
-                      image_size=size, masks=pasted, mask_boxes=extents, landmarks=points, embeddings=emb,
-                      path=path, source=source)
+        pasted, extents = paste_masks(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, mask_threshold)
+    points = (decode_landmarks(outputs["landmark_heatmaps"][b, kept.idx], kept.boxes, kept.labels, landmark_method)
+              if landmarks else None)
+    return assemble_detections(outputs, kept, masks=pasted, mask_boxes=extents, landmarks=points, embeddings=embeddings,
+                               path=path, source=source)
 
 
-__all__ = ["decode_detections"]
+__all__ = ["KeptDetections", "assemble_detections", "decode_detections", "keep_detections"]

@@ -161,6 +161,12 @@ class CudaDriver:
             self._functions[kernel] = fn
         return fn
 
+    def load_kernels(self) -> None:
+        """Compile (or read from the cache) and load every kernel now, so a missing NVRTC or a compile error shows
+        when the caller sets up, not at its first batch."""
+        for kernel in KERNEL_SIGNATURES:
+            self.function(kernel)
+
     def launch(self, kernel: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: Sequence[Any]) -> None:
         params = pack_params(kernel, args)
         _cu(self._cu, self._cu.cuLaunchKernel(self.function(kernel), *grid, *block, 0, self.stream, params.address, 0),
