@@ -284,3 +284,22 @@ def test_kernel_driver_is_a_cuda_driver_on_the_given_stream(monkeypatch):
     made = []
     monkeypatch.setattr(launch, "CudaDriver", lambda index, stream=None: made.append((index, stream)) or "driver")
     assert tb.kernel_driver(1, 0x1234) == "driver" and made == [(1, 0x1234)]
+
+
+def test_a_kernel_compile_failure_at_load_falls_back_and_releases_the_driver(gpu, monkeypatch, caplog):
+    from df2infer.ops.cuda.compiler import KernelCompileError
+
+    class NoNvrtc(shim.ShimDriver):
+        closed = False
+
+        def load_kernels(self) -> None:
+            raise KernelCompileError("NVRTC cannot be loaded (libnvrtc.so.13: not found)")
+
+        def close(self) -> None:
+            NoNvrtc.closed = True
+            super().close()
+
+    gpu["driver_cls"] = NoNvrtc
+    with tb.TensorRTBackend(gpu["engine"]) as backend:
+        assert not backend.frames_on_device and backend._kdrv is None
+    assert NoNvrtc.closed and "KernelCompileError" in caplog.text and "libnvrtc" in caplog.text
