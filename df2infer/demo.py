@@ -127,7 +127,7 @@ def retrieval_example(model, ds, dets: dict[int, Any], images: dict[int, np.ndar
 def annotate_video(model, src: Path, dst: Path, conf: float, max_frames: int) -> int:
     import cv2
 
-    from df2infer.draw import annotate
+    from df2infer.sinks.annotate import annotate
 
     cap = cv2.VideoCapture(str(src))
     if not cap.isOpened():
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     import df2infer
     from df2infer.api import DEFAULT_MODEL
     from df2infer.data.annotations import load_dataset
-    from df2infer.draw import annotate
+    from df2infer.sinks.annotate import annotate
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     model_path = Path(args.model) if args.model else DEFAULT_MODEL

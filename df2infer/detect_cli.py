@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     import df2infer
-    from df2infer.draw import annotate
+    from df2infer.sinks.annotate import annotate
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     files = _expand(args.images)
