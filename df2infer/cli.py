@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predict-torch": ("export.infer", "PyTorch eager inference writing the official result files (needs torch)"),
     "export": ("export.cli", "export a checkpoint to ONNX (FP32/FP16/INT8) or a TensorRT engine"),
     "detect": ("df2infer.detect_cli", "detect clothing in images; writes annotated images and JSON"),
+    "video": ("df2infer.apps.video", "detect clothing in video files, cameras and streams (RTSP, HTTP, CSI), several at once"),
     "info": ("df2infer.info_cli", "print a model artifact's contract and metadata"),
     "bench": ("df2infer.bench.cli", "latency per stage (p50/p90/p99) and throughput, several artifacts side by side"),
     "demo": ("df2infer.demo", "synthetic data + bundled model: detect, draw and time (what `make demo` runs)"),

@@ -41,7 +41,7 @@ class VideoSink:
         codec = self.codec if self.codec in av.codecs_available else "mpeg4"
         s = self._c.add_stream(codec, rate=int(round(self.fps)))
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.time_base = Fraction(1, 1000)
+        s.codec_context.time_base = Fraction(1, 1000)  # frames carry ms; the muxer picks the stream's own
         s.codec_context.gop_size = max(1, int(round(self.fps * self.keyframe_s)))
         if codec == "libx264":
             s.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
@@ -64,6 +64,7 @@ class VideoSink:
         self._last_pts = pts
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h2, :w2]), format="bgr24")
         frame.pts = pts
+        frame.time_base = self._s.codec_context.time_base  # type: ignore[union-attr]
         for packet in self._s.encode(frame):  # type: ignore[union-attr]
             self._c.mux(packet)  # type: ignore[union-attr]
         self.frames += 1

@@ -62,6 +62,11 @@ class FrameResult:
     def image(self) -> np.ndarray:
         return self.frame.image
 
+    def pts_or_timestamp(self) -> float | None:
+        """The frame's time for a video sink: media time for files, capture time for live
+        sources, None for images (evenly spaced)."""
+        return self.frame.timestamp if self.frame.live else self.frame.pts
+
     @property
     def age_s(self) -> float:
         """Seconds from capture to output."""

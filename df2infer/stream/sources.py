@@ -61,6 +61,7 @@ class Frame:
     timestamp: float
     image: np.ndarray
     pts: float | None = None
+    live: bool = False
 
 
 @dataclass
@@ -394,7 +395,7 @@ class Source:
                         got_frame, attempt = True, 0
                     pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if not self.live else None
                     self.stats.frames += 1
-                    if not self._publish(Frame(self.id, self.name, index, time.time(), img, pts)):
+                    if not self._publish(Frame(self.id, self.name, index, time.time(), img, pts, self.live)):
                         return
                     index += 1
             finally:
