@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                         src = pipe.sources[[s.id for s in pipe.sources].index(r.source_id)]
                         v = videos[r.source_id] = VideoSink(out / f"{r.source_id}_{_safe_name(r.source)}.mp4",
                                                             fps=src.fps or 30.0)
-                    v.write(img, r.pts_or_timestamp())
+                    v.write(img, r.video_time())
                 if window:
                     window = _show(f"df2infer [{r.source_id}] {r.source}", img, pipe)
             if bar is not None:

@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+# flush_packets: each finished fragment goes to the file at once (not held in FFmpeg's 32 KB IO buffer)
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 
 
 class VideoSink:

@@ -62,10 +62,10 @@ class FrameResult:
     def image(self) -> np.ndarray:
         return self.frame.image
 
-    def pts_or_timestamp(self) -> float | None:
-        """The frame's time for a video sink: media time for files, capture time for live
-        sources, None for images (evenly spaced)."""
-        return self.frame.timestamp if self.frame.live else self.frame.pts
+    def video_time(self) -> float | None:
+        """The frame's time for a video sink: capture time for live sources; None for files and
+        images (evenly spaced at the source's frame rate; a looping file's pts restart at 0)."""
+        return self.frame.timestamp if self.frame.live else None
 
     @property
     def age_s(self) -> float:
@@ -103,13 +103,14 @@ class Pipeline:
     keep_duplicates  keep cross-category duplicates (default: suppressed at IoU > 0.85)
     loop             restart files at their end (for soak tests)
     policy           ReconnectPolicy: timeouts, backoff, failures before a source is dropped
+    output_queue     results waiting for the caller (default 1 with a live source, else 4)
     """
 
     def __init__(self, sources: list[str] | list[Source], model: Any = None, *, batch: int | None = None,
                  conf: float = 0.3, track: bool = False, keep_duplicates: bool = False, masks: bool = True,
                  landmarks: bool = True, embeddings: bool | None = None, loop: bool = False,
                  policy: ReconnectPolicy | None = None, batch_timeout_s: float = 0.005, queue_size: int = 8,
-                 output_queue: int = 4, device: str = "auto", max_frames: int | None = None, hw_decode: bool = False):
+                 output_queue: int | None = None, device: str = "auto", max_frames: int | None = None, hw_decode: bool = False):
         import df2infer
 
         self.predictor = model if hasattr(model, "backend") else df2infer.load(model, device=device)
@@ -138,6 +139,8 @@ class Pipeline:
                 sim = None  # no similarity weights in this artifact: cosine of embeddings
             for s in self.sources:
                 self.trackers[s.id] = Tracker(similarity=sim)
+        if output_queue is None:  # live: one result waiting at most (frame age); files: some slack
+            output_queue = 1 if any(s.live for s in self.sources) else 4
         self._out: queue.Queue = queue.Queue(maxsize=max(1, output_queue))
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
