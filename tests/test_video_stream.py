@@ -401,9 +401,12 @@ def test_tracker_keeps_ids_and_reidentifies_an_item_that_comes_back():
     assert back[0] == 1 and back[1] == 3 and t.reidentified == 1
 
 
-def test_bundled_model_end_to_end_with_tracking(tmp_path, clip):
+def test_bundled_model_end_to_end_with_tracking(tmp_path):
+    from df2infer.synth.video import make_video
+
+    path, _ = make_video(tmp_path / "clip", frames=10, seed=1)  # garments in frames 1-8
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "df2infer", "video", clip[0], "--max-frames", "6", "--track",
+    r = subprocess.run([sys.executable, "-m", "df2infer", "video", str(path), "--max-frames", "6", "--track",
                         "--out", str(out), "--no-progress", "--device", "cpu"], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
