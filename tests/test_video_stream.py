@@ -414,3 +414,20 @@ def test_bundled_model_end_to_end_with_tracking(tmp_path):
     items = [it for x in recs for it in x["items"]]
     assert items and all(isinstance(it["track_id"], int) for it in items)
     assert _count_frames(next(out.glob("*.mp4"))) == 6
+
+
+def test_mask_blend_matches_the_float_formula():
+    from df2infer.sinks.annotate import color, draw_masks
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    m = rng.random((10, 12)) > 0.5
+    det = Detections(boxes=np.array([[5, 4, 17, 14]], np.float32), scores=np.ones(1, np.float32),
+                     labels=np.array([3], np.int32), image_size=(30, 40), masks=[m],
+                     mask_boxes=np.array([[5, 4, 17, 14]], np.int32))
+    out = draw_masks(img, det, alpha=0.45)
+    ref = img.copy()
+    reg = ref[4:14, 5:17]
+    reg[m] = np.round(reg[m] * 0.55 + np.array(color(3), np.float32) * 0.45).astype(np.uint8)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    assert (out[4:14, 5:17][~m] == img[4:14, 5:17][~m]).all() and (out[:4] == img[:4]).all()

@@ -16,10 +16,14 @@ FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flu
 
 
 class VideoSink:
-    """write(image, timestamp_s) appends a BGR uint8 frame; the writer opens on the first frame."""
+    """write(image, timestamp_s) appends a BGR uint8 frame; the writer opens on the first frame.
+
+    preset: x264's speed/size trade-off. "ultrafast" by default: on a CPU the encoder shares the cores
+    with inference (640x360 annotated frames: 9 ms ultrafast, 15 superfast, 29 veryfast; the files
+    are ~1.7x larger than veryfast's)."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0, codec: str = "libx264", keyframe_s: float = 1.0,
-                 crf: int = 23, preset: str = "veryfast"):
+                 crf: int = 23, preset: str = "ultrafast"):
         self.path = os.fspath(path)
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.codec = codec

@@ -376,7 +376,7 @@ class Source:
                 if not self._sleep(d):
                     return
                 continue
-            if connected_before:
+            if connected_before and self.live:  # a looping file reopening is no reconnect
                 self.stats.reconnects += 1
                 log.warning("%s: reconnected (reconnect %d)", self.name, self.stats.reconnects)
             connected_before = True
