@@ -8,6 +8,7 @@ time, so dropped frames show as the real time gap."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,8 @@ class VideoSink:
         self.codec = codec
         self.keyframe_s = keyframe_s
         self.crf, self.preset = crf, preset
-        self._c = self._s = None
+        self._c: Any = None  # av OutputContainer, opened on the first frame
+        self._s: Any = None  # its video stream
         self._last_pts = -1
         self._t0: float | None = None
         self.frames = 0
@@ -69,16 +71,16 @@ class VideoSink:
         self._last_pts = pts
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h2, :w2]), format="bgr24")
         frame.pts = pts
-        frame.time_base = self._s.codec_context.time_base  # type: ignore[union-attr]
-        for packet in self._s.encode(frame):  # type: ignore[union-attr]
-            self._c.mux(packet)  # type: ignore[union-attr]
+        frame.time_base = self._s.codec_context.time_base
+        for packet in self._s.encode(frame):
+            self._c.mux(packet)
         self.frames += 1
 
     def close(self) -> None:
         if self._c is None:
             return
         try:
-            for packet in self._s.encode(None):  # type: ignore[union-attr]
+            for packet in self._s.encode(None):
                 self._c.mux(packet)
         finally:
             self._c.close()

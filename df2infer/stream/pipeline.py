@@ -120,11 +120,11 @@ class Pipeline:
                                     landmarks=landmarks, embeddings=embeddings or track)
         max_batch = self.model.max_batch if batch is None else max(1, min(int(batch), self.model.max_batch))
         self.errors: list[str] = []
-        if sources and isinstance(sources[0], Source):
-            self.sources: list[Source] = list(sources)  # type: ignore[arg-type]
+        if all(isinstance(s, Source) for s in sources):
+            self.sources: list[Source] = [s for s in sources if isinstance(s, Source)]
         else:
-            self.sources, self.errors = open_sources(list(sources), policy=policy, queue_size=queue_size, loop=loop,
-                                                     hw_decode=hw_decode, max_frames=max_frames)  # type: ignore[arg-type]
+            self.sources, self.errors = open_sources([str(s) for s in sources], policy=policy, queue_size=queue_size,
+                                                     loop=loop, hw_decode=hw_decode, max_frames=max_frames)
         if not self.sources:
             raise SourceError("no usable source: " + "; ".join(self.errors or ["none given"]))
         self.batcher = Batcher(self.sources, max_batch, batch_timeout_s)

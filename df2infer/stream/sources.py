@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class SourceSpec:
     text: str
     kind: str
     live: bool
-    target: object = None  # the cv2.VideoCapture argument, or the image list
+    target: Any = None  # the cv2.VideoCapture argument, or the image list
     api: int | None = None  # cv2 backend id
 
     @property
@@ -317,7 +317,7 @@ class Source:
     def _run_images(self) -> None:
         from df2infer.preprocess import ImageError, read_image
 
-        files = list(self.spec.target)  # type: ignore[call-overload]
+        files = list(self.spec.target)
         self.state = "running"
         index = 0
         while True:
@@ -410,7 +410,7 @@ class Source:
                     continue
                 return  # end of file
             attempt += 1
-            msg = f"{self.name}: stream ended or stalled past the {self.policy.read_timeout_s:g} s read timeout"
+            msg = f"{self.name}: stream closed, or no frame within the {self.policy.read_timeout_s:g} s read timeout"
             self.stats.note_error(msg)
             if attempt >= self.policy.max_failures:
                 self._fail(f"{msg}; {attempt} failed attempts, source dropped")

@@ -57,7 +57,7 @@ class Tracker:
         self.reidentified = 0  # ids given back to items that came back
 
     def _greedy(self, score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-        pairs = []
+        pairs: list[tuple[int, int]] = []
         if score.size == 0:
             return pairs
         order = np.argsort(-score, axis=None, kind="stable")
@@ -86,9 +86,10 @@ class Tracker:
         if active and n:
             iou = box_iou(np.stack([t.box for t in active]), boxes)
             same = np.array([[t.label == lab for lab in labels] for t in active], bool)
-            score = iou + 0.1 * same  # same category preferred among similar overlaps
-            if emb is not None and all(t.embedding is not None for t in active):
-                score = score + 0.05 * self.similarity(np.stack([t.embedding for t in active]), emb)
+            score = iou + 0.1 * same.astype(np.float32)  # same category preferred among similar overlaps
+            embs = [t.embedding for t in active if t.embedding is not None]
+            if emb is not None and len(embs) == len(active):
+                score = score + 0.05 * self.similarity(np.stack(embs), emb)
             score = np.where(iou >= self.iou_threshold, score, -1.0)
             for ti, d in self._greedy(score, 0.0):
                 self._assign(active[ti], d, boxes, labels, emb, frame_index)
@@ -98,7 +99,7 @@ class Tracker:
                 and t.embedding is not None and t.id not in set(ids.tolist())]
         if free and lost and emb is not None:
             fd = sorted(free)
-            p = self.similarity(np.stack([t.embedding for t in lost]), emb[fd])
+            p = self.similarity(np.stack([t.embedding for t in lost if t.embedding is not None]), emb[fd])
             same = np.array([[t.label == labels[d] for d in fd] for t in lost], bool)
             # an active track that simply was not matched by IoU (fast motion) may also come back here
             p = np.where(same, p, 0.0)
