@@ -431,3 +431,49 @@ def test_mask_blend_matches_the_float_formula():
     reg[m] = np.round(reg[m] * 0.55 + np.array(color(3), np.float32) * 0.45).astype(np.uint8)
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
     assert (out[4:14, 5:17][~m] == img[4:14, 5:17][~m]).all() and (out[:4] == img[:4]).all()
+
+
+def test_hls_over_http(tmp_path, fake, clip):
+    """An HLS playlist (PyAV's hls muxer) served by http.server: read as a network source."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import av
+
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    cap = cv2.VideoCapture(clip[0])
+    out = av.open(str(hls / "index.m3u8"), "w", format="hls", options={"hls_time": "1", "hls_playlist_type": "vod"})
+    s = out.add_stream("libx264", rate=30)
+    s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+    n = 0
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        vf = av.VideoFrame.from_ndarray(f, format="bgr24")
+        vf.pts = n
+        n += 1
+        for p in s.encode(vf):
+            out.mux(p)
+    for p in s.encode(None):
+        out.mux(p)
+    out.close()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(hls)))
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/index.m3u8"
+        assert parse_source(url).kind == "network"
+        pipe = Pipeline([url], fake, policy=ReconnectPolicy(max_failures=1, open_timeout_s=5, read_timeout_s=5))
+        got = [r.image.shape for r in pipe]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    st = pipe.sources[0].stats
+    assert st.frames == n and got and got[0] == (180, 320, 3)  # every frame decoded; the newest ones processed
