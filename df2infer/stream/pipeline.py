@@ -74,7 +74,7 @@ class FrameResult:
 
 
 class _Samples:
-    def __init__(self, maxlen: int = 20000):
+    def __init__(self, maxlen: int = 5000):
         self.d: dict[str, deque] = {s: deque(maxlen=maxlen) for s in STAGES}
 
     def add(self, stage: str, seconds: float) -> None:
