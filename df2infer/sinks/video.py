@@ -35,6 +35,7 @@ class VideoSink:
         self._last_pts = -1
         self._t0: float | None = None
         self.frames = 0
+        self.size: tuple[int, int] = (0, 0)  # (w, h) of the file, set by the first frame
 
     def _open(self, w: int, h: int) -> None:
         try:
@@ -61,6 +62,12 @@ class VideoSink:
         h2, w2 = h - h % 2, w - w % 2  # yuv420p needs even sizes
         if self._c is None:
             self._open(w2, h2)
+            self.size = (w2, h2)
+        elif (w2, h2) != self.size:  # a camera that came back at another resolution: fit it to the file's
+            import cv2
+
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+            h2, w2 = self.size[1], self.size[0]
         if timestamp_s is None:
             pts = self._last_pts + max(1, int(round(1000 / self.fps)))
         else:

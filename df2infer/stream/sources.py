@@ -367,8 +367,11 @@ class Source:
                 attempt += 1
                 msg = f"{self.name}: cannot open (attempt {attempt})"
                 self.stats.note_error(msg)
-                if not self.live or attempt >= self.policy.max_failures:
-                    self._fail(msg if not self.live else f"{self.name}: cannot open after {attempt} attempts; source dropped")
+                if not self.live:
+                    self._fail(f"{self.name}: cannot open (not a video this OpenCV's FFmpeg reads, or unreadable)")
+                    return
+                if attempt >= self.policy.max_failures:
+                    self._fail(f"{self.name}: cannot open after {attempt} attempts; source dropped")
                     return
                 self.state = "reconnecting"
                 d = self.policy.delay(attempt, self._rng)
