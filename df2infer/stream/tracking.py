@@ -1,9 +1,10 @@
 """Stable item ids across frames, with re-identification by Match R-CNN's embeddings.
 
-Why not a tracker library: roboflow `trackers` (2.6.1) declares `opencv-python` as a hard dependency
-and so does its dependency `supervision`, which would install a second OpenCV distribution next to
-`opencv-python-headless` (both own the `cv2` package; whichever installs last wins). `norfair` (2.3.0)
-pins numpy < 2. Neither installs cleanly into this runtime, so the association (greedy, like SORT's
+Why not a tracker library: roboflow `trackers` (2.6.1) declares `opencv-python>=4.8.0` as a hard
+dependency (`pip install --dry-run trackers` would add opencv-python 5.0.0.93, plus supervision,
+scipy, matplotlib, ...), a second OpenCV distribution next to `opencv-python-headless` (both own the
+`cv2` package; whichever installs last wins); installing it with --no-deps leaves `pip check` broken.
+`norfair` (2.3.0) pins numpy < 2 (the runtime has numpy 2). Neither installs cleanly into this runtime, so the association (greedy, like SORT's
 IoU gating; Hungarian would need scipy, which the runtime does not otherwise need) lives here:
 
 1. active tracks (seen within `max_age` frames) are matched to detections by IoU of boxes,
