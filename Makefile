@@ -4,7 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo lint test check-extras bundle clean
+.PHONY: setup system-deps demo lint test check-extras bundle clean
+
+# The video tests' RTSP server is GStreamer's gst-rtsp-server, run by the system python3 through
+# python3-gi (tests/stream_servers.py). Installed when missing and we are root with apt (CI);
+# otherwise the RTSP test is skipped and says what to install.
+SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+RTSP_CHECK := /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert Gst.ElementFactory.find('x264enc')"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,15 +27,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade --target build/cuda-bindings-12 'cuda-bindings>=12.9,<13'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+system-deps:
+	@if $(RTSP_CHECK) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $(SYSTEM_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null \
+			|| echo "warning: apt-get could not install $(SYSTEM_PACKAGES); the RTSP video test will be skipped"; \
+	else echo "note: the RTSP video test will be skipped; to run it: sudo apt-get install $(SYSTEM_PACKAGES)"; fi
 
 demo: $(STAMP)
 	$(PY) -m df2infer demo --out demo_out
 
-# The runtime core and the TensorRT code are type-checked (the TensorRT code against tensorrt-stubs, copied
+# The runtime core (with the video rooms stream/ and sinks/) and the TensorRT code are type-checked (the TensorRT code against tensorrt-stubs, copied
 # and fixed into build/typing-stubs by tests/trt_stubs.py; see mypy.ini).
 MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer/images.py df2infer/results.py \
-	df2infer/backends df2infer/ops df2infer/gpu export/tensorrt_builder.py
+	df2infer/backends df2infer/ops df2infer/gpu df2infer/stream df2infer/sinks export/tensorrt_builder.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check df2infer export tests benchmarks
@@ -39,7 +53,7 @@ lint: $(STAMP)
 # Includes the slow tests: the held-out accuracy, the wheel's contents, and the package installed into a fresh
 # venv, without extras (imports; load() names the ONNX Runtime extras) then with `cpu` running
 # df2infer.load().predict (tests/test_packaging.py).
-test: lint
+test: lint system-deps
 	$(PY) -m pytest -q -ra
 
 # Do the GPU install extras resolve against the package index? (also part of `make test`; skips offline)

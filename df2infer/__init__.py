@@ -21,7 +21,7 @@ _EXPORTS = {
     "ContractError": "df2infer.contract",
     "ImageError": "df2infer.images",
     "letterbox": "df2infer.ops.letterbox",
-    "annotate": "df2infer.draw",
+    "annotate": "df2infer.sinks.annotate",
     "Gallery": "df2infer.matching",
     "Similarity": "df2infer.matching",
     "match_probability": "df2infer.matching",

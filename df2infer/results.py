@@ -1,4 +1,5 @@
-"""Per-image results: plain dataclasses, converted to JSON / DeepFashion2 result entries on demand.
+"""Per-image results: plain dataclasses, converted to JSON on demand (DeepFashion2 result files:
+df2infer.sinks.result_files).
 
 Coordinates are original-image pixels; boxes are x1, y1, x2, y2 (float32). Masks are kept compact
 (one bool array per item over its integer pixel extent) and expanded or RLE-encoded only when asked.
@@ -162,35 +163,6 @@ class Detections:
     def to_json(self, **kw) -> str:
         """One-line JSON of to_dict(**kw) (a JSONL line)."""
         return json.dumps(self.to_dict(**kw), separators=(",", ":"))
-
-    def to_df2_results(self, image_id: int) -> dict[str, list[dict]]:
-        """Official DeepFashion2 result entries for this image: {"bbox": [...], "segm": [...], "keys": [...]}.
-
-        bbox: {image_id, category_id, bbox [x, y, w, h], score}
-        segm: {image_id, category_id, segmentation RLE {size, counts str}, score}
-        keys: {image_id, category_id, keypoints [294 * 3], score}; the item's own category's slots
-              hold x, y, 1 (v = 1, as in the official example), every other slot 0, 0, 0.
-        """
-        out: dict[str, list[dict]] = {"bbox": [], "segm": [], "keys": []}
-        rles = self.rle() if self.masks is not None else None
-        starts = spec.slot_starts()
-        for i in range(len(self)):
-            cid = int(self.labels[i])
-            score = round(float(self.scores[i]), 6)
-            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
-            out["bbox"].append({"image_id": int(image_id), "category_id": cid,
-                                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)], "score": score})
-            if rles is not None:
-                out["segm"].append({"image_id": int(image_id), "category_id": cid, "segmentation": rles[i], "score": score})
-            if self.landmarks is not None:
-                kp = np.zeros((spec.NUM_LANDMARKS, 3), dtype=np.float64)
-                lm = self.landmarks[i]
-                s0 = int(starts[cid])
-                kp[s0:s0 + len(lm), :2] = lm[:, :2]
-                kp[s0:s0 + len(lm), 2] = 1
-                out["keys"].append({"image_id": int(image_id), "category_id": cid,
-                                    "keypoints": [round(float(v), 3) for v in kp.reshape(-1)], "score": score})
-        return out
 
     def __repr__(self) -> str:
         where = f" {self.path!r}" if self.path else (f" images[{self.source}]" if self.source is not None else "")

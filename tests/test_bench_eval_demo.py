@@ -148,6 +148,7 @@ def test_demo_end_to_end(model_path, tmp_path, capsys):
     assert len(lines) == 6 and all(json.loads(x)["items"] for x in lines)
     assert len(list((out / "annotated").glob("*.jpg"))) == 6
     assert (out / "annotated" / "video.mp4").stat().st_size > 0
+    assert [json.loads(x)["frame_index"] for x in (out / "annotated" / "video.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
     assert (out / "retrieval.jpg").stat().st_size > 0
     info = json.loads((out / "retrieval.json").read_text())
     assert 1 <= len(info["top"]) <= 5

@@ -24,6 +24,7 @@ from df2infer.ops import landmarks as landmark_ops
 from df2infer.ops import masks as mask_ops
 from df2infer.ops.letterbox import letterbox, scale_boxes_back, to_input_batch
 from df2infer.results import Detections
+from df2infer.sinks.result_files import df2_result_entries
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +264,7 @@ def test_detections_json_and_df2_formats():
         np.testing.assert_array_equal(mask_util.decode(r).astype(bool), m)
     d = json.loads(det.to_json(embeddings=True))
     assert d["image_size"] == [40, 50] and len(d["items"]) == 2 and len(d["items"][0]["embedding"]) == 3
-    res = det.to_df2_results(image_id=12)
+    res = df2_result_entries(det, image_id=12)
     assert res["bbox"][0] == {"image_id": 12, "category_id": 1, "bbox": [5.0, 5.0, 20.0, 25.0], "score": 0.9}
     json.dumps(res)  # serializable as-is
     for k in res["keys"]:
@@ -441,10 +442,11 @@ def test_detect_and_info_cli(model_path, tmp_path):
 
 def test_runtime_never_imports_torch(model_path):
     code = ("import sys, numpy as np, df2infer\n"
+            "from df2infer.sinks.result_files import df2_result_entries\n"
             f"m = df2infer.load({str(model_path)!r}, device='auto')\n"
             "r = m.predict(np.zeros((50, 60, 3), np.uint8))\n"
-            "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); r[0].to_df2_results(1)\n"
-            "import df2infer.apps.main, df2infer.matching\n"
+            "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); df2_result_entries(r[0], 1)\n"
+            "import df2infer.apps.main, df2infer.matching, df2infer.stream, df2infer.sinks.video\n"
             "bad = [k for k in sys.modules if k == 'torch' or k.startswith('torch.')]\n"
             "assert not bad, bad\n")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(df2infer.__file__)))

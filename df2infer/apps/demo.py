@@ -4,7 +4,8 @@
    (skipped when already there);
 2. detects clothing with the bundled model (or --model) on every image: annotated pictures in
    DIR/annotated/, one JSON line per image in DIR/detections.jsonl, and the video annotated to
-   DIR/annotated/video.mp4;
+   DIR/annotated/video.mp4 by the video loop with tracking (df2infer.stream; per-frame JSON lines in
+   DIR/annotated/video.jsonl);
 3. retrieval: the most confident item of a consumer picture queries a gallery of the shop
    pictures' items (the model's similarity network); the top 5 are drawn as a strip,
    DIR/retrieval.jpg, and listed in DIR/retrieval.json;
@@ -123,39 +124,20 @@ def retrieval_example(model, ds, dets: dict[int, Any], images: dict[int, np.ndar
     return info
 
 
-def annotate_video(model, src: Path, dst: Path, conf: float, max_frames: int) -> int:
-    import cv2
+def annotate_video(model, src: Path, dst: Path, conf: float, max_frames: int) -> tuple[int, str]:
+    """The video loop (df2infer.stream) on the clip with tracking: annotated `dst` (fragmented MP4)
+    and one JSON line per frame beside it. Returns (frames, summary line)."""
+    from df2infer.sinks.annotate import annotate
+    from df2infer.sinks.jsonl import JsonlSink, frame_record
+    from df2infer.sinks.video import VideoSink
+    from df2infer.stream import Pipeline, format_summary
 
-    from df2infer.draw import annotate
-
-    cap = cv2.VideoCapture(str(src))
-    if not cap.isOpened():
-        return 0
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30
-    writer = None
-    n = 0
-
-    def frames():
-        nonlocal n
-        while n < max_frames:
-            ok, f = cap.read()
-            if not ok:
-                return
-            n += 1
-            yield f
-
-    try:
-        for det, img in model.stream(frames(), conf=conf, batch_size=1, embeddings=False, with_images=True):
-            if writer is None:
-                h, w = img.shape[:2]
-                fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
-                writer = cv2.VideoWriter(str(dst), fourcc, fps, (w, h))
-            writer.write(annotate(img, det))
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
-    return n
+    pipe = Pipeline([str(src)], model, conf=conf, track=True, max_frames=max_frames)
+    with VideoSink(dst, fps=30) as video, JsonlSink(dst.with_suffix(".jsonl")) as jsonl:
+        for r in pipe:
+            jsonl.write(frame_record(r))
+            video.write(annotate(r.image, r.detections))
+    return video.frames, format_summary(pipe.summary())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     import df2infer
     from df2infer.api import DEFAULT_MODEL
     from df2infer.data.annotations import load_dataset
-    from df2infer.draw import annotate
+    from df2infer.sinks.annotate import annotate
+    from df2infer.sinks.jsonl import JsonlSink
+    from df2infer.stream.model import DUPLICATE_IOU
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
@@ -191,9 +175,10 @@ def run(args: argparse.Namespace) -> int:
     dets: dict[int, Any] = {}
     images: dict[int, np.ndarray] = {}
     n_items = 0
-    with open(out / "detections.jsonl", "w") as jf:
-        for a, (det, img) in zip(ds.images, model.stream(paths, conf=args.conf, with_images=True)):
-            jf.write(det.to_json() + "\n")
+    with JsonlSink(out / "detections.jsonl") as jf:
+        for a, (det, img) in zip(ds.images, model.stream(paths, conf=args.conf, with_images=True,
+                                                         suppress_iou=DUPLICATE_IOU)):
+            jf.write(det.to_json())
             if not det.ok:
                 print(f"df2infer demo: skipped {det.message}", file=sys.stderr)
                 continue
@@ -207,10 +192,10 @@ def run(args: argparse.Namespace) -> int:
     # video
     video_out = None
     if args.video_frames > 0 and (data / "video.mp4").is_file():
-        n = annotate_video(model, data / "video.mp4", ann_dir / "video.mp4", args.conf, args.video_frames)
+        n, line = annotate_video(model, data / "video.mp4", ann_dir / "video.mp4", args.conf, args.video_frames)
         if n:
             video_out = ann_dir / "video.mp4"
-            print(f"video: {n} frames annotated -> {video_out}")
+            print(f"video loop (tracking): {line} -> {video_out}, {video_out.with_suffix('.jsonl')}")
 
     # retrieval
     info = retrieval_example(model, ds, dets, images, out)

@@ -1,4 +1,6 @@
-"""`df2infer detect IMAGES... [--model M] [--out DIR] [--conf C] [--device D]`
+"""`df2infer detect IMAGES... [--model M] [--out DIR] [--conf C] [--device D] [--keep-duplicates]`
+
+Video files and streams belong to `df2infer video` (detect says so).
 
 Writes DIR/<name>.jpg (annotated) for each image and DIR/detections.jsonl (one JSON line per
 image, in input order; unreadable images get a line with "error"). Folders are searched for images
@@ -25,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmark-method", default="subpixel", choices=("torchvision", "subpixel"))
     p.add_argument("--no-draw", action="store_true", help="write only the JSONL, no annotated images")
     p.add_argument("--embeddings", action="store_true", help="include embeddings in the JSONL")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep cross-category duplicates (default: one garment reported as two categories at IoU > 0.85 is shown once)")
 
 
 def _expand(inputs: list[str]) -> list[str]:
@@ -41,12 +45,19 @@ def _expand(inputs: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-
     import df2infer
-    from df2infer.draw import annotate
+    from df2infer.sinks.annotate import annotate
+    from df2infer.sinks.image_folder import ImageFolderSink
+    from df2infer.sinks.jsonl import JsonlSink
+    from df2infer.stream.model import DUPLICATE_IOU
+    from df2infer.stream.sources import VIDEO_SUFFIXES
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    videos = [x for x in args.images if x.lower().endswith(VIDEO_SUFFIXES) or "://" in x]
+    if videos:
+        print(f"df2infer detect: {videos[0]} is a video or stream; detect reads images. Use:\n"
+              f"    df2infer video {' '.join(videos)}", file=sys.stderr)
+        return 2
     files = _expand(args.images)
     if not files:
         print("df2infer detect: no images given", file=sys.stderr)
@@ -58,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
+    images = ImageFolderSink(out)
     n_ok = n_fail = n_items = 0
-    with open(out / "detections.jsonl", "w") as jf:
+    with JsonlSink(out / "detections.jsonl") as jsonl:
         for res, img in model.stream(files, conf=args.conf, batch_size=args.batch, landmark_method=args.landmark_method,
-                                     embeddings=args.embeddings, with_images=True):
-            jf.write(res.to_json(embeddings=args.embeddings) + "\n")
+                                     embeddings=args.embeddings, with_images=True,
+                                     suppress_iou=None if args.keep_duplicates else DUPLICATE_IOU):
+            jsonl.write(res.to_json(embeddings=args.embeddings))
             if not res.ok:
                 n_fail += 1
                 print(f"df2infer detect: skipped: {res.message}", file=sys.stderr)
@@ -71,12 +83,7 @@ def run(args: argparse.Namespace) -> int:
             n_ok += 1
             n_items += len(res)
             if not args.no_draw:
-                stem = Path(res.path).stem
-                name, k = stem, 1
-                while name in used:
-                    name, k = f"{stem}_{k}", k + 1
-                used.add(name)
-                cv2.imwrite(str(out / f"{name}.jpg"), annotate(img, res))
+                images.write(annotate(img, res), res.path)
     t = model.timings.summary()
     per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in t.items())
     print(f"{n_ok} images, {n_items} items, {n_fail} failed -> {out}/  (ms per image: {per}; {model})")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from df2infer.apps import bench, convert, demo, detect, eval, export, info, predict_torch, synth, train, validate
+from df2infer.apps import bench, convert, demo, detect, eval, export, info, predict_torch, synth, train, validate, video
 
 # verb -> (module, one-line help), in the order `df2infer --help` lists them.
 VERBS: dict[str, tuple[ModuleType, str]] = {
@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[ModuleType, str]] = {
     "predict-torch": (predict_torch, "PyTorch eager inference writing the official result files (needs the export extra)"),
     "export": (export, "export a checkpoint to ONNX (FP32/FP16/INT8) or a TensorRT engine (needs the export extra)"),
     "detect": (detect, "detect clothing in images; writes annotated images and JSON"),
+    "video": (video, "detect clothing in video files, cameras and streams (RTSP, HTTP, CSI), several at once"),
     "info": (info, "print a model artifact's contract and metadata"),
     "bench": (bench, "latency per stage (p50/p90/p99) and throughput, several artifacts side by side"),
     "demo": (demo, "synthetic data + bundled model: detect, draw and time (what `make demo` runs)"),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..data.annotations import Dataset, ImageAnnotation
+from ..sinks.result_files import df2_result_entries
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
             failures += 1
             log.warning("eval: %s", det.message)
             continue
-        r = det.to_df2_results(ann.image_id)
+        r = df2_result_entries(det, ann.image_id)
         for k in out:
             out[k] += r[k]
         has_masks = has_masks and det.masks is not None

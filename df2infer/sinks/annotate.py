@@ -1,4 +1,4 @@
-"""Drawing: one function per annotator (masks, boxes + labels, landmark skeletons), composed by
+"""Drawing (a sink's helper): one function per annotator (masks, boxes + labels, landmark skeletons), composed by
 `annotate`. Each takes a BGR uint8 image and a Detections and returns a new image (copy=True)
 or draws in place (copy=False)."""
 from __future__ import annotations
@@ -33,22 +33,31 @@ def draw_masks(image: np.ndarray, detections, alpha: float = 0.45, copy: bool = 
         if not m.any():
             continue
         region = out[y0:y1, x0:x1]
-        col = np.array(color(c), np.float32)
-        region[m] = (region[m].astype(np.float32) * (1 - alpha) + col * alpha).astype(np.uint8)
+        # OpenCV's saturating uint8 blend of the whole extent, copied back under the mask: ~8x faster
+        # than float math on the masked pixels (video sinks draw every frame)
+        blend = cv2.addWeighted(region, 1 - alpha, np.full_like(region, color(c)), alpha, 0)
+        np.copyto(region, blend, where=m[..., None])
     return out
 
 
-def draw_boxes(image: np.ndarray, detections, thickness: int = 2, labels: bool = True, copy: bool = True) -> np.ndarray:
-    """Rectangles plus "name score" captions."""
+def draw_boxes(image: np.ndarray, detections, thickness: int = 2, labels: bool = True, copy: bool = True,
+               track_ids=None) -> np.ndarray:
+    """Rectangles plus "name score" captions ("#id name score" with track ids: `track_ids`, by default
+    the detections' own, one per item)."""
     out = _target(image, copy)
     h, w = out.shape[:2]
     font_scale = max(0.4, min(h, w) / 1000)
-    for box, c, s in zip(detections.boxes, detections.labels, detections.scores):
+    if track_ids is None:
+        track_ids = getattr(detections, "track_ids", None)
+    ids = [None] * len(detections.scores) if track_ids is None else list(track_ids)
+    for box, c, s, tid in zip(detections.boxes, detections.labels, detections.scores, ids):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         col = color(c)
         cv2.rectangle(out, (x1, y1), (x2, y2), col, thickness, cv2.LINE_AA)
         if labels:
             text = f"{spec.category(int(c)).name} {float(s):.2f}"
+            if tid is not None:
+                text = f"#{int(tid)} {text}"
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
             ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(y1 + th + base + 2, h - 1)
             cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 2, ty + base - 2), col, -1)
@@ -79,13 +88,14 @@ def draw_landmarks(image: np.ndarray, detections, min_score: float | None = None
 
 
 def annotate(image: np.ndarray, detections, masks: bool = True, boxes: bool = True, landmarks: bool = True,
-             landmark_min_score: float | None = None) -> np.ndarray:
-    """Masks, then landmarks, then boxes with labels, on a copy of `image`."""
+             landmark_min_score: float | None = None, track_ids=None) -> np.ndarray:
+    """Masks, then landmarks, then boxes with labels (and track ids: `track_ids`, by default the
+    detections' own), on a copy of `image`."""
     out = _target(image, True)
     if masks:
         draw_masks(out, detections, copy=False)
     if landmarks:
         draw_landmarks(out, detections, min_score=landmark_min_score, copy=False)
     if boxes:
-        draw_boxes(out, detections, copy=False)
+        draw_boxes(out, detections, copy=False, track_ids=track_ids)
     return out
