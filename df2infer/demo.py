@@ -89,19 +89,19 @@ def retrieval_example(model, ds, dets: dict[int, Any], images: dict[int, np.ndar
     """Query the most confident consumer item against the shop items; write the strip and JSON."""
     import cv2
 
-    from df2infer.matching import Gallery
+    from df2infer.retrieval import Gallery, RankingPolicy
 
     by_id = {a.image_id: a for a in ds.images}
-    gallery = Gallery(model.similarity)
+    gallery = Gallery(model.similarity, policy=RankingPolicy(min_gallery_score=gallery_score))
     for iid, d in dets.items():
         if by_id[iid].source == "shop":
-            gallery.add(d.filter(gallery_score), image_id=iid)
+            gallery.add(d, image_id=iid)
     cands = [(float(d.scores[i]), iid, i) for iid, d in dets.items() if by_id[iid].source == "user" for i in range(len(d))]
     if not cands or len(gallery) == 0:
         return None
     _, qid, qi = max(cands)
     q = dets[qid][qi]
-    matches = gallery.query(q, k=k)[0]
+    matches = gallery.search(q, k=k)[0]
     qann = by_id[qid]
     tiles = [_label(_crop(images[qid], q.boxes[0]), [f"query {q.names[0][:18]}", f"image {qid} score {q.scores[0]:.2f}"])]
     cv2.rectangle(tiles[0], (0, 0), (tiles[0].shape[1] - 1, tiles[0].shape[0] - 1), (255, 0, 0), 3)

@@ -1,0 +1,141 @@
+"""Retrieval: the similarity head as a matrix product, the gallery (add, save, load, search), the
+ranking policy, and DeepFashion2 retrieval through a saved gallery equal to `df2infer eval`."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from df2infer.results import Detections
+from df2infer.retrieval import Gallery, GalleryError, RankingPolicy, Similarity, match_probability
+from df2infer.retrieval.gallery import exact_topk
+from df2infer.retrieval.similarity import sigmoid
+
+D = 32
+
+
+def _sim(seed=0, d=D):
+    rng = np.random.default_rng(seed)
+    return Similarity(rng.normal(0, 0.3, (2, d)), rng.normal(0, 1, 2))
+
+
+def _head_loop(a, b, W, bias):
+    """The head as the model runs it: softmax(W @ (a - b)^2 + bias)[1], one pair at a time, float64."""
+    out = np.zeros((len(a), len(b)))
+    for i in range(len(a)):
+        for j in range(len(b)):
+            logits = np.asarray(W, np.float64) @ (np.asarray(a[i], np.float64) - b[j]) ** 2 + np.asarray(bias, np.float64)
+            e = np.exp(logits - logits.max())
+            out[i, j] = e[1] / e.sum()
+    return out
+
+
+def test_match_probability_vs_naive_loop():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(5, 16)), rng.normal(size=(7, 16))
+    W, bias = rng.normal(size=(2, 16)), rng.normal(size=2)
+    np.testing.assert_allclose(match_probability(a, b, W, bias), _head_loop(a, b, W, bias), rtol=1e-5, atol=1e-6)
+
+
+def test_augmented_inner_product_is_the_head():
+    """[-2 w*a, 1] . [b, w @ b^2] + (w @ a^2 + c) = the head's logit; sigmoid = its probability to 1e-5."""
+    sim = _sim(1)
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0, 1, (6, D)).astype(np.float32), rng.normal(0, 1, (40, D)).astype(np.float32)
+    ref = _head_loop(a, b, sim.weight, sim.bias)
+    z = sim.augment_queries(a) @ sim.augment_gallery(b).T + sim.query_vectors(a)[1][:, None]
+    np.testing.assert_allclose(sigmoid(z), ref, atol=1e-5)
+    np.testing.assert_allclose(sigmoid(sim.logits(a, b)), ref, atol=1e-5)
+    assert ref.min() < 0.2 and ref.max() > 0.8  # the check spans the sigmoid's range, not only its flat ends
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_gallery_search_probabilities_equal_the_head(dtype):
+    """Batched exact search: every returned probability equals the head on the stored embedding to
+    1e-5 (float16 storage: the head on the float16-rounded gallery embedding), and the ranking is the
+    head's ranking."""
+    sim = _sim(3)
+    rng = np.random.default_rng(4)
+    g = Gallery(sim, dtype=dtype, policy=RankingPolicy("any", 0.0), capacity=16)
+    embs = rng.normal(0, 1, (300, D)).astype(np.float32)
+    for i in range(0, 300, 7):  # many small adds: the storage grows by doubling
+        e = embs[i:i + 7]
+        g.add_items(f"img{i}", e, np.tile([0, 0, 10, 10], (len(e), 1)), np.ones(len(e)), np.full(len(e), 0.9))
+    assert len(g) == 300 and g.embeddings.dtype == np.dtype(dtype)
+    stored = embs.astype(dtype).astype(np.float64)
+    q = rng.normal(0, 1, (33, D)).astype(np.float32)
+    ref = _head_loop(q, stored, sim.weight, sim.bias)
+    res = g.search(q, k=20)
+    for i, row in enumerate(res):
+        assert [m.index for m in row] == list(np.argsort(-ref[i], kind="stable")[:20])
+        np.testing.assert_allclose([m.probability for m in row], ref[i, [m.index for m in row]], atol=1e-5)
+    if dtype == "float16":  # what float16 storage costs against the float32 embeddings (reported, loose bound)
+        full = _head_loop(q, embs, sim.weight, sim.bias)
+        assert np.abs(full - ref).max() < 1e-2
+
+
+def test_exact_topk_chunks_equal_one_pass():
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(1000, 8)).astype(np.float32)
+    gt = rng.normal(size=1000).astype(np.float32)
+    lab = rng.integers(1, 4, 1000)
+    q = rng.normal(size=(5, 8)).astype(np.float32)
+    one = exact_topk(q, emb, gt, lab, [1, 2, 3, 1, 2], 10, ("all", "same", "other"), chunk=1000)
+    many = exact_topk(q, emb, gt, lab, [1, 2, 3, 1, 2], 10, ("all", "same", "other"), chunk=64)
+    for g in one:
+        np.testing.assert_array_equal(one[g][0], many[g][0])
+    z = q @ emb.T + gt
+    np.testing.assert_array_equal(one["all"][0], np.argsort(-z, axis=1)[:, :10])
+    assert all((lab[one["same"][0][i]] == [1, 2, 3, 1, 2][i]).all() for i in range(5))
+    assert all((lab[one["other"][0][i]] != [1, 2, 3, 1, 2][i]).all() for i in range(5))
+
+
+def test_policy_category_first_only_any_and_floor():
+    D4 = 4
+    sim = Similarity(np.stack([np.ones(D4), -np.ones(D4)]), np.array([0.0, 2.0]))  # closer = more likely a match
+    g_emb = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [3, 3, 3, 3], [2, 2, 2, 2]], np.float32)
+    det = Detections(boxes=np.zeros((4, 4), np.float32), scores=np.array([1, 1, 1, 0.2], np.float32),
+                     labels=np.array([1, 1, 2, 2], np.int32), image_size=(10, 10), embeddings=g_emb)
+    g = Gallery(sim)  # default policy: same category first, gallery score floor 0.3
+    assert g.add(det, image_id=7) == 3  # the 0.2 item stays out
+    q = np.array([[3, 3, 3, 3]], np.float32)
+    assert [m.index for m in g.search(q, k=5, query_labels=[1])[0]] == [1, 0, 2]
+    assert [m.index for m in g.search(q, k=2, query_labels=[1])[0]] == [1, 0]
+    assert [m.index for m in g.search(q, k=5, query_labels=[1], policy=RankingPolicy("only"))[0]] == [1, 0]
+    anyc = g.search(q, k=5, policy=RankingPolicy("any"))[0]
+    assert [m.index for m in anyc] == [2, 1, 0] and anyc[0].image_id == 7
+    assert anyc[0].probability > anyc[1].probability > anyc[2].probability
+    with pytest.raises(GalleryError, match="query labels"):
+        g.search(q, k=5)
+    with pytest.raises(ValueError, match="category"):
+        RankingPolicy("nearest")
+
+
+def test_gallery_save_load_roundtrip_and_resume(tmp_path):
+    sim = _sim(6)
+    rng = np.random.default_rng(7)
+    g = Gallery(sim, dtype="float16", info={"root": "x"})
+    for i in range(5):
+        g.add_items(100 + i, rng.normal(size=(3, D)), rng.uniform(0, 50, (3, 4)), [1, 2, 3], [0.9, 0.5, 0.1],
+                    pair_id=i, styles=[1, 0, 2])
+    g.add_items(999, np.zeros((0, D)), np.zeros((0, 4)), [], [])  # an image with no items is still indexed
+    q = rng.normal(size=(4, D))
+    before = g.search(q, k=6, query_labels=[1, 2, 3, 1])
+    g.save(tmp_path / "g")
+    h = g.load(tmp_path / "g", sim)
+    assert len(h) == 10 and h.dtype == "float16" and h.info == {"root": "x"} and h.has_image(999)
+    after = h.search(q, k=6, query_labels=[1, 2, 3, 1])
+    assert [[(m.index, m.image_id, m.pair_id, m.style) for m in r] for r in before] == \
+        [[(m.index, m.image_id, m.pair_id, m.style) for m in r] for r in after]
+    assert np.allclose([m.probability for r in before for m in r], [m.probability for r in after for m in r])
+    # appends after a load, and a save cut short (columns longer than the header says) still loads
+    h.add_items(200, rng.normal(size=(2, D)), np.zeros((2, 4)), [1, 1], [0.9, 0.9])
+    header = (tmp_path / "g" / "gallery.json").read_text()
+    h.save(tmp_path / "g")
+    (tmp_path / "g" / "gallery.json").write_text(header)
+    assert len(Gallery.load(tmp_path / "g")) == 10
+    mm = Gallery.load(tmp_path / "g", mmap=True)
+    assert [m.index for m in mm.search(q, k=6, query_labels=[1, 2, 3, 1])[0]] == [m.index for m in after[0]]
+    with pytest.raises(GalleryError, match="rebuild the gallery"):
+        Gallery.load(tmp_path / "g", _sim(99))
+    with pytest.raises(GalleryError, match="no gallery.json"):
+        Gallery.load(tmp_path / "nothing")
