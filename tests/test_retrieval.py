@@ -185,3 +185,36 @@ def test_faiss_approximate_recall(kind):
     g2 = Gallery(g.similarity)
     with pytest.raises(ValueError, match="rebuild"):
         faiss_index.FaissIndex.load(idx.save(Path(pytest.importorskip("tempfile").mkdtemp()) / "i.index"), g2)
+
+
+# ---------------------------------------------------------------- Milvus (embedded Milvus Lite)
+
+def test_milvus_gallery_equals_exact_numpy(tmp_path):
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    from df2infer.retrieval.vector_store import MilvusGallery
+
+    sim = _sim(11)
+    rng = np.random.default_rng(12)
+    g = Gallery(sim)
+    for i in range(40):
+        g.add_items(1000 + i, rng.normal(size=(4, D)), rng.uniform(0, 90, (4, 4)), rng.integers(1, 5, 4),
+                    [0.9, 0.8, 0.6, 0.1], pair_id=i, styles=[1, 2, 0, 1])
+    q = rng.normal(size=(9, D))
+    ql = rng.integers(1, 5, 9)
+    uri = str(tmp_path / "g.db")
+    mg = MilvusGallery.from_gallery(g, uri)
+    assert len(mg) == len(g) == 120
+    for pol in ("first", "any"):
+        want = g.search(q, k=20, query_labels=ql, policy=RankingPolicy(pol))
+        got = mg.search(q, k=20, query_labels=ql, policy=RankingPolicy(pol))
+        assert [[(m.index, m.image_id, m.pair_id, m.style, m.label) for m in r] for r in got] == \
+            [[(m.index, m.image_id, m.pair_id, m.style, m.label) for m in r] for r in want], pol
+        np.testing.assert_allclose([m.probability for r in got for m in r], [m.probability for r in want for m in r], atol=1e-5)
+        np.testing.assert_allclose([m.box for r in got for m in r], [m.box for r in want for m in r], atol=1e-4)
+    mg.close()
+    again = MilvusGallery(sim, uri)  # persisted in the file; the header is checked
+    assert len(again) == 120
+    again.close()
+    with pytest.raises(GalleryError, match="rebuild"):
+        MilvusGallery(_sim(99), uri)
