@@ -103,6 +103,11 @@ class MilvusGallery:
     def __len__(self) -> int:
         return self._n
 
+    def flush(self) -> None:
+        """Seal what was inserted: Milvus Lite searches unsealed rows ~15x slower (measured: 0.93 s
+        vs 0.054 s per search of 10^4 items). Call after a bulk load."""
+        self.client.flush(self.collection)
+
     def close(self) -> None:
         self.client.close()
 
@@ -215,4 +220,5 @@ class MilvusGallery:
             mg.add_items(None, gallery.embeddings[e], gallery.boxes[e], gallery.labels[e], gallery.scores[e],
                          pair_id=gallery.pair_ids[e], styles=gallery.styles[e],
                          image_ids=ids[e] if ids is not None else None)
+        mg.flush()
         return mg
