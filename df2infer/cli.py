@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("df2infer.detect_cli", "detect clothing in images; writes annotated images and JSON"),
     "info": ("df2infer.info_cli", "print a model artifact's contract and metadata"),
     "bench": ("df2infer.bench.cli", "latency per stage (p50/p90/p99) and throughput, several artifacts side by side"),
+    "index": ("df2infer.apps.index", "build a retrieval gallery: detect + embed catalog (shop) images (resumable)"),
+    "search": ("df2infer.apps.search", "consumer photos -> top-k shop items from a gallery (JSON, pictures, DF2 result file)"),
     "demo": ("df2infer.demo", "synthetic data + bundled model: detect, draw and time (what `make demo` runs)"),
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import df2infer.retrieval
 from df2infer.results import Detections
 from df2infer.retrieval import Gallery, GalleryError, RankingPolicy, Similarity, match_probability
 from df2infer.retrieval.gallery import exact_topk
@@ -218,3 +219,135 @@ def test_milvus_gallery_equals_exact_numpy(tmp_path):
     again.close()
     with pytest.raises(GalleryError, match="rebuild"):
         MilvusGallery(_sim(99), uri)
+
+
+# ---------------------------------------------------------------- DeepFashion2 through index + search
+
+@pytest.fixture(scope="module")
+def df2_distinct(tmp_path_factory):
+    """The tiny DF2 folder with a different grey level per image: the fake model's embeddings scale
+    with the image mean, so every gallery item has its own embedding (no ties in the ranking)."""
+    import cv2
+    import df2_folder
+
+    root = df2_folder.make_folder(tmp_path_factory.mktemp("df2r") / "df2", n_pairs=6)
+    for i, p in enumerate(sorted((root / "image").glob("*.jpg"))):
+        cv2.imwrite(str(p), np.full((df2_folder.H, df2_folder.W, 3), 30 + 15 * i, np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def fake_model_path(tmp_path_factory):
+    import fake_model as fm
+
+    return fm.build(tmp_path_factory.mktemp("model") / "fake.onnx")
+
+
+def _ranking_as_of_matching_py(q_emb, q_label, g_emb, g_label, W, b, k):
+    """The ranking df2infer eval used before retrieval/ (matching.Gallery.query, same category first):
+    float32 probabilities, items of the query's category by probability, then the others."""
+    p = match_probability(q_emb[None], g_emb, W, b)[0]
+    order = np.argsort(-p, kind="stable")
+    same = [j for j in order if g_label[j] == q_label]
+    return (same + [j for j in order if g_label[j] != q_label])[:k], p
+
+
+def test_df2_search_equals_eval_and_the_previous_ranking(df2_distinct, fake_model_path, tmp_path, capsys):
+    import json
+
+    import fake_model as fm
+
+    import df2infer
+    from df2infer.cli import main
+    from df2infer.data.annotations import load_dataset
+
+    m = str(fake_model_path)
+    assert main(["eval", str(df2_distinct), "--model", m, "--device", "cpu", "--json", str(tmp_path / "rep.json"),
+                 "--write-results", str(tmp_path / "eval"), "--no-breakdown"]) == 0
+    assert main(["index", "build", str(df2_distinct), "--out", str(tmp_path / "g"), "--model", m, "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert main(["search", str(df2_distinct), "--gallery", str(tmp_path / "g"), "--out", str(tmp_path / "s"),
+                 "--device", "cpu", "--topk", "20"]) == 0
+    printed = capsys.readouterr().out
+    via_eval = json.loads((tmp_path / "eval" / "retrieval.json").read_text())
+    via_search = json.loads((tmp_path / "s" / "retrieval.json").read_text())
+    assert via_search == via_eval and len(via_eval) > 0
+    rep = json.loads((tmp_path / "rep.json").read_text())["retrieval"]
+    srep = json.loads((tmp_path / "s" / "retrieval_report.json").read_text())
+    assert all(srep[f"top{k}"] == rep[f"top{k}"] for k in (1, 5, 10, 15, 20)) and "top-20" in printed
+
+    # ... and both equal the ranking of yesterday's matching.py on the same detections
+    ds = load_dataset(df2_distinct)
+    pred = df2infer.load(m, device="cpu")
+    dets = {a.image_id: d for a, d in zip(ds.images, pred.stream([str(ds.image_path(a)) for a in ds.images], conf=0.05))}
+    shop = [(a.image_id, i) for a in ds.images if a.source == "shop" for i in range(len(dets[a.image_id]))
+            if dets[a.image_id].scores[i] >= 0.3]
+    g_emb = np.stack([dets[iid].embeddings[i] for iid, i in shop])
+    g_lab = np.array([dets[iid].labels[i] for iid, i in shop])
+    assert len({tuple(e) for e in g_emb.round(6)}) == len(g_emb)  # distinct embeddings: a strict test
+    n_checked = 0
+    for e in via_search:
+        d = dets[e["query_image_id"]]
+        i = int(np.argmin([abs(float(s) - e["query_score"]) + np.abs(d.boxes[j] - e["query_bbox"]).sum()
+                           for j, s in enumerate(d.scores)]))
+        ref, p = _ranking_as_of_matching_py(d.embeddings[i], d.labels[i], g_emb, g_lab, fm.SIM_W, fm.SIM_B, 20)
+        ours = [shop.index((gid, int(np.argmin(np.abs(dets[gid].boxes - gb).sum(1)))))
+                for gid, gb in zip(e["gallery_image_id"], e["gallery_bbox"])]
+        # the same items in the same order, except among items whose probabilities tie: saturated at
+        # 1.0 in float32 (the old code left those in argpartition order, the new one orders them by
+        # logit) or within float32 rounding of the logit (1e-6)
+        assert [g_lab[j] == d.labels[i] for j in ours] == [g_lab[j] == d.labels[i] for j in ref]
+        np.testing.assert_allclose(p[ours], p[ref], rtol=0, atol=1e-6)
+        # where float32 probabilities saturate, the head's float64 logits still decide: non-increasing
+        # within the same-category block and within the others
+        w, c = fm.SIM_W[1].astype(np.float64) - fm.SIM_W[0], float(fm.SIM_B[1]) - float(fm.SIM_B[0])
+        z = ((d.embeddings[i].astype(np.float64) - g_emb[ours]) ** 2) @ w + c
+        same = g_lab[ours] == d.labels[i]
+        for block in (z[same], z[~same]):
+            assert (np.diff(block) <= 1e-5).all(), block
+        n_checked += len(ours)
+    assert n_checked == sum(len(e["gallery_image_id"]) for e in via_search) > 100
+
+    # the gallery knows pair ids and styles (style from the ground-truth item a detection overlaps)
+    g = df2infer.retrieval.Gallery.load(tmp_path / "g")
+    assert set(g.pair_ids.tolist()) == {a.pair_id for a in ds.images if a.source == "shop"}
+    assert (g.styles >= 0).any()
+    out = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert out["images"] and all(len(it["matches"]) == min(20, len(g)) for im in out["images"] for it in im["items"])
+    assert any((tmp_path / "s" / "pictures").iterdir())
+
+
+def test_index_build_resumes_and_files_search(df2_distinct, fake_model_path, tmp_path, capsys):
+    import json
+    import shutil
+
+    from df2infer.cli import main
+    from df2infer.retrieval import Gallery
+
+    m = str(fake_model_path)
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    files = sorted((df2_distinct / "image").glob("*.jpg"))
+    for p in files[:3]:
+        shutil.copy(p, shop / p.name)
+    g = tmp_path / "g"
+    assert main(["index", "build", str(shop), "--out", str(g), "--model", m, "--device", "cpu", "--no-progress"]) == 0
+    first = Gallery.load(g)
+    assert sorted(first.indexed_images) == [p.name for p in files[:3]]
+    for p in files[3:5]:
+        shutil.copy(p, shop / p.name)
+    (shop / "broken.jpg").write_bytes(b"not an image")
+    assert main(["index", "build", str(shop), "--out", str(g), "--model", m, "--device", "cpu", "--no-progress"]) == 1
+    err = capsys.readouterr()
+    assert "3 already there" in err.out and "broken.jpg" in err.err
+    second = Gallery.load(g)
+    assert len(second.indexed_images) == 5 and len(second) == 5 * 3
+    np.testing.assert_array_equal(second.embeddings[:len(first)], first.embeddings)  # nothing re-embedded
+    assert main(["search", str(files[6]), "--gallery", str(g), "--out", str(tmp_path / "s"), "--topk", "4",
+                 "--device", "cpu", "--policy", "any"]) == 0
+    res = json.loads((tmp_path / "s" / "search.json").read_text())
+    items = res["images"][0]["items"]
+    assert len(items) == 4 and all(len(it["matches"]) == 4 for it in items)
+    assert {mm["image_id"] for it in items for mm in it["matches"]} <= set(second.indexed_images)
+    assert main(["search", str(files[6]), "--gallery", str(tmp_path / "nope"), "--out", str(tmp_path / "s2")]) == 2
+    assert "no gallery.json" in capsys.readouterr().err

@@ -93,11 +93,14 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
 def retrieval_results(queries: list[tuple[Any, Any]], gallery, k: int = 20, index=None) -> list[dict]:
     """Official retrieval entries: per query detection its top-k gallery items, ranked by the
     gallery's policy (same category first for DeepFashion2). `index`: see Gallery.search."""
+    return retrieval_entries([(iid, det, gallery.search(det, k=k, index=index) if len(gallery) else [[]] * len(det))
+                              for iid, det in queries if len(det)])
+
+
+def retrieval_entries(queries: list[tuple[Any, Any, list]]) -> list[dict]:
+    """Official retrieval entries from (image_id, Detections, per-detection Match lists)."""
     entries: list[dict] = []
-    for image_id, det in queries:
-        if len(det) == 0:
-            continue
-        ranked = gallery.search(det, k=k, index=index) if len(gallery) else [[] for _ in range(len(det))]
+    for image_id, det, ranked in queries:
         for i in range(len(det)):
             entries.append({
                 "query_image_id": int(image_id),
@@ -123,4 +126,4 @@ def summarize(report: dict) -> dict[str, float | None]:
     return s
 
 
-__all__ = ["predict_results", "retrieval_results", "summarize"]
+__all__ = ["predict_results", "retrieval_entries", "retrieval_results", "summarize"]
