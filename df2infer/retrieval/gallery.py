@@ -70,6 +70,25 @@ def _chunk_topk(z: np.ndarray, k: int, offset: int) -> tuple[np.ndarray, np.ndar
     return part.astype(np.int64) + offset, np.take_along_axis(z, part, 1)
 
 
+def _chunk_candidates(z: np.ndarray, k: int, offset: int, floor: np.ndarray | None):
+    """Per row, the chunk's entries that can still enter the top k: those above the row's current
+    k-th best (`floor`), usually a handful once the first chunk is done, which is much cheaper than a
+    partition of every row; a full partition when too many pass."""
+    if floor is not None:
+        rows, cols = np.nonzero(z > floor[:, None])
+        counts = np.bincount(rows, minlength=len(z))
+        width = int(counts.max()) if len(rows) else 0
+        if width <= 4 * k:
+            start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            pos = np.arange(len(rows)) - start[rows]
+            ids = np.full((len(z), max(width, 1)), -1, np.int64)
+            zz = np.full((len(z), max(width, 1)), -np.inf, np.float32)
+            ids[rows, pos] = cols + offset
+            zz[rows, pos] = z[rows, cols]
+            return ids, zz
+    return _chunk_topk(z, k, offset)
+
+
 def exact_topk(queries: np.ndarray, emb: np.ndarray, gterm: np.ndarray, labels: np.ndarray, query_labels, k: int,
                groups: tuple[str, ...], chunk: int = CHUNK) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Exact top-k of z = queries @ emb.T + gterm (without the query constant) per group ("all": every
@@ -90,8 +109,8 @@ def exact_topk(queries: np.ndarray, emb: np.ndarray, gterm: np.ndarray, labels: 
             else:
                 same = ql == labels[s:s + chunk][None, :]
                 zg = np.where(same if g == "same" else ~same, z, np.float32(-np.inf))
-            ci, cz = _chunk_topk(zg, k, s)
             bi, bz = best[g]
+            ci, cz = _chunk_candidates(zg, k, s, bz[:, k - 1] if bz.shape[1] >= k else None)
             best[g] = topk_merge(np.concatenate([bi, ci], 1), np.concatenate([bz, cz], 1), k)
     return {g: topk_merge(*best[g], k) for g in groups}
 
