@@ -351,3 +351,32 @@ def test_index_build_resumes_and_files_search(df2_distinct, fake_model_path, tmp
     assert {mm["image_id"] for it in items for mm in it["matches"]} <= set(second.indexed_images)
     assert main(["search", str(files[6]), "--gallery", str(tmp_path / "nope"), "--out", str(tmp_path / "s2")]) == 2
     assert "no gallery.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- Ray Data (a local Ray instance)
+
+def test_ray_indexing_equals_one_process(df2_distinct, fake_model_path, tmp_path):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    import df2infer
+    from df2infer.retrieval.catalog import df2_images, index_images
+    from df2infer.retrieval.ray_indexing import index_with_ray
+
+    images, _ = df2_images(df2_distinct, "shop")
+    images.append(images[0].__class__("broken", str(tmp_path / "missing.jpg")))
+    pred = df2infer.load(fake_model_path, device="cpu")
+    serial = Gallery(pred.similarity)
+    s_stats = index_images(pred, serial, images, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        dist = Gallery(pred.similarity)
+        r_stats = index_with_ray(fake_model_path, dist, images, num_workers=2, batch_size=2, save_to=tmp_path / "g")
+    finally:
+        ray.shutdown()
+    assert r_stats["indexed"] == s_stats["indexed"] == len(images) - 1 and r_stats["failed"] == 1
+    assert "missing.jpg" in r_stats["failures"][0]
+    assert dist.indexed_images == serial.indexed_images and len(dist) == len(serial) > 0
+    np.testing.assert_array_equal(dist.embeddings, serial.embeddings)
+    for col in ("boxes", "labels", "scores", "pair_ids", "styles"):
+        np.testing.assert_array_equal(getattr(dist, col), getattr(serial, col))
+    assert len(Gallery.load(tmp_path / "g")) == len(serial)
