@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision come from this machine's local wheel store (see README, "Install").
-	$(PY) -m pip install -q -e '.[export,dev]'
+	$(PY) -m pip install -q -e '.[export,dev,retrieval]'
 	# TensorRT itself cannot be installed without an NVIDIA GPU; its type stubs let mypy check our
 	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1

@@ -88,6 +88,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hnsw-max", type=int, default=100_000, help="largest gallery to build HNSW for (build time)")
     ap.add_argument("--milvus-max", type=int, default=100_000, help="largest gallery to load into Milvus Lite")
     ap.add_argument("--spread", type=float, default=0.5, help="item spread around cluster centres (0: isotropic)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="BLAS and FAISS (OpenMP) threads; 0: the libraries' defaults. One thread measured faster on "
+                         "this shared 2-core machine (other jobs keep the cores busy; spinning threads wait for them)")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
 
@@ -100,9 +103,15 @@ def main(argv=None) -> int:
         from df2infer.retrieval.faiss_index import FaissIndex, recall_at_k
     except ImportError:
         faiss = None
+    if args.threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        if faiss is not None:
+            faiss.omp_set_num_threads(args.threads)
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                "numpy": np.__version__, "faiss": getattr(faiss, "__version__", None), "loadavg_1m_start": loadavg(),
-               "faiss_omp_threads": faiss.omp_get_max_threads() if faiss else None}
+               "faiss_omp_threads": faiss.omp_get_max_threads() if faiss else None, "threads_arg": args.threads}
     rows = []
     notes = ["2-core CPU shared with other jobs while measuring (see loadavg): absolute times are pessimistic",
              f"embedding dim {sim.dim} (bundled model), similarity weights of the bundled model; k = {K}; policy 'any'",

@@ -115,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     (out / "pictures").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    queries, listing, failures, cache = [], [], 0, {}
+    queries: list = []
+    listing: list = []
+    cache: dict = {}
+    failures = 0
     n_items = 0
     from tqdm import tqdm  # type: ignore[import-untyped]
 

@@ -116,7 +116,7 @@ def index_images(predictor, gallery, images: list[CatalogImage], *, conf: float 
     keeps those past its score floor). With save_to, the gallery is saved every `checkpoint_every`
     images and at the end, so an interrupted run resumes where it stopped. Returns counts."""
     todo = [c for c in images if not gallery.has_image(c.image_id)]
-    stats = {"images": len(images), "skipped_already_indexed": len(images) - len(todo), "indexed": 0,
+    stats: dict[str, Any] = {"images": len(images), "skipped_already_indexed": len(images) - len(todo), "indexed": 0,
              "failed": 0, "items_added": 0, "failures": []}
     bar = None
     if progress:

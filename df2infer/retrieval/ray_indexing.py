@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -33,23 +34,26 @@ class _EmbedBatch:
         self.dim = int(self.predictor.contract.embedding_dim)
 
     def __call__(self, batch: dict) -> dict:
-        rows, labels, scores, boxes, embs, errors = [], [], [], [], [], []
+        cols: dict[str, list] = {k: [] for k in ("row", "label", "score", "box", "embedding", "error")}
+
+        def put(r, label, score, box, emb, error=""):
+            for k, v in zip(cols, (r, label, score, box, emb, error)):
+                cols[k].append(v)
+
+        none_box, none_emb = np.zeros(4, np.float32), np.zeros(self.dim, np.float32)
         paths = [str(p) for p in batch["path"]]
         for r, det in zip(batch["row"], self.predictor.stream(paths, conf=self.conf, masks=False, landmarks=False,
                                                               embeddings=True)):
             if not det.ok:
-                rows.append(r), labels.append(FAILED), scores.append(0.0), boxes.append(np.zeros(4, np.float32))
-                embs.append(np.zeros(self.dim, np.float32)), errors.append(det.message)
-                continue
-            if len(det) == 0:
-                rows.append(r), labels.append(NO_ITEM), scores.append(0.0), boxes.append(np.zeros(4, np.float32))
-                embs.append(np.zeros(self.dim, np.float32)), errors.append("")
-            for i in range(len(det)):
-                rows.append(r), labels.append(int(det.labels[i])), scores.append(float(det.scores[i]))
-                boxes.append(det.boxes[i]), embs.append(det.embeddings[i]), errors.append("")
-        return {"row": np.asarray(rows, np.int64), "label": np.asarray(labels, np.int32),
-                "score": np.asarray(scores, np.float32), "box": np.asarray(boxes, np.float32).reshape(-1, 4),
-                "embedding": np.asarray(embs, np.float32).reshape(-1, self.dim), "error": np.asarray(errors, dtype=object)}
+                put(r, FAILED, 0.0, none_box, none_emb, det.message)
+            elif len(det) == 0:
+                put(r, NO_ITEM, 0.0, none_box, none_emb)
+            for i in range(len(det) if det.ok else 0):
+                put(r, int(det.labels[i]), float(det.scores[i]), det.boxes[i], det.embeddings[i])
+        return {"row": np.asarray(cols["row"], np.int64), "label": np.asarray(cols["label"], np.int32),
+                "score": np.asarray(cols["score"], np.float32), "box": np.asarray(cols["box"], np.float32).reshape(-1, 4),
+                "embedding": np.asarray(cols["embedding"], np.float32).reshape(-1, self.dim),
+                "error": np.asarray(cols["error"], dtype=object)}
 
 
 def _ensure_ray(num_workers: int):
@@ -71,7 +75,7 @@ def index_with_ray(model: str | os.PathLike, gallery, images: list[CatalogImage]
     one with num_workers CPUs is started."""
     ray = _ensure_ray(num_workers)
     todo = [c for c in images if not gallery.has_image(c.image_id)]
-    stats = {"images": len(images), "skipped_already_indexed": len(images) - len(todo), "indexed": 0, "failed": 0,
+    stats: dict[str, Any] = {"images": len(images), "skipped_already_indexed": len(images) - len(todo), "indexed": 0, "failed": 0,
              "items_added": 0, "failures": [], "ray_workers": num_workers}
     if not todo:
         return stats

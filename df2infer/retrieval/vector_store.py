@@ -125,7 +125,7 @@ class MilvusGallery:
         return self.add_items(iid, detections.embeddings, detections.boxes, detections.labels, detections.scores,
                               pair_id=pair_id, styles=styles)
 
-    def add_items(self, image_id, embeddings, boxes, labels, scores, *, pair_id: int | None = None, styles=None,
+    def add_items(self, image_id, embeddings, boxes, labels, scores, *, pair_id=None, styles=None,
                   image_ids: list | None = None) -> int:
         """Insert items (one image's, or many images' with `image_ids` one per item) past the score floor."""
         emb = np.asarray(embeddings, np.float32).reshape(-1, self.similarity.dim)
