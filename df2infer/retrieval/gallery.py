@@ -351,7 +351,7 @@ class Gallery:
             a = np.load(f, mmap_mode="r" if mmap else None)
             if len(a) < n:
                 raise GalleryError(f"{f}: {len(a)} rows, but gallery.json says {n} items")
-            cols[name] = a[:n]
+            cols[name] = np.asarray(a[:n])  # plain ndarray over the mapped buffer: numpy.memmap indexing is slow
         g._cols, g._n = cols, n
         g._images = json.loads((p / "images.json").read_text())[:int(h["images"])]
         if len(g._images) != int(h["images"]):
