@@ -7,7 +7,7 @@ inner-product index over [b, w @ b^2] ranks exactly as the network does:
     flat     IndexFlatIP, float32                    exact
     flat16   IndexScalarQuantizer fp16, IP            exact on float16-rounded vectors
     hnsw     IndexHNSWFlat (M=32), L2 *               approximate (efSearch)
-    ivf      IndexIVFFlat (nlist ~ 4 sqrt(n)), L2 *   approximate (nprobe)
+    ivf      IndexIVFFlat (nlist ~ 4 sqrt(n) <= 1024), L2 *  approximate (nprobe)
 
 * Graphs and k-means partitions need a metric: the approximate kinds use the standard reduction of
   maximum inner product to nearest neighbour (Bachrach et al. 2014): gallery x -> [x, sqrt(R^2 -
@@ -68,7 +68,7 @@ class FaissIndex:
 
     @classmethod
     def build(cls, gallery, kind: str = "flat", *, nlist: int | None = None, nprobe: int = 32, hnsw_m: int = 32,
-              ef_construction: int = 80, ef_search: int = 128, train_size: int = 100_000, seed: int = 0,
+              ef_construction: int = 80, ef_search: int = 128, train_size: int = 50_000, seed: int = 0,
               chunk: int = 100_000) -> "FaissIndex":
         faiss = _faiss()
         if kind not in KINDS:
@@ -106,7 +106,8 @@ class FaissIndex:
             index.hnsw.efConstruction = ef_construction
             params.update(hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
         else:
-            nlist = int(nlist or max(1, min(n // 39, round(4 * np.sqrt(n)))))  # FAISS wants >= 39 points per list
+            # ~4 sqrt(n) lists, at most 1024 (k-means training time on small CPUs); >= 39 training points per list
+            nlist = int(nlist or max(1, min(n // 39, round(4 * np.sqrt(n)), 1024)))
             index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
             params.update(nlist=nlist, nprobe=nprobe)
         if not index.is_trained:
