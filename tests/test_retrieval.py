@@ -2,6 +2,7 @@
 ranking policy, and DeepFashion2 retrieval through a saved gallery equal to `df2infer eval`."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -349,6 +350,13 @@ def test_index_build_resumes_and_files_search(df2_distinct, fake_model_path, tmp
     items = res["images"][0]["items"]
     assert len(items) == 4 and all(len(it["matches"]) == 4 for it in items)
     assert {mm["image_id"] for it in items for mm in it["matches"]} <= set(second.indexed_images)
+    if importlib.util.find_spec("faiss") is not None:  # the same matches through a FAISS index, saved beside the gallery
+        assert main(["search", str(files[6]), "--gallery", str(g), "--out", str(tmp_path / "sf"), "--topk", "4",
+                     "--device", "cpu", "--policy", "any", "--index", "flat"]) == 0
+        assert (g / "faiss_flat.index").is_file()
+        via_faiss = json.loads((tmp_path / "sf" / "search.json").read_text())["images"][0]["items"]
+        assert [[mm["image_id"] for mm in it["matches"]] for it in via_faiss] == \
+            [[mm["image_id"] for mm in it["matches"]] for it in items]
     assert main(["search", str(files[6]), "--gallery", str(tmp_path / "nope"), "--out", str(tmp_path / "s2")]) == 2
     assert "no gallery.json" in capsys.readouterr().err
 
