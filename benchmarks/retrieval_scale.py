@@ -59,14 +59,15 @@ def make_data(sim: Similarity, size: int, n_queries: int, spread: float, seed: i
     return g, queries, planted
 
 
-def time_search(fn, queries: np.ndarray, batch: int, min_queries: int) -> dict:
-    """ms per query and queries/s, over at least min_queries queries (after one warm-up call)."""
+def time_search(fn, queries: np.ndarray, batch: int, min_queries: int, budget_s: float = 30.0) -> dict:
+    """ms per query and queries/s, over min_queries queries (after one warm-up call), or fewer
+    (at least 3 calls) when they take longer than budget_s."""
     fn(queries[:batch])
     ids_all = []
     t = []
     n = 0
     i = 0
-    while n < min_queries:
+    while n < min_queries and not (len(t) >= 3 and sum(t) > budget_s):
         q = queries[i:i + batch] if i + batch <= len(queries) else queries[:batch]
         i = (i + batch) % len(queries)
         t0 = time.perf_counter()
@@ -75,7 +76,7 @@ def time_search(fn, queries: np.ndarray, batch: int, min_queries: int) -> dict:
         ids_all.append(ids)
         n += len(q)
     per_call = np.array(t)
-    return {"batch": batch, "calls": len(t), "ms_per_query": 1000 * per_call.sum() / n,
+    return {"batch": batch, "calls": len(t), "queries": n, "ms_per_query": 1000 * per_call.sum() / n,
             "ms_per_call_p50": 1000 * float(np.median(per_call)), "ms_per_call_p90": 1000 * float(np.percentile(per_call, 90)),
             "queries_per_s": n / per_call.sum()}
 
@@ -83,7 +84,7 @@ def time_search(fn, queries: np.ndarray, batch: int, min_queries: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
-    ap.add_argument("--queries", type=int, default=256, help="distinct queries (recall and planted@20 over these)")
+    ap.add_argument("--queries", type=int, default=128, help="distinct queries (recall and planted@20 over these)")
     ap.add_argument("--min-queries", type=int, default=64, help="queries timed per method and batch size")
     ap.add_argument("--hnsw-max", type=int, default=100_000, help="largest gallery to build HNSW for (build time)")
     ap.add_argument("--milvus-max", type=int, default=100_000, help="largest gallery to load into Milvus Lite")

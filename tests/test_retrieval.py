@@ -147,11 +147,15 @@ def test_gallery_save_load_roundtrip_and_resume(tmp_path):
 
 # ---------------------------------------------------------------- FAISS
 
-def _random_gallery(n=3000, seed=8, dtype="float32"):
+def _random_gallery(n=3000, seed=8, dtype="float32", clusters=0):
+    """n random items (isotropic, or around `clusters` centres as catalogs are: styles, categories)."""
     sim = _sim(seed)
     rng = np.random.default_rng(seed)
     g = Gallery(sim, dtype=dtype, policy=RankingPolicy("any", 0.0))
-    g.add_items("all", rng.normal(size=(n, D)), np.zeros((n, 4)), rng.integers(1, 14, n), np.ones(n))
+    emb = rng.normal(size=(n, D))
+    if clusters:
+        emb = rng.normal(size=(clusters, D))[rng.integers(0, clusters, n)] + 0.5 * emb
+    g.add_items("all", emb, np.zeros((n, 4)), rng.integers(1, 14, n), np.ones(n))
     return g, rng
 
 
@@ -177,13 +181,13 @@ def test_faiss_flat_equals_exact_numpy(policy, tmp_path):
 def test_faiss_approximate_recall(kind):
     faiss_index = pytest.importorskip("df2infer.retrieval.faiss_index")
     pytest.importorskip("faiss")
-    g, rng = _random_gallery(5000)
-    q = rng.normal(size=(50, D))
+    g, rng = _random_gallery(5000, clusters=50)
+    q = g.embeddings[rng.choice(len(g), 50, replace=False)] + rng.normal(0, 0.1, (50, D))  # a near-duplicate each
     exact, _ = g.search_ids(q, 20, policy=RankingPolicy("any", 0.0))
     idx = faiss_index.FaissIndex.build(g, kind)
     approx, _ = g.search_ids(q, 20, policy=RankingPolicy("any", 0.0), index=idx)
     r = faiss_index.recall_at_k(approx, exact)
-    assert r >= 0.9, (kind, r)  # measured ~0.99+ with the defaults; the benchmark reports it at scale
+    assert r >= 0.95, (kind, r)  # the benchmark reports recall at 10^4..10^6 items
     g2 = Gallery(g.similarity)
     with pytest.raises(ValueError, match="rebuild"):
         faiss_index.FaissIndex.load(idx.save(Path(pytest.importorskip("tempfile").mkdtemp()) / "i.index"), g2)
