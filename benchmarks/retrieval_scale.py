@@ -92,6 +92,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS and FAISS (OpenMP) threads; 0: the libraries' defaults. One thread measured faster on "
                          "this shared 2-core machine (other jobs keep the cores busy; spinning threads wait for them)")
+    ap.add_argument("--methods", default="numpy,faiss,milvus", help="any of numpy, faiss, milvus (default: all)")
+    ap.add_argument("--faiss-kinds", default="flat,flat16,ivf,hnsw", help="FAISS kinds to measure")
+    ap.add_argument("--ivf-nprobe", default="32", help="IVF lists probed, comma-separated values (one row each)")
+    ap.add_argument("--name", default="retrieval_scale", help="result file stem (default: %(default)s)")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
 
@@ -143,27 +147,38 @@ def main(argv=None) -> int:
                      "batch32": time_search(lambda q: q @ emb.T, args_q, 32, max(args.min_queries, 128))})
         print(f"{size:>8} bare q @ E.T            single {rows[-1]['single']['ms_per_query']:8.2f} ms/q  "
               f"batch32 {rows[-1]['batch32']['ms_per_query']:7.2f} ms/q", flush=True)
-        exact = record(size, "numpy exact fp32", lambda q: g.search_ids(q, K, policy=POLICY)[0])
-        g16 = Gallery(sim, dtype="float16", policy=POLICY, capacity=size)
-        g16.add_items(None, g.embeddings, g.boxes, g.labels, g.scores)
-        record(size, "numpy exact fp16", lambda q: g16.search_ids(q, K, policy=POLICY)[0], exact)
-        del g16
-        gc.collect()
-        if faiss is not None:
-            kinds = [("flat", {}), ("flat16", {}), ("ivf", {"nprobe": 32})]
-            if size <= args.hnsw_max:
+        methods = args.methods.split(",")
+        exact = record(size, "numpy exact fp32", lambda q: g.search_ids(q, K, policy=POLICY)[0]) \
+            if "numpy" in methods else np.concatenate([g.search_ids(args_q[i:i + 32], K, policy=POLICY)[0]
+                                                       for i in range(0, len(args_q), 32)])
+        if "numpy" in methods:
+            g16 = Gallery(sim, dtype="float16", policy=POLICY, capacity=size)
+            g16.add_items(None, g.embeddings, g.boxes, g.labels, g.scores)
+            record(size, "numpy exact fp16", lambda q: g16.search_ids(q, K, policy=POLICY)[0], exact)
+            del g16
+            gc.collect()
+        if faiss is not None and "faiss" in methods:
+            wanted = args.faiss_kinds.split(",")
+            kinds = [(k, {}) for k in ("flat", "flat16") if k in wanted]
+            if "hnsw" in wanted and size <= args.hnsw_max:
                 kinds.append(("hnsw", {"ef_search": 128}))
-            for kind, kw in kinds:
+            for kind, kw in kinds + ([("ivf", {})] if "ivf" in wanted else []):
                 t1 = time.perf_counter()
                 idx = FaissIndex.build(g, kind, **kw)
                 build = time.perf_counter() - t1
-                record(size, f"faiss {kind}", lambda q: g.search_ids(q, K, policy=POLICY, index=idx)[0], exact,
-                       {"build_s": build, "params": idx.params})
+                for nprobe in ([int(v) for v in args.ivf_nprobe.split(",")] if kind == "ivf" else [None]):
+                    if nprobe is not None:
+                        idx.set_search_params(nprobe=nprobe)
+                    record(size, f"faiss {kind}" + (f" nprobe {nprobe}" if nprobe else ""),
+                           lambda q: g.search_ids(q, K, policy=POLICY, index=idx)[0], exact,
+                           {"build_s": build, "params": dict(idx.params)})
                 del idx
                 gc.collect()
-            if size > args.hnsw_max:
+            if "hnsw" in wanted and size > args.hnsw_max:
                 notes.append(f"HNSW not built at {size} (--hnsw-max {args.hnsw_max}: graph build time on 2 cores)")
-        if size <= args.milvus_max:
+        if "milvus" not in methods:
+            pass
+        elif size <= args.milvus_max:
             try:
                 from df2infer.retrieval.vector_store import MilvusGallery
             except ImportError:
@@ -186,7 +201,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine, "k": K, "queries": args.queries, "notes": notes, "rows": rows,
               "command": "python benchmarks/retrieval_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    (out / "retrieval_scale.json").write_text(json.dumps(report, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
     lines = ["# Retrieval at scale: top-20, single query and batches of 32", "",
              f"Machine: {machine['cpu_count']} CPUs, {machine['platform']}; numpy {machine['numpy']}, faiss {machine['faiss']}; "
              f"load average {machine['loadavg_1m_start']} at start, {machine['loadavg_1m_end']} at end.", ""]
@@ -203,7 +218,7 @@ def main(argv=None) -> int:
                      f"| {r['size']:,} | {r['method']} | {r['single']['ms_per_query']:.2f} | {r['single']['queries_per_s']:.0f} | "
                      f"{r['batch32']['ms_per_query']:.2f} | {r['batch32']['queries_per_s']:.0f} | {f3(r['recall_at_20'])} | "
                      f"{f3(r['planted_at_20'])} | - |")
-    (out / "retrieval_scale.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
