@@ -262,7 +262,7 @@ def test_df2_search_equals_eval_and_the_previous_ranking(df2_distinct, fake_mode
     import fake_model as fm
 
     import df2infer
-    from df2infer.cli import main
+    from df2infer.apps.main import main
     from df2infer.data.annotations import load_dataset
 
     m = str(fake_model_path)
@@ -325,7 +325,7 @@ def test_index_build_resumes_and_files_search(df2_distinct, fake_model_path, tmp
     import json
     import shutil
 
-    from df2infer.cli import main
+    from df2infer.apps.main import main
     from df2infer.retrieval import Gallery
 
     m = str(fake_model_path)
@@ -366,7 +366,7 @@ def test_index_build_resumes_and_files_search(df2_distinct, fake_model_path, tmp
 
 # ---------------------------------------------------------------- Ray Data (a local Ray instance)
 
-def test_ray_indexing_equals_one_process(df2_distinct, fake_model_path, tmp_path):
+def test_ray_indexing_equals_one_process(df2_distinct, fake_model_path, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
     import df2infer
@@ -378,7 +378,12 @@ def test_ray_indexing_equals_one_process(df2_distinct, fake_model_path, tmp_path
     pred = df2infer.load(fake_model_path, device="cpu")
     serial = Gallery(pred.similarity)
     s_stats = index_images(pred, serial, images, progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # A worker process (ray + onnxruntime imports) gets 5 min to register instead of Ray's 60 s: on a loaded
+    # 2-core CI machine a slow start must not fail the actor pool (the raylet reads RAY_<setting> from its env).
+    monkeypatch.setenv("RAY_worker_register_timeout_seconds", "300")
+    # address="local": always a private Ray for this test; with no address ray.init attaches to RAY_ADDRESS or a
+    # `ray start` cluster on the machine (other jobs' workers, num_cpus ignored)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         dist = Gallery(pred.similarity)
         r_stats = index_with_ray(fake_model_path, dist, images, num_workers=2, batch_size=2, save_to=tmp_path / "g")
