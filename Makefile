@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision come from this machine's local wheel store (see README, "Install").
 	# `cpu`: the CPU onnxruntime (GPU users install `gpu` or `gpu-cu12` instead; see README, "Install").
-	$(PY) -m pip install -q -e '.[export,dev,cpu]'
+	$(PY) -m pip install -q -e '.[export,dev,cpu,retrieval]'
 	# TensorRT itself cannot be installed without an NVIDIA GPU; its type stubs let mypy check our
 	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
@@ -40,10 +40,10 @@ system-deps:
 demo: $(STAMP)
 	$(PY) -m df2infer demo --out demo_out
 
-# The runtime core (with the video rooms stream/ and sinks/) and the TensorRT code are type-checked (the TensorRT code against tensorrt-stubs, copied
+# The runtime core (with the rooms stream/, sinks/ and retrieval/) and the TensorRT code are type-checked (the TensorRT code against tensorrt-stubs, copied
 # and fixed into build/typing-stubs by tests/trt_stubs.py; see mypy.ini).
 MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer/images.py df2infer/results.py \
-	df2infer/backends df2infer/ops df2infer/gpu df2infer/stream df2infer/sinks export/tensorrt_builder.py
+	df2infer/backends df2infer/ops df2infer/gpu df2infer/stream df2infer/sinks df2infer/retrieval export/tensorrt_builder.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check df2infer export tests benchmarks

@@ -22,9 +22,10 @@ _EXPORTS = {
     "ImageError": "df2infer.images",
     "letterbox": "df2infer.ops.letterbox",
     "annotate": "df2infer.sinks.annotate",
-    "Gallery": "df2infer.matching",
-    "Similarity": "df2infer.matching",
-    "match_probability": "df2infer.matching",
+    "Gallery": "df2infer.retrieval.gallery",
+    "Similarity": "df2infer.retrieval.similarity",
+    "match_probability": "df2infer.retrieval.similarity",
+    "RankingPolicy": "df2infer.retrieval.policy",
     "DeviceError": "df2infer.backends.base",
     "ModelLoadError": "df2infer.artifact",
 }

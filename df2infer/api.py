@@ -178,9 +178,9 @@ class Predictor:
 
     @property
     def similarity(self):
-        """The artifact's similarity network (df2infer.matching.Similarity)."""
+        """The artifact's similarity network (df2infer.retrieval.similarity.Similarity)."""
         if self._similarity is None:
-            from df2infer.matching import Similarity
+            from df2infer.retrieval.similarity import Similarity
             self._similarity = Similarity.from_contract(self.contract)
         return self._similarity
 

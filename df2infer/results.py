@@ -26,7 +26,7 @@ class Detections:
                  None when masks were not computed
     landmarks    list of n float32 [k_i, 3] arrays (x, y, score logit), k_i = the item's category's
                  landmark count; None when not computed. Names: `landmark_names(i)`
-    embeddings   float32 [n, D] matching-network embeddings (see df2infer.matching), or None
+    embeddings   float32 [n, D] matching-network embeddings (see df2infer.retrieval), or None
     image_size   (h, w) of the original image
     path         the image's file path, or None for arrays
     source       the image's position in the predict() input (or a stream's source number)

@@ -1,4 +1,4 @@
-"""Runtime core: preprocess, backend loading checks, postprocess references, results, matching,
+"""Runtime core: preprocess, backend loading checks, postprocess references, results, similarity,
 drawing, load/predict, and the detect/info subcommands, on a fake contract-conforming ONNX model."""
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from df2infer.backends.base import DeviceError, ModelLoadError
 from df2infer.contract import ContractError
 from df2infer.data import spec
 from df2infer.images import ImageError, coerce_image, read_image
-from df2infer.matching import Gallery, Similarity, match_probability
 from df2infer.ops import boxes as box_ops
 from df2infer.ops import landmarks as landmark_ops
 from df2infer.ops import masks as mask_ops
@@ -204,37 +203,6 @@ def test_suppress_overlaps():
     assert keep.tolist() == [1, 2]
 
 
-# ---------------------------------------------------------------- matching
-
-def test_match_probability_vs_naive_loop():
-    rng = np.random.default_rng(3)
-    a, b = rng.normal(size=(5, 16)), rng.normal(size=(7, 16))
-    W, bias = rng.normal(size=(2, 16)), rng.normal(size=2)
-    got = match_probability(a, b, W, bias)
-    ref = np.zeros((5, 7))
-    for i in range(5):
-        for j in range(7):
-            logits = W @ (a[i] - b[j]) ** 2 + bias
-            e = np.exp(logits - logits.max())
-            ref[i, j] = e[1] / e.sum()
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
-
-
-def test_gallery_ranks_by_probability():
-    D = 4
-    sim = Similarity(np.stack([np.ones(D), -np.ones(D)]), np.array([0.0, 2.0]))  # closer = more likely a match
-    g_emb = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [3, 3, 3, 3]], np.float32)
-    det = Detections(boxes=np.zeros((3, 4), np.float32), scores=np.ones(3, np.float32), labels=np.array([1, 1, 2], np.int32),
-                     image_size=(10, 10), embeddings=g_emb)
-    g = Gallery(sim)
-    g.add(det, image_id=7)
-    res = g.query(np.array([[0.9, 1, 1.1, 1]], np.float32), k=2)
-    assert [m.index for m in res[0]] == [1, 0] and res[0][0].image_id == 7
-    assert res[0][0].probability > res[0][1].probability
-    res = g.query(np.array([[3, 3, 3, 3]], np.float32), k=5, same_category=True, query_labels=[1])
-    assert [m.index for m in res[0]] == [1, 0]
-
-
 # ---------------------------------------------------------------- results
 
 def _detections_with_masks():
@@ -411,6 +379,8 @@ def test_predict_on_error_raise_and_options(predictor, tmp_path):
 
 
 def test_similarity_from_contract(predictor):
+    from df2infer.retrieval.similarity import match_probability
+
     a = np.random.default_rng(5).normal(size=(3, fm.D))
     np.testing.assert_allclose(predictor.similarity(a, a[:2]), match_probability(a, a[:2], fm.SIM_W, fm.SIM_B), rtol=1e-5)
 
@@ -446,7 +416,7 @@ def test_runtime_never_imports_torch(model_path):
             f"m = df2infer.load({str(model_path)!r}, device='auto')\n"
             "r = m.predict(np.zeros((50, 60, 3), np.uint8))\n"
             "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); df2_result_entries(r[0], 1)\n"
-            "import df2infer.apps.main, df2infer.matching, df2infer.stream, df2infer.sinks.video\n"
+            "import df2infer.apps.main, df2infer.retrieval, df2infer.stream, df2infer.sinks.video\n"
             "bad = [k for k in sys.modules if k == 'torch' or k.startswith('torch.')]\n"
             "assert not bad, bad\n")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(df2infer.__file__)))

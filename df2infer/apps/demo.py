@@ -60,63 +60,38 @@ def make_data(root: Path, n_images: int, seed: int, video_frames: int) -> None:
         print(f"video: {root / 'video.mp4'} ({video_frames} frames)")
 
 
-def _crop(img: np.ndarray, box, height: int = 200, width: int = 150) -> np.ndarray:
-    import cv2
-
-    h, w = img.shape[:2]
-    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-    x1, y1 = max(0, min(x1, w - 1)), max(0, min(y1, h - 1))
-    x2, y2 = max(x1 + 1, min(x2, w)), max(y1 + 1, min(y2, h))
-    c = img[y1:y2, x1:x2]
-    s = min(height / c.shape[0], width / c.shape[1])
-    c = cv2.resize(c, (max(1, int(c.shape[1] * s)), max(1, int(c.shape[0] * s))), interpolation=cv2.INTER_AREA)
-    tile = np.full((height + 40, width, 3), 255, np.uint8)
-    oy, ox = (height - c.shape[0]) // 2, (width - c.shape[1]) // 2
-    tile[oy:oy + c.shape[0], ox:ox + c.shape[1]] = c
-    return tile
-
-
-def _label(tile: np.ndarray, lines: list[str], color=(0, 0, 0)) -> np.ndarray:
-    import cv2
-
-    for i, t in enumerate(lines):
-        cv2.putText(tile, t, (4, tile.shape[0] - 26 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.38, color, 1, cv2.LINE_AA)
-    return tile
-
-
 def retrieval_example(model, ds, dets: dict[int, Any], images: dict[int, np.ndarray], out: Path, k: int = 5,
                       gallery_score: float = 0.3) -> dict | None:
     """Query the most confident consumer item against the shop items; write the strip and JSON."""
     import cv2
 
-    from df2infer.matching import Gallery
+    from df2infer.retrieval import Gallery, RankingPolicy
+    from df2infer.sinks.annotate import crop_tile, label_tile, outline_tile, strip
 
     by_id = {a.image_id: a for a in ds.images}
-    gallery = Gallery(model.similarity)
+    gallery = Gallery(model.similarity, policy=RankingPolicy(min_gallery_score=gallery_score))
     for iid, d in dets.items():
         if by_id[iid].source == "shop":
-            gallery.add(d.filter(gallery_score), image_id=iid)
+            gallery.add(d, image_id=iid)
     cands = [(float(d.scores[i]), iid, i) for iid, d in dets.items() if by_id[iid].source == "user" for i in range(len(d))]
     if not cands or len(gallery) == 0:
         return None
     _, qid, qi = max(cands)
     q = dets[qid][qi]
-    matches = gallery.query(q, k=k)[0]
+    matches = gallery.search(q, k=k)[0]
     qann = by_id[qid]
-    tiles = [_label(_crop(images[qid], q.boxes[0]), [f"query {q.names[0][:18]}", f"image {qid} score {q.scores[0]:.2f}"])]
-    cv2.rectangle(tiles[0], (0, 0), (tiles[0].shape[1] - 1, tiles[0].shape[0] - 1), (255, 0, 0), 3)
+    tiles = [outline_tile(label_tile(crop_tile(images[qid], q.boxes[0]),
+                                     [f"query {q.names[0][:18]}", f"image {qid} score {q.scores[0]:.2f}"]))]
     listed = []
     for r, m in enumerate(matches, 1):
         mid: int = m.image_id  # type: ignore[assignment]
         same = by_id[mid].pair_id == qann.pair_id
-        t = _label(_crop(images[mid], m.box), [f"#{r} p={m.probability:.3f}", f"shop {mid}" + (" same pair" if same else "")],
-                   (0, 140, 0) if same else (0, 0, 0))
+        t = label_tile(crop_tile(images[mid], m.box), [f"#{r} p={m.probability:.3f}", f"shop {mid}" + (" same pair" if same else "")],
+                       (0, 140, 0) if same else (0, 0, 0))
         tiles.append(t)
         listed.append({"rank": r, "image_id": mid, "box": [round(float(v), 1) for v in m.box],
                        "category_id": m.label, "probability": round(m.probability, 5), "same_pair_id": bool(same)})
-    gap = np.full((tiles[0].shape[0], 12, 3), 255, np.uint8)
-    strip = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
-    cv2.imwrite(str(out / "retrieval.jpg"), strip)
+    cv2.imwrite(str(out / "retrieval.jpg"), strip(tiles))
     info = {"query": {"image_id": int(qid), "pair_id": qann.pair_id, "box": [round(float(v), 1) for v in q.boxes[0]],
                       "category_id": int(q.labels[0]), "score": round(float(q.scores[0]), 4)},
             "gallery_items": len(gallery), "top": listed}

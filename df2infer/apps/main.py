@@ -11,7 +11,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from df2infer.apps import bench, convert, demo, detect, eval, export, info, predict_torch, synth, train, validate, video
+from df2infer.apps import bench, convert, demo, detect, eval, export, index, info, predict_torch, search, synth, train, validate, video
 
 # verb -> (module, one-line help), in the order `df2infer --help` lists them.
 VERBS: dict[str, tuple[ModuleType, str]] = {
@@ -24,6 +24,8 @@ VERBS: dict[str, tuple[ModuleType, str]] = {
     "export": (export, "export a checkpoint to ONNX (FP32/FP16/INT8) or a TensorRT engine (needs the export extra)"),
     "detect": (detect, "detect clothing in images; writes annotated images and JSON"),
     "video": (video, "detect clothing in video files, cameras and streams (RTSP, HTTP, CSI), several at once"),
+    "index": (index, "build a retrieval gallery: detect + embed catalog (shop) images (resumable)"),
+    "search": (search, "consumer photos -> top-k shop items from a gallery (JSON, pictures, DF2 result file)"),
     "info": (info, "print a model artifact's contract and metadata"),
     "bench": (bench, "latency per stage (p50/p90/p99) and throughput, several artifacts side by side"),
     "demo": (demo, "synthetic data + bundled model: detect, draw and time (what `make demo` runs)"),

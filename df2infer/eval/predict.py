@@ -4,14 +4,16 @@
                                                        "retrieval": [...]}
 
 `predictor` is anything with `stream(paths, conf=..., batch_size=...)` (or `predict`) yielding one
-Detections (or PredictionFailure) per path, and a `similarity` (df2infer.matching.Similarity):
+Detections (or PredictionFailure) per path, and a `similarity` (df2infer.retrieval.Similarity):
 a df2infer Predictor, or the benchmark's PyTorch comparison wrapper. `df2infer eval --model`, the
 benchmark's accuracy column and the tests all use this one function.
 
 Retrieval (docs/deepfashion2.md, "Evaluation protocol"): every detection in a consumer ("user") image with score >= `conf` is a query;
 the gallery is every detection in the shop images with score >= `gallery_score`. Each query gets
 up to `gallery_size` (20) gallery items ranked by the model's similarity network
-(df2infer.matching.Gallery): items of the query's predicted category first, then the others.
+(df2infer.retrieval.Gallery) under the ranking policy (df2infer.retrieval.policy, category "first"):
+items of the query's predicted category first, then the others. `df2infer search` writes the same
+entries from a saved gallery.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..data.annotations import Dataset, ImageAnnotation
-from ..sinks.result_files import df2_result_entries
+from ..sinks.result_files import df2_result_entries, retrieval_entries
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,13 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
                     retrieval: bool = True, progress: bool = False, landmark_method: str | None = None) -> dict[str, list[dict]]:
     """Run `predictor` on the data set's images (the first `max_images`) and return the official
     result lists. Images that cannot be read are logged and skipped (they score as misses)."""
-    from ..matching import Gallery
+    from ..retrieval import Gallery, RankingPolicy
 
     images = _images(dataset, max_images)
     paths = [str(dataset.image_path(a)) for a in images]
     out: dict[str, list[dict]] = {"bbox": [], "segm": [], "keys": []}
     queries: list[tuple[int, Any]] = []  # (image_id, Detections without masks)
-    gallery = Gallery(predictor.similarity) if retrieval else None
+    gallery = Gallery(predictor.similarity, policy=RankingPolicy("first", gallery_score)) if retrieval else None
     want_emb = retrieval
     kw = {} if landmark_method is None else {"landmark_method": landmark_method}
     it = predictor.stream(paths, conf=conf, batch_size=batch_size, embeddings=want_emb, **kw)
@@ -75,7 +77,7 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
             if ann.source == "user":
                 queries.append((ann.image_id, slim))
             elif ann.source == "shop":
-                gallery.add(slim.filter(gallery_score), image_id=ann.image_id)
+                gallery.add(slim, image_id=ann.image_id)  # the policy keeps score >= gallery_score
     if bar is not None:
         bar.close()
     if failures:
@@ -89,31 +91,13 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
     return out
 
 
-def retrieval_results(queries: list[tuple[int, Any]], gallery, k: int = 20) -> list[dict]:
-    """Official retrieval entries: per query detection its top-k gallery items (same category first)."""
-    entries: list[dict] = []
-    if len(gallery) == 0:
-        # no shop detections: still report the queries (each with an empty gallery list)
-        k = 0
-    for image_id, det in queries:
-        if len(det) == 0:
-            continue
-        same = gallery.query(det, k=k, same_category=True) if k else [[] for _ in range(len(det))]
-        anyc = gallery.query(det, k=k) if k else [[] for _ in range(len(det))]
-        for i in range(len(det)):
-            ranked = list(same[i])
-            seen = {m.index for m in ranked}
-            ranked += [m for m in anyc[i] if m.index not in seen]
-            ranked = ranked[:k]
-            entries.append({
-                "query_image_id": int(image_id),
-                "query_bbox": [round(float(v), 2) for v in det.boxes[i]],
-                "query_cls": int(det.labels[i]),
-                "query_score": round(float(det.scores[i]), 6),
-                "gallery_image_id": [int(m.image_id) for m in ranked],
-                "gallery_bbox": [[round(float(v), 2) for v in m.box] for m in ranked],
-            })
-    return entries
+def retrieval_results(queries: list[tuple[Any, Any]], gallery, k: int = 20, index=None) -> list[dict]:
+    """Official retrieval entries: per query detection its top-k gallery items, ranked by the
+    gallery's policy (same category first for DeepFashion2). `index`: see Gallery.search."""
+    return retrieval_entries([(iid, det, gallery.search(det, k=k, index=index) if len(gallery) else [[]] * len(det))
+                              for iid, det in queries if len(det)])
+
+
 
 
 def summarize(report: dict) -> dict[str, float | None]:

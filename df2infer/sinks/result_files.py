@@ -1,10 +1,12 @@
-"""DeepFashion2 / COCO result files: the official entries of one image's Detections, and a sink that
-collects them for many images and writes the JSON files (bbox, segm, keys)."""
+"""DeepFashion2 / COCO result files: the official entries of one image's Detections, the official
+retrieval entries of ranked queries, and a sink that collects detections for many images and writes
+the JSON files (bbox, segm, keys)."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +43,24 @@ def df2_result_entries(det, image_id: int) -> dict[str, list[dict]]:
             out["keys"].append({"image_id": int(image_id), "category_id": cid,
                                 "keypoints": [round(float(v), 3) for v in kp.reshape(-1)], "score": score})
     return out
+
+
+def retrieval_entries(queries: list[tuple[Any, Any, list]]) -> list[dict]:
+    """Official DeepFashion2 retrieval entries from (image_id, Detections, per-detection Match lists):
+    {query_image_id, query_bbox [x1, y1, x2, y2], query_cls, query_score, gallery_image_id [...], gallery_bbox [...]}
+    per query detection, its gallery items in rank order."""
+    entries: list[dict] = []
+    for image_id, det, ranked in queries:
+        for i in range(len(det)):
+            entries.append({
+                "query_image_id": int(image_id),
+                "query_bbox": [round(float(v), 2) for v in det.boxes[i]],
+                "query_cls": int(det.labels[i]),
+                "query_score": round(float(det.scores[i]), 6),
+                "gallery_image_id": [int(m.image_id) for m in ranked[i]],
+                "gallery_bbox": [[round(float(v), 2) for v in m.box] for m in ranked[i]],
+            })
+    return entries
 
 
 class ResultFilesSink:

@@ -12,7 +12,7 @@ not otherwise need) lives here:
    same category preferred, gated at `iou_threshold`; ties resolved by the embedding similarity;
 2. detections left over are compared with lost tracks (unseen for up to `reid_max_age` frames) by the
    model's own similarity network (the probability that two embeddings are the same item, see
-   df2infer.matching); a probability >= `reid_threshold` with the same category gives the old id back
+   df2infer.retrieval.similarity); a probability >= `reid_threshold` with the same category gives the old id back
    (an item that left the frame and came back);
 3. anything else starts a new id. A track's embedding is an exponential moving average.
 """
