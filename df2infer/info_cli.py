@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"df2infer info: {e}", file=sys.stderr)
         return 2
+    from df2infer.cpu_features import cpu_features, int8_refusal
+
+    feats = cpu_features()  # this CPU: what an INT8 file needs from it
+    report["cpu_features"] = feats.as_dict()
     status = 0
     if contract_text is None:
         report["contract_error"] = f"{path}: no df2infer contract (metadata key {METADATA_KEY!r})"
@@ -88,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
                 v = d.pop(k)
                 d[f"{k}_shape"] = [len(v), len(v[0])] if v and isinstance(v[0], list) else [len(v)]
             report["contract"] = d
+            if c.precision == "int8":
+                reason = int8_refusal(c.model.get("int8_weight_range"), feats)
+                report["int8_on_this_cpu"] = "ok" if reason is None else f"refused: {reason}"
         except ContractError as e:
             report["contract_error"] = str(e)
             status = 1
@@ -111,4 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {v['name']:<18} {v['dtype']:<8} {v['shape']}")
     if "other_metadata" in report:
         print("other metadata:", ", ".join(sorted(report["other_metadata"])))
+    print(f"this CPU: {feats.summary()}")
+    if "int8_on_this_cpu" in report:
+        print(f"INT8 on this CPU: {report['int8_on_this_cpu']}")
     return status

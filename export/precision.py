@@ -381,6 +381,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
                 keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
                 keep_float_nodes: Sequence[str] = (),
                 op_types: Sequence[str] = INT8_OP_TYPES,
+                weight_bits: int = 7, activations: str = "int8",
                 verify: bool = True, _reader_hook=None) -> Path:
     """Write an INT8 Q/DQ copy of the FP32 deploy graph to `out` and return its path.
 
@@ -389,6 +390,14 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     `percentile`). Quantization: onnxruntime.quantization.quantize_static, QDQ format, QInt8
     activations and weights, symmetric (all zero points 0), per-channel weights, biases left in
     float (TensorRT's DequantizeLinear takes INT8 only), Q/DQ only around `op_types`.
+
+    `weight_bits` 7 (default) stores the weights in [-64, 64] (ORT's reduce_range): still symmetric
+    INT8 for TensorRT, and the only weights whose products ONNX Runtime's x86 kernels cannot
+    saturate on CPUs without VNNI (u8 x s8 pairs summed into int16: 2 * 255 * 64 < 32767; with
+    8-bit weights, 2 * 255 * 127 overflows). 8 keeps [-127, 127]: right on VNNI x86, ARM and
+    TensorRT only; the runtime refuses such a file on x86 without VNNI (df2infer.cpu_features).
+    `activations` "int8" (symmetric, zero point 0: TensorRT's form) or "uint8" (asymmetric: ONNX
+    Runtime only; Relu folds into the quantization range).
 
     `cache` (a JSON file) keeps the computed tensor ranges keyed by sha256(model file) + method +
     digest of the image list (names and contents) + options; several keys may share one file. On a
@@ -402,6 +411,11 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r}, expected one of {CALIBRATION_METHODS}")
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits {weight_bits!r}, expected 7 (portable: no int16 saturation on x86 without VNNI) or 8")
+    if activations not in ("int8", "uint8"):
+        raise ValueError(f"activations {activations!r}, expected 'int8' (symmetric, TensorRT) or 'uint8' (asymmetric, ONNX Runtime)")
+    symmetric_act = activations == "int8"
     fp32_path = Path(fp32_onnx)
     model = onnx.load(os.fspath(fp32_path))
     contract = read_contract(model, os.fspath(fp32_path))
@@ -418,18 +432,20 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     # Calibrator options. quantize_static does not pass num_bins through, and ORT's entropy default
     # (128 bins, 128 quantized bins) leaves no threshold to choose, i.e. degenerates to min/max; so the
     # calibrator is run here with TensorRT's entropy settings (2048 bins, 128 quantized bins).
-    calib_opts: dict = {"symmetric": True}
+    calib_opts: dict = {"symmetric": symmetric_act}
     if method == "entropy":
         calib_opts.update(num_bins=hist_bins, num_quantized_bins=128)
     elif method == "percentile":
         calib_opts.update(num_bins=hist_bins, percentile=percentile)
     options = {k: v for k, v in calib_opts.items() if k != "symmetric"}
+    if not symmetric_act:  # asymmetric ranges are other ranges: another cache key
+        options["symmetric"] = False
     key = calibration_cache_key(model_sha, method, img_sha, options)
 
     ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[method]
     extra = {
-        "ActivationSymmetric": True,
+        "ActivationSymmetric": symmetric_act,
         "WeightSymmetric": True,
         "QuantizeBias": False,  # TensorRT's DequantizeLinear takes INT8/FP8/INT4 only, not an INT32 bias
     }
@@ -457,8 +473,8 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
             per_channel=True,
-            reduce_range=False,
-            activation_type=QuantType.QInt8,
+            reduce_range=weight_bits == 7,  # weights only (ORT ignores it for activations in QDQ)
+            activation_type=QuantType.QInt8 if symmetric_act else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
             calibrate_method=ort_method,
@@ -478,6 +494,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     contract.precision = "int8"
     contract.model = dict(contract.model, int8_float_layers=float_layers, int8_float_op_types=float_ops,
                           int8_quantized_op_types=sorted(op_types),
+                          int8_weight_range=list(weight_range(q)), int8_activations=activations,
                           int8_calibration={"method": method, **options, "num_images": len(files),
                                             "images_sha256": img_sha, "cache_key": key,
                                             "cache_hit": entry is not None})
@@ -507,3 +524,17 @@ def _float_parts(q: onnx.ModelProto, op_types: Sequence[str]) -> tuple[list[str]
     float_ops = sorted({n.op_type for n in q.graph.node}
                        - set(op_types) - {"QuantizeLinear", "DequantizeLinear"})
     return float_layers, float_ops
+
+
+def weight_range(q: onnx.ModelProto) -> tuple[int, int]:
+    """(min, max) of the INT8 weights of a Q/DQ model (initializers feeding a DequantizeLinear)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in q.graph.initializer}
+    lo, hi = 0, 0
+    for n in q.graph.node:
+        t = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if t is not None and t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1:
+            w = numpy_helper.to_array(t)
+            lo, hi = min(lo, int(w.min())), max(hi, int(w.max()))
+    return lo, hi
