@@ -48,6 +48,10 @@ KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = ("box_decode/", "nms/", "postproc/")
 FP16_KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = KEEP_FP32_NAME_PREFIXES + ("/match_head/",)
 FP16_KEEP_OPS: tuple[str, ...] = ("NonMaxSuppression", "RoiAlign", "TopK")
 INT8_OP_TYPES: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# Ops between quantized layers that get Q/DQ too, so ONNX Runtime runs the chain in INT8 (QLinearConv ->
+# QLinearAdd -> ...) instead of float islands, and TensorRT sees quantized residual adds. Only nodes
+# all of whose data inputs come from quantized nodes (see _chain_nodes): never the post-processing.
+INT8_CHAIN_OP_TYPES: tuple[str, ...] = ("Relu", "Add", "MaxPool", "Resize")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CACHE_FORMAT = "df2infer.calibration_cache"
@@ -380,7 +384,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
                 percentile: float = 99.999, hist_bins: int = 2048,
                 keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
                 keep_float_nodes: Sequence[str] = (),
-                op_types: Sequence[str] = INT8_OP_TYPES,
+                op_types: Sequence[str] = INT8_OP_TYPES, chain_op_types: Sequence[str] = INT8_CHAIN_OP_TYPES,
                 weight_bits: int = 7, activations: str = "int8",
                 verify: bool = True, _reader_hook=None) -> Path:
     """Write an INT8 Q/DQ copy of the FP32 deploy graph to `out` and return its path.
@@ -425,6 +429,9 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
 
     exclude = sorted({n.name for n in model.graph.node
                       if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)} | set(keep_float_nodes))
+    heavy = {n.name for n in model.graph.node if n.op_type in op_types} - set(exclude)
+    chain = _chain_nodes(model.graph, heavy, chain_op_types)
+    all_types = sorted(set(op_types) | {n.op_type for n in model.graph.node if n.name in chain})
     root = Path(calibration_images_dir)
     files = list_calibration_images(root, num_images)
     model_sha = file_sha256(fp32_path)
@@ -438,6 +445,8 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     elif method == "percentile":
         calib_opts.update(num_bins=hist_bins, percentile=percentile)
     options = {k: v for k, v in calib_opts.items() if k != "symmetric"}
+    if all_types != sorted(INT8_OP_TYPES):  # ranges are collected for the outputs of these op types
+        options["op_types"] = all_types
     if not symmetric_act:  # asymmetric ranges are other ranges: another cache key
         options["symmetric"] = False
     key = calibration_cache_key(model_sha, method, img_sha, options)
@@ -465,13 +474,14 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
             ranges_file.write_text(json.dumps(entry["ranges"]))
             log.info("calibration cache hit (%s, key %s): no calibration run", cache_path, key)
         else:
-            _calibrate(named, reader, ort_method, calib_opts, list(op_types), ranges_file, Path(tmp) / "augmented.onnx")
+            _calibrate(named, reader, ort_method, calib_opts, all_types, ranges_file, Path(tmp) / "augmented.onnx")
         # The ranges always reach the quantizer through ORT's own cache path (no reader, no calibration).
         quantize_static(
             os.fspath(named), os.fspath(Path(tmp) / "q.onnx"),
             calibration_data_reader=None,
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(op_types),
+            op_types_to_quantize=all_types,
+            nodes_to_quantize=sorted(heavy | chain),
             per_channel=True,
             reduce_range=weight_bits == 7,  # weights only (ORT ignores it for activations in QDQ)
             activation_type=QuantType.QInt8 if symmetric_act else QuantType.QUInt8,
@@ -493,7 +503,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     float_layers, float_ops = _float_parts(q, op_types)
     contract.precision = "int8"
     contract.model = dict(contract.model, int8_float_layers=float_layers, int8_float_op_types=float_ops,
-                          int8_quantized_op_types=sorted(op_types),
+                          int8_quantized_op_types=sorted(op_types), int8_chain_nodes=sorted(chain),
                           int8_weight_range=list(weight_range(q)), int8_activations=activations,
                           int8_calibration={"method": method, **options, "num_images": len(files),
                                             "images_sha256": img_sha, "cache_key": key,
@@ -538,3 +548,19 @@ def weight_range(q: onnx.ModelProto) -> tuple[int, int]:
             w = numpy_helper.to_array(t)
             lo, hi = min(lo, int(w.min())), max(hi, int(w.max()))
     return lo, hi
+
+
+def _chain_nodes(graph: onnx.GraphProto, quantized: set[str], chain_op_types: Sequence[str]) -> set[str]:
+    """Names of the `chain_op_types` nodes whose data inputs (Add: both; others: the first) are all
+    produced by `quantized` nodes or by chain nodes found before them (graph order is topological)."""
+    producer = {o: n.name for n in graph.node for o in n.output}
+    inside = set(quantized)
+    chain: set[str] = set()
+    for n in graph.node:
+        if n.op_type not in chain_op_types or not n.input:
+            continue
+        data = list(n.input[:2]) if n.op_type == "Add" else [n.input[0]]
+        if all(producer.get(i) in inside for i in data):
+            chain.add(n.name)
+            inside.add(n.name)
+    return chain
