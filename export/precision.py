@@ -514,11 +514,19 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
 def _calibrate(model_path: Path, reader, method, calib_opts: dict, op_types: list[str], ranges_file: Path,
                augmented_path: Path) -> None:
     """Run ORT's calibrator over `reader` and save the tensor ranges (ORT's JSON cache format)."""
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(model_path, op_types, augmented_model_path=os.fspath(augmented_path),
                                    calibrate_method=method, extra_options=dict(calib_opts))
-    calibrator.collect_data(reader)
+    if method == CalibrationMethod.MinMax:
+        calibrator.collect_data(reader)
+    else:
+        # One image per call: ORT's histogram collector stacks each tensor's values over the batches
+        # of one call with np.asarray, which fails on tensors whose shape varies per image (the gated
+        # heads' rows); across calls it merges histograms, so per-image calls give the same result.
+        for i in range(len(reader)):
+            reader.set_range(i, i + 1)
+            calibrator.collect_data(reader)
     if reader.served == 0:
         raise ValueError("calibration read no images")
     ranges = calibrator.compute_data()
