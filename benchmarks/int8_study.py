@@ -35,6 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "int8_study.json"
 METRICS = ("box_AP", "mask_AP", "landmarks_visible_AP", "landmarks_all_AP", "retrieval_top10")
 SCORED = ("box_AP", "mask_AP", "landmarks_all_AP")  # the sensitivity score: AP points, summed
 CONVT = "/keypoint_predictor/upsample/upsample.0/ConvTranspose"
+BOX_PREDICTOR = ["/box_predictor/cls_score/Gemm", "/box_predictor/bbox_pred/Gemm"]
 
 # name -> to_int8_qdq keyword arguments (None: the FP32 file itself)
 VARIANTS: dict[str, dict | None] = {
@@ -52,6 +53,9 @@ VARIANTS: dict[str, dict | None] = {
     "u8 w7 chain, ConvTranspose float, percentile 99.99": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT],
                                                               method="percentile", percentile=99.99),
     "u8 w7 chain, ConvTranspose float, entropy": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT], method="entropy"),
+    # stage 2 of the sensitivity analysis: the box predictor (the most sensitive group) kept float
+    "u8 w7 chain, ConvTranspose + box predictor float": dict(weight_bits=7, activations="uint8",
+                                                              keep_float_nodes=[CONVT] + BOX_PREDICTOR),
 }
 
 
@@ -135,15 +139,15 @@ def row(name: str, got: dict, ref: dict | None) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
-GROUPS = {  # sensitivity groups: node-name prefixes of the quantized layers
+GROUPS = {  # sensitivity groups: node-name prefixes of the quantized layers (predictors first)
+    "box predictor (cls_score, bbox_pred)": ("/box_predictor",),
+    "RPN predictors (cls_logits, bbox_pred)": ("/head/cls_logits", "/head/bbox_pred"),
+    "keypoint predictor (deconv, MatMul)": ("/keypoint_predictor",), "mask predictor": ("/mask_predictor",),
+    "box head fc6, fc7": ("/box_head",), "FPN": ("/backbone/fpn",), "RPN head conv": ("/head/conv",),
+    "keypoint head convs": ("/keypoint_head",), "mask head convs": ("/mask_head",), "matching head": ("/match_head",),
     "backbone stem + layer1": ("/backbone/body/stem", "/backbone/body/layer1"),
     "backbone layer2": ("/backbone/body/layer2",), "backbone layer3": ("/backbone/body/layer3",),
-    "backbone layer4": ("/backbone/body/layer4",), "FPN": ("/backbone/fpn",),
-    "RPN head conv": ("/head/conv",), "RPN predictors (cls_logits, bbox_pred)": ("/head/cls_logits", "/head/bbox_pred"),
-    "box head fc6, fc7": ("/box_head",), "box predictor (cls_score, bbox_pred)": ("/box_predictor",),
-    "mask head convs": ("/mask_head",), "mask predictor": ("/mask_predictor",),
-    "keypoint head convs": ("/keypoint_head",), "keypoint predictor (deconv, MatMul)": ("/keypoint_predictor",),
-    "matching head": ("/match_head",),
+    "backbone layer4": ("/backbone/body/layer4",),
 }
 
 
