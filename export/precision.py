@@ -545,16 +545,30 @@ def _float_parts(q: onnx.ModelProto, op_types: Sequence[str]) -> tuple[list[str]
 
 
 def weight_range(q: onnx.ModelProto) -> tuple[int, int]:
-    """(min, max) of the INT8 weights of a Q/DQ model (initializers feeding a DequantizeLinear)."""
+    """(min, max) of the INT8 weight codes of a Q/DQ model: INT8 initializers (more than 1-D) feeding
+    a DequantizeLinear, and float initializers that a QuantizeLinear to INT8 turns into codes at
+    load time (some tools store weights that way; ONNX Runtime folds them into the same codes)."""
     from onnx import numpy_helper
 
     inits = {t.name: t for t in q.graph.initializer}
     lo, hi = 0, 0
     for n in q.graph.node:
-        t = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
-        if t is not None and t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1:
-            w = numpy_helper.to_array(t)
-            lo, hi = min(lo, int(w.min())), max(hi, int(w.max()))
+        t = inits.get(n.input[0]) if n.op_type in ("DequantizeLinear", "QuantizeLinear") else None
+        if t is None or len(t.dims) < 2:
+            continue
+        if n.op_type == "DequantizeLinear" and t.data_type == onnx.TensorProto.INT8:
+            w = numpy_helper.to_array(t).astype(np.int64)
+        elif n.op_type == "QuantizeLinear" and t.data_type == onnx.TensorProto.FLOAT and len(n.input) > 2 \
+                and n.input[2] in inits and inits[n.input[2]].data_type == onnx.TensorProto.INT8:
+            scale = numpy_helper.to_array(inits[n.input[1]]).astype(np.float64)
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            w = numpy_helper.to_array(t).astype(np.float64)
+            if scale.ndim == 1 and scale.size > 1:
+                scale = scale.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+            w = np.clip(np.rint(w / scale), -128, 127).astype(np.int64)
+        else:
+            continue
+        lo, hi = min(lo, int(w.min())), max(hi, int(w.max()))
     return lo, hi
 
 
