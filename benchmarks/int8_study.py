@@ -57,6 +57,14 @@ VARIANTS: dict[str, dict | None] = {
     "u8 w7 chain, ConvTranspose + box predictor float": dict(weight_bits=7, activations="uint8",
                                                               keep_float_nodes=[CONVT] + BOX_PREDICTOR),
 }
+# the bundled recipe (export/bundle.py) and its calibration: method and set size
+_BUNDLED = dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT] + BOX_PREDICTOR + [
+    "/box_head/fc6/Gemm", "/box_head/fc7/Gemm", "/keypoint_predictor/MatMul"])
+VARIANTS.update({
+    "bundled recipe, minmax 64": dict(_BUNDLED),
+    "bundled recipe, minmax 16": dict(_BUNDLED, num_images=16),
+    "bundled recipe, percentile 99.999, 64": dict(_BUNDLED, method="percentile", percentile=99.999),
+})
 
 
 def _slug(name: str) -> str:
@@ -174,8 +182,9 @@ def cmd_variants(args) -> None:
     ref = evaluate("fp32", FP32, args.images)
     print(f"| variant ({args.images} held-out images) | " + " | ".join(METRICS) + " | d box | d mask | d lm vis | d lm all |")
     print(row("fp32", ref, None), flush=True)
+    only = set(args.units.split(";")) if args.units else None
     for name, kw in VARIANTS.items():
-        if kw is None:
+        if kw is None or (only is not None and name not in only):
             continue
         p = build(name, kw)
         print(row(name, evaluate(name, p, args.images, float_reference="float reference" in name), ref), flush=True)
@@ -207,12 +216,41 @@ def cmd_sensitivity(args) -> None:
 
 
 def cmd_report(args) -> None:
+    """benchmarks/results/int8_study.json (every cached row) and .md (the tables)."""
     db = _db()
     out = {"about": __doc__.split("\n\n")[0], "cpu_features": cpu_features().summary(),
            "onnxruntime": ort.__version__, "rows": db}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1))
-    print(f"wrote {RESULTS} ({len(db)} rows)")
+    n = args.images
+    ref = db.get(f"fp32|{n}")
+    if ref is None:
+        print(f"wrote {RESULTS} ({len(db)} rows); no fp32 row at {n} images for the tables")
+        return
+    head = "| row | " + " | ".join(METRICS) + " | d box | d mask | d lm vis | d lm all |\n|" + "---|" * 10
+    L = [f"# INT8 study ({n} held-out images; {cpu_features().summary()}; onnxruntime {ort.__version__})", "",
+         "AP points against FP32 (d). Rows and commands: benchmarks/int8_study.py.", "", "## Recipes and calibration", "",
+         head, row("fp32", ref, None)]
+    sens = [k for k in db if " + float " in k]
+    for k, v in db.items():
+        if k.endswith(f"|{n}") and k != f"fp32|{n}" and k not in sens:
+            L.append(row(k.rsplit("|", 1)[0], v, ref))
+    for base in sorted({k.split(" + float ")[0] for k in sens}):
+        b = db.get(f"{base}|{n}")
+        if b is None:
+            continue
+        L += ["", f"## Sensitivity: one group kept float on top of `{base}`", "",
+              "| group kept float | gain (box + mask + lm all, points) | " + " | ".join(METRICS) + " |", "|" + "---|" * 7]
+        items = []
+        for k in sens:
+            if k.startswith(base + " + float ") and k.endswith(f"|{n}"):
+                v = db[k]
+                gain = sum(100 * (v[m] - b[m]) for m in SCORED)
+                items.append((gain, k.split(" + float ")[1].rsplit("|", 1)[0], v))
+        for gain, name, v in sorted(items, key=lambda t: -t[0]):
+            L.append(f"| {name} | {gain:+.2f} | " + " | ".join(f"{v[m]:.3f}" for m in METRICS) + " |")
+    RESULTS.with_suffix(".md").write_text("\n".join(L) + "\n")
+    print(f"wrote {RESULTS} and {RESULTS.with_suffix('.md')} ({len(db)} rows)")
 
 
 def main(argv: list[str] | None = None) -> int:
