@@ -79,3 +79,51 @@ def test_int8_8bit_weights_refused_on_x86_without_vnni(text):
 def test_this_machine_reads():
     f = cpu_features()
     assert isinstance(f, CpuFeatures) and f.machine and f.summary()
+
+
+def _int8_tiny(tmp_path, weight_range):
+    """The tiny deploy graph with a contract saying INT8 and `weight_range` (the refusal reads the contract)."""
+    import onnx
+
+    from df2infer.contract import METADATA_KEY
+
+    try:
+        from tests.tiny_deploy_graph import build_tiny_deploy_graph, tiny_contract
+    except ImportError:
+        from tiny_deploy_graph import build_tiny_deploy_graph, tiny_contract
+    m = build_tiny_deploy_graph()
+    c = tiny_contract()
+    c.precision = "int8"
+    if weight_range is not None:
+        c.model = dict(c.model, int8_weight_range=weight_range)
+    del m.metadata_props[:]
+    m.metadata_props.add(key=METADATA_KEY, value=c.to_json())
+    path = tmp_path / f"int8_{weight_range}.onnx"
+    onnx.save(m, path)
+    return path
+
+
+@pytest.mark.parametrize("cpu,weight_range,refused", [
+    (EPYC_AVX2, [-127, 127], True), (EPYC_AVX2, None, True), (EPYC_AVX2, [-64, 64], False),
+    (SKYLAKE_AVX512, [-127, 127], True), (CASCADE_LAKE, [-127, 127], False), (ALDER_LAKE, [-127, 127], False)])
+def test_runtime_refuses_int8_that_would_saturate(cpu, weight_range, refused, tmp_path, monkeypatch):
+    import df2infer.cpu_features as cf
+    from df2infer.backends.base import ModelLoadError
+    from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    monkeypatch.setattr(cf, "cpu_features", lambda: parse_cpu_features(cpu, "x86_64"))
+    path = _int8_tiny(tmp_path, weight_range)
+    if refused:
+        with pytest.raises(ModelLoadError, match="refusing this INT8 model.*VNNI") as e:
+            OnnxRuntimeBackend(path, "cpu")
+        assert str(path) in str(e.value)
+    else:
+        assert OnnxRuntimeBackend(path, "cpu").contract.precision == "int8"
+
+
+def test_arm_runs_8bit_int8(tmp_path, monkeypatch):
+    import df2infer.cpu_features as cf
+    from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    monkeypatch.setattr(cf, "cpu_features", lambda: parse_cpu_features(JETSON_ORIN, "aarch64"))
+    assert OnnxRuntimeBackend(_int8_tiny(tmp_path, [-127, 127]), "cpu").contract.precision == "int8"
