@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/int8_study.py variants    [--images 200]   # recipes x calibration
     .venv/bin/python benchmarks/int8_study.py sensitivity [--images 200]   # un-quantize one unit at a time
     .venv/bin/python benchmarks/int8_study.py report                       # tables from the cache
+    benchmarks/int8_modelopt.sh                                            # NVIDIA Model Optimizer's ONNX PTQ
 
 Every INT8 file is made from the bundled FP32 graph (df2infer/models/default.onnx) by
 export.precision.to_int8_qdq, calibrated on the bundle's calibration split (seed 4242, never used in
@@ -253,9 +254,46 @@ def cmd_report(args) -> None:
     print(f"wrote {RESULTS} and {RESULTS.with_suffix('.md')} ({len(db)} rows)")
 
 
+def cmd_modelopt(args) -> None:
+    """Score an INT8 ONNX written by NVIDIA Model Optimizer (benchmarks/int8_modelopt.sh) like the other
+    rows: it drops the contract and types the optional min_head_score input FP16, so the FP32 file's
+    metadata and input are put back first. Scored as its float reference (ORT_DISABLE_ALL): its
+    weights span [-127, 127], which this runtime refuses on x86 without VNNI."""
+    import onnx
+
+    from df2infer.contract import METADATA_KEY, Contract
+    from export.precision import weight_range
+
+    src, m = onnx.load(str(FP32)), onnx.load(args.path)
+    props = {p.key: p.value for p in src.metadata_props}
+    c = Contract.from_json(props[METADATA_KEY])
+    c.precision = "int8"
+    c.model = dict(c.model, int8_weight_range=list(weight_range(m)), int8_producer="nvidia-modelopt ONNX PTQ")
+    props[METADATA_KEY] = c.to_json()
+    del m.metadata_props[:]
+    for k, v in props.items():
+        m.metadata_props.add(key=k, value=v)
+    src_inits = {t.name: t for t in src.graph.initializer}
+    have = {i.name for i in m.graph.input}
+    for i in src.graph.input:
+        if i.name not in have:
+            m.graph.input.append(i)
+    for t in m.graph.initializer:
+        if t.name in {i.name for i in src.graph.input} and t.name in src_inits:
+            t.CopyFrom(src_inits[t.name])
+    out = WORK / "models" / f"{_slug(args.name)}.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, str(out))
+    ref = evaluate("fp32", FP32, args.images)
+    name = f"{args.name}, float reference (ORT_DISABLE_ALL)"
+    print(row(name, evaluate(name, out, args.images, float_reference=True), ref))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("variants", "sensitivity", "report"))
+    p.add_argument("command", choices=("variants", "sensitivity", "report", "modelopt"))
+    p.add_argument("path", nargs="?", help="modelopt: the INT8 ONNX Model Optimizer wrote")
+    p.add_argument("--name", default="nvidia-modelopt int8", help="modelopt: the row's name")
     p.add_argument("--images", type=int, default=200, help="held-out images scored per row (default %(default)s)")
     p.add_argument("--level", choices=("groups", "layers"), default="groups", help="sensitivity units (default %(default)s)")
     p.add_argument("--units", help="sensitivity: only these units (';'-separated names)")
@@ -263,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_features().summary()}; onnxruntime {ort.__version__}", file=sys.stderr)
-    {"variants": cmd_variants, "sensitivity": cmd_sensitivity, "report": cmd_report}[args.command](args)
+    {"variants": cmd_variants, "sensitivity": cmd_sensitivity, "report": cmd_report,
+     "modelopt": cmd_modelopt}[args.command](args)
     return 0
 
 
