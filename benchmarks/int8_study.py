@@ -65,6 +65,8 @@ VARIANTS.update({
     "bundled recipe, minmax 64": dict(_BUNDLED),
     "bundled recipe, minmax 16": dict(_BUNDLED, num_images=16),
     "bundled recipe, percentile 99.999, 64": dict(_BUNDLED, method="percentile", percentile=99.999),
+    # TensorRT's form (symmetric s8 activations) with the same layers float
+    "s8 w7 chain (TensorRT form), same 6 layers float": dict(_BUNDLED, activations="int8"),
 })
 
 
