@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .precision import INT8_SENSITIVE_FLOAT_LAYERS
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "match_rcnn_small_synth.pt"
 MODELS = ROOT / "df2infer" / "models"
@@ -34,10 +36,7 @@ CALIBRATION_METHOD = "minmax"
 # the sensitivity analysis found most sensitive kept float (listed in the file's int8_float_layers).
 INT8_ACTIVATIONS = "uint8"
 INT8_WEIGHT_BITS = 7
-INT8_KEEP_FLOAT = (  # held-out effect of keeping each float, 200 images, AVX2 CPU (benchmarks/results/int8_study.json)
-    "/box_predictor/cls_score/Gemm", "/box_predictor/bbox_pred/Gemm",  # box AP -5.0 -> +0.4 points vs FP32
-    "/box_head/fc6/Gemm", "/box_head/fc7/Gemm",  # then +0.2 box, +0.4 mask, +0.5 landmarks (visible)
-    "/keypoint_predictor/MatMul",  # then +0.6 landmarks (visible)
+INT8_KEEP_FLOAT = INT8_SENSITIVE_FLOAT_LAYERS + (  # held-out effects: export.precision, docs/int8.md
     "/keypoint_predictor/upsample/upsample.0/ConvTranspose",  # no INT8 ConvTranspose kernel on ONNX Runtime's CPU
 )
 MAX_DETECTIONS = 20  # DeepFashion2 scores at most 20 items per image; padded heads cost time per slot

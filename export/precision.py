@@ -15,11 +15,13 @@ What stays FP32 in the FP16 graph
   node names starting with KEEP_FP32_NAME_PREFIXES ("box_decode/", "nms/", "postproc/"): the deploy
             graph names its box decoding, NMS and post-processing nodes with these prefixes.
 
-What stays float in the INT8 graph (Q/DQ wraps only INT8_OP_TYPES = Conv, ConvTranspose, MatMul, Gemm)
+What stays float in the INT8 graph (weights quantized: INT8_OP_TYPES = Conv, ConvTranspose, MatMul, Gemm)
   every other op type (RoiAlign, NonMaxSuppression, TopK, Resize, Sigmoid, Softmax, Exp, Gather*,
   Reshape, Concat, pooling, ...) runs in float, and Conv/ConvTranspose/MatMul/Gemm nodes whose name
   starts with one of KEEP_FP32_NAME_PREFIXES or `keep_float_name_prefixes`, or is listed in
-  `keep_float_nodes`. The exact list for a given artifact is written into its contract:
+  `keep_float_nodes` (default INT8_SENSITIVE_FLOAT_LAYERS, the layers the sensitivity analysis keeps);
+  the Relu / Add / MaxPool / Resize nodes between quantized layers get Q/DQ too (INT8_CHAIN_OP_TYPES).
+  The exact list for a given artifact is written into its contract:
   model["int8_float_layers"] (names of the heavy nodes left float) and model["int8_float_op_types"].
 """
 from __future__ import annotations
@@ -52,6 +54,13 @@ INT8_OP_TYPES: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 # QLinearAdd -> ...) instead of float islands, and TensorRT sees quantized residual adds. Only nodes
 # all of whose data inputs come from quantized nodes (see _chain_nodes): never the post-processing.
 INT8_CHAIN_OP_TYPES: tuple[str, ...] = ("Relu", "Add", "MaxPool", "Resize")
+# Match R-CNN's deploy-graph layers the INT8 sensitivity analysis keeps float by default (benchmarks/
+# int8_study.py; docs/int8.md): the box predictor (box AP -5.0 -> +0.4 points vs FP32 on 200 held-out
+# images), then the box head's fc6/fc7 and the keypoint predictor's MatMul (landmarks). Names absent
+# from a graph are ignored.
+INT8_SENSITIVE_FLOAT_LAYERS: tuple[str, ...] = (
+    "/box_predictor/cls_score/Gemm", "/box_predictor/bbox_pred/Gemm", "/box_head/fc6/Gemm", "/box_head/fc7/Gemm",
+    "/keypoint_predictor/MatMul")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CACHE_FORMAT = "df2infer.calibration_cache"
@@ -383,7 +392,7 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
                 method: str = "minmax", num_images: int | None = 200, cache: str | os.PathLike | None = None,
                 percentile: float = 99.999, hist_bins: int = 2048,
                 keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
-                keep_float_nodes: Sequence[str] = (),
+                keep_float_nodes: Sequence[str] = INT8_SENSITIVE_FLOAT_LAYERS,
                 op_types: Sequence[str] = INT8_OP_TYPES, chain_op_types: Sequence[str] = INT8_CHAIN_OP_TYPES,
                 weight_bits: int = 7, activations: str = "int8",
                 verify: bool = True, _reader_hook=None) -> Path:
@@ -427,8 +436,10 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     _ensure_node_names(model)
     input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
 
+    names = {n.name for n in model.graph.node}
     exclude = sorted({n.name for n in model.graph.node
-                      if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)} | set(keep_float_nodes))
+                      if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)}
+                     | (set(keep_float_nodes) & names))
     heavy = {n.name for n in model.graph.node if n.op_type in op_types} - set(exclude)
     chain = _chain_nodes(model.graph, heavy, chain_op_types)
     all_types = sorted(set(op_types) | {n.op_type for n in model.graph.node if n.name in chain})
