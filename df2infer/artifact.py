@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from df2infer.contract import METADATA_KEY, Contract
+from df2infer.contract import METADATA_KEY, Contract, ContractError
 
 if TYPE_CHECKING:
     import onnx
@@ -113,6 +113,32 @@ def write_onnx_contract(model: onnx.ModelProto, contract: Contract, source: str 
 def has_qdq(model: onnx.ModelProto) -> bool:
     """QuantizeLinear/DequantizeLinear nodes: an explicitly quantized (INT8 Q/DQ) graph."""
     return any(n.op_type in QDQ_OPS for n in model.graph.node)
+
+
+# INT8 facts an INT8 artifact's contract records in its `model` dict (df2infer_export.precision writes them):
+# the span of its INT8 weight codes (the runtime refuses weights that would saturate on this CPU:
+# df2infer.cpu_features) and its activation type: "int8" (symmetric, TensorRT's form) or "uint8" (ONNX
+# Runtime's CPU form, which TensorRT cannot build).
+INT8_WEIGHT_RANGE_KEY = "int8_weight_range"
+INT8_ACTIVATIONS_KEY = "int8_activations"
+
+
+def int8_weight_range(contract: Contract, source: str = "<contract>") -> tuple[int, int] | None:
+    """(min, max) INT8 weight code recorded in an INT8 contract, or None when not recorded;
+    ContractError naming `source` for a malformed value."""
+    value = contract.model.get(INT8_WEIGHT_RANGE_KEY)
+    if value is None:
+        return None
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value)):
+        raise ContractError(f"{source}: model[{INT8_WEIGHT_RANGE_KEY!r}] is {value!r}, "
+                            "expected [min, max] integers")
+    return int(value[0]), int(value[1])
+
+
+def int8_activations(contract: Contract) -> str | None:
+    """The INT8 activation type recorded in a contract ("int8" or "uint8"), None when not recorded."""
+    value = contract.model.get(INT8_ACTIVATIONS_KEY)
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -284,9 +310,11 @@ def check_engine_compatibility(meta: Mapping[str, Any], *, engine_path: str | os
 
 
 __all__ = [
-    "ENGINE_SUFFIXES", "EngineCompatibilityError", "ModelLoadError", "ONNX_SUFFIX", "OnnxInfo", "SIDECAR_SUFFIX",
+    "ENGINE_SUFFIXES", "EngineCompatibilityError", "INT8_ACTIVATIONS_KEY", "INT8_WEIGHT_RANGE_KEY", "ModelLoadError",
+    "ONNX_SUFFIX", "OnnxInfo", "SIDECAR_SUFFIX",
     "check_engine_compatibility", "contract_from_metadata", "describe_onnx", "engine_is_version_compatible",
     "engine_sidecar_meta", "engine_sidecar_path", "engine_version_problem", "file_sha256",
-    "has_qdq", "is_engine_path", "load_onnx", "onnx_metadata", "read_engine_contract", "read_engine_sidecar",
+    "has_qdq", "int8_activations", "int8_weight_range", "is_engine_path", "load_onnx", "onnx_metadata",
+    "read_engine_contract", "read_engine_sidecar",
     "read_onnx_contract", "read_onnx_info", "write_engine_sidecar", "write_onnx_contract", "write_onnx_metadata",
 ]

@@ -2,7 +2,9 @@
 
     python -m df2infer_export.bundle            # or: make bundle
 
-writes df2infer/models/default.onnx (FP32) and df2infer/models/default.int8.onnx (INT8 Q/DQ).
+writes df2infer/models/default.onnx (FP32) and df2infer/models/default.int8.onnx (INT8 Q/DQ in
+ONNX Runtime's CPU form: u8 activations, 7-bit weights; TensorRT INT8 comes from
+`df2infer export --precision int8`, symmetric s8).
 The runtime has no torch, so it cannot export at run time: these two files ship inside the
 package. INT8 is calibrated on a synthetic calibration split made here from a fixed seed
 (CALIBRATION_SEED, used neither for training, seed 1, nor for the held-out split, seed 777), so
@@ -19,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .precision import INT8_SENSITIVE_FLOAT_LAYERS
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "match_rcnn_small_synth.pt"
 MODELS = ROOT / "df2infer" / "models"
@@ -26,6 +30,15 @@ FP32_NAME, INT8_NAME = "default.onnx", "default.int8.onnx"
 CALIBRATION_SEED = 4242
 CALIBRATION_IMAGES = 64
 CALIBRATION_METHOD = "minmax"
+# The CPU INT8 recipe (docs/int8.md; measured in benchmarks/int8_study.py, results in
+# benchmarks/results/int8_study.json): u8 activations (Relu folds, ONNX Runtime fuses INT8 chains),
+# 7-bit symmetric per-channel weights (exact on x86 with or without VNNI and on ARM), and the layers
+# the sensitivity analysis found most sensitive kept float (listed in the file's int8_float_layers).
+INT8_ACTIVATIONS = "uint8"
+INT8_WEIGHT_BITS = 7
+INT8_KEEP_FLOAT = INT8_SENSITIVE_FLOAT_LAYERS + (  # held-out effects: df2infer_export.precision, docs/int8.md
+    "/keypoint_predictor/upsample/upsample.0/ConvTranspose",  # no INT8 ConvTranspose kernel on ONNX Runtime's CPU
+)
 MAX_DETECTIONS = 20  # DeepFashion2 scores at most 20 items per image; padded heads cost time per slot
 MAX_BATCH = 8
 
@@ -50,7 +63,8 @@ def build(checkpoint: Path, out_dir: Path, *, work_dir: Path) -> tuple[Path, Pat
                 trained_on="df2infer synth (synthetic DeepFashion2-format)")
     images = calibration_images(work_dir / "calibration")
     to_int8_qdq(fp32, int8, images, method=CALIBRATION_METHOD, num_images=CALIBRATION_IMAGES,
-                cache=work_dir / "calibration_cache.json")
+                cache=work_dir / "calibration_cache.json", activations=INT8_ACTIVATIONS,
+                weight_bits=INT8_WEIGHT_BITS, keep_float_nodes=INT8_KEEP_FLOAT)
     return fp32, int8
 
 

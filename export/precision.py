@@ -15,11 +15,13 @@ What stays FP32 in the FP16 graph
   node names starting with KEEP_FP32_NAME_PREFIXES ("box_decode/", "nms/", "postproc/"): the deploy
             graph names its box decoding, NMS and post-processing nodes with these prefixes.
 
-What stays float in the INT8 graph (Q/DQ wraps only INT8_OP_TYPES = Conv, ConvTranspose, MatMul, Gemm)
+What stays float in the INT8 graph (weights quantized: INT8_OP_TYPES = Conv, ConvTranspose, MatMul, Gemm)
   every other op type (RoiAlign, NonMaxSuppression, TopK, Resize, Sigmoid, Softmax, Exp, Gather*,
   Reshape, Concat, pooling, ...) runs in float, and Conv/ConvTranspose/MatMul/Gemm nodes whose name
   starts with one of KEEP_FP32_NAME_PREFIXES or `keep_float_name_prefixes`, or is listed in
-  `keep_float_nodes`. The exact list for a given artifact is written into its contract:
+  `keep_float_nodes` (default INT8_SENSITIVE_FLOAT_LAYERS, the layers the sensitivity analysis keeps);
+  the Relu / Add / MaxPool / Resize nodes between quantized layers get Q/DQ too (INT8_CHAIN_OP_TYPES).
+  The exact list for a given artifact is written into its contract:
   model["int8_float_layers"] (names of the heavy nodes left float) and model["int8_float_op_types"].
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from df2infer.artifact import file_sha256, read_onnx_contract, write_onnx_metadata
+from df2infer.artifact import INT8_ACTIVATIONS_KEY, INT8_WEIGHT_RANGE_KEY, file_sha256, read_onnx_contract, write_onnx_metadata
 from df2infer.contract import METADATA_KEY, Contract
 
 from .calibration import ImageFolderReader, list_calibration_images
@@ -49,6 +51,17 @@ KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = ("box_decode/", "nms/", "postproc/")
 FP16_KEEP_FP32_NAME_PREFIXES: tuple[str, ...] = KEEP_FP32_NAME_PREFIXES + ("/match_head/",)
 FP16_KEEP_OPS: tuple[str, ...] = ("NonMaxSuppression", "RoiAlign", "TopK")
 INT8_OP_TYPES: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# Ops between quantized layers that get Q/DQ too, so ONNX Runtime runs the chain in INT8 (QLinearConv ->
+# QLinearAdd -> ...) instead of float islands, and TensorRT sees quantized residual adds. Only nodes
+# all of whose data inputs come from quantized nodes (see _chain_nodes): never the post-processing.
+INT8_CHAIN_OP_TYPES: tuple[str, ...] = ("Relu", "Add", "MaxPool", "Resize")
+# Match R-CNN's deploy-graph layers the INT8 sensitivity analysis keeps float by default (benchmarks/
+# int8_study.py; docs/int8.md): the box predictor (box AP -5.0 -> +0.4 points vs FP32 on 200 held-out
+# images), then the box head's fc6/fc7 and the keypoint predictor's MatMul (landmarks). Names absent
+# from a graph are ignored.
+INT8_SENSITIVE_FLOAT_LAYERS: tuple[str, ...] = (
+    "/box_predictor/cls_score/Gemm", "/box_predictor/bbox_pred/Gemm", "/box_head/fc6/Gemm", "/box_head/fc7/Gemm",
+    "/keypoint_predictor/MatMul")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = "df2infer.calibration_cache"
 CACHE_VERSION = 1
@@ -284,8 +297,9 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
                 method: str = "minmax", num_images: int | None = 200, cache: str | os.PathLike | None = None,
                 percentile: float = 99.999, hist_bins: int = 2048,
                 keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
-                keep_float_nodes: Sequence[str] = (),
-                op_types: Sequence[str] = INT8_OP_TYPES,
+                keep_float_nodes: Sequence[str] = INT8_SENSITIVE_FLOAT_LAYERS,
+                op_types: Sequence[str] = INT8_OP_TYPES, chain_op_types: Sequence[str] = INT8_CHAIN_OP_TYPES,
+                weight_bits: int = 7, activations: str = "int8",
                 verify: bool = True, _reader_hook=None) -> Path:
     """Write an INT8 Q/DQ copy of the FP32 deploy graph to `out` and return its path.
 
@@ -294,6 +308,14 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     `percentile`). Quantization: onnxruntime.quantization.quantize_static, QDQ format, QInt8
     activations and weights, symmetric (all zero points 0), per-channel weights, biases left in
     float (TensorRT's DequantizeLinear takes INT8 only), Q/DQ only around `op_types`.
+
+    `weight_bits` 7 (default) stores the weights in [-64, 64] (ORT's reduce_range): still symmetric
+    INT8 for TensorRT, and the only weights whose products ONNX Runtime's x86 kernels cannot
+    saturate on CPUs without VNNI (u8 x s8 pairs summed into int16: 2 * 255 * 64 < 32767; with
+    8-bit weights, 2 * 255 * 127 overflows). 8 keeps [-127, 127]: right on VNNI x86, ARM and
+    TensorRT only; the runtime refuses such a file on x86 without VNNI (df2infer.cpu_features).
+    `activations` "int8" (symmetric, zero point 0: TensorRT's form) or "uint8" (asymmetric: ONNX
+    Runtime only; Relu folds into the quantization range).
 
     `cache` (a JSON file) keeps the computed tensor ranges keyed by sha256(model file) + method +
     digest of the image list (names and contents) + options; several keys may share one file. On a
@@ -307,6 +329,11 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r}, expected one of {CALIBRATION_METHODS}")
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits {weight_bits!r}, expected 7 (portable: no int16 saturation on x86 without VNNI) or 8")
+    if activations not in ("int8", "uint8"):
+        raise ValueError(f"activations {activations!r}, expected 'int8' (symmetric, TensorRT) or 'uint8' (asymmetric, ONNX Runtime)")
+    symmetric_act = activations == "int8"
     fp32_path = Path(fp32_onnx)
     model = onnx.load(os.fspath(fp32_path))
     contract = read_onnx_contract(model, os.fspath(fp32_path))
@@ -314,8 +341,13 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     _ensure_node_names(model)
     input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
 
+    names = {n.name for n in model.graph.node}
     exclude = sorted({n.name for n in model.graph.node
-                      if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)} | set(keep_float_nodes))
+                      if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)}
+                     | (set(keep_float_nodes) & names))
+    heavy = {n.name for n in model.graph.node if n.op_type in op_types} - set(exclude)
+    chain = _chain_nodes(model.graph, heavy, chain_op_types)
+    all_types = sorted(set(op_types) | {n.op_type for n in model.graph.node if n.name in chain})
     root = Path(calibration_images_dir)
     files = list_calibration_images(root, num_images)
     model_sha = file_sha256(fp32_path)
@@ -323,18 +355,22 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     # Calibrator options. quantize_static does not pass num_bins through, and ORT's entropy default
     # (128 bins, 128 quantized bins) leaves no threshold to choose, i.e. degenerates to min/max; so the
     # calibrator is run here with TensorRT's entropy settings (2048 bins, 128 quantized bins).
-    calib_opts: dict = {"symmetric": True}
+    calib_opts: dict = {"symmetric": symmetric_act}
     if method == "entropy":
         calib_opts.update(num_bins=hist_bins, num_quantized_bins=128)
     elif method == "percentile":
         calib_opts.update(num_bins=hist_bins, percentile=percentile)
     options = {k: v for k, v in calib_opts.items() if k != "symmetric"}
+    if all_types != sorted(INT8_OP_TYPES):  # ranges are collected for the outputs of these op types
+        options["op_types"] = all_types
+    if not symmetric_act:  # asymmetric ranges are other ranges: another cache key
+        options["symmetric"] = False
     key = calibration_cache_key(model_sha, method, img_sha, options)
 
     ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[method]
     extra = {
-        "ActivationSymmetric": True,
+        "ActivationSymmetric": symmetric_act,
         "WeightSymmetric": True,
         "QuantizeBias": False,  # TensorRT's DequantizeLinear takes INT8/FP8/INT4 only, not an INT32 bias
     }
@@ -354,16 +390,17 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
             ranges_file.write_text(json.dumps(entry["ranges"]))
             log.info("calibration cache hit (%s, key %s): no calibration run", cache_path, key)
         else:
-            _calibrate(named, reader, ort_method, calib_opts, list(op_types), ranges_file, Path(tmp) / "augmented.onnx")
+            _calibrate(named, reader, ort_method, calib_opts, all_types, ranges_file, Path(tmp) / "augmented.onnx")
         # The ranges always reach the quantizer through ORT's own cache path (no reader, no calibration).
         quantize_static(
             os.fspath(named), os.fspath(Path(tmp) / "q.onnx"),
             calibration_data_reader=None,
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(op_types),
+            op_types_to_quantize=all_types,
+            nodes_to_quantize=sorted(heavy | chain),
             per_channel=True,
-            reduce_range=False,
-            activation_type=QuantType.QInt8,
+            reduce_range=weight_bits == 7,  # weights only (ORT ignores it for activations in QDQ)
+            activation_type=QuantType.QInt8 if symmetric_act else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
             calibrate_method=ort_method,
@@ -382,7 +419,8 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     float_layers, float_ops = _float_parts(q, op_types)
     contract.precision = "int8"
     contract.model = dict(contract.model, int8_float_layers=float_layers, int8_float_op_types=float_ops,
-                          int8_quantized_op_types=sorted(op_types),
+                          int8_quantized_op_types=sorted(op_types), int8_chain_nodes=sorted(chain),
+                          **{INT8_WEIGHT_RANGE_KEY: list(weight_range(q)), INT8_ACTIVATIONS_KEY: activations},
                           int8_calibration={"method": method, **options, "num_images": len(files),
                                             "images_sha256": img_sha, "cache_key": key,
                                             "cache_hit": entry is not None})
@@ -392,11 +430,19 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
 def _calibrate(model_path: Path, reader, method, calib_opts: dict, op_types: list[str], ranges_file: Path,
                augmented_path: Path) -> None:
     """Run ORT's calibrator over `reader` and save the tensor ranges (ORT's JSON cache format)."""
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(model_path, op_types, augmented_model_path=os.fspath(augmented_path),
                                    calibrate_method=method, extra_options=dict(calib_opts))
-    calibrator.collect_data(reader)
+    if method == CalibrationMethod.MinMax:
+        calibrator.collect_data(reader)
+    else:
+        # One image per call: ORT's histogram collector stacks each tensor's values over the batches
+        # of one call with np.asarray, which fails on tensors whose shape varies per image (the gated
+        # heads' rows); across calls it merges histograms, so per-image calls give the same result.
+        for i in range(len(reader)):
+            reader.set_range(i, i + 1)
+            calibrator.collect_data(reader)
     if reader.served == 0:
         raise ValueError("calibration read no images")
     ranges = calibrator.compute_data()
@@ -412,3 +458,47 @@ def _float_parts(q: onnx.ModelProto, op_types: Sequence[str]) -> tuple[list[str]
     float_ops = sorted({n.op_type for n in q.graph.node}
                        - set(op_types) - {"QuantizeLinear", "DequantizeLinear"})
     return float_layers, float_ops
+
+
+def weight_range(q: onnx.ModelProto) -> tuple[int, int]:
+    """(min, max) of the INT8 weight codes of a Q/DQ model: INT8 initializers (more than 1-D) feeding
+    a DequantizeLinear, and float initializers that a QuantizeLinear to INT8 turns into codes at
+    load time (some tools store weights that way; ONNX Runtime folds them into the same codes)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in q.graph.initializer}
+    lo, hi = 0, 0
+    for n in q.graph.node:
+        t = inits.get(n.input[0]) if n.op_type in ("DequantizeLinear", "QuantizeLinear") else None
+        if t is None or len(t.dims) < 2:
+            continue
+        if n.op_type == "DequantizeLinear" and t.data_type == onnx.TensorProto.INT8:
+            w = numpy_helper.to_array(t).astype(np.int64)
+        elif n.op_type == "QuantizeLinear" and t.data_type == onnx.TensorProto.FLOAT and len(n.input) > 2 \
+                and n.input[2] in inits and inits[n.input[2]].data_type == onnx.TensorProto.INT8:
+            scale = numpy_helper.to_array(inits[n.input[1]]).astype(np.float64)
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            w = numpy_helper.to_array(t).astype(np.float64)
+            if scale.ndim == 1 and scale.size > 1:
+                scale = scale.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+            w = np.clip(np.rint(w / scale), -128, 127).astype(np.int64)
+        else:
+            continue
+        lo, hi = min(lo, int(w.min())), max(hi, int(w.max()))
+    return lo, hi
+
+
+def _chain_nodes(graph: onnx.GraphProto, quantized: set[str], chain_op_types: Sequence[str]) -> set[str]:
+    """Names of the `chain_op_types` nodes whose data inputs (Add: both; others: the first) are all
+    produced by `quantized` nodes or by chain nodes found before them (graph order is topological)."""
+    producer = {o: n.name for n in graph.node for o in n.output}
+    inside = set(quantized)
+    chain: set[str] = set()
+    for n in graph.node:
+        if n.op_type not in chain_op_types or not n.input:
+            continue
+        data = list(n.input[:2]) if n.op_type == "Add" else [n.input[0]]
+        if all(producer.get(i) in inside for i in data):
+            chain.add(n.name)
+            inside.add(n.name)
+    return chain

@@ -37,7 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from df2infer.artifact import ENGINE_SUFFIXES, OnnxInfo, engine_sidecar_meta, load_onnx, read_onnx_info, write_engine_sidecar
+from df2infer.artifact import (
+    ENGINE_SUFFIXES,
+    OnnxInfo,
+    engine_sidecar_meta,
+    int8_activations,
+    load_onnx,
+    read_onnx_info,
+    write_engine_sidecar,
+)
 from df2infer.backends.tensorrt_backend import TensorRTUnavailable, require_tensorrt, tensorrt_dims
 from df2infer.contract import INPUT_NAME, Contract, ContractError
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
@@ -160,7 +168,15 @@ def check_nms_box_limit(model: Any, compute_capability: str, *, source: str = "<
 
 def check_buildable(info: OnnxInfo) -> None:
     """ContractError for an artifact TensorRT cannot build: a gated-head graph (contract
-    gated_heads=true) runs its heads on a row count known only at run time."""
+    gated_heads=true) runs its heads on a row count known only at run time; an INT8 graph in ONNX
+    Runtime's CPU form (contract int8_activations "uint8": asymmetric u8 activations, which TensorRT's
+    symmetric INT8 does not take; e.g. the bundled default.int8.onnx)."""
+    if info.contract.precision == "int8" and int8_activations(info.contract) == "uint8":
+        raise ContractError(
+            f"{info.path}: an INT8 graph in ONNX Runtime's CPU form (contract int8_activations='uint8': asymmetric u8 "
+            "activations), which TensorRT cannot build (its INT8 is symmetric s8). Export the TensorRT form from the "
+            "FP32 model with `df2infer export MODEL --out DIR --precision int8 --calib-images DIR` (s8 activations), "
+            "or build from the FP32 / FP16 ONNX file")
     if info.contract.gated_heads:
         raise ContractError(
             f"{info.path}: a gated-head graph (contract gated_heads=true): its heads run on a row count known only "

@@ -14,6 +14,7 @@ from onnx import numpy_helper as nh
 
 from df2infer.artifact import read_onnx_contract
 from df2infer.contract import METADATA_KEY, Contract
+from df2infer.cpu_features import cpu_features, int8_refusal
 from df2infer_export.lint import lint_onnx
 from df2infer_export.precision import to_fp16, to_int8_qdq
 
@@ -26,9 +27,9 @@ pytest.importorskip("onnxconverter_common")
 
 # Tolerances (stated): FP16 vs FP32 on the tiny deploy graph, per matched detection:
 #   boxes <= 0.05 px, scores <= 2e-3, masks <= 0.02, heatmap logits / embeddings <= 0.02 * max|FP32|.
-# INT8 vs FP32 on the dense conv net: max abs error <= 8% of max |FP32 output|, mean <= 2%.
+# INT8: ONNX Runtime's fused integer kernels against the same Q/DQ graph run op by op in float (ONNX's
+# definition of Q/DQ), with a bound derived from the graph's own scales and weights (_qdq_error_bound).
 FP16_BOX_TOL, FP16_SCORE_TOL, FP16_REL_TOL = 0.05, 2e-3, 0.02
-INT8_MAX_REL, INT8_MEAN_REL = 0.08, 0.02
 
 
 def _run(path, x):
@@ -159,7 +160,7 @@ def test_fp16_needs_contract(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ INT8
 
-def _qdq_checks(path, float_layers=()):
+def _qdq_checks(path, float_layers=(), symmetric=True):
     m = onnx.load(str(path))
     inits = {t.name: nh.to_array(t) for t in m.graph.initializer}
     qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -167,7 +168,10 @@ def _qdq_checks(path, float_layers=()):
     for n in qdq:
         assert len(n.input) == 3 and n.input[2] in inits, n.name
         zp = inits[n.input[2]]
-        assert zp.dtype == np.int8 and not zp.any(), n.name
+        if symmetric or zp.dtype == np.int8:  # weights are symmetric INT8 in either form
+            assert zp.dtype == np.int8 and not zp.any(), n.name
+        else:
+            assert zp.dtype == np.uint8, n.name
     consumers = {}
     for n in m.graph.node:
         for i in n.input:
@@ -180,27 +184,133 @@ def _qdq_checks(path, float_layers=()):
         axis = {a.name: a.i for a in dq.attribute}.get("axis")
         expect = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1, "Gemm": 0}[n.op_type]  # the Gemms use transB=1
         assert w.dtype == np.int8 and axis == expect, n.name
+        assert np.abs(w.astype(int)).max() <= 64, n.name  # 7-bit weights: no int16 pair saturation on any CPU
         assert inits[dq.input[1]].shape == (w.shape[expect],), n.name  # one scale per output channel
         if len(n.input) > 2 and n.input[2]:
             assert inits[n.input[2]].dtype == np.float32  # bias left in float (TensorRT DQ is INT8-only)
     return m
 
 
-def test_int8_qdq_symmetric_per_channel_runs_and_is_close(calib_dir, tmp_path):
+def _run_opt(path, x, level):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in s.get_outputs()], s.run(None, {"images": x})))
+
+
+def _qdq_error_bound(path) -> dict[str, float]:
+    """Worst-case |fused integer kernels - float Q/DQ reference| per output of the dense net.
+
+    Both compute the same integer products; they can differ only where a requantization (each
+    QuantizeLinear) rounds a value lying within float error of a .5 step to the other side: at most
+    one step (that tensor's scale) per element. Such a one-step error entering a layer grows by at
+    most that layer's infinity-norm ||W||_inf = max over output channels of sum |dequantized weights|
+    (Relu, pooling and flatten do not grow it). So along the chain e_out = ||W||_inf * e_in + s_out.
+    """
+    m = onnx.load(str(path))
+    inits = {t.name: nh.to_array(t) for t in m.graph.initializer}
+    by_out = {o: n for n in m.graph.node for o in n.output}
+    q_scale = {n.output[0]: float(inits[n.input[1]]) for n in m.graph.node if n.op_type == "QuantizeLinear"}
+
+    def weight_norm(node) -> float:
+        dq = by_out[node.input[1]]
+        w = inits[dq.input[0]].astype(np.float64)
+        axis = {a.name: a.i for a in dq.attribute}.get("axis", 1)
+        scale = inits[dq.input[1]].reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+        w = np.abs(w * scale)
+        out_axis = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}[node.op_type]
+        return float(np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1).sum(1).max())
+
+    def err(t: str) -> float:
+        n = by_out.get(t)
+        if n is None:
+            return 0.0
+        if n.op_type == "DequantizeLinear":
+            return err(n.input[0])
+        if n.op_type == "QuantizeLinear":
+            return err(n.input[0]) + q_scale[t]
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            return weight_norm(n) * err(n.input[0])
+        return err(n.input[0])  # Relu, Mul by a constant 1/255 before the first Q, pooling, Flatten
+    return {o.name: err(o.name) for o in m.graph.output}
+
+
+@pytest.mark.parametrize("activations", ["int8", "uint8"])
+def test_int8_fused_kernels_match_the_qdq_definition_on_any_cpu(activations, calib_dir, tmp_path):
+    """7-bit weights (the default): ONNX Runtime's INT8 kernels on this CPU (whatever its features)
+    give the Q/DQ graph's own result, within the rounding bound; and the Q/DQ graph is close to FP32."""
     fp32 = tmp_path / "dense.onnx"
     onnx.save(_dense_net(), fp32)
-    out = to_int8_qdq(fp32, tmp_path / "dense_int8.onnx", calib_dir, num_images=6)
-    _qdq_checks(out)
-    assert [p for p in lint_onnx(out) if p.severity == "error"] == []
+    out = to_int8_qdq(fp32, tmp_path / "dense_int8.onnx", calib_dir, num_images=6, activations=activations)
+    _qdq_checks(out, symmetric=activations == "int8")
+    if activations == "int8":
+        assert [p for p in lint_onnx(out) if p.severity == "error"] == []
     x = random_images(3, seed=11)
-    a, b = _run(fp32, x), _run(out, x)
-    for k in a:
-        scale = np.abs(a[k]).max()
-        err = np.abs(a[k] - b[k])
-        assert err.max() <= INT8_MAX_REL * scale and err.mean() <= INT8_MEAN_REL * scale, (k, err.max() / scale)
+    fused = _run_opt(out, x, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    reference = _run_opt(out, x, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    bound = _qdq_error_bound(out)
+    for k in fused:
+        err = float(np.abs(fused[k] - reference[k]).max())
+        assert err <= bound[k] * 1.0001 + 1e-6, (f"{k}: fused INT8 kernels differ from the Q/DQ definition by "
+                                                 f"{err:.4g} > bound {bound[k]:.4g} ({cpu_features().summary()})")
     c = _contract(out)
-    assert c.precision == "int8"
+    assert c.precision == "int8" and c.model["int8_weight_range"] == [-64, 64]
+    assert c.model["int8_activations"] == activations
     assert c.model["int8_float_layers"] == [] and c.model["int8_calibration"]["num_images"] == 6
+    # Quantization itself: within 10% of the output range of FP32 (a collapsed kernel is off by ~30%).
+    a = _run(fp32, x)
+    for k in a:
+        assert np.abs(a[k] - reference[k]).max() <= 0.1 * np.abs(a[k]).max(), k
+
+
+def _one_conv_qdq(weight_q: np.ndarray, act: str) -> onnx.ModelProto:
+    """images [1,C,1,1] -> Q -> DQ -> Conv 1x1 (DQ'd per-channel weights) -> Q -> DQ. Scales of 1 for
+    x and w, so the conv output is the integer dot product itself; output scale 2**10."""
+    c = weight_q.shape[1]
+    x_type, x_zp = (TP.INT8, np.int8(0)) if act == "int8" else (TP.UINT8, np.uint8(0))
+    inits = [nh.from_array(np.array(1.0, np.float32), "sx"), nh.from_array(np.array(x_zp), "zx"),
+             nh.from_array(weight_q.astype(np.int8), "wq"), nh.from_array(np.ones(weight_q.shape[0], np.float32), "sw"),
+             nh.from_array(np.zeros(weight_q.shape[0], np.int8), "zw"),
+             nh.from_array(np.array(1024.0, np.float32), "sy"), nh.from_array(np.array(x_zp), "zy")]
+    nodes = [h.make_node("QuantizeLinear", ["images", "sx", "zx"], ["xq"]),
+             h.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             h.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+             h.make_node("Conv", ["xd", "wd"], ["y"], name="conv"),
+             h.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"]),
+             h.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"])]
+    g = h.make_graph(nodes, "one_conv", [h.make_tensor_value_info("images", TP.FLOAT, [1, c, 1, 1])],
+                     [h.make_tensor_value_info("out", TP.FLOAT, [1, weight_q.shape[0], 1, 1])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("act", ["int8", "uint8"])
+@pytest.mark.parametrize("wmax", [64, 127])
+def test_int8_pair_saturation_follows_the_cpu_features(act, wmax, tmp_path):
+    """The case vpmaddubsw clips: every activation at its largest code, every weight at +wmax. Exact
+    math: out = round(C * xmax * wmax / 1024) * 1024. ONNX Runtime matches it wherever
+    df2infer.cpu_features.int8_refusal accepts weights of [-wmax, wmax] on this CPU (7-bit weights:
+    every CPU; 8-bit: VNNI x86 and ARM), and is wrong where it refuses them (8-bit weights on x86
+    without AVX512-VNNI/AVX-VNNI/AMX): this checks the refusal rule against the real kernels."""
+    C = 16
+    xmax = 127 if act == "int8" else 255
+    path = tmp_path / "one_conv.onnx"
+    onnx.save(_one_conv_qdq(np.full((2, C, 1, 1), wmax), act), path)
+    x = np.full((1, C, 1, 1), float(xmax), np.float32)
+    got = float(_run_opt(path, x, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)["out"].max())
+    ymax = 127 if act == "int8" else 255
+    exact = min(round(C * xmax * wmax / 1024), ymax) * 1024.0
+    feats = cpu_features()
+    refused = int8_refusal([-wmax, wmax], feats)
+    if refused is None:
+        assert got == exact, f"{feats.summary()}: INT8 conv gave {got}, exact {exact} (weights to {wmax})"
+    elif got == exact:
+        # ORT picks its kernel per op and type (this one did not clip); the refusal stays because
+        # other paths (u8 x s8 GEMMs) do: see the int8 case of this test.
+        pytest.skip(f"needs x86 VNNI or ARM to be exact by rule; this kernel path happened not to saturate on {feats.summary()}")
+    else:
+        assert got < exact  # clipped, as the refusal says: the rule is needed on this CPU
 
 
 def test_int8_deploy_graph_float_layers_metadata_and_cache(deploy_fp32, calib_dir, tmp_path):

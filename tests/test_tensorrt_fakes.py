@@ -21,7 +21,7 @@ pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not instal
 from df2infer import artifact  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.backends.base import DeviceOutputBackend  # noqa: E402
-from df2infer.contract import OUTPUT_NAMES, Contract  # noqa: E402
+from df2infer.contract import OUTPUT_NAMES, Contract, ContractError  # noqa: E402
 from df2infer_export import tensorrt_builder as builder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -124,7 +124,8 @@ def test_version_compatible_engine_allows_host_code_before_deserializing(gpu, tm
     assert "trt.Runtime.engine_host_code_allowed" not in names(log)
 
 
-def _tiny_onnx(tmp_path: Path, nms_boxes: int = 0, nms_classes: int = 1, score_threshold: float | None = 0.05) -> Path:
+def _tiny_onnx(tmp_path: Path, nms_boxes: int = 0, nms_classes: int = 1, score_threshold: float | None = 0.05,
+               contract: Contract = CONTRACT) -> Path:
     """A graph with the contract's input, optionally one NonMaxSuppression over [1, nms_boxes, 4] boxes."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -145,7 +146,7 @@ def _tiny_onnx(tmp_path: Path, nms_boxes: int = 0, nms_classes: int = 1, score_t
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, 64, 96])],
                               outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    helper.set_model_props(model, {"df2infer.contract": CONTRACT.to_json()})
+    helper.set_model_props(model, {"df2infer.contract": contract.to_json()})
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     return path
@@ -267,3 +268,23 @@ def test_build_sidecar_carries_the_nms_warning(gpu, tmp_path):
     engine = builder.build_engine(path, tmp_path / "m", max_batch=2)
     meta = json.loads(artifact.engine_sidecar_path(engine).read_text())
     assert len(meta["nms_warnings"]) == 1 and "6000 candidates" in meta["nms_warnings"][0]
+
+
+# ------------------------------------------------------------------ INT8: ONNX Runtime's CPU form is not TensorRT's
+def _int8_contract(activations: str) -> Contract:
+    return Contract(input_height=64, input_width=96, max_detections=10, precision="int8",
+                    model={"int8_activations": activations, "int8_weight_range": [-64, 64]})
+
+
+def test_builder_refuses_the_cpu_int8_form_and_names_the_export_command(gpu, tmp_path):
+    log, _, _ = gpu
+    path = _tiny_onnx(tmp_path, contract=_int8_contract("uint8"))
+    with pytest.raises(ContractError, match=r"m\.onnx.*int8_activations='uint8'.*df2infer export .*--precision int8"):
+        builder.build_engine(path, tmp_path / "m", max_batch=2)
+    assert "trt.OnnxParser" not in names(log)  # refused before TensorRT parses anything
+    assert not list(tmp_path.glob("m*.engine"))
+
+
+def test_builder_takes_the_tensorrt_int8_form(gpu, tmp_path):
+    engine = builder.build_engine(_tiny_onnx(tmp_path, contract=_int8_contract("int8")), tmp_path / "m", max_batch=2)
+    assert json.loads(artifact.engine_sidecar_path(engine).read_text())["contract"]["precision"] == "int8"

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from df2infer.artifact import ModelLoadError, describe_onnx, engine_sidecar_path, is_engine_path
+    from df2infer.artifact import ModelLoadError, describe_onnx, engine_sidecar_path, int8_weight_range, is_engine_path
     from df2infer.contract import METADATA_KEY, Contract, ContractError
 
     path = args.model
@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     except ModelLoadError as e:
         print(f"df2infer info: {e}", file=sys.stderr)
         return 2
+    from df2infer.cpu_features import cpu_features, int8_refusal
+
+    feats = cpu_features()  # this CPU: what an INT8 file needs from it
+    report["cpu_features"] = feats.as_dict()
     status = 0
     if contract_text is None:
         report["contract_error"] = f"{path}: no df2infer contract (metadata key {METADATA_KEY!r})"
@@ -60,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
                 v = d.pop(k)
                 d[f"{k}_shape"] = [len(v), len(v[0])] if v and isinstance(v[0], list) else [len(v)]
             report["contract"] = d
+            if c.precision == "int8" and report["format"] == "onnx":  # an engine runs on the GPU, not these kernels
+                reason = int8_refusal(int8_weight_range(c, str(path)), feats)
+                report["int8_on_this_cpu"] = "ok" if reason is None else f"refused: {reason}"
         except ContractError as e:
             report["contract_error"] = str(e)
             status = 1
@@ -83,4 +90,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {v['name']:<18} {v['dtype']:<8} {v['shape']}")
     if "other_metadata" in report:
         print("other metadata:", ", ".join(sorted(report["other_metadata"])))
+    print(f"this CPU: {feats.summary()}")
+    if "int8_on_this_cpu" in report:
+        print(f"INT8 on this CPU: {report['int8_on_this_cpu']}")
     return status

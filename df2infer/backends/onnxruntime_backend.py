@@ -16,7 +16,8 @@ Loading checks, in order, each failure naming the file:
   the file exists (FileNotFoundError) -> ONNX Runtime can parse it (ModelLoadError: truncated,
   not ONNX) -> the contract is in metadata_props under df2infer.contract.METADATA_KEY and this
   runtime reads its schema/version (ContractError) -> the graph's input and output names, ranks
-  and fixed dimensions agree with the contract (ContractError).
+  and fixed dimensions agree with the contract (ContractError) -> an INT8 model on the CPU is exact
+  on this CPU's INT8 kernels (ModelLoadError with the reason otherwise: check_int8_cpu).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from df2infer.artifact import ModelLoadError, contract_from_metadata, read_onnx_contract
+from df2infer.artifact import ModelLoadError, contract_from_metadata, int8_weight_range, read_onnx_contract
 from df2infer.backends.base import DeviceError, parse_device
 from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 
@@ -149,6 +150,17 @@ def _check_shape(path: str, name: str, got: Sequence, want: Sequence) -> None:
             raise ContractError(f"{path}: {name!r} has shape {list(got)}, the contract says {list(want)}")
 
 
+def check_int8_cpu(contract: Contract, path: str) -> None:
+    """Refuse (ModelLoadError naming the file, the weight range and this CPU's features) an INT8
+    model that ONNX Runtime would compute wrongly on this CPU: weights beyond [-64, 64] on x86
+    without VNNI saturate int16 pair sums (df2infer.cpu_features)."""
+    from df2infer.cpu_features import cpu_features, int8_refusal
+
+    reason = int8_refusal(int8_weight_range(contract, path), cpu_features())
+    if reason is not None:
+        raise ModelLoadError(f"{path}: refusing this INT8 model on this CPU: {reason}")
+
+
 class OnnxRuntimeBackend:
     """Runs a df2infer ONNX artifact with ONNX Runtime.
 
@@ -210,6 +222,8 @@ class OnnxRuntimeBackend:
                               "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu'")
         self.contract = contract_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         check_io(self.session, self.contract, self.path)
+        if self.contract.precision == "int8" and kind == "cpu":
+            check_int8_cpu(self.contract, self.path)
         self.max_batch = int(self.contract.max_batch)
         self.providers = self.session.get_providers()
         self._use_binding = kind == "cuda"

@@ -24,6 +24,8 @@ def format_markdown(report: dict) -> str:
     L = ["# df2infer bench", ""]
     L.append(f"- machine: {m.get('cpu', '?')}, {m.get('cpu_count')} logical CPUs ({m.get('cpus_usable', '?')} usable), "
              f"load average {m.get('loadavg_1m', '?')} at start / {m.get('loadavg_1m_end', '?')} at end")
+    if m.get("cpu_features"):
+        L.append(f"- CPU features: {m['cpu_features']}")
     L.append(f"- software: onnxruntime {m.get('onnxruntime', '-')}, numpy {m.get('numpy')}, opencv {m.get('opencv')} "
              f"({m.get('opencv_threads')} threads), python {m.get('python')}, {m.get('platform')}")
     L.append(f"- input: {cfg['images']}; conf {cfg['conf']}; warm-up {cfg['warmup']}, timed runs {cfg['runs']} per batch size; "

@@ -227,6 +227,8 @@ def machine_info() -> dict:
     except OSError:
         pass
     info["cpu"] = cpu
+    from df2infer.cpu_features import cpu_features
+    info["cpu_features"] = cpu_features().summary()  # INT8 speed and exactness depend on them
     try:
         info["loadavg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
