@@ -47,6 +47,7 @@ MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer
 
 lint: $(STAMP)
 	$(PY) -m ruff check df2infer export tests benchmarks
+	$(PY) -m ruff format --check df2infer export tests benchmarks
 	$(PY) tests/trt_stubs.py
 	$(PY) -m mypy --config-file mypy.ini $(MYPY_FILES)
 

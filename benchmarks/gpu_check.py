@@ -15,6 +15,7 @@ On a GPU, for realistic inputs (4 frames of 1280x720 / 1920x1080 / 640x480 / 720
    bandwidth; pasting and landmark decoding each >= 10x torchvision's GPU functions.
 Without a CUDA device it stops at once with "no CUDA device" (exit status 2).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,12 +63,14 @@ def landmark_bytes(n_landmarks: int, heatmap_size: int) -> int:
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     """A plain-text table: columns = [(key, header)]; floats with 4 significant digits, None as '-'."""
+
     def cell(v: Any) -> str:
         if v is None:
             return "-"
         if isinstance(v, float):
             return f"{v:.4g}"
         return str(v)
+
     cells = [[cell(r.get(k)) for k, _ in columns] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
     line = lambda parts: "  ".join(p.ljust(w) for p, w in zip(parts, widths)).rstrip()  # noqa: E731
@@ -88,9 +91,16 @@ def median_time_us(fn: Callable[[], object], sync: Callable[[], object], iters: 
     return float(np.median(times))
 
 
-TABLE_COLUMNS = [("kernel", "kernel"), ("check", "vs numpy reference"), ("kernel_us", "kernel us"),
-                 ("call_us", "class call us"), ("floor_us", "DRAM floor us"), ("bw_pct", "% of DRAM bw"),
-                 ("torchvision_us", "torchvision us"), ("speedup", "x torchvision")]
+TABLE_COLUMNS = [
+    ("kernel", "kernel"),
+    ("check", "vs numpy reference"),
+    ("kernel_us", "kernel us"),
+    ("call_us", "class call us"),
+    ("floor_us", "DRAM floor us"),
+    ("bw_pct", "% of DRAM bw"),
+    ("torchvision_us", "torchvision us"),
+    ("speedup", "x torchvision"),
+]
 
 
 # ---------------------------------------------------------------- the runs
@@ -105,26 +115,42 @@ def shim_rows(seed: int = 0) -> list[dict[str, Any]]:
     lb32 = selfcheck.check_letterbox(drv, frames, INPUT_SIZE)
     lb16 = selfcheck.check_letterbox(drv, frames, INPUT_SIZE, out_dtype=np.float16)
     sizes = [(h, w) for h, w in FRAME_SHAPES]
-    masks, heat, items = selfcheck.realistic_batch(rng, sizes, detections=DETECTIONS, per_image=PER_IMAGE,
-                                                   mask_size=MASK, heatmap_size=HEAT, edge_cases=True)
+    masks, heat, items = selfcheck.realistic_batch(
+        rng, sizes, detections=DETECTIONS, per_image=PER_IMAGE, mask_size=MASK, heatmap_size=HEAT, edge_cases=True
+    )
     st = selfcheck.check_postprocess(drv, masks, heat, items)
     return _check_rows(lb32, lb16, st)
 
 
 def _check_rows(lb32: dict, lb16: dict, st: dict) -> list[dict[str, Any]]:
     return [
-        {"kernel": "letterbox_kernel fp32", "check": f"max |diff| {lb32['max_abs_diff']:g} grey level, "
-                                                      f"{lb32['differing_fraction']:.2e} of values differ", **_raw(lb32)},
-        {"kernel": "letterbox_kernel fp16", "check": f"max |diff| {lb16['max_abs_diff']:g}, "
-                                                      f"{lb16['differing_fraction']:.2e} differ", **_raw(lb16)},
-        {"kernel": "paste_masks_compact", "check": f"{st['mask_mismatches']} of {st['mask_pixels']} pixels differ "
-                                                    f"({st['mask_mismatches_unexplained']} not at the threshold)"},
+        {
+            "kernel": "letterbox_kernel fp32",
+            "check": f"max |diff| {lb32['max_abs_diff']:g} grey level, {lb32['differing_fraction']:.2e} of values differ",
+            **_raw(lb32),
+        },
+        {
+            "kernel": "letterbox_kernel fp16",
+            "check": f"max |diff| {lb16['max_abs_diff']:g}, {lb16['differing_fraction']:.2e} differ",
+            **_raw(lb16),
+        },
+        {
+            "kernel": "paste_masks_compact",
+            "check": f"{st['mask_mismatches']} of {st['mask_pixels']} pixels differ "
+            f"({st['mask_mismatches_unexplained']} not at the threshold)",
+        },
         {"kernel": "paste_masks_instance_map", "check": f"{st['instance_map_mismatches']} pixels differ"},
-        {"kernel": "landmarks_subpixel", "check": f"xy {st['landmarks_subpixel_xy_max_diff']:.3g} px, "
-                                                   f"score {st['landmarks_subpixel_score_max_diff']:.3g} ({st['landmarks']} landmarks)"},
-        {"kernel": "landmarks_torchvision", "check": f"xy {st['landmarks_torchvision_xy_max_diff']:.3g} px, "
-                                                      f"score {st['landmarks_torchvision_score_max_diff']:.3g}, "
-                                                      f"{st['landmarks_torchvision_exact_fraction']:.4f} exact"},
+        {
+            "kernel": "landmarks_subpixel",
+            "check": f"xy {st['landmarks_subpixel_xy_max_diff']:.3g} px, "
+            f"score {st['landmarks_subpixel_score_max_diff']:.3g} ({st['landmarks']} landmarks)",
+        },
+        {
+            "kernel": "landmarks_torchvision",
+            "check": f"xy {st['landmarks_torchvision_xy_max_diff']:.3g} px, "
+            f"score {st['landmarks_torchvision_score_max_diff']:.3g}, "
+            f"{st['landmarks_torchvision_exact_fraction']:.4f} exact",
+        },
     ]
 
 
@@ -172,8 +198,9 @@ def gpu_rows(seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     t0 = time.perf_counter()
     lb32 = selfcheck.check_letterbox(drv, frames, INPUT_SIZE)
     lb16 = selfcheck.check_letterbox(drv, frames, INPUT_SIZE, out_dtype=np.float16)
-    masks, heat, items = selfcheck.realistic_batch(rng, FRAME_SHAPES, detections=DETECTIONS, per_image=PER_IMAGE,
-                                                   mask_size=MASK, heatmap_size=HEAT)
+    masks, heat, items = selfcheck.realistic_batch(
+        rng, FRAME_SHAPES, detections=DETECTIONS, per_image=PER_IMAGE, mask_size=MASK, heatmap_size=HEAT
+    )
     st = selfcheck.check_postprocess(drv, masks, heat, items)
     env["compile_and_check_s"] = time.perf_counter() - t0
     rows = _check_rows(lb32, lb16, st)
@@ -183,6 +210,7 @@ def gpu_rows(seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         def run() -> None:
             for launch in launches:
                 drv.launch(*launch)
+
         return median_time_us(run, drv.synchronize)
 
     # preprocessing
@@ -214,13 +242,11 @@ def gpu_rows(seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             r = by["paste_masks_compact"]
             r["kernel_us"] = kernel_time(paste)
             r["floor_us"] = floor_us(paste_bytes(n, MASK, compact), gbs)
-            r["call_us"] = median_time_us(lambda: post(items, mp, hp, landmark_method="subpixel", want_landmarks=False),
-                                          lambda: None)
+            r["call_us"] = median_time_us(lambda: post(items, mp, hp, landmark_method="subpixel", want_landmarks=False), lambda: None)
         r = by[f"landmarks_{method}"]
         r["kernel_us"] = kernel_time(lm)
         r["floor_us"] = floor_us(landmark_bytes(n_lm, HEAT), gbs)
-        r["call_us"] = median_time_us(lambda method=method: post(items, mp, hp, landmark_method=method, want_masks=False),
-                                      lambda: None)
+        r["call_us"] = median_time_us(lambda method=method: post(items, mp, hp, landmark_method=method, want_masks=False), lambda: None)
     res = post(items, mp, hp, instance_maps=True, want_landmarks=False)
     r = by["paste_masks_instance_map"]
     r["kernel_us"] = kernel_time([l for l in post.last_launches if l[0] == "paste_masks_instance_map"])
@@ -246,6 +272,7 @@ def gpu_rows(seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         def tv_keypoints() -> None:
             for h, b in zip(th, tb):
                 heatmaps_to_keypoints(h, b)
+
         t_paste = median_time_us(tv_paste, sync, iters=10)
         t_kp = median_time_us(tv_keypoints, sync, iters=5, warmup=1)
         by["paste_masks_compact"]["torchvision_us"] = t_paste

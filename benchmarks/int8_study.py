@@ -14,6 +14,7 @@ bench_out/int8_study/ (rows are keyed by name and image count), so a rerun only 
 The "s8 w8" rows are the pre-fix recipe, kept to show the collapse: they bypass the runtime's INT8
 refusal on purpose. The rows' accuracy depends on the CPU (see the cpu_features line written with them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,25 +50,31 @@ VARIANTS: dict[str, dict | None] = {
     "u8 w7 chain": dict(weight_bits=7, activations="uint8"),
     "u8 w7 chain, ConvTranspose float, minmax 64": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT]),
     "u8 w7 chain, ConvTranspose float, minmax 16": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT], num_images=16),
-    "u8 w7 chain, ConvTranspose float, percentile 99.999": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT],
-                                                               method="percentile", percentile=99.999),
-    "u8 w7 chain, ConvTranspose float, percentile 99.99": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT],
-                                                              method="percentile", percentile=99.99),
+    "u8 w7 chain, ConvTranspose float, percentile 99.999": dict(
+        weight_bits=7, activations="uint8", keep_float_nodes=[CONVT], method="percentile", percentile=99.999
+    ),
+    "u8 w7 chain, ConvTranspose float, percentile 99.99": dict(
+        weight_bits=7, activations="uint8", keep_float_nodes=[CONVT], method="percentile", percentile=99.99
+    ),
     "u8 w7 chain, ConvTranspose float, entropy": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT], method="entropy"),
     # stage 2 of the sensitivity analysis: the box predictor (the most sensitive group) kept float
-    "u8 w7 chain, ConvTranspose + box predictor float": dict(weight_bits=7, activations="uint8",
-                                                              keep_float_nodes=[CONVT] + BOX_PREDICTOR),
+    "u8 w7 chain, ConvTranspose + box predictor float": dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT] + BOX_PREDICTOR),
 }
 # the bundled recipe (export/bundle.py) and its calibration: method and set size
-_BUNDLED = dict(weight_bits=7, activations="uint8", keep_float_nodes=[CONVT] + BOX_PREDICTOR + [
-    "/box_head/fc6/Gemm", "/box_head/fc7/Gemm", "/keypoint_predictor/MatMul"])
-VARIANTS.update({
-    "bundled recipe, minmax 64": dict(_BUNDLED),
-    "bundled recipe, minmax 16": dict(_BUNDLED, num_images=16),
-    "bundled recipe, percentile 99.999, 64": dict(_BUNDLED, method="percentile", percentile=99.999),
-    # TensorRT's form (symmetric s8 activations) with the same layers float
-    "s8 w7 chain (TensorRT form), same 6 layers float": dict(_BUNDLED, activations="int8"),
-})
+_BUNDLED = dict(
+    weight_bits=7,
+    activations="uint8",
+    keep_float_nodes=[CONVT] + BOX_PREDICTOR + ["/box_head/fc6/Gemm", "/box_head/fc7/Gemm", "/keypoint_predictor/MatMul"],
+)
+VARIANTS.update(
+    {
+        "bundled recipe, minmax 64": dict(_BUNDLED),
+        "bundled recipe, minmax 16": dict(_BUNDLED, num_images=16),
+        "bundled recipe, percentile 99.999, 64": dict(_BUNDLED, method="percentile", percentile=99.999),
+        # TensorRT's form (symmetric s8 activations) with the same layers float
+        "s8 w7 chain (TensorRT form), same 6 layers float": dict(_BUNDLED, activations="int8"),
+    }
+)
 
 
 def _slug(name: str) -> str:
@@ -99,6 +106,7 @@ def dataset(n: int):
 
     if not (VAL / "annos").is_dir():
         from df2infer.synth.generator import generate
+
         generate(VAL, 600, 777, log=lambda *a, **k: None)
     ds = load_dataset(VAL)
     return type(ds)(ds.root, ds.images[:n]) if n else ds
@@ -133,10 +141,14 @@ def evaluate(name: str, path: Path, n: int, *, float_reference: bool = False) ->
     t = time.perf_counter()
     res = predict_results(Predictor(backend), ds, conf=0.05)
     r = evaluate_predictions(ds, res, breakdown=False)
-    got = {"box_AP": r["box"]["overall"]["AP"], "mask_AP": r["mask"]["overall"]["AP"],
-           "landmarks_visible_AP": r["landmarks_visible"]["overall"]["AP"],
-           "landmarks_all_AP": r["landmarks_all"]["overall"]["AP"], "retrieval_top10": r["retrieval"]["top10"],
-           "predict_s": round(time.perf_counter() - t, 1)}
+    got = {
+        "box_AP": r["box"]["overall"]["AP"],
+        "mask_AP": r["mask"]["overall"]["AP"],
+        "landmarks_visible_AP": r["landmarks_visible"]["overall"]["AP"],
+        "landmarks_all_AP": r["landmarks_all"]["overall"]["AP"],
+        "retrieval_top10": r["retrieval"]["top10"],
+        "predict_s": round(time.perf_counter() - t, 1),
+    }
     db = _db()
     db[key] = got
     (WORK / "scores.json").write_text(json.dumps(db, indent=1))
@@ -153,11 +165,17 @@ def row(name: str, got: dict, ref: dict | None) -> str:
 GROUPS = {  # sensitivity groups: node-name prefixes of the quantized layers (predictors first)
     "box predictor (cls_score, bbox_pred)": ("/box_predictor",),
     "RPN predictors (cls_logits, bbox_pred)": ("/head/cls_logits", "/head/bbox_pred"),
-    "keypoint predictor (deconv, MatMul)": ("/keypoint_predictor",), "mask predictor": ("/mask_predictor",),
-    "box head fc6, fc7": ("/box_head",), "FPN": ("/backbone/fpn",), "RPN head conv": ("/head/conv",),
-    "keypoint head convs": ("/keypoint_head",), "mask head convs": ("/mask_head",), "matching head": ("/match_head",),
+    "keypoint predictor (deconv, MatMul)": ("/keypoint_predictor",),
+    "mask predictor": ("/mask_predictor",),
+    "box head fc6, fc7": ("/box_head",),
+    "FPN": ("/backbone/fpn",),
+    "RPN head conv": ("/head/conv",),
+    "keypoint head convs": ("/keypoint_head",),
+    "mask head convs": ("/mask_head",),
+    "matching head": ("/match_head",),
     "backbone stem + layer1": ("/backbone/body/stem", "/backbone/body/layer1"),
-    "backbone layer2": ("/backbone/body/layer2",), "backbone layer3": ("/backbone/body/layer3",),
+    "backbone layer2": ("/backbone/body/layer2",),
+    "backbone layer3": ("/backbone/body/layer3",),
     "backbone layer4": ("/backbone/body/layer4",),
 }
 
@@ -168,8 +186,11 @@ def units(fp32_path: Path, level: str = "layers") -> dict[str, list[str]]:
     import onnx
 
     m = onnx.load(str(fp32_path))
-    heavy = [n for n in m.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")
-             and not n.name.startswith(("box_decode/", "nms/", "postproc/"))]
+    heavy = [
+        n
+        for n in m.graph.node
+        if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and not n.name.startswith(("box_decode/", "nms/", "postproc/"))
+    ]
     if level == "groups":
         out = {g: [n.name for n in heavy if n.name.startswith(pre)] for g, pre in GROUPS.items()}
         missing = [n.name for n in heavy if not any(n.name in v for v in out.values())]
@@ -221,8 +242,7 @@ def cmd_sensitivity(args) -> None:
 def cmd_report(args) -> None:
     """benchmarks/results/int8_study.json (every cached row) and .md (the tables)."""
     db = _db()
-    out = {"about": __doc__.split("\n\n")[0], "cpu_features": cpu_features().summary(),
-           "onnxruntime": ort.__version__, "rows": db}
+    out = {"about": __doc__.split("\n\n")[0], "cpu_features": cpu_features().summary(), "onnxruntime": ort.__version__, "rows": db}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1))
     n = args.images
@@ -231,9 +251,16 @@ def cmd_report(args) -> None:
         print(f"wrote {RESULTS} ({len(db)} rows); no fp32 row at {n} images for the tables")
         return
     head = "| row | " + " | ".join(METRICS) + " | d box | d mask | d lm vis | d lm all |\n|" + "---|" * 10
-    L = [f"# INT8 study ({n} held-out images; {cpu_features().summary()}; onnxruntime {ort.__version__})", "",
-         "AP points against FP32 (d). Rows and commands: benchmarks/int8_study.py.", "", "## Recipes and calibration", "",
-         head, row("fp32", ref, None)]
+    L = [
+        f"# INT8 study ({n} held-out images; {cpu_features().summary()}; onnxruntime {ort.__version__})",
+        "",
+        "AP points against FP32 (d). Rows and commands: benchmarks/int8_study.py.",
+        "",
+        "## Recipes and calibration",
+        "",
+        head,
+        row("fp32", ref, None),
+    ]
     sens = [k for k in db if " + float " in k]
     for k, v in db.items():
         if k.endswith(f"|{n}") and k != f"fp32|{n}" and k not in sens:
@@ -242,8 +269,13 @@ def cmd_report(args) -> None:
         b = db.get(f"{base}|{n}")
         if b is None:
             continue
-        L += ["", f"## Sensitivity: one group kept float on top of `{base}`", "",
-              "| group kept float | gain (box + mask + lm all, points) | " + " | ".join(METRICS) + " |", "|" + "---|" * 7]
+        L += [
+            "",
+            f"## Sensitivity: one group kept float on top of `{base}`",
+            "",
+            "| group kept float | gain (box + mask + lm all, points) | " + " | ".join(METRICS) + " |",
+            "|" + "---|" * 7,
+        ]
         items = []
         for k in sens:
             if k.startswith(base + " + float ") and k.endswith(f"|{n}"):
@@ -300,8 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_features().summary()}; onnxruntime {ort.__version__}", file=sys.stderr)
-    {"variants": cmd_variants, "sensitivity": cmd_sensitivity, "report": cmd_report,
-     "modelopt": cmd_modelopt}[args.command](args)
+    {"variants": cmd_variants, "sensitivity": cmd_sensitivity, "report": cmd_report, "modelopt": cmd_modelopt}[args.command](args)
     return 0
 
 

@@ -13,6 +13,7 @@ tests/test_retrieval.py).
 
     .venv/bin/python benchmarks/retrieval_scale.py [--sizes 10000,100000,1000000] [--out benchmarks/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def time_search(fn, queries: np.ndarray, batch: int, min_queries: int, budget_s:
     n = 0
     i = 0
     while n < min_queries and not (len(t) >= 3 and sum(t) > budget_s):
-        q = queries[i:i + batch] if i + batch <= len(queries) else queries[:batch]
+        q = queries[i : i + batch] if i + batch <= len(queries) else queries[:batch]
         i = (i + batch) % len(queries)
         t0 = time.perf_counter()
         ids = fn(q)
@@ -76,9 +77,15 @@ def time_search(fn, queries: np.ndarray, batch: int, min_queries: int, budget_s:
         ids_all.append(ids)
         n += len(q)
     per_call = np.array(t)
-    return {"batch": batch, "calls": len(t), "queries": n, "ms_per_query": 1000 * per_call.sum() / n,
-            "ms_per_call_p50": 1000 * float(np.median(per_call)), "ms_per_call_p90": 1000 * float(np.percentile(per_call, 90)),
-            "queries_per_s": n / per_call.sum()}
+    return {
+        "batch": batch,
+        "calls": len(t),
+        "queries": n,
+        "ms_per_query": 1000 * per_call.sum() / n,
+        "ms_per_call_p50": 1000 * float(np.median(per_call)),
+        "ms_per_call_p90": 1000 * float(np.percentile(per_call, 90)),
+        "queries_per_s": n / per_call.sum(),
+    }
 
 
 def main(argv=None) -> int:
@@ -89,9 +96,13 @@ def main(argv=None) -> int:
     ap.add_argument("--hnsw-max", type=int, default=100_000, help="largest gallery to build HNSW for (build time)")
     ap.add_argument("--milvus-max", type=int, default=100_000, help="largest gallery to load into Milvus Lite")
     ap.add_argument("--spread", type=float, default=0.5, help="item spread around cluster centres (0: isotropic)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="BLAS and FAISS (OpenMP) threads; 0: the libraries' defaults. One thread measured faster on "
-                         "this shared 2-core machine (other jobs keep the cores busy; spinning threads wait for them)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS and FAISS (OpenMP) threads; 0: the libraries' defaults. One thread measured faster on "
+        "this shared 2-core machine (other jobs keep the cores busy; spinning threads wait for them)",
+    )
     ap.add_argument("--methods", default="numpy,faiss,milvus", help="any of numpy, faiss, milvus (default: all)")
     ap.add_argument("--faiss-kinds", default="flat,flat16,ivf,hnsw", help="FAISS kinds to measure")
     ap.add_argument("--ivf-nprobe", default="32", help="IVF lists probed, comma-separated values (one row each)")
@@ -115,26 +126,38 @@ def main(argv=None) -> int:
         threadpool_limits(args.threads)
         if faiss is not None:
             faiss.omp_set_num_threads(args.threads)
-    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-               "numpy": np.__version__, "faiss": getattr(faiss, "__version__", None), "loadavg_1m_start": loadavg(),
-               "faiss_omp_threads": faiss.omp_get_max_threads() if faiss else None, "threads_arg": args.threads}
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "faiss": getattr(faiss, "__version__", None),
+        "loadavg_1m_start": loadavg(),
+        "faiss_omp_threads": faiss.omp_get_max_threads() if faiss else None,
+        "threads_arg": args.threads,
+    }
     rows = []
-    notes = ["2-core CPU shared with other jobs while measuring (see loadavg): absolute times are pessimistic",
-             f"embedding dim {sim.dim} (bundled model), similarity weights of the bundled model; k = {K}; policy 'any'",
-             f"items: {'isotropic N(0, 1)' if args.spread <= 0 else f'size/100 cluster centres N(0, 1) + N(0, {args.spread})'}; "
-             "queries: planted item + N(0, 0.1)"]
+    notes = [
+        "2-core CPU shared with other jobs while measuring (see loadavg): absolute times are pessimistic",
+        f"embedding dim {sim.dim} (bundled model), similarity weights of the bundled model; k = {K}; policy 'any'",
+        f"items: {'isotropic N(0, 1)' if args.spread <= 0 else f'size/100 cluster centres N(0, 1) + N(0, {args.spread})'}; "
+        "queries: planted item + N(0, 0.1)",
+    ]
 
     def record(size, method, fn, exact_ids=None, extra=None):
-        ids = np.concatenate([fn(args_q[i:i + 32]) for i in range(0, len(args_q), 32)])
+        ids = np.concatenate([fn(args_q[i : i + 32]) for i in range(0, len(args_q), 32)])
         r = {"size": size, "method": method, **(extra or {})}
         r["planted_at_20"] = float(np.mean([p in row for p, row in zip(planted, ids)]))
         r["recall_at_20"] = 1.0 if exact_ids is None else recall_at_k(ids, exact_ids)
         r["single"] = time_search(fn, args_q, 1, args.min_queries)
         r["batch32"] = time_search(fn, args_q, 32, max(args.min_queries, 128))
         rows.append(r)
-        print(f"{size:>8} {method:<22} single {r['single']['ms_per_query']:8.2f} ms/q  batch32 {r['batch32']['ms_per_query']:7.2f} ms/q"
-              f"  recall@20 {r['recall_at_20']:.3f}  planted@20 {r['planted_at_20']:.3f}"
-              + (f"  build {r['build_s']:.1f} s" if "build_s" in r else ""), flush=True)
+        print(
+            f"{size:>8} {method:<22} single {r['single']['ms_per_query']:8.2f} ms/q  batch32 {r['batch32']['ms_per_query']:7.2f} ms/q"
+            f"  recall@20 {r['recall_at_20']:.3f}  planted@20 {r['planted_at_20']:.3f}"
+            + (f"  build {r['build_s']:.1f} s" if "build_s" in r else ""),
+            flush=True,
+        )
         return ids
 
     for size in [int(s) for s in args.sizes.split(",")]:
@@ -143,15 +166,27 @@ def main(argv=None) -> int:
         print(f"gallery {size}: made in {time.perf_counter() - t0:.1f} s", flush=True)
         # the floor of any exact scan on this machine, in the same run: the bare matrix product, no top-k
         emb = g.embeddings
-        rows.append({"size": size, "method": "bare numpy q @ E.T (floor, no top-k)", "planted_at_20": None,
-                     "recall_at_20": None, "single": time_search(lambda q, emb=emb: q @ emb.T, args_q, 1, args.min_queries),
-                     "batch32": time_search(lambda q, emb=emb: q @ emb.T, args_q, 32, max(args.min_queries, 128))})
-        print(f"{size:>8} bare q @ E.T            single {rows[-1]['single']['ms_per_query']:8.2f} ms/q  "
-              f"batch32 {rows[-1]['batch32']['ms_per_query']:7.2f} ms/q", flush=True)
+        rows.append(
+            {
+                "size": size,
+                "method": "bare numpy q @ E.T (floor, no top-k)",
+                "planted_at_20": None,
+                "recall_at_20": None,
+                "single": time_search(lambda q, emb=emb: q @ emb.T, args_q, 1, args.min_queries),
+                "batch32": time_search(lambda q, emb=emb: q @ emb.T, args_q, 32, max(args.min_queries, 128)),
+            }
+        )
+        print(
+            f"{size:>8} bare q @ E.T            single {rows[-1]['single']['ms_per_query']:8.2f} ms/q  "
+            f"batch32 {rows[-1]['batch32']['ms_per_query']:7.2f} ms/q",
+            flush=True,
+        )
         methods = args.methods.split(",")
-        exact = record(size, "numpy exact fp32", lambda q, g=g: g.search_ids(q, K, policy=POLICY)[0]) \
-            if "numpy" in methods else np.concatenate([g.search_ids(args_q[i:i + 32], K, policy=POLICY)[0]
-                                                       for i in range(0, len(args_q), 32)])
+        exact = (
+            record(size, "numpy exact fp32", lambda q, g=g: g.search_ids(q, K, policy=POLICY)[0])
+            if "numpy" in methods
+            else np.concatenate([g.search_ids(args_q[i : i + 32], K, policy=POLICY)[0] for i in range(0, len(args_q), 32)])
+        )
         if "numpy" in methods:
             g16 = Gallery(sim, dtype="float16", policy=POLICY, capacity=size)
             g16.add_items(None, g.embeddings, g.boxes, g.labels, g.scores)
@@ -167,12 +202,16 @@ def main(argv=None) -> int:
                 t1 = time.perf_counter()
                 idx = FaissIndex.build(g, kind, **kw)
                 build = time.perf_counter() - t1
-                for nprobe in ([int(v) for v in args.ivf_nprobe.split(",")] if kind == "ivf" else [None]):
+                for nprobe in [int(v) for v in args.ivf_nprobe.split(",")] if kind == "ivf" else [None]:
                     if nprobe is not None:
                         idx.set_search_params(nprobe=nprobe)
-                    record(size, f"faiss {kind}" + (f" nprobe {nprobe}" if nprobe else ""),
-                           lambda q, g=g, idx=idx: g.search_ids(q, K, policy=POLICY, index=idx)[0], exact,
-                           {"build_s": build, "params": dict(idx.params)})
+                    record(
+                        size,
+                        f"faiss {kind}" + (f" nprobe {nprobe}" if nprobe else ""),
+                        lambda q, g=g, idx=idx: g.search_ids(q, K, policy=POLICY, index=idx)[0],
+                        exact,
+                        {"build_s": build, "params": dict(idx.params)},
+                    )
                 del idx
                 gc.collect()
             if "hnsw" in wanted and size > args.hnsw_max:
@@ -189,37 +228,51 @@ def main(argv=None) -> int:
                     t1 = time.perf_counter()
                     mg = MilvusGallery.from_gallery(g, str(Path(d) / "g.db"))
                     build = time.perf_counter() - t1
-                    record(size, "milvus-lite FLAT", lambda q, mg=mg: mg.search_ids(q, K, policy=POLICY)[0], exact,
-                           {"build_s": build})
+                    record(size, "milvus-lite FLAT", lambda q, mg=mg: mg.search_ids(q, K, policy=POLICY)[0], exact, {"build_s": build})
                     mg.close()
         else:
-            notes.append(f"Milvus Lite not loaded at {size} (--milvus-max {args.milvus_max}): see its load time "
-                         "at the smaller sizes")
+            notes.append(f"Milvus Lite not loaded at {size} (--milvus-max {args.milvus_max}): see its load time at the smaller sizes")
         del g
         gc.collect()
     machine["loadavg_1m_end"] = loadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine, "k": K, "queries": args.queries, "notes": notes, "rows": rows,
-              "command": "python benchmarks/retrieval_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    report = {
+        "machine": machine,
+        "k": K,
+        "queries": args.queries,
+        "notes": notes,
+        "rows": rows,
+        "command": "python benchmarks/retrieval_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
-    lines = ["# Retrieval at scale: top-20, single query and batches of 32", "",
-             f"Machine: {machine['cpu_count']} CPUs, {machine['platform']}; numpy {machine['numpy']}, faiss {machine['faiss']}; "
-             f"load average {machine['loadavg_1m_start']} at start, {machine['loadavg_1m_end']} at end.", ""]
-    lines += [f"- {n}" for n in notes] + ["",
-              "| gallery | method | single ms/query | single q/s | batch-32 ms/query | batch-32 q/s "
-              "| recall@20 vs exact | planted@20 | build s |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Retrieval at scale: top-20, single query and batches of 32",
+        "",
+        f"Machine: {machine['cpu_count']} CPUs, {machine['platform']}; numpy {machine['numpy']}, faiss {machine['faiss']}; "
+        f"load average {machine['loadavg_1m_start']} at start, {machine['loadavg_1m_end']} at end.",
+        "",
+    ]
+    lines += [f"- {n}" for n in notes] + [
+        "",
+        "| gallery | method | single ms/query | single q/s | batch-32 ms/query | batch-32 q/s "
+        "| recall@20 vs exact | planted@20 | build s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
     def f3(v):
         return "-" if v is None else f"{v:.3f}"
 
     for r in rows:
-        lines.append(f"| {r['size']:,} | {r['method']} | {r['single']['ms_per_query']:.2f} | {r['single']['queries_per_s']:.0f} | "
-                     f"{r['batch32']['ms_per_query']:.2f} | {r['batch32']['queries_per_s']:.0f} | {f3(r['recall_at_20'])} | "
-                     f"{f3(r['planted_at_20'])} | {r['build_s']:.1f} |" if "build_s" in r else
-                     f"| {r['size']:,} | {r['method']} | {r['single']['ms_per_query']:.2f} | {r['single']['queries_per_s']:.0f} | "
-                     f"{r['batch32']['ms_per_query']:.2f} | {r['batch32']['queries_per_s']:.0f} | {f3(r['recall_at_20'])} | "
-                     f"{f3(r['planted_at_20'])} | - |")
+        lines.append(
+            f"| {r['size']:,} | {r['method']} | {r['single']['ms_per_query']:.2f} | {r['single']['queries_per_s']:.0f} | "
+            f"{r['batch32']['ms_per_query']:.2f} | {r['batch32']['queries_per_s']:.0f} | {f3(r['recall_at_20'])} | "
+            f"{f3(r['planted_at_20'])} | {r['build_s']:.1f} |"
+            if "build_s" in r
+            else f"| {r['size']:,} | {r['method']} | {r['single']['ms_per_query']:.2f} | {r['single']['queries_per_s']:.0f} | "
+            f"{r['batch32']['ms_per_query']:.2f} | {r['batch32']['queries_per_s']:.0f} | {f3(r['recall_at_20'])} | "
+            f"{f3(r['planted_at_20'])} | - |"
+        )
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -12,6 +12,7 @@
 
     .venv/bin/python benchmarks/video_loop.py --rss-duration 600 --out benchmarks/results/video_loop.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,11 @@ def free_port() -> int:
 
 
 def start_server(port: int, fps: float) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, str(SERVER), "mjpeg", str(port), "--fps", str(fps), "--duration", "900"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, str(SERVER), "mjpeg", str(port), "--fps", str(fps), "--duration", "900"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     end = time.monotonic() + 10
     while time.monotonic() < end:
         try:
@@ -103,7 +107,7 @@ def throughput(model, clip: Path, frames: list, batch: int, reps: int, tmp: Path
         model.timings.reset()
         t, c = time.perf_counter(), time.process_time()
         for i in range(0, len(frames), batch):
-            bp.predict_batch(frames[i:i + batch])
+            bp.predict_batch(frames[i : i + batch])
         model_fps.append(len(frames) / (time.perf_counter() - t))
         model_cpu.append((time.process_time() - c) / len(frames))
         stages["model_only"].append(stage_ms())
@@ -120,21 +124,31 @@ def throughput(model, clip: Path, frames: list, batch: int, reps: int, tmp: Path
         loop_cpu.append((time.process_time() - c) / n)
         stages["loop"].append(stage_ms())
         assert n == len(frames), f"loop delivered {n} of {len(frames)} frames"
-        print(f"  rep {rep}: model only {model_fps[-1]:.2f} fps ({model_cpu[-1] * 1e3:.0f} ms CPU/frame), "
-              f"loop with sinks {loop_fps[-1]:.2f} fps ({loop_cpu[-1] * 1e3:.0f} ms CPU/frame)", flush=True)
+        print(
+            f"  rep {rep}: model only {model_fps[-1]:.2f} fps ({model_cpu[-1] * 1e3:.0f} ms CPU/frame), "
+            f"loop with sinks {loop_fps[-1]:.2f} fps ({loop_cpu[-1] * 1e3:.0f} ms CPU/frame)",
+            flush=True,
+        )
     pair = [lf / mf for lf, mf in zip(loop_fps, model_fps)]
-    return {"frames": len(frames), "batch": batch, "reps": reps, "model_only_fps": [round(x, 3) for x in model_fps],
-            "loop_fps": [round(x, 3) for x in loop_fps],
-            "model_only_fps_median": round(float(np.median(model_fps)), 3),
-            "loop_fps_median": round(float(np.median(loop_fps)), 3),
-            "ratio_loop_to_model": round(float(np.median(pair)), 3),
-            "ratio_per_rep": [round(x, 3) for x in pair],
-            "cpu_ms_per_frame_model_only_median": round(float(np.median(model_cpu)) * 1e3, 2),
-            "cpu_ms_per_frame_loop_median": round(float(np.median(loop_cpu)) * 1e3, 2),
-            "predictor_ms_per_image": stages,
-            "loop_includes": "decode thread, batching, inference+postprocess, JSONL, annotate, H.264 fMP4 encode",
-            "how": ("each rep runs the model alone on the decoded frames, then the loop on the file; ratio = median over reps "
-                    "of loop fps / model fps of the same rep; CPU = process time (all threads) per frame")}
+    return {
+        "frames": len(frames),
+        "batch": batch,
+        "reps": reps,
+        "model_only_fps": [round(x, 3) for x in model_fps],
+        "loop_fps": [round(x, 3) for x in loop_fps],
+        "model_only_fps_median": round(float(np.median(model_fps)), 3),
+        "loop_fps_median": round(float(np.median(loop_fps)), 3),
+        "ratio_loop_to_model": round(float(np.median(pair)), 3),
+        "ratio_per_rep": [round(x, 3) for x in pair],
+        "cpu_ms_per_frame_model_only_median": round(float(np.median(model_cpu)) * 1e3, 2),
+        "cpu_ms_per_frame_loop_median": round(float(np.median(loop_cpu)) * 1e3, 2),
+        "predictor_ms_per_image": stages,
+        "loop_includes": "decode thread, batching, inference+postprocess, JSONL, annotate, H.264 fMP4 encode",
+        "how": (
+            "each rep runs the model alone on the decoded frames, then the loop on the file; ratio = median over reps "
+            "of loop fps / model fps of the same rep; CPU = process time (all threads) per frame"
+        ),
+    }
 
 
 def live(model, seconds: float, batch: int) -> dict:
@@ -157,10 +171,18 @@ def live(model, seconds: float, batch: int) -> dict:
         srv.kill()
         srv.wait()
     warm = ages[3:]  # the first results include the model's first calls
-    return {"source": "MJPEG over HTTP, 320x240 at 30 fps", "seconds": seconds, "results": len(ages),
-            "frames_read": st.frames, "frames_dropped": st.dropped,
-            "dropped_fraction": round(st.dropped / max(st.frames, 1), 3), "output_fps": s["fps"],
-            "age_s_p50": pct(warm, 50), "age_s_p99": pct(warm, 99), "age_s_max": round(max(warm), 4) if warm else None}
+    return {
+        "source": "MJPEG over HTTP, 320x240 at 30 fps",
+        "seconds": seconds,
+        "results": len(ages),
+        "frames_read": st.frames,
+        "frames_dropped": st.dropped,
+        "dropped_fraction": round(st.dropped / max(st.frames, 1), 3),
+        "output_fps": s["fps"],
+        "age_s_p50": pct(warm, 50),
+        "age_s_p99": pct(warm, 99),
+        "age_s_max": round(max(warm), 4) if warm else None,
+    }
 
 
 def reconnect(model, repeats: int, down_s: float, max_delay_s: float) -> dict:
@@ -206,11 +228,20 @@ def reconnect(model, repeats: int, down_s: float, max_delay_s: float) -> dict:
         srv.kill()
         srv.wait()
     ok = [x for x in out if x is not None]
-    return {"server_down_s": down_s, "policy": {"open_timeout_s": policy.open_timeout_s, "read_timeout_s": policy.read_timeout_s,
-            "base_delay_s": policy.base_delay_s, "max_delay_s": policy.max_delay_s, "jitter": policy.jitter},
-            "restart_to_first_frame_s": out, "median_s": round(float(np.median(ok)), 3) if ok else None,
-            "reconnects": pipe.sources[0].stats.reconnects,
-            "note": "t0 = the restarted server accepts connections; includes the wait left in the backoff step in progress"}
+    return {
+        "server_down_s": down_s,
+        "policy": {
+            "open_timeout_s": policy.open_timeout_s,
+            "read_timeout_s": policy.read_timeout_s,
+            "base_delay_s": policy.base_delay_s,
+            "max_delay_s": policy.max_delay_s,
+            "jitter": policy.jitter,
+        },
+        "restart_to_first_frame_s": out,
+        "median_s": round(float(np.median(ok)), 3) if ok else None,
+        "reconnects": pipe.sources[0].stats.reconnects,
+        "note": "t0 = the restarted server accepts connections; includes the wait left in the backoff step in progress",
+    }
 
 
 def rss(model, clip: Path, seconds: float, batch: int, tmp: Path) -> dict:
@@ -237,10 +268,17 @@ def rss(model, clip: Path, seconds: float, batch: int, tmp: Path) -> dict:
     warm = [s for s in samples if s[0] >= 0.1 * seconds]
     base = warm[0][1] if warm else samples[0][1]
     end = samples[-1][1]
-    return {"seconds": round(samples[-1][0], 1), "frames": n, "rss_mb_after_warmup": base, "rss_mb_end": end,
-            "rss_mb_max": max(s[1] for s in samples), "growth_fraction": round((end - base) / base, 4),
-            "warmup": "first 10% of the run", "samples_t_rss_frames": samples,
-            "includes": "looping file, tracking, JSONL, annotate, H.264 fMP4 encode"}
+    return {
+        "seconds": round(samples[-1][0], 1),
+        "frames": n,
+        "rss_mb_after_warmup": base,
+        "rss_mb_end": end,
+        "rss_mb_max": max(s[1] for s in samples),
+        "growth_fraction": round((end - base) / base, 4),
+        "warmup": "first 10% of the run",
+        "samples_t_rss_frames": samples,
+        "includes": "looping file, tracking, JSONL, annotate, H.264 fMP4 encode",
+    }
 
 
 def main() -> int:
@@ -265,8 +303,7 @@ def main() -> int:
     from df2infer.synth.video import make_video
 
     model = df2infer.load(a.model, device="cpu")
-    report: dict = {"machine": machine_info(), "model": repr(model),
-                    "command": "python benchmarks/video_loop.py " + " ".join(sys.argv[1:])}
+    report: dict = {"machine": machine_info(), "model": repr(model), "command": "python benchmarks/video_loop.py " + " ".join(sys.argv[1:])}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         clip, _ = make_video(tmp / "clip", frames=a.frames, seed=1)  # 640x360, 30 fps

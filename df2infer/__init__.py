@@ -7,6 +7,7 @@ segmentation, landmarks and retrieval embeddings). ONNX Runtime on any CPU; Tens
 
 Names are imported lazily, so `import df2infer` (and the CLI) stays cheap.
 """
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

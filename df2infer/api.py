@@ -12,6 +12,7 @@ Data flow (docs/design.md): read -> preprocess (ops.letterbox) -> backend -> dec
 A backend that pre- and postprocesses on its GPU (backends.base.DevicePipelineBackend: TensorRT with the CUDA
 kernels) takes the frames themselves and computes masks and landmarks where its outputs lie (docs/cuda_kernels.md).
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,8 +54,10 @@ def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backen
         try:
             from df2infer.backends.tensorrt_backend import TensorRTBackend
         except ImportError as e:
-            raise DeviceError(f"{path}: the TensorRT backend cannot be imported ({e}); install the [gpu] extra "
-                              "(tensorrt, cuda-python) on a machine with an NVIDIA GPU") from e
+            raise DeviceError(
+                f"{path}: the TensorRT backend cannot be imported ({e}); install the [gpu] extra "
+                "(tensorrt, cuda-python) on a machine with an NVIDIA GPU"
+            ) from e
         return TensorRTBackend(path, device)
     from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend, cuda_available
 
@@ -96,8 +99,8 @@ def load(model: str | os.PathLike | Backend | None = None, device: str = "auto",
     if model is None:
         if not DEFAULT_MODEL.is_file():
             raise FileNotFoundError(
-                f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; "
-                "or pass load(model='path/to/model.onnx')")
+                f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; or pass load(model='path/to/model.onnx')"
+            )
         model = DEFAULT_MODEL
     return Predictor(load_backend(model, device, **kw))
 
@@ -136,8 +139,15 @@ class StageTimings:
             t = np.asarray(self.samples[s]) * 1e3
             n = int(np.sum(self.images[s]))
             p50, p90, p99 = np.percentile(t, [50, 90, 99])
-            out[s] = {"batches": len(t), "images": n, "total_ms": float(t.sum()),
-                      "per_image_ms": float(t.sum() / max(n, 1)), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99)}
+            out[s] = {
+                "batches": len(t),
+                "images": n,
+                "total_ms": float(t.sum()),
+                "per_image_ms": float(t.sum() / max(n, 1)),
+                "p50_ms": float(p50),
+                "p90_ms": float(p90),
+                "p99_ms": float(p99),
+            }
         return out
 
     def __repr__(self) -> str:
@@ -170,7 +180,8 @@ class Predictor:
         self._buf: np.ndarray | None = None
         # A capability of the backend, not a backend name: frames go to the GPU when it offers that.
         self._pipeline: DevicePipelineBackend | None = (
-            backend if isinstance(backend, DevicePipelineBackend) and backend.frames_on_device else None)
+            backend if isinstance(backend, DevicePipelineBackend) and backend.frames_on_device else None
+        )
 
     @property
     def device(self) -> str:
@@ -181,13 +192,16 @@ class Predictor:
         """The artifact's similarity network (df2infer.retrieval.similarity.Similarity)."""
         if self._similarity is None:
             from df2infer.retrieval.similarity import Similarity
+
             self._similarity = Similarity.from_contract(self.contract)
         return self._similarity
 
     def __repr__(self) -> str:
         c = self.contract
-        return (f"Predictor({self.backend.name} on {self.backend.device}, input {c.input_height}x{c.input_width}, "
-                f"{c.precision}, max_batch {self.backend.max_batch})")
+        return (
+            f"Predictor({self.backend.name} on {self.backend.device}, input {c.input_height}x{c.input_width}, "
+            f"{c.precision}, max_batch {self.backend.max_batch})"
+        )
 
     def predict(self, images: Any, conf: float = 0.3, **kw) -> Predictions:
         """Detect clothing in `images`: a path, a BGR numpy image (HxW, HxWx1/3/4; uint8 or uint16),
@@ -200,16 +214,31 @@ class Predictor:
         results = Predictions(self.stream(images, conf=conf, **kw))
         fails = results.failures
         if fails:
-            log.warning("%d of %d images failed: %s", len(fails), len(results),
-                        "; ".join(f.message for f in fails[:3]) + (" ..." if len(fails) > 3 else ""))
+            log.warning(
+                "%d of %d images failed: %s",
+                len(fails),
+                len(results),
+                "; ".join(f.message for f in fails[:3]) + (" ..." if len(fails) > 3 else ""),
+            )
         return results
 
     __call__ = predict
 
-    def stream(self, images: Any, conf: float = 0.3, *, masks: bool = True, landmarks: bool = True,
-               embeddings: bool = True, mask_threshold: float = 0.5, landmark_method: str = "subpixel",
-               suppress_iou: float | None = None, batch_size: int | None = None, on_error: str = "collect",
-               with_images: bool = False) -> Iterator[Detections | PredictionFailure]:
+    def stream(
+        self,
+        images: Any,
+        conf: float = 0.3,
+        *,
+        masks: bool = True,
+        landmarks: bool = True,
+        embeddings: bool = True,
+        mask_threshold: float = 0.5,
+        landmark_method: str = "subpixel",
+        suppress_iou: float | None = None,
+        batch_size: int | None = None,
+        on_error: str = "collect",
+        with_images: bool = False,
+    ) -> Iterator[Detections | PredictionFailure]:
         """Like predict, lazily: yields one result per input as each batch finishes (for video).
 
         conf             minimum score kept (the graph already applied contract.score_threshold); a
@@ -229,8 +258,15 @@ class Predictor:
         if on_error not in ("collect", "raise"):
             raise ValueError(f"on_error={on_error!r}, expected 'collect' or 'raise'")
         bs = self._batch_size(batch_size)
-        opts = self._options(conf=conf, masks=masks, landmarks=landmarks, embeddings=embeddings,
-                             mask_threshold=mask_threshold, landmark_method=landmark_method, suppress_iou=suppress_iou)
+        opts = self._options(
+            conf=conf,
+            masks=masks,
+            landmarks=landmarks,
+            embeddings=embeddings,
+            mask_threshold=mask_threshold,
+            landmark_method=landmark_method,
+            suppress_iou=suppress_iou,
+        )
         pending: list = []  # (index, source name, path or None, image) or PredictionFailure, in input order
         n_images = 0
         t0 = time.perf_counter()
@@ -249,8 +285,9 @@ class Predictor:
                 self.timings.add("read", time.perf_counter() - t0, n_images)
             yield from self._run_batch(pending, opts, with_images)
 
-    def predict_batch(self, frames: Sequence[np.ndarray], conf: float = 0.3, *, sources: Sequence[int] | None = None,
-                      batch_size: int | None = None, **kw) -> list[Detections]:
+    def predict_batch(
+        self, frames: Sequence[np.ndarray], conf: float = 0.3, *, sources: Sequence[int] | None = None, batch_size: int | None = None, **kw
+    ) -> list[Detections]:
         """Detections for decoded frames (BGR arrays, as `predict` accepts them), in order: the call streaming
         builds on. No files, no failure collection: a frame that is not an image raises ImageError naming
         frames[i]. Frames beyond the backend's max_batch (or `batch_size`) go in several backend calls.
@@ -262,10 +299,11 @@ class Predictor:
         results: list[Detections] = []
         for start in range(0, len(frames), bs):
             t0 = time.perf_counter()
-            chunk = [coerce_image(f, f"frames[{start + j}]") for j, f in enumerate(frames[start:start + bs])]
+            chunk = [coerce_image(f, f"frames[{start + j}]") for j, f in enumerate(frames[start : start + bs])]
             self.timings.add("read", time.perf_counter() - t0, len(chunk))
-            ids: list[tuple[str | None, int]] = [(None, sources[start + j] if sources is not None else start + j)
-                                                 for j in range(len(chunk))]
+            ids: list[tuple[str | None, int]] = [
+                (None, sources[start + j] if sources is not None else start + j) for j in range(len(chunk))
+            ]
             results.extend(self._infer(chunk, ids, opts))
         return results
 
@@ -284,12 +322,27 @@ class Predictor:
         return max(1, min(int(batch_size or self.backend.max_batch), self.backend.max_batch))
 
     @staticmethod
-    def _options(*, conf: float, masks: bool = True, landmarks: bool = True, embeddings: bool = True,
-                 mask_threshold: float = 0.5, landmark_method: str = "subpixel", suppress_iou: float | None = None) -> dict:
+    def _options(
+        *,
+        conf: float,
+        masks: bool = True,
+        landmarks: bool = True,
+        embeddings: bool = True,
+        mask_threshold: float = 0.5,
+        landmark_method: str = "subpixel",
+        suppress_iou: float | None = None,
+    ) -> dict:
         if landmark_method not in LANDMARK_METHODS:
             raise ValueError(f"landmark_method={landmark_method!r}, expected one of {LANDMARK_METHODS}")
-        return dict(conf=conf, masks=masks, landmarks=landmarks, embeddings=embeddings, mask_threshold=mask_threshold,
-                    landmark_method=landmark_method, suppress_iou=suppress_iou)
+        return dict(
+            conf=conf,
+            masks=masks,
+            landmarks=landmarks,
+            embeddings=embeddings,
+            mask_threshold=mask_threshold,
+            landmark_method=landmark_method,
+            suppress_iou=suppress_iou,
+        )
 
     def _read(self, i: int, item: Any, on_error: str):
         if isinstance(item, (str, os.PathLike)):
@@ -334,13 +387,13 @@ class Predictor:
         # The mask-pasting matmuls are small: one BLAS thread is fastest, and a multi-threaded BLAS
         # that spins for a busy core made them 10-40x slower on a loaded 2-core machine (measured).
         with _single_threaded_blas():
-            results = [decode_detections(outputs, b, infos[b], path=path, source=source, **opts)
-                       for b, (path, source) in enumerate(ids)]
+            results = [decode_detections(outputs, b, infos[b], path=path, source=source, **opts) for b, (path, source) in enumerate(ids)]
         self.timings.add("postprocess", time.perf_counter() - t2, len(images))
         return results
 
-    def _infer_on_device(self, pipeline: DevicePipelineBackend, images: list[np.ndarray],
-                         ids: list[tuple[str | None, int]], opts: dict) -> list[Detections]:
+    def _infer_on_device(
+        self, pipeline: DevicePipelineBackend, images: list[np.ndarray], ids: list[tuple[str | None, int]], opts: dict
+    ) -> list[Detections]:
         """_infer on a DevicePipelineBackend: the GPU letterboxes the frames (so preprocessing is part of the
         inference stage's time), the host keeps detections from the compact outputs, the GPU pastes masks and
         decodes landmarks of those in one call per batch. Same Detections as the CPU path (docs/cuda_kernels.md)."""
@@ -351,17 +404,31 @@ class Predictor:
         on_gpu = pipeline.device_postprocessing and (opts["masks"] or opts["landmarks"])
         if not on_gpu:  # run_frames returned every output: the numpy decode
             with _single_threaded_blas():
-                results = [decode_detections(outputs, b, infos[b], path=path, source=source, **opts)
-                           for b, (path, source) in enumerate(ids)]
+                results = [
+                    decode_detections(outputs, b, infos[b], path=path, source=source, **opts) for b, (path, source) in enumerate(ids)
+                ]
             self.timings.add("postprocess", time.perf_counter() - t2, len(images))
             return results
-        kept = [keep_detections(outputs, b, infos[b], conf=opts["conf"], suppress_iou=opts["suppress_iou"])
-                for b in range(len(ids))]
-        post = pipeline.postprocess_device(kept, mask_threshold=opts["mask_threshold"],
-                                           landmark_method=opts["landmark_method"], want_masks=opts["masks"],
-                                           want_landmarks=opts["landmarks"])
-        results = [assemble_detections(outputs, k, masks=r.masks, mask_boxes=r.mask_boxes, landmarks=r.landmarks,
-                                       embeddings=opts["embeddings"], path=path, source=source)
-                   for k, r, (path, source) in zip(kept, post, ids)]
+        kept = [keep_detections(outputs, b, infos[b], conf=opts["conf"], suppress_iou=opts["suppress_iou"]) for b in range(len(ids))]
+        post = pipeline.postprocess_device(
+            kept,
+            mask_threshold=opts["mask_threshold"],
+            landmark_method=opts["landmark_method"],
+            want_masks=opts["masks"],
+            want_landmarks=opts["landmarks"],
+        )
+        results = [
+            assemble_detections(
+                outputs,
+                k,
+                masks=r.masks,
+                mask_boxes=r.mask_boxes,
+                landmarks=r.landmarks,
+                embeddings=opts["embeddings"],
+                path=path,
+                source=source,
+            )
+            for k, r, (path, source) in zip(kept, post, ids)
+        ]
         self.timings.add("postprocess", time.perf_counter() - t2, len(images))
         return results

@@ -12,6 +12,7 @@ them only through this module, so the format has one definition.
 This module imports no onnx / onnxruntime / tensorrt at import time (the CPU runtime needs only
 onnxruntime; `onnx` is imported by the functions that parse an ONNX file).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -35,8 +36,7 @@ SIDECAR_SUFFIX = ".json"
 SIDECAR_REQUIRED_KEYS = ("contract", "tensorrt_version", "compute_capability")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
-_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
-               11: "float64"}
+_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 
 
 class ModelLoadError(RuntimeError):
@@ -130,8 +130,7 @@ def int8_weight_range(contract: Contract, source: str = "<contract>") -> tuple[i
     if value is None:
         return None
     if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value)):
-        raise ContractError(f"{source}: model[{INT8_WEIGHT_RANGE_KEY!r}] is {value!r}, "
-                            "expected [min, max] integers")
+        raise ContractError(f"{source}: model[{INT8_WEIGHT_RANGE_KEY!r}] is {value!r}, expected [min, max] integers")
     return int(value[0]), int(value[1])
 
 
@@ -173,9 +172,13 @@ def describe_onnx(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict], 
         return out
 
     inits = {i.name for i in model.graph.initializer}
-    summary = {"ir_version": model.ir_version, "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-               "producer": f"{model.producer_name} {model.producer_version}".strip(), "nodes": len(model.graph.node),
-               "metadata": onnx_metadata(model)}
+    summary = {
+        "ir_version": model.ir_version,
+        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "nodes": len(model.graph.node),
+        "metadata": onnx_metadata(model),
+    }
     return summary, io([i for i in model.graph.input if i.name not in inits]), io(model.graph.output)
 
 
@@ -186,10 +189,20 @@ def engine_sidecar_path(engine_path: str | os.PathLike) -> Path:
     return p.with_name(p.name + SIDECAR_SUFFIX)
 
 
-def engine_sidecar_meta(onnx_info: OnnxInfo, *, precision: str, max_batch: int, profile: Mapping[str, int],
-                        tensorrt_version: str, version_compatible: bool, gpu_name: str, compute_capability: str,
-                        strongly_typed: bool, nms_warnings: Sequence[str] = (), built_at: str | None = None,
-                        ) -> dict[str, Any]:
+def engine_sidecar_meta(
+    onnx_info: OnnxInfo,
+    *,
+    precision: str,
+    max_batch: int,
+    profile: Mapping[str, int],
+    tensorrt_version: str,
+    version_compatible: bool,
+    gpu_name: str,
+    compute_capability: str,
+    strongly_typed: bool,
+    nms_warnings: Sequence[str] = (),
+    built_at: str | None = None,
+) -> dict[str, Any]:
     """The sidecar of an engine built from `onnx_info`: the ONNX contract with the engine's precision and
     max_batch, the TensorRT version and whether the engine is VERSION_COMPATIBLE (engine_version_problem reads
     both), the GPU it was built on (check_engine_compatibility), the build facts and the ONNX file's sha256."""
@@ -230,7 +243,8 @@ def read_engine_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
         raise ModelLoadError(
             f"{engine_path}: no sidecar {sidecar} next to the engine. TensorRT engines built by df2infer carry their "
             "contract, TensorRT version and GPU there; rebuild it with df2infer_export.tensorrt_builder.build_engine "
-            "(`df2infer export ... --engine`).")
+            "(`df2infer export ... --engine`)."
+        )
     try:
         meta = json.loads(sidecar.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -277,8 +291,9 @@ def engine_version_problem(built: str, installed: str, *, version_compatible: bo
         return f"cannot read the TensorRT versions (built {built!r}, installed {installed!r})"
     if not version_compatible:
         if b != i:
-            return ("the engine was built without BuilderFlag.VERSION_COMPATIBLE, so it loads only on the exact "
-                    "TensorRT version that built it")
+            return (
+                "the engine was built without BuilderFlag.VERSION_COMPATIBLE, so it loads only on the exact TensorRT version that built it"
+            )
         return None
     if b[0] != i[0]:
         return "a VERSION_COMPATIBLE engine loads only on the TensorRT major version that built it"
@@ -287,8 +302,9 @@ def engine_version_problem(built: str, installed: str, *, version_compatible: bo
     return None
 
 
-def check_engine_compatibility(meta: Mapping[str, Any], *, engine_path: str | os.PathLike, tensorrt_version: str,
-                               compute_capability: str, gpu_name: str = "") -> None:
+def check_engine_compatibility(
+    meta: Mapping[str, Any], *, engine_path: str | os.PathLike, tensorrt_version: str, compute_capability: str, gpu_name: str = ""
+) -> None:
     """Refuse an engine whose sidecar names another compute capability than this GPU's, or a TensorRT version
     it cannot load on (engine_version_problem)."""
     sidecar = engine_sidecar_path(engine_path)
@@ -299,22 +315,45 @@ def check_engine_compatibility(meta: Mapping[str, Any], *, engine_path: str | os
         raise EngineCompatibilityError(
             f"{engine_path}: built for compute capability {built_cc}{built_on} (per {sidecar}), but this GPU has "
             f"compute capability {compute_capability}{here}. TensorRT engines are specific to the GPU "
-            "architecture: rebuild the engine on this device from the ONNX file.")
+            "architecture: rebuild the engine on this device from the ONNX file."
+        )
     built_trt = str(meta["tensorrt_version"])
-    problem = engine_version_problem(built_trt, tensorrt_version,
-                                     version_compatible=engine_is_version_compatible(meta))
+    problem = engine_version_problem(built_trt, tensorrt_version, version_compatible=engine_is_version_compatible(meta))
     if problem is not None:
         raise EngineCompatibilityError(
             f"{engine_path}: built with TensorRT {built_trt} (per {sidecar}), but TensorRT {tensorrt_version} is "
-            f"installed here: {problem}. Rebuild the engine with this TensorRT from the ONNX file.")
+            f"installed here: {problem}. Rebuild the engine with this TensorRT from the ONNX file."
+        )
 
 
 __all__ = [
-    "ENGINE_SUFFIXES", "EngineCompatibilityError", "INT8_ACTIVATIONS_KEY", "INT8_WEIGHT_RANGE_KEY", "ModelLoadError",
-    "ONNX_SUFFIX", "OnnxInfo", "SIDECAR_SUFFIX",
-    "check_engine_compatibility", "contract_from_metadata", "describe_onnx", "engine_is_version_compatible",
-    "engine_sidecar_meta", "engine_sidecar_path", "engine_version_problem", "file_sha256",
-    "has_qdq", "int8_activations", "int8_weight_range", "is_engine_path", "load_onnx", "onnx_metadata",
-    "read_engine_contract", "read_engine_sidecar",
-    "read_onnx_contract", "read_onnx_info", "write_engine_sidecar", "write_onnx_contract", "write_onnx_metadata",
+    "ENGINE_SUFFIXES",
+    "EngineCompatibilityError",
+    "INT8_ACTIVATIONS_KEY",
+    "INT8_WEIGHT_RANGE_KEY",
+    "ModelLoadError",
+    "ONNX_SUFFIX",
+    "OnnxInfo",
+    "SIDECAR_SUFFIX",
+    "check_engine_compatibility",
+    "contract_from_metadata",
+    "describe_onnx",
+    "engine_is_version_compatible",
+    "engine_sidecar_meta",
+    "engine_sidecar_path",
+    "engine_version_problem",
+    "file_sha256",
+    "has_qdq",
+    "int8_activations",
+    "int8_weight_range",
+    "is_engine_path",
+    "load_onnx",
+    "onnx_metadata",
+    "read_engine_contract",
+    "read_engine_sidecar",
+    "read_onnx_contract",
+    "read_onnx_info",
+    "write_engine_sidecar",
+    "write_onnx_contract",
+    "write_onnx_metadata",
 ]

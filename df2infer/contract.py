@@ -27,6 +27,7 @@ Graph outputs (N = max_detections, padded; rows >= num_dets are zeros)
 The similarity network ((a - b)^2 -> fc -> softmax) is carried as weights in the metadata so the
 runtime can score pairs and whole galleries without the graph.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,8 +93,10 @@ class Contract:
         """The contract stored in an artifact's metadata (ONNX metadata_props as a dict); a
         ContractError naming `source` when there is none."""
         if METADATA_KEY not in metadata:
-            raise ContractError(f"{source}: no df2infer contract in the metadata (key {METADATA_KEY!r}); "
-                                "this file was not exported by df2infer's exporter, or the metadata was stripped")
+            raise ContractError(
+                f"{source}: no df2infer contract in the metadata (key {METADATA_KEY!r}); "
+                "this file was not exported by df2infer's exporter, or the metadata was stripped"
+            )
         return cls.from_json(metadata[METADATA_KEY], source=source)
 
     @classmethod
@@ -109,7 +112,8 @@ class Contract:
         if raw.get("version") != SCHEMA_VERSION:
             raise ContractError(
                 f"{source}: contract version {raw.get('version')!r}, this runtime reads version {SCHEMA_VERSION}; "
-                "re-export the model with a matching df2infer")
+                "re-export the model with a matching df2infer"
+            )
         known = set(cls.__dataclass_fields__)
         unknown = set(raw) - known
         if unknown:
@@ -130,8 +134,9 @@ class Contract:
                 raise ContractError(f"{source}: {name} = {v!r}, expected a positive int")
         if not isinstance(self.gated_heads, bool):
             raise ContractError(f"{source}: gated_heads = {self.gated_heads!r}, expected true or false")
-        if self.similarity_weight and (len(self.similarity_weight) != 2
-                                       or any(len(r) != self.embedding_dim for r in self.similarity_weight)):
+        if self.similarity_weight and (
+            len(self.similarity_weight) != 2 or any(len(r) != self.embedding_dim for r in self.similarity_weight)
+        ):
             raise ContractError(f"{source}: similarity_weight must be [2, {self.embedding_dim}]")
         if self.similarity_bias and len(self.similarity_bias) != 2:
             raise ContractError(f"{source}: similarity_bias must have 2 values")

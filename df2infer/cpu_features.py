@@ -13,6 +13,7 @@ onnxruntime.quantization's reduce_range) a pair is at most 2 * 255 * 64 = 32640 
 saturates. VNNI (AVX512-VNNI, AVX-VNNI, AMX) accumulates in int32, and ARM's kernels (NEON widening
 multiplies, dotprod sdot/udot, i8mm) accumulate in int32 too: 8-bit weights are exact there.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,23 +79,25 @@ class CpuFeatures:
 
     def summary(self) -> str:
         """One line for `df2infer info` and the bench header."""
+
         def yn(b: bool) -> str:
             return "yes" if b else "no"
+
         head = f"{self.machine}" + (f" ({self.model})" if self.model else "")
         if not self.known:
             return f"{head}: features unknown (no /proc/cpuinfo)"
         if self.is_x86:
-            return (f"{head}: AVX2 {yn(self.avx2)}, AVX-512 {yn(self.avx512)}, AVX512-VNNI {yn(self.avx512_vnni)}, "
-                    f"AVX-VNNI {yn(self.avx_vnni)}, AMX-INT8 {yn(self.amx_int8)}")
+            return (
+                f"{head}: AVX2 {yn(self.avx2)}, AVX-512 {yn(self.avx512)}, AVX512-VNNI {yn(self.avx512_vnni)}, "
+                f"AVX-VNNI {yn(self.avx_vnni)}, AMX-INT8 {yn(self.amx_int8)}"
+            )
         if self.is_arm:
             return f"{head}: dotprod {yn(self.dotprod)}, i8mm {yn(self.i8mm)}"
         return head
 
     def as_dict(self) -> dict:
-        keys = ("avx2", "avx512", "avx512_vnni", "avx_vnni", "amx_int8") if self.is_x86 else \
-            ("dotprod", "i8mm") if self.is_arm else ()
-        return {"machine": self.machine, "model": self.model, "known": self.known,
-                **{k: getattr(self, k) for k in keys}}
+        keys = ("avx2", "avx512", "avx512_vnni", "avx_vnni", "amx_int8") if self.is_x86 else ("dotprod", "i8mm") if self.is_arm else ()
+        return {"machine": self.machine, "model": self.model, "known": self.known, **{k: getattr(self, k) for k in keys}}
 
 
 def parse_cpu_features(cpuinfo: str, machine: str) -> CpuFeatures:
@@ -121,8 +124,7 @@ def _macos_arm_features(machine: str) -> CpuFeatures:
 
     flags = {"dotprod"}
     try:
-        out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_I8MM"], capture_output=True, text=True,
-                             timeout=2).stdout.strip()
+        out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_I8MM"], capture_output=True, text=True, timeout=2).stdout.strip()
         if out == "1":
             flags.add("i8mm")
     except (OSError, subprocess.SubprocessError):
@@ -152,10 +154,11 @@ def int8_refusal(weight_range: tuple[int, int] | list[int] | None, features: Cpu
         return None
     if weight_range is not None and max(abs(int(v)) for v in weight_range) <= INT16_PAIR_SAFE_WEIGHT:
         return None
-    what = ("its INT8 weight range is not recorded" if weight_range is None
-            else f"its INT8 weights span {list(weight_range)}")
+    what = "its INT8 weight range is not recorded" if weight_range is None else f"its INT8 weights span {list(weight_range)}"
     cpu = features.summary() if features.known else f"{features.machine} with unknown features"
-    return (f"{what}, and on this CPU ({cpu}) ONNX Runtime's INT8 kernels add u8 x s8 products in "
-            f"saturating int16 pairs (no VNNI), which silently clips them for weights beyond "
-            f"[-{INT16_PAIR_SAFE_WEIGHT}, {INT16_PAIR_SAFE_WEIGHT}]; use an INT8 file made with 7-bit weights "
-            f"(df2infer_export.precision.to_int8_qdq(weight_bits=7), the default) or the FP32 model")
+    return (
+        f"{what}, and on this CPU ({cpu}) ONNX Runtime's INT8 kernels add u8 x s8 products in "
+        f"saturating int16 pairs (no VNNI), which silently clips them for weights beyond "
+        f"[-{INT16_PAIR_SAFE_WEIGHT}, {INT16_PAIR_SAFE_WEIGHT}]; use an INT8 file made with 7-bit weights "
+        f"(df2infer_export.precision.to_int8_qdq(weight_bits=7), the default) or the FP32 model"
+    )

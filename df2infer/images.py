@@ -3,6 +3,7 @@
 Every part of df2infer (the Predictor, `df2infer detect`, bench, INT8 calibration for ONNX Runtime and
 TensorRT, data tools) reads and lists images through here, so one folder means the same images everywhere.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,7 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     candidates = root.rglob("*") if recursive else root.iterdir()
-    return sorted((p for p in candidates if p.is_file() and is_image_path(p)),
-                  key=lambda p: p.relative_to(root).as_posix())
+    return sorted((p for p in candidates if p.is_file() and is_image_path(p)), key=lambda p: p.relative_to(root).as_posix())
 
 
 def coerce_image(x: object, name: str = "image") -> np.ndarray:

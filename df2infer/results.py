@@ -4,6 +4,7 @@ df2infer.sinks.result_files).
 Coordinates are original-image pixels; boxes are x1, y1, x2, y2 (float32). Masks are kept compact
 (one bool array per item over its integer pixel extent) and expanded or RLE-encoded only when asked.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,11 +95,20 @@ class Detections:
         sel = np.atleast_1d(sel)
         pick = lambda seq: None if seq is None else [seq[i] for i in sel]  # noqa: E731
         return Detections(
-            boxes=self.boxes[sel], scores=self.scores[sel], labels=self.labels[sel], image_size=self.image_size,
-            masks=pick(self.masks), mask_boxes=None if self.mask_boxes is None else self.mask_boxes[sel],
-            landmarks=pick(self.landmarks), embeddings=None if self.embeddings is None else self.embeddings[sel],
-            path=self.path, source=self.source, frame_index=self.frame_index, timestamp=self.timestamp,
-            track_ids=None if self.track_ids is None else np.asarray(self.track_ids)[sel])
+            boxes=self.boxes[sel],
+            scores=self.scores[sel],
+            labels=self.labels[sel],
+            image_size=self.image_size,
+            masks=pick(self.masks),
+            mask_boxes=None if self.mask_boxes is None else self.mask_boxes[sel],
+            landmarks=pick(self.landmarks),
+            embeddings=None if self.embeddings is None else self.embeddings[sel],
+            path=self.path,
+            source=self.source,
+            frame_index=self.frame_index,
+            timestamp=self.timestamp,
+            track_ids=None if self.track_ids is None else np.asarray(self.track_ids)[sel],
+        )
 
     def filter(self, min_score: float) -> Detections:
         """The detections with score >= min_score."""
@@ -149,8 +159,11 @@ class Detections:
         items = []
         for i in range(len(self)):
             it: dict[str, Any] = {
-                "category_id": int(self.labels[i]), "category": spec.category(int(self.labels[i])).name,
-                "score": round(float(self.scores[i]), 5), "box": [round(float(v), 2) for v in self.boxes[i]]}
+                "category_id": int(self.labels[i]),
+                "category": spec.category(int(self.labels[i])).name,
+                "score": round(float(self.scores[i]), 5),
+                "box": [round(float(v), 2) for v in self.boxes[i]],
+            }
             if rles is not None:
                 it["mask"] = rles[i]
             if landmarks and self.landmarks is not None:

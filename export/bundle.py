@@ -13,6 +13,7 @@ Both are gated-head graphs (df2infer.contract: the heads run only on the detecti
 `conf` keeps), the fastest form for ONNX Runtime on a CPU; TensorRT engines are built from a
 static-head export (`df2infer export ... --engine`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,12 +60,26 @@ def build(checkpoint: Path, out_dir: Path, *, work_dir: Path) -> tuple[Path, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = out_dir / FP32_NAME
     int8 = out_dir / INT8_NAME
-    export_onnx(checkpoint, fp32, max_detections=MAX_DETECTIONS, max_batch=MAX_BATCH, gate_heads=True,
-                trained_on="df2infer synth (synthetic DeepFashion2-format)")
+    export_onnx(
+        checkpoint,
+        fp32,
+        max_detections=MAX_DETECTIONS,
+        max_batch=MAX_BATCH,
+        gate_heads=True,
+        trained_on="df2infer synth (synthetic DeepFashion2-format)",
+    )
     images = calibration_images(work_dir / "calibration")
-    to_int8_qdq(fp32, int8, images, method=CALIBRATION_METHOD, num_images=CALIBRATION_IMAGES,
-                cache=work_dir / "calibration_cache.json", activations=INT8_ACTIVATIONS,
-                weight_bits=INT8_WEIGHT_BITS, keep_float_nodes=INT8_KEEP_FLOAT)
+    to_int8_qdq(
+        fp32,
+        int8,
+        images,
+        method=CALIBRATION_METHOD,
+        num_images=CALIBRATION_IMAGES,
+        cache=work_dir / "calibration_cache.json",
+        activations=INT8_ACTIVATIONS,
+        weight_bits=INT8_WEIGHT_BITS,
+        keep_float_nodes=INT8_KEEP_FLOAT,
+    )
     return fp32, int8
 
 

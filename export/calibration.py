@@ -2,6 +2,7 @@
 TensorRT (tensorrt_builder.CalibrationBatches) paths, so one `--calib-images` folder calibrates the same
 images, letterboxed exactly as the runtime does, for both.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,7 @@ class ImageFolderReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._it is None:
-            self._it = iter(self.files[self._start:self._end])
+            self._it = iter(self.files[self._start : self._end])
         path = next(self._it, None)
         if path is None:
             return None

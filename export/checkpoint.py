@@ -4,6 +4,7 @@ A checkpoint is a dict: {"format": "df2infer.match_rcnn.ckpt", "version": 1, "mo
 "config": {"model": ..., "train": ...}, "iteration": int, "optimizer": state (optional),
 "scheduler": state (optional)}. Loading uses torch.load(weights_only=True).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, of another format or that does not fit the model."""
 
 
-def save_checkpoint(path, model, config: dict, iteration: int = 0, optimizer=None, scheduler=None,
-                    half: bool = False, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    path, model, config: dict, iteration: int = 0, optimizer=None, scheduler=None, half: bool = False, extra: dict | None = None
+) -> Path:
     """Write atomically (temporary file + rename). half=True stores float tensors as fp16."""
     path = Path(path)
     state = model.state_dict()
@@ -62,8 +64,11 @@ def check_state_dict(model, state: dict, source: str = "<state_dict>") -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
     if missing or unexpected or shapes:
         parts = [f"{source}: checkpoint does not fit the model"]
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", shapes)):
@@ -80,8 +85,10 @@ def load_model(path, device="cpu", config_override: dict | None = None):
 
     ckpt = read_checkpoint(path)
     if ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
-        raise CheckpointError(f"{path}: not a df2infer Match R-CNN checkpoint (format {ckpt.get('format')!r}); "
-                              "for torchvision weights use df2infer_export.checkpoint.import_torchvision")
+        raise CheckpointError(
+            f"{path}: not a df2infer Match R-CNN checkpoint (format {ckpt.get('format')!r}); "
+            "for torchvision weights use df2infer_export.checkpoint.import_torchvision"
+        )
     mcfg = model_config(ckpt["config"]["model"])
     if config_override:
         mcfg.update(config_override)
@@ -118,5 +125,11 @@ def import_torchvision(model, state, source: str = "<torchvision>") -> dict:
     model.load_state_dict(new)
     untrained = sorted(set(own) - set(loaded))
     heads = sorted({".".join(k.split(".")[:2]) for k in untrained})
-    return {"source": source, "loaded": loaded, "skipped_shape": skipped, "unused": unused,
-            "untrained": untrained, "untrained_heads": heads}
+    return {
+        "source": source,
+        "loaded": loaded,
+        "skipped_shape": skipped,
+        "unused": unused,
+        "untrained": untrained,
+        "untrained_heads": heads,
+    }

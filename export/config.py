@@ -3,6 +3,7 @@
 A configuration is a plain dict with two sections, `model` (architecture; stored in every
 checkpoint so a checkpoint rebuilds its own model) and `train` (optimizer, schedule, data).
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,36 +16,71 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 DEFAULT_MODEL: dict[str, Any] = {
     "name": "match_rcnn_r50_fpn",
-    "backbone": "resnet50",          # small | resnet18 | resnet34 | resnet50
+    "backbone": "resnet50",  # small | resnet18 | resnet34 | resnet50
     "backbone_widths": [32, 64, 96, 128],  # small backbone only: channels of C2..C5
-    "backbone_blocks": [1, 1, 1, 1],        # small backbone only: BasicBlocks per stage
-    "norm": "bn",                    # bn (train-mode BatchNorm, from scratch) | frozen_bn (pretrained) | gn
+    "backbone_blocks": [1, 1, 1, 1],  # small backbone only: BasicBlocks per stage
+    "norm": "bn",  # bn (train-mode BatchNorm, from scratch) | frozen_bn (pretrained) | gn
     "fpn_channels": 256,
     "returned_layers": [1, 2, 3, 4],  # ResNet stages fed to the FPN (1 = C2, stride 4)
-    "input_size": 800,               # square letterbox side the model is trained/deployed at
+    "input_size": 800,  # square letterbox side the model is trained/deployed at
     "anchor_sizes": [32, 64, 128, 256, 512],
     "aspect_ratios": [0.5, 1.0, 2.0],
-    "rpn_pre_nms_top_n_train": 2000, "rpn_post_nms_top_n_train": 2000,
-    "rpn_pre_nms_top_n_test": 1000, "rpn_post_nms_top_n_test": 1000,
-    "rpn_nms_thresh": 0.7, "rpn_batch_size_per_image": 256,
-    "box_pool": 7, "box_fc": 1024,
-    "box_batch_size_per_image": 512, "box_positive_fraction": 0.25,
-    "box_score_thresh": 0.05, "box_nms_thresh": 0.5, "max_detections": 100,
-    "mask_pool": 14, "mask_channels": 256, "mask_convs": 4,            # mask size = 2 * mask_pool
-    "landmark_pool": 14, "landmark_channels": 512, "landmark_convs": 8,
-    "landmark_deconvs": 2,           # heatmap size = landmark_pool * 2 ** landmark_deconvs
-    "match_pool": 14, "match_channels": [256, 256, 256, 1024], "embedding_dim": 256,
-    "max_pos_per_image": 64,          # positives per image fed to mask/landmark/matching in training
+    "rpn_pre_nms_top_n_train": 2000,
+    "rpn_post_nms_top_n_train": 2000,
+    "rpn_pre_nms_top_n_test": 1000,
+    "rpn_post_nms_top_n_test": 1000,
+    "rpn_nms_thresh": 0.7,
+    "rpn_batch_size_per_image": 256,
+    "box_pool": 7,
+    "box_fc": 1024,
+    "box_batch_size_per_image": 512,
+    "box_positive_fraction": 0.25,
+    "box_score_thresh": 0.05,
+    "box_nms_thresh": 0.5,
+    "max_detections": 100,
+    "mask_pool": 14,
+    "mask_channels": 256,
+    "mask_convs": 4,  # mask size = 2 * mask_pool
+    "landmark_pool": 14,
+    "landmark_channels": 512,
+    "landmark_convs": 8,
+    "landmark_deconvs": 2,  # heatmap size = landmark_pool * 2 ** landmark_deconvs
+    "match_pool": 14,
+    "match_channels": [256, 256, 256, 1024],
+    "embedding_dim": 256,
+    "max_pos_per_image": 64,  # positives per image fed to mask/landmark/matching in training
 }
 
 DEFAULT_TRAIN: dict[str, Any] = {
-    "iters": 90000, "batch_size": 4, "optimizer": "sgd", "lr": 0.005, "momentum": 0.9,
-    "weight_decay": 1e-5, "warmup_iters": 1000, "lr_steps": [0.67, 0.89], "lr_gamma": 0.1,
-    "grad_clip": 10.0, "pair_fraction": 1.0, "num_workers": 1, "seed": 0,
-    "log_every": 20, "ckpt_every": 500, "eval_every": 0, "eval_max_images": 200,
-    "scale_jitter": [0.7, 1.0], "color_jitter": 0.25, "hflip": False,
-    "loss_weights": {"loss_classifier": 1.0, "loss_box_reg": 1.0, "loss_objectness": 1.0,
-                     "loss_rpn_box_reg": 1.0, "loss_mask": 1.0, "loss_landmark": 1.0, "loss_match": 1.0},
+    "iters": 90000,
+    "batch_size": 4,
+    "optimizer": "sgd",
+    "lr": 0.005,
+    "momentum": 0.9,
+    "weight_decay": 1e-5,
+    "warmup_iters": 1000,
+    "lr_steps": [0.67, 0.89],
+    "lr_gamma": 0.1,
+    "grad_clip": 10.0,
+    "pair_fraction": 1.0,
+    "num_workers": 1,
+    "seed": 0,
+    "log_every": 20,
+    "ckpt_every": 500,
+    "eval_every": 0,
+    "eval_max_images": 200,
+    "scale_jitter": [0.7, 1.0],
+    "color_jitter": 0.25,
+    "hflip": False,
+    "loss_weights": {
+        "loss_classifier": 1.0,
+        "loss_box_reg": 1.0,
+        "loss_objectness": 1.0,
+        "loss_rpn_box_reg": 1.0,
+        "loss_mask": 1.0,
+        "loss_landmark": 1.0,
+        "loss_match": 1.0,
+    },
 }
 
 

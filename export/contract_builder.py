@@ -1,5 +1,6 @@
 """The one builder of the Contract a Match R-CNN artifact carries (the ONNX export and the eager
 TorchBackend both use it, so the two cannot disagree on a field such as pad_value)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,26 +10,48 @@ import torch
 from df2infer.contract import PAD_VALUE, Contract
 
 
-def build_contract(model: torch.nn.Module, *, input_size: tuple[int, int] | None = None, max_detections: int,
-                   max_batch: int, score_threshold: float | None = None, nms_iou: float | None = None,
-                   gated_heads: bool = False, model_info: dict[str, Any] | None = None) -> Contract:
+def build_contract(
+    model: torch.nn.Module,
+    *,
+    input_size: tuple[int, int] | None = None,
+    max_detections: int,
+    max_batch: int,
+    score_threshold: float | None = None,
+    nms_iou: float | None = None,
+    gated_heads: bool = False,
+    model_info: dict[str, Any] | None = None,
+) -> Contract:
     """The FP32 contract of `model` (a MatchRCNN) run at `input_size` (H, W; default its training size) with
     `max_detections` rows. Thresholds default to the model config's; `model_info` extends contract.model."""
     rh: Any = model.roi_heads
     cfg: dict[str, Any] = model.cfg  # type: ignore[assignment]
     fc = rh.similarity.fc
     H, W = input_size if input_size is not None else (int(model.input_size), int(model.input_size))
-    info = {"name": cfg.get("name", "match_rcnn"), "backbone": cfg.get("backbone"), "fpn_channels": cfg.get("fpn_channels"),
-            **(model_info or {})}
+    info = {
+        "name": cfg.get("name", "match_rcnn"),
+        "backbone": cfg.get("backbone"),
+        "fpn_channels": cfg.get("fpn_channels"),
+        **(model_info or {}),
+    }
     return Contract(
-        input_height=int(H), input_width=int(W), max_detections=int(max_detections), mask_size=int(model.mask_size),
-        heatmap_size=int(model.heatmap_size), max_landmarks=int(rh.keypoint_predictor.slots.shape[1]),
-        embedding_dim=int(rh.match_head.fc.out_features), num_classes=int(rh.box_predictor.cls_score.out_features - 1),
-        precision="fp32", max_batch=int(max_batch), pad_value=PAD_VALUE,
+        input_height=int(H),
+        input_width=int(W),
+        max_detections=int(max_detections),
+        mask_size=int(model.mask_size),
+        heatmap_size=int(model.heatmap_size),
+        max_landmarks=int(rh.keypoint_predictor.slots.shape[1]),
+        embedding_dim=int(rh.match_head.fc.out_features),
+        num_classes=int(rh.box_predictor.cls_score.out_features - 1),
+        precision="fp32",
+        max_batch=int(max_batch),
+        pad_value=PAD_VALUE,
         score_threshold=float(cfg["box_score_thresh"] if score_threshold is None else score_threshold),
-        nms_iou=float(cfg["box_nms_thresh"] if nms_iou is None else nms_iou), gated_heads=bool(gated_heads),
+        nms_iou=float(cfg["box_nms_thresh"] if nms_iou is None else nms_iou),
+        gated_heads=bool(gated_heads),
         similarity_weight=fc.weight.detach().cpu().double().tolist(),
-        similarity_bias=fc.bias.detach().cpu().double().tolist(), model=info)
+        similarity_bias=fc.bias.detach().cpu().double().tolist(),
+        model=info,
+    )
 
 
 __all__ = ["build_contract"]

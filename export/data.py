@@ -16,6 +16,7 @@ masks uint8 [n, S, S] (rasterised polygons), keypoints float32 [n, 294, 3] (the 
 category's slots filled, v = 0 elsewhere), style int64 [n], pair_id, source (1 user, 0 shop),
 image_id (scalars) and meta (scale, pad_x, pad_y, width, height).
 """
+
 from __future__ import annotations
 
 import random
@@ -47,7 +48,7 @@ def letterbox(img: np.ndarray, size: int, scale: float | None = None, pad: tuple
     px, py = pad if pad is not None else ((size - nw) // 2, (size - nh) // 2)
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else img
-    canvas[py:py + nh, px:px + nw] = resized[: size - py, : size - px]
+    canvas[py : py + nh, px : px + nw] = resized[: size - py, : size - px]
     return canvas, scale, px, py
 
 
@@ -69,8 +70,16 @@ def color_jitter(img: np.ndarray, strength: float, rng: random.Random) -> np.nda
 
 
 class DF2TorchDataset(torch.utils.data.Dataset):
-    def __init__(self, root, input_size: int, train: bool = False, scale_jitter=(0.7, 1.0),
-                 color_jitter: float = 0.0, seed: int = 0, folder: DF2Folder | None = None):
+    def __init__(
+        self,
+        root,
+        input_size: int,
+        train: bool = False,
+        scale_jitter=(0.7, 1.0),
+        color_jitter: float = 0.0,
+        seed: int = 0,
+        folder: DF2Folder | None = None,
+    ):
         self.folder = folder if folder is not None else load_dataset(Path(root))
         self.size = int(input_size)
         self.train = train
@@ -114,7 +123,11 @@ class DF2TorchDataset(torch.utils.data.Dataset):
             vis = k[:, 2] > 0
             k[vis, 0] = k[vis, 0] * scale + px
             k[vis, 1] = k[vis, 1] * scale + py
-            boxes.append(b); labels.append(it.category_id); masks.append(m); kps.append(k); styles.append(it.style)
+            boxes.append(b)
+            labels.append(it.category_id)
+            masks.append(m)
+            kps.append(k)
+            styles.append(it.style)
         n = len(boxes)
         target = {
             "boxes": torch.as_tensor(np.array(boxes, dtype=np.float32).reshape(n, 4)),

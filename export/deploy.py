@@ -42,6 +42,7 @@ What the graph does, and where it differs from the eager model (export/model, to
 Node names: box decoding under `box_decode/`, NMS and keep masks under `nms/`, level mapping,
 score filtering and output gathering under `postproc/` (df2infer_export.precision keeps them FP32).
 """
+
 from __future__ import annotations
 
 import math
@@ -61,6 +62,7 @@ DET_MIN_SIZE = 1e-2  # torchvision RoIHeads.postprocess_detections
 
 # -------------------------------------------------------------------------------------------------
 # ONNX ops through autograd.Function symbolics (the eager forward implements the op's semantics)
+
 
 class _BatchedNMS(torch.autograd.Function):
     """ONNX NonMaxSuppression: boxes [B, A, 4] (x1, y1, x2, y2), scores [B, C, A] -> int64 [K, 3]
@@ -83,11 +85,15 @@ class _BatchedNMS(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, boxes, scores, max_output, iou_threshold, score_threshold):
-        return g.op("NonMaxSuppression", boxes, scores,
-                    g.op("Constant", value_t=torch.tensor([max_output], dtype=torch.int64)),
-                    g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
-                    g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
-                    center_point_box_i=0)
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            g.op("Constant", value_t=torch.tensor([max_output], dtype=torch.int64)),
+            g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
+            center_point_box_i=0,
+        )
 
 
 class _KeepMask(torch.autograd.Function):
@@ -120,12 +126,17 @@ class _Rows(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, k):
-        return g.op("Range", g.op("Constant", value_t=torch.tensor(0, dtype=torch.int64)), k,
-                    g.op("Constant", value_t=torch.tensor(1, dtype=torch.int64)))
+        return g.op(
+            "Range",
+            g.op("Constant", value_t=torch.tensor(0, dtype=torch.int64)),
+            k,
+            g.op("Constant", value_t=torch.tensor(1, dtype=torch.int64)),
+        )
 
 
 # -------------------------------------------------------------------------------------------------
 # scoped pieces (module attribute names give the ONNX node-name prefixes)
+
 
 class BoxDecode(nn.Module):
     """torchvision BoxCoder.decode_single + clip_boxes_to_image, op for op.
@@ -214,8 +225,12 @@ class HeadRows(nn.Module):
         k = torch.clamp(count.max(), min=1.0).to(torch.int64)
         rows = _Rows.apply(k)
         pos = torch.arange(n, dtype=torch.int64)
-        return (boxes.index_select(1, rows), labels.index_select(1, rows), torch.minimum(pos, k - 1),
-                valid * (pos < k).to(valid.dtype)[None, :])
+        return (
+            boxes.index_select(1, rows),
+            labels.index_select(1, rows),
+            torch.minimum(pos, k - 1),
+            valid * (pos < k).to(valid.dtype)[None, :],
+        )
 
 
 class SubpixelMaskPredictor(nn.Module):
@@ -231,11 +246,17 @@ class SubpixelMaskPredictor(nn.Module):
         super().__init__()
         deconv, logits = predictor.conv5_mask, predictor.mask_fcn_logits
         k = deconv.kernel_size[0]
-        if (deconv.kernel_size != deconv.stride or deconv.kernel_size[0] != deconv.kernel_size[1]
-                or deconv.padding != (0, 0) or deconv.output_padding != (0, 0) or deconv.groups != 1
-                or deconv.dilation != (1, 1) or logits.kernel_size != (1, 1)):
+        if (
+            deconv.kernel_size != deconv.stride
+            or deconv.kernel_size[0] != deconv.kernel_size[1]
+            or deconv.padding != (0, 0)
+            or deconv.output_padding != (0, 0)
+            or deconv.groups != 1
+            or deconv.dilation != (1, 1)
+            or logits.kernel_size != (1, 1)
+        ):
             raise ValueError(f"SubpixelMaskPredictor needs a kernel == stride deconv and a 1x1 logits conv: {predictor}")
-        w = deconv.weight.detach()                                   # [C_in, C, k, k]
+        w = deconv.weight.detach()  # [C_in, C, k, k]
         c_in, c = w.shape[:2]
         kk = k * k
         # sub-pixel p = a * k + b of output (c, k*i + a, k*j + b) lives in channel c * kk + p
@@ -243,7 +264,7 @@ class SubpixelMaskPredictor(nn.Module):
         self.register_buffer("w_up", w.permute(1, 2, 3, 0).reshape(c * kk, c_in, 1, 1).clone(), persistent=False)
         b = deconv.bias.detach() if deconv.bias is not None else w.new_zeros(c)
         self.register_buffer("b_up", b.repeat_interleave(kk).clone(), persistent=False)
-        lw = logits.weight.detach()[:, :, 0, 0]                      # [classes, C]
+        lw = logits.weight.detach()[:, :, 0, 0]  # [classes, C]
         n = lw.shape[0]
         w_log = torch.zeros(n, kk, c, kk)
         for p in range(kk):
@@ -283,6 +304,7 @@ class Gather(nn.Module):
 
 # -------------------------------------------------------------------------------------------------
 
+
 class Stage(nn.Module):
     """A scope: `fn(*args)` runs under this module's attribute name (the ONNX node-name prefix).
     Nested modules name their nodes by their own attribute name, so the building blocks the stages
@@ -295,9 +317,17 @@ class Stage(nn.Module):
 class DeployMatchRCNN(nn.Module):
     """Static-shape deploy form of a MatchRCNN (eval mode, weights shared with `model`)."""
 
-    def __init__(self, model, max_detections: int | None = None, num_proposals: int | None = None,
-                 input_size: int | tuple[int, int] | None = None, pre_nms_top_n: int | None = None,
-                 score_thresh: float | None = None, nms_thresh: float | None = None, gate_heads: bool = False):
+    def __init__(
+        self,
+        model,
+        max_detections: int | None = None,
+        num_proposals: int | None = None,
+        input_size: int | tuple[int, int] | None = None,
+        pre_nms_top_n: int | None = None,
+        score_thresh: float | None = None,
+        nms_thresh: float | None = None,
+        gate_heads: bool = False,
+    ):
         super().__init__()
         self.gate_heads = bool(gate_heads)
         model.eval()
@@ -329,15 +359,17 @@ class DeployMatchRCNN(nn.Module):
         if self.num_proposals > sum(min(pre, c) for c in counts):
             raise ValueError(f"num_proposals={self.num_proposals} exceeds the {sum(min(pre, c) for c in counts)} RPN candidates")
         self.pre_nms = [min(pre, c) for c in counts]
-        for name, k in (("pre_nms_top_n", max(self.pre_nms)), ("num_proposals", self.num_proposals),
-                        ("max_detections", self.max_detections)):
+        for name, k in (
+            ("pre_nms_top_n", max(self.pre_nms)),
+            ("num_proposals", self.num_proposals),
+            ("max_detections", self.max_detections),
+        ):
             if k >= 3840:
                 raise ValueError(f"{name}={k}: TensorRT's TopK needs K < 3840")
         for i, a in enumerate(anchors.split(counts)):
             self.register_buffer(f"anchors_{i}", a.clone(), persistent=False)
         big = float(max(self.height, self.width) + 1)
-        self.register_buffer("rpn_offsets", torch.cat([torch.full((k,), i * big) for i, k in enumerate(self.pre_nms)]),
-                             persistent=False)
+        self.register_buffer("rpn_offsets", torch.cat([torch.full((k,), i * big) for i, k in enumerate(self.pre_nms)]), persistent=False)
         P, C = self.num_proposals, self.num_classes
         self.register_buffer("cls_offsets", (torch.arange(C, dtype=torch.float32) * big).repeat(P), persistent=False)
         self.register_buffer("cand_labels", (torch.arange(C, dtype=torch.int64) + 1).repeat(P), persistent=False)
@@ -372,7 +404,7 @@ class DeployMatchRCNN(nn.Module):
     # ---------------------------------------------------------------------------------------------
     def _rois(self, boxes):
         """boxes [B, R, 4] -> rois [B*R, 5] (batch index, x1, y1, x2, y2)."""
-        bidx = torch.cumsum(torch.ones_like(boxes[:, 0, 0]), 0) - 1          # [B] 0..B-1, batch stays dynamic
+        bidx = torch.cumsum(torch.ones_like(boxes[:, 0, 0]), 0) - 1  # [B] 0..B-1, batch stays dynamic
         bidx = (bidx[:, None] + torch.zeros_like(boxes[:, :, 0])).reshape(-1, 1)
         return torch.cat([bidx, boxes.reshape(-1, 4)], 1)
 
@@ -387,7 +419,7 @@ class DeployMatchRCNN(nn.Module):
         tops, dels, ancs = [], [], []
         for i, (o, d) in enumerate(zip(objectness, deltas)):
             a, h, w = self.num_anchors, o.shape[-2], o.shape[-1]
-            o = o.permute(0, 2, 3, 1).reshape(-1, h * w * a)                              # (h, w, a) order
+            o = o.permute(0, 2, 3, 1).reshape(-1, h * w * a)  # (h, w, a) order
             d = d.reshape(-1, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(-1, h * w * a, 4)
             top, idx = o.topk(self.pre_nms[i], dim=1)
             tops.append(top)
@@ -404,7 +436,7 @@ class DeployMatchRCNN(nn.Module):
     def _detections(self, cls_logits, box_deltas, props, pvalid):
         """box head outputs -> num_dets, boxes, scores, labels (int64, 0 = padding), valid float [B, N]."""
         N, P, C1 = self.max_detections, self.num_proposals, self.num_classes + 1
-        box_deltas = box_deltas.reshape(-1, P, C1, 4)[:, :, 1:]                  # drop background
+        box_deltas = box_deltas.reshape(-1, P, C1, 4)[:, :, 1:]  # drop background
         cand = self.box_decode(box_deltas, props[:, :, None, :], BOX_CODER_WEIGHTS, self.height, self.width)
         scores, cboxes, valid = self.postproc_candidates(cls_logits.reshape(-1, P, C1), cand, pvalid, self.score_thresh)
         keep = self.nms_det(cboxes, scores, self.cls_offsets, valid, N, self.nms_thresh, self.score_thresh)
@@ -412,7 +444,7 @@ class DeployMatchRCNN(nn.Module):
         fvalid = dvalid.to(top.dtype)
         det_scores = top * fvalid
         det_boxes = self.postproc_gather(cboxes, idx) * fvalid[:, :, None]
-        det_labels = self.cand_labels[idx] * dvalid.to(torch.int64)              # [B, N], 0 = padding
+        det_labels = self.cand_labels[idx] * dvalid.to(torch.int64)  # [B, N], 0 = padding
         num_dets = dvalid.to(torch.int32).sum(1).to(torch.int32)
         return num_dets, det_boxes, det_scores, det_labels, fvalid
 
@@ -431,8 +463,7 @@ class DeployMatchRCNN(nn.Module):
             masks = masks.reshape(B, -1, M, M).index_select(1, back)
             heat = heat.reshape(B, -1, L, K, K).index_select(1, back)
             emb = emb.reshape(B, -1, D).index_select(1, back)
-        return (masks * keep[:, :, None, None], heat * keep[:, :, None, None, None], emb * keep[:, :, None],
-                labels.to(torch.int32))
+        return (masks * keep[:, :, None, None], heat * keep[:, :, None, None, None], emb * keep[:, :, None], labels.to(torch.int32))
 
     def forward(self, images, min_head_score=None):
         """images float32 [B, 3, H, W]; min_head_score float32 [1] (gated heads only; default 0:
@@ -440,19 +471,17 @@ class DeployMatchRCNN(nn.Module):
         m, rh = self.model, self.model.roi_heads
         feats = m.backbone(m.normalize(images))
         objectness, deltas = m.rpn.head(list(feats.values()))
-        props, pvalid = self.postproc_rpn(self.proposals, objectness, deltas)   # [B, P, 4], [B, P]
+        props, pvalid = self.postproc_rpn(self.proposals, objectness, deltas)  # [B, P, 4], [B, P]
 
         packed = pack_levels([feats[n] for n in self.roi_names])
         pooled = self._pool(packed, props, rh.box_roi_pool.output_size[0])
         cls_logits, box_deltas = rh.box_predictor(rh.box_head(pooled))
-        num_dets, det_boxes, det_scores, det_labels, fvalid = self.postproc_det(
-            self._detections, cls_logits, box_deltas, props, pvalid)
+        num_dets, det_boxes, det_scores, det_labels, fvalid = self.postproc_det(self._detections, cls_logits, box_deltas, props, pvalid)
 
         if self.gate_heads:
             if min_head_score is None:
                 min_head_score = det_scores.new_zeros(1)
-            head_boxes, head_labels, back, keep = self.postproc_gate(det_boxes, det_labels, det_scores, fvalid,
-                                                                     min_head_score)
+            head_boxes, head_labels, back, keep = self.postproc_gate(det_boxes, det_labels, det_scores, fvalid, min_head_score)
         else:
             head_boxes, head_labels, back, keep = det_boxes, det_labels, None, fvalid
 
@@ -474,8 +503,16 @@ class DeployMatchRCNN(nn.Module):
         out = []
         for i in range(images.shape[0]):
             k = int(n[i])
-            out.append({"boxes": b[i, :k], "scores": s[i, :k], "labels": l[i, :k].long(), "masks": m[i, :k],
-                        "landmark_logits": h[i, :k], "embeddings": e[i, :k]})
+            out.append(
+                {
+                    "boxes": b[i, :k],
+                    "scores": s[i, :k],
+                    "labels": l[i, :k].long(),
+                    "masks": m[i, :k],
+                    "landmark_logits": h[i, :k],
+                    "embeddings": e[i, :k],
+                }
+            )
         return out
 
 

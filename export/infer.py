@@ -8,6 +8,7 @@ predicted category first). The eager model runs as a df2infer Backend (df2infer_
 the result files are built by the runtime's own postprocessing (df2infer.eval.predict), exactly as
 for the exported artifacts: the columns of every comparison differ only by the network.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,16 @@ def predictor_for(model, device: str = "cpu", threads: int | None = None):
     return df2infer.load(model, device=device)
 
 
-def predict(model, folder, device="cpu", batch_size: int = 4, max_images: int | None = None,
-            gallery_score: float = 0.3, progress: bool = True, landmark_method: str | None = None) -> tuple[dict, dict]:
+def predict(
+    model,
+    folder,
+    device="cpu",
+    batch_size: int = 4,
+    max_images: int | None = None,
+    gallery_score: float = 0.3,
+    progress: bool = True,
+    landmark_method: str | None = None,
+) -> tuple[dict, dict]:
     """Run `model` (see predictor_for) on a load_dataset() folder through the runtime's pre- and
     postprocessing (df2infer.eval.predict.predict_results); returns (results by kind, timing).
     Every detection the graph keeps (score >= the model's box_score_thresh) is reported."""
@@ -46,14 +55,26 @@ def predict(model, folder, device="cpu", batch_size: int = 4, max_images: int | 
     anns = folder.images[:max_images] if max_images else folder.images
     pred.timings.reset()
     t0 = time.perf_counter()
-    results = predict_results(pred, folder, conf=float(pred.contract.score_threshold), batch_size=batch_size,
-                              max_images=max_images, gallery_score=gallery_score, progress=progress,
-                              landmark_method=landmark_method)
+    results = predict_results(
+        pred,
+        folder,
+        conf=float(pred.contract.score_threshold),
+        batch_size=batch_size,
+        max_images=max_images,
+        gallery_score=gallery_score,
+        progress=progress,
+        landmark_method=landmark_method,
+    )
     total = time.perf_counter() - t0
     t_model = float(sum(pred.timings.samples["inference"]))
     n = max(1, len(anns))
-    timing = {"images": len(anns), "model_s": t_model, "total_s": total,
-              "model_ms_per_image": 1000 * t_model / n, "total_ms_per_image": 1000 * total / n}
+    timing = {
+        "images": len(anns),
+        "model_s": t_model,
+        "total_s": total,
+        "model_ms_per_image": 1000 * t_model / n,
+        "total_ms_per_image": 1000 * total / n,
+    }
     return results, timing
 
 

@@ -22,6 +22,7 @@ What is checked (docs/design.md, "The deploy graph"):
     (the same symbolic name as the input's, or the same value if the input batch is fixed).
 Type and shape checks report only what shape inference can establish; unknowns are not guessed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,9 @@ _TSV_TYPES: dict[str, tuple[int, ...]] = {
     "INT8": (TensorProto.INT8,),
     "BOOL": (TensorProto.BOOL,),
     "INT4": tuple(t for t in (getattr(TensorProto, "INT4", None),) if t is not None),
-    "FP8": tuple(getattr(TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ")
-                 if hasattr(TensorProto, n)),
+    "FP8": tuple(
+        getattr(TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ") if hasattr(TensorProto, n)
+    ),
 }
 
 
@@ -208,8 +210,11 @@ def _check_restrictions(node: onnx.NodeProto, nid: str, ctx: _Ctx, opset: int) -
         if len(node.input) > 1 and node.input[1]:
             k = ctx.consts.get(node.input[1])
             if k is None:
-                bad(f"K ({node.input[1]!r}) is not a constant, so K < {TOPK_MAX_K} cannot be checked; "
-                    "the deploy graph should use a fixed K", "warning")
+                bad(
+                    f"K ({node.input[1]!r}) is not a constant, so K < {TOPK_MAX_K} cannot be checked; "
+                    "the deploy graph should use a fixed K",
+                    "warning",
+                )
             elif int(np.max(k)) >= TOPK_MAX_K:
                 bad(f"K = {int(np.max(k))}: TensorRT's TopK needs K < {TOPK_MAX_K}")
     elif op in ("QuantizeLinear", "DequantizeLinear"):
@@ -247,8 +252,20 @@ def _check_restrictions(node: onnx.NodeProto, nid: str, ctx: _Ctx, opset: int) -
             bad(f"{len(ks)}D pooling; only 2D or 3D pooling is supported")
         if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
             bad("the `Indices` output is not supported")
-    elif op in ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-                "ReduceProd", "ReduceSum", "ReduceSumSquare", "Slice", "Pad"):
+    elif op in (
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceMax",
+        "ReduceMean",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceSum",
+        "ReduceSumSquare",
+        "Slice",
+        "Pad",
+    ):
         axes_idx = {"Slice": 3, "Pad": 3}.get(op, 1)
         if op.startswith("Reduce") and (op != "ReduceSum" and opset < 18 or op == "ReduceSum" and opset < 13):
             pass  # axes is an attribute at this opset
@@ -298,13 +315,11 @@ def _check_types(node: onnx.NodeProto, nid: str, ctx: _Ctx, sup: OpSupport) -> l
     out: list[LintProblem] = []
     t = ctx.types.get(probe) if probe else None
     if t is not None and t not in sup.types:
-        out.append(LintProblem("type", f"{probe!r} is {_type_name(t)}; TensorRT supports {sup.op} on {sup.type_names}",
-                               nid, node.op_type))
+        out.append(LintProblem("type", f"{probe!r} is {_type_name(t)}; TensorRT supports {sup.op} on {sup.type_names}", nid, node.op_type))
     if node.op_type == "Cast":
         to = _attr(node, "to")
         if to is not None and to not in sup.types:
-            out.append(LintProblem("type", f"Cast to {_type_name(to)}; TensorRT casts to {sup.type_names}",
-                                   nid, node.op_type))
+            out.append(LintProblem("type", f"Cast to {_type_name(to)}; TensorRT casts to {sup.type_names}", nid, node.op_type))
     return out
 
 
@@ -334,8 +349,13 @@ def _output_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto | None) -> 
         if d0:
             batch = d0[0]
     if batch is not None and batch[0] == "value":
-        out.append(LintProblem("output_shape", f"input {real_inputs[0].name!r} has a fixed batch of {batch[1]}; "
-                               "the deploy graph keeps the batch dimension dynamic", severity="warning"))
+        out.append(
+            LintProblem(
+                "output_shape",
+                f"input {real_inputs[0].name!r} has a fixed batch of {batch[1]}; the deploy graph keeps the batch dimension dynamic",
+                severity="warning",
+            )
+        )
     # Outputs as inferred from scratch (declared output shapes removed), to catch declared shapes
     # that hide data-dependent ones; the declared shape is used where inference knows less.
     scratch = copy.deepcopy(model)
@@ -371,15 +391,17 @@ def _output_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto | None) -> 
             known_vals = {v[1] for v in vals if v[0] == "value"}
             fresh_d = fdims[i] if fdims is not None else None
             if len(known_vals) > 1:
-                out.append(LintProblem("output_shape",
-                                       f"output {o.name!r} dim {i}: declared and inferred sizes differ {sorted(known_vals)}"))
+                out.append(
+                    LintProblem("output_shape", f"output {o.name!r} dim {i}: declared and inferred sizes differ {sorted(known_vals)}")
+                )
             if i == 0 and batch is not None:
                 ok = batch in vals if batch[0] == "param" else (batch[1] in known_vals)
                 if batch[0] == "param" and fresh_d is not None and fresh_d[0] == "value":
                     ok = False  # inferred fixed while the input batch is dynamic
                 if not ok:
-                    out.append(LintProblem("output_shape", f"output {o.name!r} dim 0 is {_fmt(vals)}, "
-                                           f"expected the input batch dim {batch[1]!r}"))
+                    out.append(
+                        LintProblem("output_shape", f"output {o.name!r} dim 0 is {_fmt(vals)}, expected the input batch dim {batch[1]!r}")
+                    )
                 shown.append(str(batch[1]))
                 continue
             if known_vals:
@@ -387,8 +409,13 @@ def _output_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto | None) -> 
                 if min(known_vals) <= 0:
                     out.append(LintProblem("output_shape", f"output {o.name!r} dim {i} has size {min(known_vals)}"))
                 continue
-            out.append(LintProblem("output_shape", f"output {o.name!r} dim {i} is {_fmt(vals)}: not static after shape "
-                                   "inference (data-dependent or dynamic); pad to a fixed size"))
+            out.append(
+                LintProblem(
+                    "output_shape",
+                    f"output {o.name!r} dim {i} is {_fmt(vals)}: not static after shape "
+                    "inference (data-dependent or dynamic); pad to a fixed size",
+                )
+            )
             shown.append("?")
     return out
 
@@ -404,8 +431,9 @@ def _load(path_or_model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto,
     return onnx.load(str(path_or_model)), str(path_or_model)
 
 
-def lint_onnx(path_or_model: str | Path | onnx.ModelProto, *, check_output_shapes: bool = True,
-              op_table: dict[str, OpSupport] | None = None) -> list[LintProblem]:
+def lint_onnx(
+    path_or_model: str | Path | onnx.ModelProto, *, check_output_shapes: bool = True, op_table: dict[str, OpSupport] | None = None
+) -> list[LintProblem]:
     """All problems found in the graph (see the module doc); an empty list means clean."""
     table = op_table or load_op_table()
     try:
@@ -428,29 +456,38 @@ def lint_onnx(path_or_model: str | Path | onnx.ModelProto, *, check_output_shape
         if imp.domain in ALLOWED_DOMAINS:
             opset = imp.version
         elif imp.domain != "ai.onnx.ml":
-            problems.append(LintProblem("domain", f"opset import of custom domain {imp.domain!r} (version {imp.version})",
-                                        severity="warning"))
+            problems.append(
+                LintProblem("domain", f"opset import of custom domain {imp.domain!r} (version {imp.version})", severity="warning")
+            )
     if opset is None:
         problems.append(LintProblem("opset", "no default-domain opset import"))
         opset = 0
     elif opset < MIN_OPSET:
         problems.append(LintProblem("opset", f"opset {opset}; the deploy graph needs opset >= {MIN_OPSET}"))
     elif opset > TSV_MAX_OPSET:
-        problems.append(LintProblem("opset", f"opset {opset} is above {TSV_MAX_OPSET}, the newest the TensorRT 10 "
-                                    "op table covers; older TensorRT (JetPack) may not parse it", severity="warning"))
+        problems.append(
+            LintProblem(
+                "opset",
+                f"opset {opset} is above {TSV_MAX_OPSET}, the newest the TensorRT 10 "
+                "op table covers; older TensorRT (JetPack) may not parse it",
+                severity="warning",
+            )
+        )
 
     inferred, err = _infer(model)
     if inferred is None:
-        problems.append(LintProblem("checker", f"shape inference failed ({err}); type and shape checks skipped",
-                                    severity="warning"))
+        problems.append(LintProblem("checker", f"shape inference failed ({err}); type and shape checks skipped", severity="warning"))
     ctx = _Ctx(model, inferred)
 
     def visit(nodes: Iterable[onnx.NodeProto], where: str = "") -> None:
         for idx, node in enumerate(nodes):
             nid = where + _node_id(node, idx)
             if node.domain not in ALLOWED_DOMAINS:
-                extra = " (ONNX Runtime contrib op; TensorRT cannot parse it)" if node.domain == "com.microsoft" else \
-                        " (custom domain / plugin; not allowed in the deploy graph)"
+                extra = (
+                    " (ONNX Runtime contrib op; TensorRT cannot parse it)"
+                    if node.domain == "com.microsoft"
+                    else " (custom domain / plugin; not allowed in the deploy graph)"
+                )
                 problems.append(LintProblem("domain", f"op {node.domain}::{node.op_type}{extra}", nid, node.op_type))
                 continue
             sup = table.get(node.op_type)
@@ -484,9 +521,16 @@ def _runtime_lengths(model: onnx.ModelProto) -> list[LintProblem]:
             continue  # shape-derived: known to TensorRT at build/profile time
         if any(i in data for i in node.input if i):
             if node.op_type == "Range":
-                out.append(LintProblem("runtime_length", "Range whose length depends on tensor values (gated heads?): "
-                                       "ONNX Runtime only, TensorRT needs a static-head export",
-                                       _node_id(node, idx), node.op_type, severity="warning"))
+                out.append(
+                    LintProblem(
+                        "runtime_length",
+                        "Range whose length depends on tensor values (gated heads?): "
+                        "ONNX Runtime only, TensorRT needs a static-head export",
+                        _node_id(node, idx),
+                        node.op_type,
+                        severity="warning",
+                    )
+                )
             data.update(o for o in node.output if o)
     return out
 
@@ -502,8 +546,10 @@ def check_onnx(path_or_model: str | Path | onnx.ModelProto, **kw) -> list[LintPr
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m df2infer_export.lint",
-                                 description="Check an ONNX deploy graph against TensorRT 10's parser and the static-shape contract.")
+    ap = argparse.ArgumentParser(
+        prog="python -m df2infer_export.lint",
+        description="Check an ONNX deploy graph against TensorRT 10's parser and the static-shape contract.",
+    )
     ap.add_argument("model", nargs="+", help="ONNX file(s)")
     ap.add_argument("--no-output-shapes", action="store_true", help="skip the static output shape check")
     args = ap.parse_args(argv)

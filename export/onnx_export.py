@@ -14,6 +14,7 @@ inference; optional onnxslim, kept only if ONNX Runtime gives the same outputs b
 on test inputs; df2infer_export.lint.check_onnx (the export fails on any error); the df2infer.contract
 Contract in metadata_props. `model_or_checkpoint` may also be a MatchRCNN instance (tests).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -44,8 +45,6 @@ _SEG_RE = re.compile(r"^(box_decode|nms|postproc)(?:_(.+))?$")
 
 class ExportError(RuntimeError):
     """The export produced a graph that fails the checker, the lint or the contract."""
-
-
 
 
 def rename_scoped_nodes(model: onnx.ModelProto) -> int:
@@ -119,8 +118,9 @@ def ort_run(path_or_bytes, batch: np.ndarray, min_head_score: float | None = Non
     s = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
     feed = {INPUT_NAME: batch}
     required = {i.name for i in s.get_inputs()}
-    if HEAD_SCORE_INPUT in required or (min_head_score is not None and HEAD_SCORE_INPUT in
-                                        {i.name for i in s.get_overridable_initializers()}):
+    if HEAD_SCORE_INPUT in required or (
+        min_head_score is not None and HEAD_SCORE_INPUT in {i.name for i in s.get_overridable_initializers()}
+    ):
         feed[HEAD_SCORE_INPUT] = np.array([min_head_score or 0.0], np.float32)
     return dict(zip(OUTPUT_NAMES, s.run(list(OUTPUT_NAMES), feed)))
 
@@ -159,9 +159,17 @@ def _torch_export(deploy: DeployMatchRCNN, path: Path, opset: int, example: torc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about python ints from shapes (all static here)
         with torch.no_grad():
-            torch.onnx.export(deploy, args, os.fspath(path), dynamo=False, opset_version=opset,
-                              input_names=names, output_names=list(OUTPUT_NAMES), dynamic_axes=dyn,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                deploy,
+                args,
+                os.fspath(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=names,
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=dyn,
+                do_constant_folding=True,
+            )
 
 
 def _simplify(model: onnx.ModelProto, inputs: list[np.ndarray], reference: list[dict]) -> tuple[onnx.ModelProto, str]:
@@ -193,18 +201,38 @@ def _simplify(model: onnx.ModelProto, inputs: list[np.ndarray], reference: list[
 def deploy_contract(deploy: DeployMatchRCNN, *, checkpoint_info: dict, max_batch: int, opset: int) -> Contract:
     """The contract of an exported deploy graph (contract_builder.build_contract with the deploy's sizes)."""
     return build_contract(
-        deploy.model, input_size=(deploy.height, deploy.width), max_detections=deploy.max_detections,
-        max_batch=max_batch, score_threshold=deploy.score_thresh, nms_iou=deploy.nms_thresh,
+        deploy.model,
+        input_size=(deploy.height, deploy.width),
+        max_detections=deploy.max_detections,
+        max_batch=max_batch,
+        score_threshold=deploy.score_thresh,
+        nms_iou=deploy.nms_thresh,
         gated_heads=deploy.gate_heads,
-        model_info={"num_proposals": deploy.num_proposals, "rpn_pre_nms_top_n": deploy.pre_nms, "opset": opset,
-                    "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    "exporter": f"torch {torch.__version__} (TorchScript ONNX exporter)", **checkpoint_info})
+        model_info={
+            "num_proposals": deploy.num_proposals,
+            "rpn_pre_nms_top_n": deploy.pre_nms,
+            "opset": opset,
+            "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "exporter": f"torch {torch.__version__} (TorchScript ONNX exporter)",
+            **checkpoint_info,
+        },
+    )
 
 
-def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, int] | None = None,
-                max_detections: int = 50, num_proposals: int | None = None, opset: int = 17,
-                simplify: bool = True, max_batch: int = 8, trained_on: str | None = None,
-                gate_heads: bool = False, report: dict | None = None) -> Path:
+def export_onnx(
+    model_or_checkpoint,
+    out_path,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    max_detections: int = 50,
+    num_proposals: int | None = None,
+    opset: int = 17,
+    simplify: bool = True,
+    max_batch: int = 8,
+    trained_on: str | None = None,
+    gate_heads: bool = False,
+    report: dict | None = None,
+) -> Path:
     """Export a checkpoint (path) or a MatchRCNN to `out_path`; returns the path. `report`, when a
     dict, receives timings, the simplification outcome, the lint problems and the op histogram."""
     t0 = time.perf_counter()
@@ -217,12 +245,16 @@ def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, i
 
         ckpt_path = Path(model_or_checkpoint)
         model, ckpt = load_model(ckpt_path)
-        info = {"checkpoint": ckpt_path.name, "checkpoint_sha256": file_sha256(ckpt_path),
-                "iterations": int(ckpt.get("iteration", 0)),
-                "trained_on": trained_on or ckpt.get("trained_on") or (ckpt.get("config", {}).get("train", {}) or {}).get("data")}
+        info = {
+            "checkpoint": ckpt_path.name,
+            "checkpoint_sha256": file_sha256(ckpt_path),
+            "iterations": int(ckpt.get("iteration", 0)),
+            "trained_on": trained_on or ckpt.get("trained_on") or (ckpt.get("config", {}).get("train", {}) or {}).get("data"),
+        }
     model = model.float().eval()
-    deploy = DeployMatchRCNN(model, max_detections=max_detections, num_proposals=num_proposals, input_size=input_size,
-                             gate_heads=gate_heads)
+    deploy = DeployMatchRCNN(
+        model, max_detections=max_detections, num_proposals=num_proposals, input_size=input_size, gate_heads=gate_heads
+    )
     H, W = deploy.height, deploy.width
     inputs = test_inputs(H, W)
     with tempfile.TemporaryDirectory() as tmp:
@@ -259,11 +291,27 @@ def export_onnx(model_or_checkpoint, out_path, *, input_size: int | tuple[int, i
     onnx.save(m, os.fspath(tmp_out))
     os.replace(tmp_out, out)
     if report is not None:
-        report.update(export_s=t_export, total_s=time.perf_counter() - t0, simplify=slim_msg, renamed_nodes=renamed,
-                      lint=[str(p) for p in problems], ops=op_histogram(m), size_bytes=out.stat().st_size,
-                      contract=contract)
+        report.update(
+            export_s=t_export,
+            total_s=time.perf_counter() - t0,
+            simplify=slim_msg,
+            renamed_nodes=renamed,
+            lint=[str(p) for p in problems],
+            ops=op_histogram(m),
+            size_bytes=out.stat().st_size,
+            contract=contract,
+        )
     return out
 
 
-__all__ = ["ExportError", "add_head_score_default", "compare_outputs", "deploy_contract", "export_onnx", "op_histogram", "ort_run",
-           "rename_scoped_nodes", "test_inputs"]
+__all__ = [
+    "ExportError",
+    "add_head_score_default",
+    "compare_outputs",
+    "deploy_contract",
+    "export_onnx",
+    "op_histogram",
+    "ort_run",
+    "rename_scoped_nodes",
+    "test_inputs",
+]

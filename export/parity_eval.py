@@ -14,6 +14,7 @@ the model path. Artifacts come from --artifacts (DIR/model.<precision>.onnx) or 
 exported into a temporary folder (int8 calibrates on --calib-images, default the training images).
 Prints a table: box / mask / landmark AP (visible, visible+occluded) / retrieval top-10, ms/image.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,7 @@ from pathlib import Path
 
 import torch
 
-COLUMNS = (("box", "box AP"), ("mask", "mask AP"), ("landmarks_visible", "lmk AP vis"),
-           ("landmarks_all", "lmk AP vis+occ"))
+COLUMNS = (("box", "box AP"), ("mask", "mask AP"), ("landmarks_visible", "lmk AP vis"), ("landmarks_all", "lmk AP vis+occ"))
 
 
 def row(metrics: dict) -> dict:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     n_det = args.max_detections or int(model.cfg["max_detections"])
     folder = load_dataset(args.data)
-    images = folder.images[:args.max_images] if args.max_images else folder.images
+    images = folder.images[: args.max_images] if args.max_images else folder.images
     paths = [s.strip() for s in args.paths.split(",") if s.strip()]
 
     tmp = None
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if art is None and any(s.startswith("ort-") for s in paths):
         from .onnx_export import export_onnx
         from .precision import to_fp16, to_int8_qdq
+
         tmp = tempfile.TemporaryDirectory()
         art = Path(tmp.name)
         t = time.perf_counter()
@@ -89,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         if "ort-fp16" in paths:
             to_fp16(art / "model.fp32.onnx", art / "model.fp16.onnx")
         if "ort-int8" in paths:
-            to_int8_qdq(art / "model.fp32.onnx", art / "model.int8.onnx", args.calib_images, num_images=args.calib_num,
-                        cache=art / "calibration_cache.json")
+            to_int8_qdq(
+                art / "model.fp32.onnx",
+                art / "model.int8.onnx",
+                args.calib_images,
+                num_images=args.calib_num,
+                cache=art / "calibration_cache.json",
+            )
         print(f"exported artifacts in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     rows, full = {}, {}

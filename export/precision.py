@@ -24,6 +24,7 @@ What stays float in the INT8 graph (weights quantized: INT8_OP_TYPES = Conv, Con
   The exact list for a given artifact is written into its contract:
   model["int8_float_layers"] (names of the heavy nodes left float) and model["int8_float_op_types"].
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,8 +61,12 @@ INT8_CHAIN_OP_TYPES: tuple[str, ...] = ("Relu", "Add", "MaxPool", "Resize")
 # images), then the box head's fc6/fc7 and the keypoint predictor's MatMul (landmarks). Names absent
 # from a graph are ignored.
 INT8_SENSITIVE_FLOAT_LAYERS: tuple[str, ...] = (
-    "/box_predictor/cls_score/Gemm", "/box_predictor/bbox_pred/Gemm", "/box_head/fc6/Gemm", "/box_head/fc7/Gemm",
-    "/keypoint_predictor/MatMul")
+    "/box_predictor/cls_score/Gemm",
+    "/box_predictor/bbox_pred/Gemm",
+    "/box_head/fc6/Gemm",
+    "/box_head/fc7/Gemm",
+    "/keypoint_predictor/MatMul",
+)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = "df2infer.calibration_cache"
 CACHE_VERSION = 1
@@ -69,6 +74,7 @@ CACHE_VERSION = 1
 
 # ---------------------------------------------------------------------------------------------------
 # shared helpers
+
 
 def _load(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     return model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model))
@@ -124,11 +130,16 @@ def _ort_session(path: str | os.PathLike):
 # ---------------------------------------------------------------------------------------------------
 # FP16
 
-def to_fp16(fp32_onnx: str | os.PathLike | onnx.ModelProto, out: str | os.PathLike, *,
-            keep_fp32_ops: Sequence[str] = FP16_KEEP_OPS,
-            keep_fp32_name_prefixes: Sequence[str] = FP16_KEEP_FP32_NAME_PREFIXES,
-            keep_fp32_nodes: Sequence[str] = (),
-            verify: bool = True) -> Path:
+
+def to_fp16(
+    fp32_onnx: str | os.PathLike | onnx.ModelProto,
+    out: str | os.PathLike,
+    *,
+    keep_fp32_ops: Sequence[str] = FP16_KEEP_OPS,
+    keep_fp32_name_prefixes: Sequence[str] = FP16_KEEP_FP32_NAME_PREFIXES,
+    keep_fp32_nodes: Sequence[str] = (),
+    verify: bool = True,
+) -> Path:
     """Write a mixed-precision FP16 copy of the FP32 deploy graph to `out` and return its path.
 
     Weights and activations become FP16 except in the blocked op types (`keep_fp32_ops` plus
@@ -157,14 +168,14 @@ def to_fp16(fp32_onnx: str | os.PathLike | onnx.ModelProto, out: str | os.PathLi
     defaults = [onnx.TensorProto.FromString(t.SerializeToString()) for t in model.graph.initializer if t.name in input_names]
     for t in [t for t in model.graph.initializer if t.name in input_names]:
         model.graph.initializer.remove(t)
-    fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=sorted(op_block),
-                                            node_block_list=sorted(node_block))
+    fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=sorted(op_block), node_block_list=sorted(node_block))
     fp16.graph.initializer.extend(defaults)
     _restore_fp32_outputs(model, fp16)
     _fix_resize_scales(fp16)
     contract.precision = "fp16"
-    contract.model = dict(contract.model, fp16_fp32_ops=sorted(op_block & {n.op_type for n in _all_nodes(model.graph)}),
-                          fp16_fp32_nodes=sorted(node_block))
+    contract.model = dict(
+        contract.model, fp16_fp32_ops=sorted(op_block & {n.op_type for n in _all_nodes(model.graph)}), fp16_fp32_nodes=sorted(node_block)
+    )
     return _finish(model, fp16, props, contract, out, verify)
 
 
@@ -181,14 +192,15 @@ def _restore_fp32_outputs(before: onnx.ModelProto, after: onnx.ModelProto) -> No
         if want.get(o.name) != onnx.TensorProto.FLOAT or o.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
             continue
         producer = next(n for n in g.node if o.name in n.output)
-        if (producer.op_type == "Cast" and types.get(producer.input[0]) == onnx.TensorProto.FLOAT):
+        if producer.op_type == "Cast" and types.get(producer.input[0]) == onnx.TensorProto.FLOAT:
             producer.op_type = "Identity"
             del producer.attribute[:]
         else:
             k = list(producer.output).index(o.name)
             producer.output[k] = o.name + "/fp16"
-            g.node.append(onnx.helper.make_node("Cast", [o.name + "/fp16"], [o.name], name=o.name + "/cast_fp32",
-                                                to=onnx.TensorProto.FLOAT))
+            g.node.append(
+                onnx.helper.make_node("Cast", [o.name + "/fp16"], [o.name], name=o.name + "/cast_fp32", to=onnx.TensorProto.FLOAT)
+            )
         o.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
         for v in g.value_info:
             if v.name == o.name:
@@ -222,8 +234,7 @@ def _fix_resize_scales(model: onnx.ModelProto) -> None:
             node.input[idx] = new
         elif name in consts or types.get(name) == onnx.TensorProto.FLOAT16:
             new = name + "/fp32"
-            new_nodes.append(onnx.helper.make_node("Cast", [name], [new], name=node.name + "/scales_fp32",
-                                                   to=onnx.TensorProto.FLOAT))
+            new_nodes.append(onnx.helper.make_node("Cast", [name], [new], name=node.name + "/scales_fp32", to=onnx.TensorProto.FLOAT))
             node.input[idx] = new
     if new_nodes:
         g.node.extend(new_nodes)
@@ -240,6 +251,7 @@ def _fix_resize_scales(model: onnx.ModelProto) -> None:
 def _check_io_types(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
     def types(vis):
         return {v.name: v.type.tensor_type.elem_type for v in vis}
+
     for kind in ("input", "output"):
         a, b = types(getattr(before.graph, kind)), types(getattr(after.graph, kind))
         if a != b:
@@ -254,6 +266,7 @@ def _smoke_run(path: Path, contract: Contract) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # INT8 (Q/DQ)
+
 
 def images_digest(files: Sequence[Path], root: str | os.PathLike) -> str:
     """sha256 over (relative path, content sha256) of each calibration image, in order."""
@@ -293,14 +306,25 @@ def _write_cache(cache: Path, data: dict) -> None:
     os.replace(tmp, cache)
 
 
-def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibration_images_dir: str | os.PathLike, *,
-                method: str = "minmax", num_images: int | None = 200, cache: str | os.PathLike | None = None,
-                percentile: float = 99.999, hist_bins: int = 2048,
-                keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
-                keep_float_nodes: Sequence[str] = INT8_SENSITIVE_FLOAT_LAYERS,
-                op_types: Sequence[str] = INT8_OP_TYPES, chain_op_types: Sequence[str] = INT8_CHAIN_OP_TYPES,
-                weight_bits: int = 7, activations: str = "int8",
-                verify: bool = True, _reader_hook=None) -> Path:
+def to_int8_qdq(
+    fp32_onnx: str | os.PathLike,
+    out: str | os.PathLike,
+    calibration_images_dir: str | os.PathLike,
+    *,
+    method: str = "minmax",
+    num_images: int | None = 200,
+    cache: str | os.PathLike | None = None,
+    percentile: float = 99.999,
+    hist_bins: int = 2048,
+    keep_float_name_prefixes: Sequence[str] = KEEP_FP32_NAME_PREFIXES,
+    keep_float_nodes: Sequence[str] = INT8_SENSITIVE_FLOAT_LAYERS,
+    op_types: Sequence[str] = INT8_OP_TYPES,
+    chain_op_types: Sequence[str] = INT8_CHAIN_OP_TYPES,
+    weight_bits: int = 7,
+    activations: str = "int8",
+    verify: bool = True,
+    _reader_hook=None,
+) -> Path:
     """Write an INT8 Q/DQ copy of the FP32 deploy graph to `out` and return its path.
 
     Calibrates on up to `num_images` jpg/png images from `calibration_images_dir` (sorted by path),
@@ -342,9 +366,10 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
     input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
 
     names = {n.name for n in model.graph.node}
-    exclude = sorted({n.name for n in model.graph.node
-                      if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)}
-                     | (set(keep_float_nodes) & names))
+    exclude = sorted(
+        {n.name for n in model.graph.node if n.op_type in op_types and _matches(n.name, keep_float_name_prefixes)}
+        | (set(keep_float_nodes) & names)
+    )
     heavy = {n.name for n in model.graph.node if n.op_type in op_types} - set(exclude)
     chain = _chain_nodes(model.graph, heavy, chain_op_types)
     all_types = sorted(set(op_types) | {n.op_type for n in model.graph.node if n.name in chain})
@@ -367,8 +392,9 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
         options["symmetric"] = False
     key = calibration_cache_key(model_sha, method, img_sha, options)
 
-    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[method]
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[
+        method
+    ]
     extra = {
         "ActivationSymmetric": symmetric_act,
         "WeightSymmetric": True,
@@ -393,7 +419,8 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
             _calibrate(named, reader, ort_method, calib_opts, all_types, ranges_file, Path(tmp) / "augmented.onnx")
         # The ranges always reach the quantizer through ORT's own cache path (no reader, no calibration).
         quantize_static(
-            os.fspath(named), os.fspath(Path(tmp) / "q.onnx"),
+            os.fspath(named),
+            os.fspath(Path(tmp) / "q.onnx"),
             calibration_data_reader=None,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=all_types,
@@ -409,8 +436,12 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
         )
         if entry is None and cache_path is not None:
             cache_data["entries"][key] = {
-                "model_sha256": model_sha, "method": method, "options": options, "images_sha256": img_sha,
-                "num_images": len(files), "images": [p.relative_to(root).as_posix() for p in files],
+                "model_sha256": model_sha,
+                "method": method,
+                "options": options,
+                "images_sha256": img_sha,
+                "num_images": len(files),
+                "images": [p.relative_to(root).as_posix() for p in files],
                 "ranges": json.loads(ranges_file.read_text()),
             }
             _write_cache(cache_path, cache_data)
@@ -418,22 +449,32 @@ def to_int8_qdq(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibratio
 
     float_layers, float_ops = _float_parts(q, op_types)
     contract.precision = "int8"
-    contract.model = dict(contract.model, int8_float_layers=float_layers, int8_float_op_types=float_ops,
-                          int8_quantized_op_types=sorted(op_types), int8_chain_nodes=sorted(chain),
-                          **{INT8_WEIGHT_RANGE_KEY: list(weight_range(q)), INT8_ACTIVATIONS_KEY: activations},
-                          int8_calibration={"method": method, **options, "num_images": len(files),
-                                            "images_sha256": img_sha, "cache_key": key,
-                                            "cache_hit": entry is not None})
+    contract.model = dict(
+        contract.model,
+        int8_float_layers=float_layers,
+        int8_float_op_types=float_ops,
+        int8_quantized_op_types=sorted(op_types),
+        int8_chain_nodes=sorted(chain),
+        **{INT8_WEIGHT_RANGE_KEY: list(weight_range(q)), INT8_ACTIVATIONS_KEY: activations},
+        int8_calibration={
+            "method": method,
+            **options,
+            "num_images": len(files),
+            "images_sha256": img_sha,
+            "cache_key": key,
+            "cache_hit": entry is not None,
+        },
+    )
     return _finish(model, q, props, contract, out, verify)
 
 
-def _calibrate(model_path: Path, reader, method, calib_opts: dict, op_types: list[str], ranges_file: Path,
-               augmented_path: Path) -> None:
+def _calibrate(model_path: Path, reader, method, calib_opts: dict, op_types: list[str], ranges_file: Path, augmented_path: Path) -> None:
     """Run ORT's calibrator over `reader` and save the tensor ranges (ORT's JSON cache format)."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
-    calibrator = create_calibrator(model_path, op_types, augmented_model_path=os.fspath(augmented_path),
-                                   calibrate_method=method, extra_options=dict(calib_opts))
+    calibrator = create_calibrator(
+        model_path, op_types, augmented_model_path=os.fspath(augmented_path), calibrate_method=method, extra_options=dict(calib_opts)
+    )
     if method == CalibrationMethod.MinMax:
         calibrator.collect_data(reader)
     else:
@@ -453,10 +494,8 @@ def _calibrate(model_path: Path, reader, method, calib_opts: dict, op_types: lis
 def _float_parts(q: onnx.ModelProto, op_types: Sequence[str]) -> tuple[list[str], list[str]]:
     """(names of op_types nodes whose weights are not fed by a DequantizeLinear, op types left in float)."""
     produced_by_dq = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
-    float_layers = sorted(n.name for n in q.graph.node
-                          if n.op_type in op_types and not (len(n.input) > 1 and n.input[1] in produced_by_dq))
-    float_ops = sorted({n.op_type for n in q.graph.node}
-                       - set(op_types) - {"QuantizeLinear", "DequantizeLinear"})
+    float_layers = sorted(n.name for n in q.graph.node if n.op_type in op_types and not (len(n.input) > 1 and n.input[1] in produced_by_dq))
+    float_ops = sorted({n.op_type for n in q.graph.node} - set(op_types) - {"QuantizeLinear", "DequantizeLinear"})
     return float_layers, float_ops
 
 
@@ -474,8 +513,13 @@ def weight_range(q: onnx.ModelProto) -> tuple[int, int]:
             continue
         if n.op_type == "DequantizeLinear" and t.data_type == onnx.TensorProto.INT8:
             w = numpy_helper.to_array(t).astype(np.int64)
-        elif n.op_type == "QuantizeLinear" and t.data_type == onnx.TensorProto.FLOAT and len(n.input) > 2 \
-                and n.input[2] in inits and inits[n.input[2]].data_type == onnx.TensorProto.INT8:
+        elif (
+            n.op_type == "QuantizeLinear"
+            and t.data_type == onnx.TensorProto.FLOAT
+            and len(n.input) > 2
+            and n.input[2] in inits
+            and inits[n.input[2]].data_type == onnx.TensorProto.INT8
+        ):
             scale = numpy_helper.to_array(inits[n.input[1]]).astype(np.float64)
             axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
             w = numpy_helper.to_array(t).astype(np.float64)

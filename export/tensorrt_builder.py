@@ -26,6 +26,7 @@ Structure follows NVIDIA's TensorRT Python samples (EngineBuilder: create_networ
 with cuda-python instead of pycuda. This module imports without TensorRT: it is imported lazily inside the
 functions that need it, and missing TensorRT is a clear error at call time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -123,8 +124,14 @@ def nms_candidates(model: Any) -> list[NmsCandidates]:
         if len(n.input) > 4 and n.input[4]:
             value = consts.get(n.input[4])
             thr = float(np.asarray(value).reshape(-1)[0]) if value is not None else float("nan")
-        found.append(NmsCandidates(node=n.name or n.output[0], boxes=boxes[1] if len(boxes) == 3 else None,
-                                   classes=scores[1] if len(scores) == 3 else None, score_threshold=thr))
+        found.append(
+            NmsCandidates(
+                node=n.name or n.output[0],
+                boxes=boxes[1] if len(boxes) == 3 else None,
+                classes=scores[1] if len(scores) == 3 else None,
+                score_threshold=thr,
+            )
+        )
     return found
 
 
@@ -139,12 +146,16 @@ def check_nms_box_limit(model: Any, compute_capability: str, *, source: str = "<
     limit = nms_box_limit(compute_capability)
     warnings_: list[str] = []
     for c in nms_candidates(model):
-        where = (f"{source}: NonMaxSuppression {c.node!r} sends {c.boxes} boxes x {c.classes} classes = "
-                 f"{c.candidates} candidates per image; TensorRT's NMS layer considers at most {limit} per image on "
-                 f"compute capability {compute_capability}")
+        where = (
+            f"{source}: NonMaxSuppression {c.node!r} sends {c.boxes} boxes x {c.classes} classes = "
+            f"{c.candidates} candidates per image; TensorRT's NMS layer considers at most {limit} per image on "
+            f"compute capability {compute_capability}"
+        )
         if c.candidates is None:
-            msg = (f"{source}: NonMaxSuppression {c.node!r}: candidate count not static (boxes {c.boxes}, classes "
-                   f"{c.classes}); TensorRT's NMS layer considers at most {limit} per image, not checked")
+            msg = (
+                f"{source}: NonMaxSuppression {c.node!r}: candidate count not static (boxes {c.boxes}, classes "
+                f"{c.classes}); TensorRT's NMS layer considers at most {limit} per image, not checked"
+            )
         elif c.candidates <= limit:
             continue
         elif c.score_threshold is None or not c.score_threshold > 0:
@@ -152,11 +163,14 @@ def check_nms_box_limit(model: Any, compute_capability: str, *, source: str = "<
                 f"{where}, and this NMS has no score threshold to filter them (score_threshold "
                 f"{c.score_threshold}): the engine would drop the {c.candidates - limit} lowest-scored candidates on "
                 "every image where ONNX Runtime keeps them. Export with fewer proposals (rpn_post_nms_top_n_test / "
-                "pre_nms_top_n) so the count fits.")
+                "pre_nms_top_n) so the count fits."
+            )
         else:
-            msg = (f"{where}: results differ from ONNX Runtime on images where more than {limit} candidates score "
-                   f"above the threshold {c.score_threshold:g} (TensorRT keeps the {limit} best). Export with fewer "
-                   f"proposals (at most {limit // max(c.classes or 1, 1)} boxes for {c.classes} classes) to rule it out.")
+            msg = (
+                f"{where}: results differ from ONNX Runtime on images where more than {limit} candidates score "
+                f"above the threshold {c.score_threshold:g} (TensorRT keeps the {limit} best). Export with fewer "
+                f"proposals (at most {limit // max(c.classes or 1, 1)} boxes for {c.classes} classes) to rule it out."
+            )
         log.warning("%s", msg)
         warnings_.append(msg)
     return warnings_
@@ -176,12 +190,14 @@ def check_buildable(info: OnnxInfo) -> None:
             f"{info.path}: an INT8 graph in ONNX Runtime's CPU form (contract int8_activations='uint8': asymmetric u8 "
             "activations), which TensorRT cannot build (its INT8 is symmetric s8). Export the TensorRT form from the "
             "FP32 model with `df2infer export MODEL --out DIR --precision int8 --calib-images DIR` (s8 activations), "
-            "or build from the FP32 / FP16 ONNX file")
+            "or build from the FP32 / FP16 ONNX file"
+        )
     if info.contract.gated_heads:
         raise ContractError(
             f"{info.path}: a gated-head graph (contract gated_heads=true): its heads run on a row count known only "
             "at run time, which TensorRT cannot build; export with static heads (`df2infer export ... --engine`, "
-            "or --heads static)")
+            "or --heads static)"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ calibration
@@ -236,8 +252,10 @@ class CalibrationBatches:
         elif isinstance(source, Sequence):
             self._paths = [Path(p) for p in source]
         else:
-            raise TypeError(f"calibration images: {type(source).__name__}; expected an array [N, 3, H, W], a .npy "
-                            "file, a directory of images or a list of image paths")
+            raise TypeError(
+                f"calibration images: {type(source).__name__}; expected an array [N, 3, H, W], a .npy "
+                "file, a directory of images or a list of image paths"
+            )
         if self._array is not None and (self._array.ndim != 4 or tuple(self._array.shape[1:]) != self.shape):
             raise ValueError(f"calibration array shape {self._array.shape}, expected [N, *{self.shape}]")
         n = self.num_images
@@ -284,8 +302,9 @@ def make_entropy_calibrator(batches: CalibrationBatches | None, cache: Calibrati
             self._device = 0
             if batches is not None:
                 self._host = np.empty((batches.batch_size, *batches.shape), dtype=np.float32)
-                self._device = int(cuda_call(cudart, cudart.cudaMalloc(self._host.nbytes),
-                                             f"cudaMalloc({self._host.nbytes}) for calibration"))
+                self._device = int(
+                    cuda_call(cudart, cudart.cudaMalloc(self._host.nbytes), f"cudaMalloc({self._host.nbytes}) for calibration")
+                )
 
         def get_batch_size(self) -> int:
             return batches.batch_size if batches is not None else 1
@@ -293,9 +312,11 @@ def make_entropy_calibrator(batches: CalibrationBatches | None, cache: Calibrati
         def get_batch(self, names: list[str]) -> list[int]:
             if batches is None or self._host is None or not batches.fill(self._host):
                 return []  # no more batches
-            cuda_call(cudart, cudart.cudaMemcpy(self._device, self._host.ctypes.data, self._host.nbytes,
-                                                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice),
-                      "cudaMemcpy(host->device, calibration batch)")
+            cuda_call(
+                cudart,
+                cudart.cudaMemcpy(self._device, self._host.ctypes.data, self._host.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice),
+                "cudaMemcpy(host->device, calibration batch)",
+            )
             return [self._device]
 
         # TensorRT documents "a cache object or None" (None: no cache, calibrate).
@@ -328,9 +349,11 @@ def weak_typing_problem(trt_mod: Any, precision: str) -> str | None:
     if not missing:
         return None
     version = getattr(trt_mod, "__version__", "?")
-    return (f"weak typing ({precision}) needs {', '.join(missing)}, which TensorRT {version} does not have (weak "
-            "typing is deprecated since 10.12 and removed in 11). Build strongly typed from the precision's own "
-            "ONNX file instead (FP16 ONNX for fp16, the Q/DQ ONNX for int8): leave weak_typing_precision unset.")
+    return (
+        f"weak typing ({precision}) needs {', '.join(missing)}, which TensorRT {version} does not have (weak "
+        "typing is deprecated since 10.12 and removed in 11). Build strongly typed from the precision's own "
+        "ONNX file instead (FP16 ONNX for fp16, the Q/DQ ONNX for int8): leave weak_typing_precision unset."
+    )
 
 
 def has_strong_typing(trt_mod: Any) -> bool:
@@ -349,8 +372,7 @@ class EngineBuilder:
             cuda_call(self.cudart, self.cudart.cudaSetDevice(device_index), f"cudaSetDevice({device_index})")
             self.gpu_name, self.compute_capability = device_properties(self.cudart, device_index)
         except CudaError as e:
-            raise BuildError(f"no usable CUDA GPU to build on ({e}); TensorRT builds engines on the GPU that will "
-                             "run them") from None
+            raise BuildError(f"no usable CUDA GPU to build on ({e}); TensorRT builds engines on the GPU that will run them") from None
         self.trt_logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
         if hasattr(trt, "init_libnvinfer_plugins"):
             trt.init_libnvinfer_plugins(self.trt_logger, "")
@@ -370,8 +392,9 @@ class EngineBuilder:
 
         self.onnx = read_onnx_info(onnx_path)
         check_buildable(self.onnx)
-        self.nms_warnings = check_nms_box_limit(load_onnx(self.onnx.path, load_external_data=False),
-                                                self.compute_capability, source=str(self.onnx.path))
+        self.nms_warnings = check_nms_box_limit(
+            load_onnx(self.onnx.path, load_external_data=False), self.compute_capability, source=str(self.onnx.path)
+        )
         creation = trt.NetworkDefinitionCreationFlag
         if strongly_typed:
             flags = 1 << int(creation.STRONGLY_TYPED)
@@ -392,13 +415,21 @@ class EngineBuilder:
         if names != [INPUT_NAME]:
             raise ContractError(f"{self.onnx.path}: graph inputs {names}, the contract has exactly [{INPUT_NAME!r}]")
         for t in inputs + [net.get_output(i) for i in range(net.num_outputs)]:
-            log.info("%s %r shape %s dtype %s", "input" if t.is_network_input else "output", t.name,
-                     tensorrt_dims(t.shape), t.dtype)
+            log.info("%s %r shape %s dtype %s", "input" if t.is_network_input else "output", t.name, tensorrt_dims(t.shape), t.dtype)
 
-    def create_engine(self, out_path: str | Path, *, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 8,
-                      timing_cache: str | Path | None = None, weak_typing_precision: str | None = None,
-                      calibration_images: Any = None, calibration_cache: str | Path | None = None,
-                      version_compatible: bool = False) -> Path:
+    def create_engine(
+        self,
+        out_path: str | Path,
+        *,
+        min_batch: int = 1,
+        opt_batch: int = 1,
+        max_batch: int = 8,
+        timing_cache: str | Path | None = None,
+        weak_typing_precision: str | None = None,
+        calibration_images: Any = None,
+        calibration_cache: str | Path | None = None,
+        version_compatible: bool = False,
+    ) -> Path:
         """Build and write the engine and its sidecar; return the engine path. version_compatible=True sets
         BuilderFlag.VERSION_COMPATIBLE (the engine then loads on later TensorRT versions of the same major; the
         RoiAlign plugin must then travel with it, not verified on hardware here) and records it in the sidecar."""
@@ -412,15 +443,16 @@ class EngineBuilder:
         if tuple(in_shape[1:]) != chw:
             raise ContractError(f"{self.onnx.path}: input {INPUT_NAME} is {in_shape}, contract says [B, *{chw}]")
         if in_shape[0] >= 0 and not (min_batch == opt_batch == max_batch == in_shape[0]):
-            raise BuildError(f"{self.onnx.path}: the graph's batch is fixed at {in_shape[0]}; export it with a dynamic "
-                             f"batch or build with min=opt=max={in_shape[0]}")
+            raise BuildError(
+                f"{self.onnx.path}: the graph's batch is fixed at {in_shape[0]}; export it with a dynamic "
+                f"batch or build with min=opt=max={in_shape[0]}"
+            )
         engine_path = Path(out_path)
         engine_path.parent.mkdir(parents=True, exist_ok=True)
         cfg = self.config
 
         profile = self.builder.create_optimization_profile()
-        profile.set_shape(INPUT_NAME, trt.Dims([min_batch, *chw]), trt.Dims([opt_batch, *chw]),
-                          trt.Dims([max_batch, *chw]))
+        profile.set_shape(INPUT_NAME, trt.Dims([min_batch, *chw]), trt.Dims([opt_batch, *chw]), trt.Dims([max_batch, *chw]))
         cfg.add_optimization_profile(profile)
 
         self.version_compatible = bool(version_compatible)
@@ -437,9 +469,17 @@ class EngineBuilder:
                 calibrator = self._calibrator(chw, calibration_images, calibration_cache)
                 if calibrator is not None:
                     cfg.int8_calibrator = calibrator
-        log.info("building %s engine %s (%s, batch %d/%d/%d) on %s (sm %s)", precision, engine_path,
-                 "strongly typed" if self.strongly_typed else "weakly typed", min_batch, opt_batch, max_batch,
-                 self.gpu_name, self.compute_capability)
+        log.info(
+            "building %s engine %s (%s, batch %d/%d/%d) on %s (sm %s)",
+            precision,
+            engine_path,
+            "strongly typed" if self.strongly_typed else "weakly typed",
+            min_batch,
+            opt_batch,
+            max_batch,
+            self.gpu_name,
+            self.compute_capability,
+        )
 
         cache_path = Path(timing_cache) if timing_cache is not None else None
         if cache_path is not None:
@@ -469,11 +509,17 @@ class EngineBuilder:
             log.info("saved timing cache %s", cache_path)
 
         meta = engine_sidecar_meta(
-            self.onnx, precision=precision, max_batch=max_batch,
-            profile={"min": min_batch, "opt": opt_batch, "max": max_batch}, tensorrt_version=str(trt.__version__),
-            version_compatible=self.version_compatible, gpu_name=self.gpu_name,
-            compute_capability=self.compute_capability, strongly_typed=self.strongly_typed,
-            nms_warnings=self.nms_warnings)
+            self.onnx,
+            precision=precision,
+            max_batch=max_batch,
+            profile={"min": min_batch, "opt": opt_batch, "max": max_batch},
+            tensorrt_version=str(trt.__version__),
+            version_compatible=self.version_compatible,
+            gpu_name=self.gpu_name,
+            compute_capability=self.compute_capability,
+            strongly_typed=self.strongly_typed,
+            nms_warnings=self.nms_warnings,
+        )
         sidecar = write_engine_sidecar(engine_path, meta)
         log.info("wrote %s and %s", engine_path, sidecar)
         return engine_path
@@ -487,8 +533,10 @@ class EngineBuilder:
             log.info("%s has Q/DQ nodes: explicitly quantized, no calibrator", self.onnx.path)
             return None
         if images is None and cache.read() is None:
-            raise BuildError("weakly typed int8 from a graph without Q/DQ nodes needs calibration_images, or an "
-                             f"existing calibration_cache (got {cache_file})")
+            raise BuildError(
+                "weakly typed int8 from a graph without Q/DQ nodes needs calibration_images, or an "
+                f"existing calibration_cache (got {cache_file})"
+            )
         batches = CalibrationBatches(images, self.onnx.contract) if images is not None else None
         calibrator = make_entropy_calibrator(batches, cache)
         if hasattr(self.config, "set_calibration_profile"):  # dynamic batch: calibrate at one fixed shape
@@ -500,11 +548,21 @@ class EngineBuilder:
         return calibrator
 
 
-def build_engine(onnx_path: str | Path, out_path: str | Path, *, min_batch: int = 1, opt_batch: int = 1,
-                 max_batch: int = 8, workspace_gib: float = 2.0, timing_cache: str | Path | None = None,
-                 weak_typing_precision: str | None = None, calibration_images: Any = None,
-                 calibration_cache: str | Path | None = None, verbose: bool = False,
-                 version_compatible: bool = False) -> Path:
+def build_engine(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    *,
+    min_batch: int = 1,
+    opt_batch: int = 1,
+    max_batch: int = 8,
+    workspace_gib: float = 2.0,
+    timing_cache: str | Path | None = None,
+    weak_typing_precision: str | None = None,
+    calibration_images: Any = None,
+    calibration_cache: str | Path | None = None,
+    verbose: bool = False,
+    version_compatible: bool = False,
+) -> Path:
     """Build `<out>.engine` (+ `<out>.engine.json`) from an exported ONNX file; return the engine path.
 
     Strongly typed by default: the ONNX file's own types decide the precision. `weak_typing_precision`
@@ -513,16 +571,22 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, *, min_batch: int 
     is Q/DQ or `calibration_cache` already exists. `out_path` ending in .engine, .plan or .trt is used as given,
     otherwise `.engine` is appended.
     """
-    if not (isinstance(min_batch, int) and isinstance(opt_batch, int) and isinstance(max_batch, int)
-            and 1 <= min_batch <= opt_batch <= max_batch):
+    if not (
+        isinstance(min_batch, int)
+        and isinstance(opt_batch, int)
+        and isinstance(max_batch, int)
+        and 1 <= min_batch <= opt_batch <= max_batch
+    ):
         raise ValueError(f"batch profile min={min_batch} opt={opt_batch} max={max_batch}: need 1 <= min <= opt <= max")
     if not workspace_gib > 0:
         raise ValueError(f"workspace_gib={workspace_gib}: must be > 0")
     if weak_typing_precision is not None and weak_typing_precision not in WEAK_PRECISIONS:
         raise ValueError(f"weak_typing_precision={weak_typing_precision!r}: expected None or one of {WEAK_PRECISIONS}")
     if weak_typing_precision != "int8" and (calibration_images is not None or calibration_cache is not None):
-        raise ValueError("calibration_images / calibration_cache only apply to weak_typing_precision='int8' "
-                         "(strongly typed INT8 engines are built from the Q/DQ ONNX, calibrated at export)")
+        raise ValueError(
+            "calibration_images / calibration_cache only apply to weak_typing_precision='int8' "
+            "(strongly typed INT8 engines are built from the Q/DQ ONNX, calibrated at export)"
+        )
     out = Path(out_path)
     if out.suffix not in ENGINE_SUFFIXES:
         out = out.with_name(out.name + ".engine")
@@ -538,20 +602,41 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, *, min_batch: int 
         raise BuildError(
             f"TensorRT {trt.__version__} has no strongly typed networks (NetworkDefinitionCreationFlag."
             "STRONGLY_TYPED); on such a version (e.g. JetPack 5's TensorRT 8.5) pass weak_typing_precision "
-            "('fp32', 'fp16', or 'int8' with calibration or a Q/DQ graph)")
+            "('fp32', 'fp16', or 'int8' with calibration or a Q/DQ graph)"
+        )
     if not Path(onnx_path).is_file():
         raise FileNotFoundError(f"{onnx_path}: no such ONNX file")
 
     builder = EngineBuilder(workspace_gib=workspace_gib, verbose=verbose)
     builder.create_network(onnx_path, strongly_typed=weak_typing_precision is None)
-    return builder.create_engine(out, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
-                                 timing_cache=timing_cache, weak_typing_precision=weak_typing_precision,
-                                 calibration_images=calibration_images, calibration_cache=calibration_cache,
-                                 version_compatible=version_compatible)
+    return builder.create_engine(
+        out,
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        timing_cache=timing_cache,
+        weak_typing_precision=weak_typing_precision,
+        calibration_images=calibration_images,
+        calibration_cache=calibration_cache,
+        version_compatible=version_compatible,
+    )
 
 
 __all__ = [
-    "BuildError", "CalibrationBatches", "CalibrationCache", "EngineBuilder", "NmsCandidates", "OnnxInfo",
-    "TensorRTUnavailable", "WeakTypingUnavailable", "build_engine", "check_buildable", "check_nms_box_limit",
-    "make_entropy_calibrator", "nms_box_limit", "nms_candidates", "read_onnx_info", "weak_typing_problem",
+    "BuildError",
+    "CalibrationBatches",
+    "CalibrationCache",
+    "EngineBuilder",
+    "NmsCandidates",
+    "OnnxInfo",
+    "TensorRTUnavailable",
+    "WeakTypingUnavailable",
+    "build_engine",
+    "check_buildable",
+    "check_nms_box_limit",
+    "make_entropy_calibrator",
+    "nms_box_limit",
+    "nms_candidates",
+    "read_onnx_info",
+    "weak_typing_problem",
 ]

@@ -11,6 +11,7 @@ scaling, mask pasting, landmark decoding, retrieval) is then the runtime's own c
 the ONNX Runtime and TensorRT backends. The eager model keeps the top N detections per image
 (its RoI heads' detections_per_img is set to N while it runs), as the deploy graph does.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,8 +39,9 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model_or_checkpoint, device: str = "cpu", threads: int | None = None,
-                 max_detections: int | None = None, max_batch: int = 8):
+    def __init__(
+        self, model_or_checkpoint, device: str = "cpu", threads: int | None = None, max_detections: int | None = None, max_batch: int = 8
+    ):
         if threads:
             torch.set_num_threads(int(threads))
         self.device = _resolve_device(device)
@@ -78,10 +80,15 @@ class TorchBackend:
         finally:
             rh.detections_per_img = saved
         self._sync()
-        res = {"num_dets": np.zeros((B,), np.int32), "boxes": np.zeros((B, N, 4), np.float32),
-               "scores": np.zeros((B, N), np.float32), "labels": np.zeros((B, N), np.int32),
-               "masks": np.zeros((B, N, M, M), np.float32), "landmark_heatmaps": np.zeros((B, N, L, K, K), np.float32),
-               "embeddings": np.zeros((B, N, D), np.float32)}
+        res = {
+            "num_dets": np.zeros((B,), np.int32),
+            "boxes": np.zeros((B, N, 4), np.float32),
+            "scores": np.zeros((B, N), np.float32),
+            "labels": np.zeros((B, N), np.int32),
+            "masks": np.zeros((B, N, M, M), np.float32),
+            "landmark_heatmaps": np.zeros((B, N, L, K, K), np.float32),
+            "embeddings": np.zeros((B, N, D), np.float32),
+        }
         for b, o in enumerate(outs):
             k = min(int(len(o["scores"])), N)
             res["num_dets"][b] = k
@@ -105,8 +112,9 @@ class DeployBackend(TorchBackend):
 
     name = "torch-deploy"
 
-    def __init__(self, model_or_checkpoint, device: str = "cpu", threads: int | None = None,
-                 max_detections: int | None = None, max_batch: int = 8):
+    def __init__(
+        self, model_or_checkpoint, device: str = "cpu", threads: int | None = None, max_detections: int | None = None, max_batch: int = 8
+    ):
         super().__init__(model_or_checkpoint, device, threads, max_detections, max_batch)
         from .deploy import DeployMatchRCNN
 

@@ -4,6 +4,7 @@ Configuration: defaults <- config YAML (default export/configs/small.yaml) <- ke
 Writes to RUN_DIR: config.yaml, log.jsonl (losses, lr, s/iter, eval metrics), last.pt (model + optimizer +
 scheduler + iteration; --resume continues from it), model.pt (final weights, fp16 when --half) and eval_<iter>/ result files.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,17 @@ def to_device(targets, device):
     return [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
 
 
-def train(cfg: dict, data: str, out: str, device: str = "cpu", resume: bool = False, eval_data: str | None = None,
-          half: bool = False, progress: bool = True, log=print) -> dict:
+def train(
+    cfg: dict,
+    data: str,
+    out: str,
+    device: str = "cpu",
+    resume: bool = False,
+    eval_data: str | None = None,
+    half: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     from tqdm import tqdm
 
     from .data import DF2TorchDataset, PairBatchSampler, collate
@@ -55,7 +65,9 @@ def train(cfg: dict, data: str, out: str, device: str = "cpu", resume: bool = Fa
     tcfg, mcfg = cfg["train"], cfg["model"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(tcfg["seed"]); random.seed(tcfg["seed"]); np.random.seed(tcfg["seed"])
+    torch.manual_seed(tcfg["seed"])
+    random.seed(tcfg["seed"])
+    np.random.seed(tcfg["seed"])
     model = build_model(mcfg).to(device)
     opt = make_optimizer(model, tcfg)
     start = 0
@@ -72,14 +84,17 @@ def train(cfg: dict, data: str, out: str, device: str = "cpu", resume: bool = Fa
         log(f"resumed from {last} at iteration {start}")
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
-    ds = DF2TorchDataset(data, mcfg["input_size"], train=True, scale_jitter=tcfg["scale_jitter"],
-                         color_jitter=tcfg["color_jitter"], seed=tcfg["seed"])
+    ds = DF2TorchDataset(
+        data, mcfg["input_size"], train=True, scale_jitter=tcfg["scale_jitter"], color_jitter=tcfg["color_jitter"], seed=tcfg["seed"]
+    )
     sampler = PairBatchSampler(ds.anns, tcfg["batch_size"], tcfg["pair_fraction"], tcfg["seed"], start)
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg["num_workers"],
-                                         persistent_workers=tcfg["num_workers"] > 0)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg["num_workers"], persistent_workers=tcfg["num_workers"] > 0
+    )
     eval_folder = None
     if eval_data and tcfg["eval_every"] > 0:
         from df2infer.data import load_dataset
+
         eval_folder = load_dataset(eval_data)
     weights = tcfg["loss_weights"]
     logf = open(out / "log.jsonl", "a")
@@ -94,7 +109,7 @@ def train(cfg: dict, data: str, out: str, device: str = "cpu", resume: bool = Fa
         losses = model(images.to(device), to_device(targets, device))
         loss = sum(weights.get(k, 1.0) * v for k, v in losses.items())
         if not torch.isfinite(loss):
-            log(f"iteration {it}: non-finite loss {({k: float(v) for k, v in losses.items()})}; batch skipped")
+            log(f"iteration {it}: non-finite loss { ({k: float(v) for k, v in losses.items()}) }; batch skipped")
             opt.zero_grad(set_to_none=True)
             continue
         opt.zero_grad(set_to_none=True)
@@ -109,9 +124,14 @@ def train(cfg: dict, data: str, out: str, device: str = "cpu", resume: bool = Fa
         done = it + 1
         if done % tcfg["log_every"] == 0 or done == tcfg["iters"]:
             now = time.perf_counter()
-            rec = {"iter": done, "lr": opt.param_groups[0]["lr"], "s_per_iter": round((now - t_last) / n_acc, 4),
-                   **{k: round(v / n_acc, 5) for k, v in acc.items()}}
-            logf.write(json.dumps(rec) + "\n"); logf.flush()
+            rec = {
+                "iter": done,
+                "lr": opt.param_groups[0]["lr"],
+                "s_per_iter": round((now - t_last) / n_acc, 4),
+                **{k: round(v / n_acc, 5) for k, v in acc.items()},
+            }
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", s_it=rec["s_per_iter"])
             if not progress:
                 log(json.dumps(rec))
@@ -121,7 +141,8 @@ def train(cfg: dict, data: str, out: str, device: str = "cpu", resume: bool = Fa
         if eval_folder is not None and (done % tcfg["eval_every"] == 0 or done == tcfg["iters"]):
             rec = run_eval(model, eval_folder, out / f"eval_{done}", device, tcfg["eval_max_images"])
             rec["iter"] = done
-            logf.write(json.dumps(rec) + "\n"); logf.flush()
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
             log(f"eval @ {done}: {json.dumps(rec)}")
             model.train()
             t_last = time.perf_counter()

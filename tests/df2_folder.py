@@ -1,4 +1,5 @@
 """A tiny hand-made DeepFashion2 folder for the data and eval tests (no synthetic generator)."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,18 @@ def make_item(cid: int, box, style: int, rng: np.random.Generator, *, scale=2, o
             lms += [0, 0, 0]
         else:
             lms += [float(rng.integers(2 * x1 + 2, 2 * x2 - 2)) / 2, float(rng.integers(y1 + 1, y2 - 1)), v]
-    return {"category_id": cid, "category_name": spec.category(cid).raw_name, "style": style,
-            "bounding_box": list(box), "landmarks": lms, "segmentation": [poly],
-            "scale": scale, "occlusion": occlusion, "zoom_in": zoom_in, "viewpoint": viewpoint}
+    return {
+        "category_id": cid,
+        "category_name": spec.category(cid).raw_name,
+        "style": style,
+        "bounding_box": list(box),
+        "landmarks": lms,
+        "segmentation": [poly],
+        "scale": scale,
+        "occlusion": occlusion,
+        "zoom_in": zoom_in,
+        "viewpoint": viewpoint,
+    }
 
 
 def make_folder(root: Path, n_pairs: int = 4, seed: int = 0) -> Path:
@@ -41,11 +51,26 @@ def make_folder(root: Path, n_pairs: int = 4, seed: int = 0) -> Path:
     for p in range(1, n_pairs + 1):
         for source in ("shop", "user"):
             image_id += 1
-            left = make_item((p % 13) + 1, (10, 20, 90, 140), 1, rng, scale=1 + image_id % 3,
-                             occlusion=1 + p % 3, zoom_in=1 + (image_id + 1) % 3, viewpoint=1 + (p + 1) % 3)
-            right = make_item(((p + 6) % 13) + 1, (110.5, 30, 190, 150), 2 if p % 2 == 0 else 0, rng,
-                              scale=1 + (image_id + 1) % 3, occlusion=1 + (p + 2) % 3, zoom_in=1 + image_id % 3,
-                              viewpoint=1 + p % 3)
+            left = make_item(
+                (p % 13) + 1,
+                (10, 20, 90, 140),
+                1,
+                rng,
+                scale=1 + image_id % 3,
+                occlusion=1 + p % 3,
+                zoom_in=1 + (image_id + 1) % 3,
+                viewpoint=1 + (p + 1) % 3,
+            )
+            right = make_item(
+                ((p + 6) % 13) + 1,
+                (110.5, 30, 190, 150),
+                2 if p % 2 == 0 else 0,
+                rng,
+                scale=1 + (image_id + 1) % 3,
+                occlusion=1 + (p + 2) % 3,
+                zoom_in=1 + image_id % 3,
+                viewpoint=1 + p % 3,
+            )
             ann = {"source": source, "pair_id": p, "item1": left, "item2": right}
             name = f"{image_id:06d}"
             (root / "annos" / f"{name}.json").write_text(json.dumps(ann))

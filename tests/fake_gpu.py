@@ -13,6 +13,7 @@ machine without a GPU or TensorRT, and check *what our code calls, in which orde
   address, pinned host memory from ctypes), so the rest of the path runs. With a driver the real values are
   used. Every call is appended to `log` as `("cuda.<name>", args...)`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -85,9 +86,16 @@ class CheckedCudart:
 
 
 # ------------------------------------------------------------------------------------------------ tensorrt
-def fake_tensorrt(log: list, *, version: str = "10.3.0.30", contract: Contract | None = None,
-                  max_batch: int = 4, plugins_ok: bool = True, onnx_input_shape: tuple | None = None,
-                  execute: Any = None) -> types.ModuleType:
+def fake_tensorrt(
+    log: list,
+    *,
+    version: str = "10.3.0.30",
+    contract: Contract | None = None,
+    max_batch: int = 4,
+    plugins_ok: bool = True,
+    onnx_input_shape: tuple | None = None,
+    execute: Any = None,
+) -> types.ModuleType:
     """A stand-in `tensorrt` module recording every call into `log` (see the module doc).
 
     Engines it "deserializes" have the contract's tensors with an optimization profile of batch 1..max_batch.
@@ -311,23 +319,29 @@ class HostMemoryCudart(CheckedCudart):
         rt = self._rt
         ok = rt.cudaError_t.cudaSuccess
         if name == "cudaMalloc":
+
             def malloc(nbytes: int) -> tuple:
                 self._log.append(("cuda.cudaMalloc", nbytes))
                 buf = np.zeros(max(int(nbytes), 1), np.uint8)
                 self.memory[buf.ctypes.data] = buf
                 return ok, buf.ctypes.data
+
             return malloc
         if name == "cudaFree":
+
             def free(ptr: int) -> tuple:
                 self._log.append(("cuda.cudaFree", ptr))
                 self.memory.pop(int(ptr))
                 return (ok,)
+
             return free
         if name == "cudaMemcpyAsync":
+
             def memcpy(dst: int, src: int, nbytes: int, kind: Any, stream: Any) -> tuple:
                 self._log.append(("cuda.cudaMemcpyAsync", dst, src, nbytes, kind, stream))
                 ctypes.memmove(int(dst), int(src), int(nbytes))
                 self.copies.append((rt.cudaMemcpyKind(kind).name, int(nbytes)))
                 return (ok,)
+
             return memcpy
         return super().__getattr__(name)

@@ -4,6 +4,7 @@ Outputs are constants broadcast to the batch (known answers), except `embeddings
 each image's mean pixel value so tests can tell images in a batch apart:
     embeddings[b, i, :] = mean(images[b]) * EMB_BASIS[i, :]
 """
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,18 @@ def heatmaps() -> np.ndarray:
 
 
 def contract(**overrides) -> Contract:
-    c = Contract(input_height=H, input_width=W, max_detections=N, mask_size=M, heatmap_size=K, embedding_dim=D,
-                 max_batch=4, similarity_weight=SIM_W.tolist(), similarity_bias=SIM_B.tolist(),
-                 model={"name": "fake", "note": "test fixture"})
+    c = Contract(
+        input_height=H,
+        input_width=W,
+        max_detections=N,
+        mask_size=M,
+        heatmap_size=K,
+        embedding_dim=D,
+        max_batch=4,
+        similarity_weight=SIM_W.tolist(),
+        similarity_bias=SIM_B.tolist(),
+        model={"name": "fake", "note": "test fixture"},
+    )
     for k, v in overrides.items():
         setattr(c, k, v)
     return c
@@ -96,8 +106,9 @@ def build(path: Path, contract_json: str | None = None, metadata: bool = True, r
     f, i32 = TensorProto.FLOAT, TensorProto.INT32
     types = {"num_dets": i32, "labels": i32}
     outputs = [helper.make_tensor_value_info(rename.get(n, n), types.get(n, f), list(s)) for n, s in shapes.items()]
-    graph = helper.make_graph(nodes, "fake_match_rcnn", [helper.make_tensor_value_info("images", f, ["B", 3, H, W])],
-                              outputs, initializer=inits)
+    graph = helper.make_graph(
+        nodes, "fake_match_rcnn", [helper.make_tensor_value_info("images", f, ["B", 3, H, W])], outputs, initializer=inits
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="df2infer-tests")
     model.ir_version = 9
     if metadata:

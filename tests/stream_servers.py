@@ -10,6 +10,7 @@ SIGCONT and kill them). Each stops itself after --duration seconds.
 
 The HTTP servers send 320x240 frames at --fps, each showing its number.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,7 +123,8 @@ def serve_rtsp(port: int, fps: float) -> None:
     factory.set_launch(
         f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={W},height={H},framerate={int(fps)}/1 ! "
         f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={max(1, int(fps) // 2)} ! "
-        "rtph264pay name=pay0 pt=96 config-interval=1 )")
+        "rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
     factory.set_shared(True)
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:

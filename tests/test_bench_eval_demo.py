@@ -1,4 +1,5 @@
 """df2infer bench, eval --model and demo, on the fake contract-conforming ONNX model."""
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,31 @@ def tiny_data(tmp_path_factory):
 
 # ---------------------------------------------------------------- bench
 
+
 def test_bench_two_artifacts(model_path, tmp_path, capsys):
     second = tmp_path / "fake_copy.onnx"
     shutil.copy(model_path, second)
     out = tmp_path / "bench"
-    rc = main(["bench", str(model_path), str(second), "--synthetic", "--size", "320x240", "--batch", "1,2",
-               "--warmup", "3", "--runs", "5", "--device", "cpu", "--out", str(out)])
+    rc = main(
+        [
+            "bench",
+            str(model_path),
+            str(second),
+            "--synthetic",
+            "--size",
+            "320x240",
+            "--batch",
+            "1,2",
+            "--warmup",
+            "3",
+            "--runs",
+            "5",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| artifact | batch |" in printed and "p99" in printed
@@ -43,6 +63,7 @@ def test_bench_two_artifacts(model_path, tmp_path, capsys):
     assert (out / "bench.md").read_text().startswith("# df2infer bench")
     try:
         import matplotlib  # noqa: F401
+
         assert (out / "bench.png").stat().st_size > 0
     except ImportError:
         assert any("plot skipped" in n for n in rep["notes"])
@@ -72,9 +93,29 @@ def test_bench_no_model(monkeypatch, tmp_path, capsys):
 
 def test_bench_images_folder_and_accuracy(model_path, tiny_data, tmp_path):
     out = tmp_path / "bench"
-    rc = main(["bench", str(model_path), "--images", str(tiny_data / "image"), "--batch", "1", "--warmup", "1",
-               "--runs", "3", "--device", "cpu", "--out", str(out), "--no-plot", "--accuracy", str(tiny_data),
-               "--accuracy-images", "4"])
+    rc = main(
+        [
+            "bench",
+            str(model_path),
+            "--images",
+            str(tiny_data / "image"),
+            "--batch",
+            "1",
+            "--warmup",
+            "1",
+            "--runs",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--no-plot",
+            "--accuracy",
+            str(tiny_data),
+            "--accuracy-images",
+            "4",
+        ]
+    )
     assert rc == 0
     rep = json.loads((out / "bench.json").read_text())
     acc = rep["accuracy"]["by_subject"]["fake.onnx"]
@@ -84,6 +125,7 @@ def test_bench_images_folder_and_accuracy(model_path, tiny_data, tmp_path):
 
 
 # ---------------------------------------------------------------- eval --model
+
 
 def test_predict_results_formats(model_path, tiny_data):
     pred = df2infer.load(model_path, device="cpu")
@@ -105,8 +147,27 @@ def test_predict_results_formats(model_path, tiny_data):
 
 def test_eval_model_cli(model_path, tiny_data, tmp_path, capsys):
     rj = tmp_path / "report.json"
-    rc = main(["eval", str(tiny_data), "--model", str(model_path), "--device", "cpu", "--conf", "0.05", "--batch", "2",
-               "--max-images", "6", "--json", str(rj), "--write-results", str(tmp_path / "res"), "--no-breakdown"])
+    rc = main(
+        [
+            "eval",
+            str(tiny_data),
+            "--model",
+            str(model_path),
+            "--device",
+            "cpu",
+            "--conf",
+            "0.05",
+            "--batch",
+            "2",
+            "--max-images",
+            "6",
+            "--json",
+            str(rj),
+            "--write-results",
+            str(tmp_path / "res"),
+            "--no-breakdown",
+        ]
+    )
     assert rc == 0
     assert "detection (box)" in capsys.readouterr().out
     rep = json.loads(rj.read_text())
@@ -126,6 +187,7 @@ def test_eval_model_missing(tiny_data, tmp_path, capsys):
 
 # ---------------------------------------------------------------- demo
 
+
 def test_demo_missing_model(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(df2infer.api, "DEFAULT_MODEL", tmp_path / "models" / "default.onnx")
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
@@ -139,8 +201,25 @@ def test_demo_end_to_end(model_path, tmp_path, capsys):
     model.parent.mkdir()
     shutil.copy(model_path, model)
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--model", str(model), "--device", "cpu", "--images", "6",
-               "--video-frames", "4", "--runs", "3", "--warmup", "1"])
+    rc = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--images",
+            "6",
+            "--video-frames",
+            "4",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Outputs in" in printed and "latency" in printed
@@ -155,8 +234,28 @@ def test_demo_end_to_end(model_path, tmp_path, capsys):
     rep = json.loads((out / "bench" / "bench.json").read_text())
     assert rep["results"][0]["batch"] == 1 and rep["results"][0]["runs"] == 3
     # a second run reuses the generated data
-    assert main(["demo", "--out", str(out), "--model", str(model), "--device", "cpu", "--images", "6",
-                 "--video-frames", "4", "--runs", "1", "--warmup", "0"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--model",
+                str(model),
+                "--device",
+                "cpu",
+                "--images",
+                "6",
+                "--video-frames",
+                "4",
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "generating" not in capsys.readouterr().out
 
 

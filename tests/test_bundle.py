@@ -3,6 +3,7 @@
 If someone retrains or changes the exporter without running `make bundle`, the runtime's default
 model would silently drift from the checkpoint the README's numbers describe; this catches it.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """df2infer.cpu_features: feature parsing on fixed /proc/cpuinfo texts (no dependence on this CPU),
 and the INT8 refusal rule the runtime applies."""
+
 from __future__ import annotations
 
 import pytest
@@ -60,8 +61,17 @@ def test_int16_pair_bound():
     assert 2 * 255 * INT16_PAIR_SAFE_WEIGHT <= 32767 < 2 * 255 * (INT16_PAIR_SAFE_WEIGHT + 1)
 
 
-@pytest.mark.parametrize("text,machine", [(CASCADE_LAKE, "x86_64"), (ALDER_LAKE, "x86_64"), (SAPPHIRE, "AMD64"),
-                                          (JETSON_ORIN, "aarch64"), (PI3, "aarch64"), (GRAVITON3, "arm64")])
+@pytest.mark.parametrize(
+    "text,machine",
+    [
+        (CASCADE_LAKE, "x86_64"),
+        (ALDER_LAKE, "x86_64"),
+        (SAPPHIRE, "AMD64"),
+        (JETSON_ORIN, "aarch64"),
+        (PI3, "aarch64"),
+        (GRAVITON3, "arm64"),
+    ],
+)
 def test_int8_8bit_weights_run_where_products_accumulate_in_int32(text, machine):
     assert int8_refusal([-127, 127], parse_cpu_features(text, machine)) is None
 
@@ -102,9 +112,17 @@ def _int8_tiny(tmp_path, weight_range):
     return path
 
 
-@pytest.mark.parametrize("cpu,weight_range,refused", [
-    (EPYC_AVX2, [-127, 127], True), (EPYC_AVX2, None, True), (EPYC_AVX2, [-64, 64], False),
-    (SKYLAKE_AVX512, [-127, 127], True), (CASCADE_LAKE, [-127, 127], False), (ALDER_LAKE, [-127, 127], False)])
+@pytest.mark.parametrize(
+    "cpu,weight_range,refused",
+    [
+        (EPYC_AVX2, [-127, 127], True),
+        (EPYC_AVX2, None, True),
+        (EPYC_AVX2, [-64, 64], False),
+        (SKYLAKE_AVX512, [-127, 127], True),
+        (CASCADE_LAKE, [-127, 127], False),
+        (ALDER_LAKE, [-127, 127], False),
+    ],
+)
 def test_runtime_refuses_int8_that_would_saturate(cpu, weight_range, refused, tmp_path, monkeypatch):
     import df2infer.cpu_features as cf
     from df2infer.backends.base import ModelLoadError

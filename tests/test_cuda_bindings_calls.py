@@ -11,6 +11,7 @@ It does not check results: that needs a GPU.
 On a machine with a driver the real calls succeed; the scenario only uses valid handles there (its own
 allocations, the legacy and per-thread default streams) and never lets the fake engine touch memory.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,23 @@ EXPECT_MAJOR = "DF2INFER_EXPECT_CUDA_BINDINGS_MAJOR"
 CONTRACT = Contract(input_height=64, input_width=96, max_detections=10)
 # What the GPU code calls (tensorrt_backend, tensorrt_builder, cuda_check); the scenario must reach them all.
 EXPECTED_CALLS = {
-    "cudaSetDevice", "cudaGetDeviceProperties", "cudaStreamCreateWithFlags", "cudaEventCreateWithFlags",
-    "cudaMallocHost", "cudaMalloc", "cudaMemcpyAsync", "cudaMemcpy", "cudaStreamSynchronize", "cudaEventRecord",
-    "cudaStreamWaitEvent", "cudaFree", "cudaFreeHost", "cudaEventDestroy", "cudaStreamDestroy",
-    "cudaGetErrorName", "cudaGetErrorString",
+    "cudaSetDevice",
+    "cudaGetDeviceProperties",
+    "cudaStreamCreateWithFlags",
+    "cudaEventCreateWithFlags",
+    "cudaMallocHost",
+    "cudaMalloc",
+    "cudaMemcpyAsync",
+    "cudaMemcpy",
+    "cudaStreamSynchronize",
+    "cudaEventRecord",
+    "cudaStreamWaitEvent",
+    "cudaFree",
+    "cudaFreeHost",
+    "cudaEventDestroy",
+    "cudaStreamDestroy",
+    "cudaGetErrorName",
+    "cudaGetErrorString",
 }
 NO_DRIVER = {"cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorInitializationError"}
 
@@ -59,14 +73,17 @@ def run_gpu_code(monkeypatch, tmp_path: Path) -> CheckedCudart:
     for mod in (tb, builder):
         monkeypatch.setattr(mod, "import_cudart", lambda: cudart)
     import df2infer.gpu.cuda_check as cc_mod
+
     monkeypatch.setattr(cc_mod, "import_cudart", lambda: cudart)
 
     gpu_name, cc = device_properties(cudart, 0)
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"engine")
-    artifact.engine_sidecar_path(engine).write_text(json.dumps(
-        {"contract": json.loads(CONTRACT.to_json()), "tensorrt_version": "10.3.0.30", "compute_capability": cc,
-         "gpu_name": gpu_name}))
+    artifact.engine_sidecar_path(engine).write_text(
+        json.dumps(
+            {"contract": json.loads(CONTRACT.to_json()), "tensorrt_version": "10.3.0.30", "compute_capability": cc, "gpu_name": gpu_name}
+        )
+    )
     with tb.TensorRTBackend(engine) as be:
         be.run(np.zeros((2, 3, 64, 96), np.float32))
         inp = be._buffers["images"].device_ptr  # a real device allocation where a driver exists
@@ -78,8 +95,7 @@ def run_gpu_code(monkeypatch, tmp_path: Path) -> CheckedCudart:
     b = builder.EngineBuilder()
     assert b.compute_capability == cc
     data = np.zeros((2, 3, 64, 96), np.float32)
-    cal = builder.make_entropy_calibrator(builder.CalibrationBatches(data, CONTRACT, batch_size=2),
-                                          builder.CalibrationCache(None))
+    cal = builder.make_entropy_calibrator(builder.CalibrationBatches(data, CONTRACT, batch_size=2), builder.CalibrationCache(None))
     assert len(cal.get_batch(["images"])) == 1
     cal.free()
 
@@ -93,8 +109,9 @@ def test_gpu_code_calls_convert_with_the_installed_cuda_bindings(monkeypatch, tm
 
     major = cuda.bindings.__version__.split(".")[0]
     if os.environ.get(EXPECT_MAJOR):
-        assert major == os.environ[EXPECT_MAJOR], f"expected cuda-bindings {os.environ[EXPECT_MAJOR]}.x, got " \
-                                                  f"{cuda.bindings.__version__} from {cuda.bindings.__file__}"
+        assert major == os.environ[EXPECT_MAJOR], (
+            f"expected cuda-bindings {os.environ[EXPECT_MAJOR]}.x, got {cuda.bindings.__version__} from {cuda.bindings.__file__}"
+        )
     cudart = run_gpu_code(monkeypatch, tmp_path)
     assert EXPECTED_CALLS <= set(cudart.calls), f"not reached: {EXPECTED_CALLS - set(cudart.calls)}"
     unexpected = [(c, status) for c, status in cudart.failures if status not in NO_DRIVER]
@@ -107,10 +124,23 @@ def test_gpu_code_calls_convert_with_cuda_bindings_12(tmp_path):
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BINDINGS_12), os.environ.get("PYTHONPATH", "")]),
-               **{EXPECT_MAJOR: "12"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BINDINGS_12), os.environ.get("PYTHONPATH", "")]), **{EXPECT_MAJOR: "12"})
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"),
-         f"{Path(__file__).resolve()}::test_gpu_code_calls_convert_with_the_installed_cuda_bindings"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(tmp_path / "inner"),
+            f"{Path(__file__).resolve()}::test_gpu_code_calls_convert_with_the_installed_cuda_bindings",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]

@@ -6,6 +6,7 @@
 - the same sources, compiled for the CPU through the host shim, match the numpy references on random
   and edge inputs (docs/cuda_kernels.md gives the tolerances).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -102,8 +103,7 @@ def test_nvrtc12_compiles_for_sm72_xavier(source):
     text = log.value.decode(errors="replace").strip()
     # sm_72 is deprecated in CUDA 12 and NVRTC 12 says so on every compile (it has no option to silence
     # it); that one notice is dropped, any other line is a warning about our code.
-    text = "\n".join(line for line in text.splitlines()
-                     if "Architectures prior to '<compute/sm>_75' are deprecated" not in line).strip()
+    text = "\n".join(line for line in text.splitlines() if "Architectures prior to '<compute/sm>_75' are deprecated" not in line).strip()
     assert rc == 0, f"NVRTC 12 failed on {source} for sm_72:\n{text}"
     assert text == "", f"NVRTC 12 warnings for {source} sm_72:\n{text}"
     assert cubin.value > 1000
@@ -122,18 +122,40 @@ def test_nvcc_compiles_with_warnings_as_errors(source, tmp_path):
         pytest.skip("nvcc not found on PATH (install the CUDA toolkit's nvcc to run this check)")
     archs = [87, 90] + ([72] if _nvcc_major(nvcc) < 13 else [])  # CUDA 13 dropped sm_72 (see the NVRTC 12 test)
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
-    cmd = [nvcc, "-cubin" if len(archs) == 1 else "-fatbin", *gencode, *compiler.NVRTC_OPTIONS,
-           "-Werror", "all-warnings", "-Xptxas", "-warn-spills", "-o", str(tmp_path / "k.bin"),
-           str(compiler.KERNEL_DIR / source)]
+    cmd = [
+        nvcc,
+        "-cubin" if len(archs) == 1 else "-fatbin",
+        *gencode,
+        *compiler.NVRTC_OPTIONS,
+        "-Werror",
+        "all-warnings",
+        "-Xptxas",
+        "-warn-spills",
+        "-o",
+        str(tmp_path / "k.bin"),
+        str(compiler.KERNEL_DIR / source),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}{proc.stderr}"
     assert (tmp_path / "k.bin").stat().st_size > 1000
 
 
 # ---------------------------------------------------------------- signatures and the shim itself
-_KINDS = {"const unsigned char*": "ptr", "const long long*": "ptr", "const int*": "ptr", "const double*": "ptr",
-          "void*": "ptr", "const float*": "ptr", "float*": "ptr", "int*": "ptr", "unsigned char*": "ptr", "short*": "ptr",
-          "int": "i32", "long long": "i64", "float": "f32"}
+_KINDS = {
+    "const unsigned char*": "ptr",
+    "const long long*": "ptr",
+    "const int*": "ptr",
+    "const double*": "ptr",
+    "void*": "ptr",
+    "const float*": "ptr",
+    "float*": "ptr",
+    "int*": "ptr",
+    "unsigned char*": "ptr",
+    "short*": "ptr",
+    "int": "i32",
+    "long long": "i64",
+    "float": "f32",
+}
 
 
 def test_python_signatures_match_the_cu_sources(driver):
@@ -164,11 +186,15 @@ def test_pack_params_checks_count_and_range():
 
 def test_f16_conversion_matches_numpy(driver):
     rng = np.random.default_rng(0)
-    bits = np.concatenate([rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32),
-                           np.arange(0x33000000 - 64, 0x33000000 + 64, dtype=np.uint32),   # 2^-25 (ties)
-                           np.arange(0x38800000 - 4096, 0x38800000 + 4096, dtype=np.uint32),  # smallest normal
-                           np.arange(0x477fe000, 0x47800000 + 16, dtype=np.uint32),  # largest half, overflow
-                           np.array([0, 0x80000000, 0x7f800000, 0xff800000], np.uint32)])
+    bits = np.concatenate(
+        [
+            rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32),
+            np.arange(0x33000000 - 64, 0x33000000 + 64, dtype=np.uint32),  # 2^-25 (ties)
+            np.arange(0x38800000 - 4096, 0x38800000 + 4096, dtype=np.uint32),  # smallest normal
+            np.arange(0x477FE000, 0x47800000 + 16, dtype=np.uint32),  # largest half, overflow
+            np.array([0, 0x80000000, 0x7F800000, 0xFF800000], np.uint32),
+        ]
+    )
     f = bits.view(np.float32)
     finite = ~np.isnan(f)
     with np.errstate(over="ignore"):
@@ -177,12 +203,24 @@ def test_f16_conversion_matches_numpy(driver):
     got = np.array([conv(float(v)) for v in f[finite]], np.uint16)
     assert np.array_equal(got, want), f"{int((got != want).sum())} conversions differ"
     nan = conv(float("nan"))
-    assert (nan & 0x7c00) == 0x7c00 and (nan & 0x3ff) != 0
+    assert (nan & 0x7C00) == 0x7C00 and (nan & 0x3FF) != 0
 
 
 # ---------------------------------------------------------------- the kernels against the references
-LETTERBOX_SHAPES = [(1, 1), (1, 7), (9, 1), (2, 2), (480, 640), (720, 1280), (333, 517), (640, 640),
-                    (1280, 320), (5, 3000), (320, 320), (161, 97)]
+LETTERBOX_SHAPES = [
+    (1, 1),
+    (1, 7),
+    (9, 1),
+    (2, 2),
+    (480, 640),
+    (720, 1280),
+    (333, 517),
+    (640, 640),
+    (1280, 320),
+    (5, 3000),
+    (320, 320),
+    (161, 97),
+]
 
 
 @pytest.mark.parametrize("size", [(640, 640), (320, 416), (1, 1)])
@@ -227,8 +265,7 @@ def test_letterbox_empty_batch_and_bad_input(driver):
 def test_masks_and_landmarks_match_the_references(driver, seed):
     rng = np.random.default_rng(seed)
     sizes = [(120, 160), (1, 1), (97, 61), (2, 300)]
-    masks, heat, items = selfcheck.realistic_batch(rng, sizes, detections=12, per_image=10, heatmap_size=24,
-                                                   edge_cases=True)
+    masks, heat, items = selfcheck.realistic_batch(rng, sizes, detections=12, per_image=10, heatmap_size=24, edge_cases=True)
     stats = selfcheck.check_postprocess(driver, masks, heat, items)
     assert stats["mask_pixels"] > 50_000 and stats["landmarks"] > 500
     assert stats["mask_mismatches_unexplained"] == 0, stats
@@ -244,8 +281,10 @@ def test_masks_random_uniform_probabilities_and_thresholds(driver):
     rng = np.random.default_rng(7)
     masks = rng.random((2, 6, 14, 14), dtype=np.float32)
     heat = rng.normal(size=(2, 6, 39, 8, 8)).astype(np.float32)
-    items = [PostItem(0, np.arange(6), selfcheck.random_boxes(rng, 6, (50, 70), True), np.arange(1, 7), (50, 70)),
-             PostItem(1, np.array([5, 0]), selfcheck.random_boxes(rng, 2, (33, 9)), np.array([13, 4]), (33, 9))]
+    items = [
+        PostItem(0, np.arange(6), selfcheck.random_boxes(rng, 6, (50, 70), True), np.arange(1, 7), (50, 70)),
+        PostItem(1, np.array([5, 0]), selfcheck.random_boxes(rng, 2, (33, 9)), np.array([13, 4]), (33, 9)),
+    ]
     for thr in (0.5, 0.25, 0.9):
         stats = selfcheck.check_postprocess(driver, masks, heat, items, threshold=thr)
         assert stats["mask_mismatches_unexplained"] == 0 and stats["mask_mismatches"] <= 2, (thr, stats)
@@ -265,8 +304,7 @@ def test_postprocess_empty_batch_and_images_without_detections(driver):
 def test_one_launch_per_kernel_one_copy_each_way(driver):
     """The whole batch: one upload of the tables, one launch per kernel, one download, one sync."""
     rng = np.random.default_rng(5)
-    masks, heat, items = selfcheck.realistic_batch(rng, [(40, 50), (30, 20), (64, 64)], detections=6, per_image=5,
-                                                   heatmap_size=16)
+    masks, heat, items = selfcheck.realistic_batch(rng, [(40, 50), (30, 20), (64, 64)], detections=6, per_image=5, heatmap_size=16)
     mp, hp = selfcheck.to_device(driver, masks), selfcheck.to_device(driver, heat)
     gp = GpuPostprocessor(driver, detections=6, mask_size=28, heatmap_size=16)
     gp(items, mp, hp, landmark_method="torchvision")  # warm: buffers are allocated (and grown) here
@@ -275,7 +313,12 @@ def test_one_launch_per_kernel_one_copy_each_way(driver):
     ops = [c[0] for c in driver.calls]
     assert ops == ["upload"] + ["launch"] * 5 + ["download", "synchronize"], driver.calls
     assert [c[1] for c in driver.calls if c[0] == "launch"] == [
-        "paste_masks_weights", "paste_masks_compact", "landmarks_cubic_tables", "landmarks_torchvision_columns", "landmarks_torchvision"]
+        "paste_masks_weights",
+        "paste_masks_compact",
+        "landmarks_cubic_tables",
+        "landmarks_torchvision_columns",
+        "landmarks_torchvision",
+    ]
     compact = sum(int(np.prod(r.shape)) for r in gp(items, mp, hp)[0].masks)
     assert compact > 0
     full = masks.nbytes + heat.nbytes
@@ -307,35 +350,79 @@ class _FakeCudaDriverAPI:
     def _rec(self, name, *args):
         self.calls.append((name, args))
 
-    def cuInit(self, flags): self._rec("cuInit"); return (0,)
-    def cuDeviceGet(self, i): return (0, 100 + i)
-    def cuDevicePrimaryCtxRetain(self, dev): return (0, "ctx")
-    def cuCtxSetCurrent(self, ctx): self._rec("cuCtxSetCurrent", ctx); return (0,)
+    def cuInit(self, flags):
+        self._rec("cuInit")
+        return (0,)
+
+    def cuDeviceGet(self, i):
+        return (0, 100 + i)
+
+    def cuDevicePrimaryCtxRetain(self, dev):
+        return (0, "ctx")
+
+    def cuCtxSetCurrent(self, ctx):
+        self._rec("cuCtxSetCurrent", ctx)
+        return (0,)
+
     def cuDeviceGetAttribute(self, attr, dev):
         return (0, {"major": self.arch // 10, "minor": self.arch % 10, "integrated": 0}[attr])
-    def cuStreamCreate(self, flags): return (0, 77)
+
+    def cuStreamCreate(self, flags):
+        return (0, 77)
+
     def cuModuleLoadData(self, image):
-        self._rec("cuModuleLoadData", len(image)); h = 1000 + len(self.modules); self.modules[h] = image; return (0, h)
-    def cuModuleGetFunction(self, module, name): return (0, name.decode())
+        self._rec("cuModuleLoadData", len(image))
+        h = 1000 + len(self.modules)
+        self.modules[h] = image
+        return (0, h)
+
+    def cuModuleGetFunction(self, module, name):
+        return (0, name.decode())
+
     def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
         self._rec("cuLaunchKernel", fn, (gx, gy, gz), (bx, by, bz), shared, stream)
         g, b = (ctypes.c_uint * 3)(gx, gy, gz), (ctypes.c_uint * 3)(bx, by, bz)
         assert self.shim.shim_launch(fn.encode(), g, b, params) == 0
         return (0,)
+
     def cuMemAlloc(self, n):
-        buf = np.zeros(n, np.uint8); self.mem[buf.ctypes.data] = buf; return (0, buf.ctypes.data)
-    def cuMemFree(self, p): self.mem.pop(int(p)); return (0,)
+        buf = np.zeros(n, np.uint8)
+        self.mem[buf.ctypes.data] = buf
+        return (0, buf.ctypes.data)
+
+    def cuMemFree(self, p):
+        self.mem.pop(int(p))
+        return (0,)
+
     def cuMemHostAlloc(self, n, flags):
-        self._rec("cuMemHostAlloc", n, flags); return self.cuMemAlloc(n)
-    def cuMemFreeHost(self, p): return self.cuMemFree(p)
+        self._rec("cuMemHostAlloc", n, flags)
+        return self.cuMemAlloc(n)
+
+    def cuMemFreeHost(self, p):
+        return self.cuMemFree(p)
+
     def cuMemcpyHtoDAsync(self, dst, src, n, stream):
-        self._rec("cuMemcpyHtoDAsync", n, stream); ctypes.memmove(dst, src, n); return (0,)
+        self._rec("cuMemcpyHtoDAsync", n, stream)
+        ctypes.memmove(dst, src, n)
+        return (0,)
+
     def cuMemcpyDtoHAsync(self, dst, src, n, stream):
-        self._rec("cuMemcpyDtoHAsync", n, stream); ctypes.memmove(dst, src, n); return (0,)
-    def cuStreamSynchronize(self, s): self._rec("cuStreamSynchronize", s); return (0,)
-    def cuModuleUnload(self, m): return (0,)
-    def cuStreamDestroy(self, s): return (0,)
-    def cuDevicePrimaryCtxRelease(self, d): return (0,)
+        self._rec("cuMemcpyDtoHAsync", n, stream)
+        ctypes.memmove(dst, src, n)
+        return (0,)
+
+    def cuStreamSynchronize(self, s):
+        self._rec("cuStreamSynchronize", s)
+        return (0,)
+
+    def cuModuleUnload(self, m):
+        return (0,)
+
+    def cuStreamDestroy(self, s):
+        return (0,)
+
+    def cuDevicePrimaryCtxRelease(self, d):
+        return (0,)
 
 
 def test_cuda_driver_calls_through_a_fake_driver_api(driver, monkeypatch, tmp_path):

@@ -1,4 +1,5 @@
 """Data layer: DeepFashion2 <-> COCO round trip, retrieval ground truth, validator messages, CLIs."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,8 @@ def test_coco_fields_follow_official_converter(folder):
     assert a["iscrowd"] == 0
     kp = np.asarray(a["keypoints"]).reshape(294, 3)
     cat = spec.category(a["category_id"])
-    np.testing.assert_array_equal(kp[cat.slot_start:cat.slot_end], item.landmarks)
-    assert not kp[: cat.slot_start].any() and not kp[cat.slot_end:].any()
+    np.testing.assert_array_equal(kp[cat.slot_start : cat.slot_end], item.landmarks)
+    assert not kp[: cat.slot_start].any() and not kp[cat.slot_end :].any()
     assert a["num_keypoints"] == int((item.landmarks[:, 2] > 0).sum())
     for key in ("style", "pair_id", "scale", "occlusion", "zoom_in", "viewpoint", "segmentation"):
         assert key in a
@@ -99,6 +100,7 @@ def test_example_annotation_reads():
 
 
 # --- validator: every error names the file, the item and the field ---------------------------
+
 
 def _corrupt(folder: Path, image_id: int, fn) -> Path:
     p = folder / "annos" / f"{image_id:06d}.json"
@@ -162,6 +164,7 @@ def test_copy_of_example_folder_loads(tmp_path):
     (root / "image").mkdir()
     shutil.copy(FIXTURES / "example_annotation.json", root / "annos" / "000001.json")
     import cv2
+
     cv2.imwrite(str(root / "image" / "000001.jpg"), np.zeros((600, 560, 3), np.uint8))
     ds = load_dataset(root)
     coco = dataset_to_coco(ds)

@@ -1,4 +1,5 @@
 """Evaluator: ground truth scores 1.0, perturbations score lower, result files read and validate."""
+
 from __future__ import annotations
 
 import copy
@@ -150,6 +151,7 @@ def test_iou():
 
 # --- result files ------------------------------------------------------------------------------
 
+
 def test_official_example_files_load():
     res = read_results_dir(FIXTURES / "example_results")
     assert set(res) == set(KINDS)
@@ -165,15 +167,18 @@ def test_write_then_read(tmp_path, gt_results):
     assert back["bbox"] == gt_results["bbox"] and back["retrieval"] == gt_results["retrieval"]
 
 
-@pytest.mark.parametrize("kind,mutate,field", [
-    ("bbox", lambda e: e.pop("score"), "score"),
-    ("bbox", lambda e: e.__setitem__("bbox", [1, 2, 3]), "bbox"),
-    ("bbox", lambda e: e.__setitem__("category_id", 0), "category_id"),
-    ("keys", lambda e: e.__setitem__("keypoints", e["keypoints"][:-3]), "keypoints"),
-    ("segm", lambda e: e["segmentation"].pop("counts"), "segmentation"),
-    ("retrieval", lambda e: e["gallery_bbox"].pop(), "gallery_bbox"),
-    ("retrieval", lambda e: e.__setitem__("query_bbox", [10, 10, 5, 5]), "query_bbox"),
-])
+@pytest.mark.parametrize(
+    "kind,mutate,field",
+    [
+        ("bbox", lambda e: e.pop("score"), "score"),
+        ("bbox", lambda e: e.__setitem__("bbox", [1, 2, 3]), "bbox"),
+        ("bbox", lambda e: e.__setitem__("category_id", 0), "category_id"),
+        ("keys", lambda e: e.__setitem__("keypoints", e["keypoints"][:-3]), "keypoints"),
+        ("segm", lambda e: e["segmentation"].pop("counts"), "segmentation"),
+        ("retrieval", lambda e: e["gallery_bbox"].pop(), "gallery_bbox"),
+        ("retrieval", lambda e: e.__setitem__("query_bbox", [10, 10, 5, 5]), "query_bbox"),
+    ],
+)
 def test_bad_result_entries_named(tmp_path, kind, mutate, field):
     entries = json.loads((FIXTURES / "example_results" / f"{kind}.json").read_text())
     mutate(entries[2])
@@ -197,6 +202,7 @@ def test_unknown_image_and_wrong_mask_size(ds, gt_results):
 
 
 # --- command line ------------------------------------------------------------------------------
+
 
 def test_eval_cli(ds, gt_results, tmp_path, capsys):
     write_results({k: gt_results[k] for k in ("bbox", "retrieval")}, tmp_path / "res")

@@ -7,6 +7,7 @@ per-class NMS as torchvision; only ties could order differently); deploy module 
 boxes <= ~3e-5 px, scores <= ~3e-8, masks <= ~2e-6, heatmaps/embeddings <= ~2e-7, counts and
 labels exact. The asserts leave an order of magnitude of headroom.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,24 +27,28 @@ from df2infer.contract import METADATA_KEY, OUTPUT_NAMES, Contract  # noqa: E402
 @pytest.fixture(scope="module")
 def model():
     from tiny_match_rcnn import build_tiny_model
+
     return build_tiny_model(score_thresh=0.3)
 
 
 @pytest.fixture(scope="module")
 def deploy(model):
     from df2infer_export.deploy import DeployMatchRCNN
+
     return DeployMatchRCNN(model, max_detections=N, num_proposals=P)
 
 
 @pytest.fixture(scope="module")
 def images():
     from df2infer_export.onnx_export import test_inputs
+
     return test_inputs(SIZE, SIZE, batches=(1, 3), seed=1)
 
 
 @pytest.fixture(scope="module")
 def onnx_path(model, tmp_path_factory):
     from df2infer_export.onnx_export import export_onnx
+
     path = tmp_path_factory.mktemp("export") / "model.fp32.onnx"
     report: dict = {}
     export_onnx(model, path, max_detections=N, num_proposals=P, max_batch=4, trained_on="random init", report=report)
@@ -73,6 +78,7 @@ def _deploy_outputs(deploy, x: np.ndarray) -> dict:
 @pytest.mark.parametrize("batch_index", [0, 1], ids=["batch1", "batch3"])
 def test_onnx_matches_deploy(deploy, onnx_path, images, batch_index):
     from df2infer_export.onnx_export import ort_run
+
     x = images[batch_index]
     got, ref = ort_run(str(onnx_path), x), _deploy_outputs(deploy, x)
     for n in OUTPUT_NAMES:
@@ -92,6 +98,7 @@ def test_onnx_matches_deploy(deploy, onnx_path, images, batch_index):
 
 def test_lint_and_names(onnx_path):
     from df2infer_export.lint import check_onnx
+
     check_onnx(onnx_path)
     m = onnx.load(str(onnx_path))
     ops = {n.op_type for n in m.graph.node}
@@ -117,6 +124,7 @@ def test_contract_metadata(model, onnx_path):
 
 def test_runtime_loads_and_predicts(onnx_path, images):
     import df2infer
+
     pred = df2infer.load(str(onnx_path), device="cpu")
     frame = np.ascontiguousarray(images[0][0].transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8)  # BGR HWC
     res = pred.predict(frame, conf=0.0)
@@ -125,6 +133,7 @@ def test_runtime_loads_and_predicts(onnx_path, images):
 
 def test_export_cli_rejects_bad_precision(tmp_path):
     from df2infer.apps.main import main
+
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path), "--precision", "fp8"]) == 2
 
 
@@ -135,8 +144,10 @@ def test_failing_lint_during_export_raises_the_lint_report(model, tmp_path, monk
     from df2infer_export.lint import LintProblem, OnnxLintError
     from df2infer_export.onnx_export import export_onnx
 
-    problems = [LintProblem("unsupported_op", "made-up problem for the test", node="n0", op_type="FancyOp"),
-                LintProblem("type", "a warning rides along", severity="warning")]
+    problems = [
+        LintProblem("unsupported_op", "made-up problem for the test", node="n0", op_type="FancyOp"),
+        LintProblem("type", "a warning rides along", severity="warning"),
+    ]
     monkeypatch.setattr(lint, "lint_onnx", lambda m, **kw: problems)
     out = tmp_path / "m.onnx"
     with pytest.raises(OnnxLintError) as e:

@@ -6,6 +6,7 @@ Checked here: the default (no input fed) equals the static graph; with a thresho
 above it is unchanged and rows beyond K are zeros; the exported ONNX file carries the input as an
 optional one, the runtime feeds its `conf`, and TensorRT paths refuse the graph.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,18 +23,21 @@ from df2infer.contract import HEAD_SCORE_INPUT, Contract, ContractError  # noqa:
 @pytest.fixture(scope="module")
 def model():
     from tiny_match_rcnn import build_tiny_model
+
     return build_tiny_model(score_thresh=0.05)  # a spread of scores for the gate to cut through
 
 
 @pytest.fixture(scope="module")
 def images():
     from df2infer_export.onnx_export import test_inputs
+
     return torch.from_numpy(test_inputs(SIZE, SIZE, batches=(3,), seed=2)[0])
 
 
 @pytest.fixture(scope="module")
 def gated_onnx(model, tmp_path_factory):
     from df2infer_export.onnx_export import export_onnx
+
     path = tmp_path_factory.mktemp("gated") / "model.fp32.onnx"
     export_onnx(model, path, max_detections=N, num_proposals=P, max_batch=4, gate_heads=True, trained_on="random init")
     return path
@@ -47,6 +51,7 @@ def _threshold_between_rows(scores: torch.Tensor) -> float:
 
 def test_gated_deploy_default_equals_static(model, images):
     from df2infer_export.deploy import DeployMatchRCNN
+
     static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
     gated = DeployMatchRCNN(model, max_detections=N, num_proposals=P, gate_heads=True)
     with torch.no_grad():
@@ -57,6 +62,7 @@ def test_gated_deploy_default_equals_static(model, images):
 
 def test_gated_deploy_keeps_rows_above_the_gate_and_zeros_the_rest(model, images):
     from df2infer_export.deploy import DeployMatchRCNN
+
     static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
     gated = DeployMatchRCNN(model, max_detections=N, num_proposals=P, gate_heads=True)
     with torch.no_grad():
@@ -80,6 +86,7 @@ def test_gated_onnx_has_an_optional_input_and_matches(model, images, gated_onnx)
 
     from df2infer_export.deploy import DeployMatchRCNN
     from df2infer_export.onnx_export import ort_run
+
     s = ort.InferenceSession(str(gated_onnx), providers=["CPUExecutionProvider"])
     assert [i.name for i in s.get_inputs()] == ["images"]
     assert [i.name for i in s.get_overridable_initializers()] == [HEAD_SCORE_INPUT]
@@ -103,11 +110,13 @@ def test_runtime_feeds_conf_to_a_gated_model(model, images, gated_onnx, tmp_path
     as from the static graph (heads on every row)."""
     import df2infer
     from df2infer_export.onnx_export import export_onnx
+
     static_path = export_onnx(model, tmp_path / "static.onnx", max_detections=N, num_proposals=P, max_batch=4)
     frames = [np.ascontiguousarray(x.numpy().transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8) for x in images]
     pg, ps = df2infer.load(str(gated_onnx), device="cpu"), df2infer.load(str(static_path), device="cpu")
     assert pg.contract.gated_heads and not ps.contract.gated_heads
     from df2infer_export.deploy import DeployMatchRCNN
+
     with torch.no_grad():
         scores = DeployMatchRCNN(model, max_detections=N, num_proposals=P)(images)[2]
     conf = _threshold_between_rows(scores)
@@ -132,6 +141,7 @@ def test_contract_says_gated_but_graph_has_no_gate(gated_onnx, tmp_path):
 
     from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
     from df2infer.contract import METADATA_KEY
+
     m = onnx.load(str(gated_onnx))
     g = m.graph
     keep = [t for t in g.initializer if t.name != HEAD_SCORE_INPUT]
@@ -154,6 +164,7 @@ def test_contract_rejects_a_non_bool_gate():
 def test_tensorrt_refuses_gated_graphs(gated_onnx):
     from df2infer import artifact
     from df2infer_export import tensorrt_builder as builder
+
     info = artifact.read_onnx_info(gated_onnx)
     with pytest.raises(ContractError, match="static heads"):
         builder.check_buildable(info)
@@ -161,10 +172,12 @@ def test_tensorrt_refuses_gated_graphs(gated_onnx):
 
 def test_export_cli_engine_needs_static_heads(tmp_path):
     from df2infer.apps.main import main
+
     assert main(["export", str(tmp_path / "m.pt"), "--out", str(tmp_path), "--engine", "--heads", "gated"]) == 2
 
 
 # ---------------------------------------------------------------- packed-level RoiAlign, sub-pixel mask predictor
+
 
 def test_packed_roi_align_equals_multiscale_roi_align():
     """One RoiAlign on the packed map == torchvision's MultiScaleRoIAlign (per-level pooling) for
@@ -172,6 +185,7 @@ def test_packed_roi_align_equals_multiscale_roi_align():
     from torchvision.ops import MultiScaleRoIAlign
 
     from df2infer_export.deploy import RoILevels, pack_levels
+
     torch.manual_seed(0)
     H = W = 320
     names = ["0", "1", "2"]
@@ -193,6 +207,7 @@ def test_subpixel_mask_predictor_equals_torchvision():
     from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
     from df2infer_export.deploy import SubpixelMaskPredictor
+
     torch.manual_seed(0)
     ref = MaskRCNNPredictor(16, 16, 13).eval()
     x = torch.randn(5, 16, 14, 14)
@@ -202,6 +217,7 @@ def test_subpixel_mask_predictor_equals_torchvision():
 
 def test_lint_warns_that_gated_graphs_are_onnx_runtime_only(gated_onnx):
     from df2infer_export.lint import lint_onnx
+
     problems = lint_onnx(gated_onnx)
     assert not [p for p in problems if p.severity == "error"]
     assert [p.kind for p in problems if p.severity == "warning"] == ["runtime_length"]

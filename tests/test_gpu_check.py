@@ -1,4 +1,5 @@
 """benchmarks/gpu_check.py without a GPU: its pure parts, and that it stops clearly when there is no device."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -50,6 +51,7 @@ def test_median_time_runs_and_syncs(gc):
 def test_without_a_gpu_it_says_so(gc, tmp_path, capsys):
     try:
         from df2infer.ops.cuda.launch import CudaDriver
+
         CudaDriver(0).close()
     except Exception:  # noqa: BLE001 - any failure here means: no usable GPU, which is this test's case
         pass

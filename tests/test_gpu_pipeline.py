@@ -7,6 +7,7 @@ whole path frames -> GPU letterbox into the engine input -> engine outputs -> GP
 decoding -> Detections runs here, and must equal the CPU path's Detections on the same engine outputs: masks
 bit for bit, landmarks within the kernels' stated tolerances (docs/cuda_kernels.md). Nothing here touches a GPU.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -45,8 +46,9 @@ def engine_outputs(seed: int = 3) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     B = len(FRAME_SHAPES)
     assert CONTRACT.max_landmarks == spec.MAX_CATEGORY_LANDMARKS
-    masks, heat, _ = selfcheck.realistic_batch(rng, [(H, W)] * B, detections=N, per_image=1,
-                                                mask_size=CONTRACT.mask_size, heatmap_size=CONTRACT.heatmap_size)
+    masks, heat, _ = selfcheck.realistic_batch(
+        rng, [(H, W)] * B, detections=N, per_image=1, mask_size=CONTRACT.mask_size, heatmap_size=CONTRACT.heatmap_size
+    )
     return {
         "num_dets": np.array(NUM_DETS, np.int32),
         "boxes": np.stack([selfcheck.random_boxes(rng, N, (H, W), edge_cases=True) for _ in range(B)]).astype(np.float32),
@@ -66,8 +68,14 @@ def frames(seed: int = 5) -> list[np.ndarray]:
 def write_engine(tmp_path: Path) -> Path:
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"serialized engine bytes")
-    side = {"contract": json.loads(CONTRACT.to_json()), "tensorrt_version": "10.3.0.30", "gpu_name": "Orin",
-            "compute_capability": "8.7", "precision": "fp32", "onnx_sha256": "0" * 64}
+    side = {
+        "contract": json.loads(CONTRACT.to_json()),
+        "tensorrt_version": "10.3.0.30",
+        "gpu_name": "Orin",
+        "compute_capability": "8.7",
+        "precision": "fp32",
+        "onnx_sha256": "0" * 64,
+    }
     artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
     return engine
 
@@ -81,7 +89,7 @@ class HostBackend:
         self.contract, self.max_batch, self.outputs = CONTRACT, CONTRACT.max_batch, outputs
 
     def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
-        return {k: v[:len(batch)].copy() for k, v in self.outputs.items()}
+        return {k: v[: len(batch)].copy() for k, v in self.outputs.items()}
 
     def close(self) -> None:
         pass
@@ -127,8 +135,7 @@ def gpu(monkeypatch, tmp_path, shim_dir):
             src = np.ascontiguousarray(outputs[name][:batch])
             ctypes.memmove(addresses[name], src.ctypes.data, src.nbytes)
 
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(log, contract=CONTRACT, max_batch=CONTRACT.max_batch,
-                                                               execute=execute))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(log, contract=CONTRACT, max_batch=CONTRACT.max_batch, execute=execute))
     monkeypatch.setattr(tb, "import_cudart", lambda: cudart)
     monkeypatch.setattr(tb, "_environment", lambda index: ("10.3.0.30", "Orin", "8.7"))
     state = {"driver_cls": shim.ShimDriver, "drivers": [], "streams": []}
@@ -212,9 +219,15 @@ def test_frames_go_up_once_and_only_compact_results_come_back(gpu):
     assert sources == {buffers[n] for n in tb.COMPACT_OUTPUTS}
     assert all(e[-1] == stream for e in log if e[0] == "trt.execute_async_v3")
     ops = [c for c in drv.calls if c[0] in ("launch", "upload", "download")]
-    assert ops == [("upload", ops[0][1]), ("launch", "letterbox_kernel"),  # frames + tables: one upload, one launch
-                   ("upload", ops[2][1]), ("launch", "paste_masks_weights"), ("launch", "paste_masks_compact"),
-                   ("launch", "landmarks_subpixel"), ("download", ops[6][1])]  # one table upload, one download
+    assert ops == [
+        ("upload", ops[0][1]),
+        ("launch", "letterbox_kernel"),  # frames + tables: one upload, one launch
+        ("upload", ops[2][1]),
+        ("launch", "paste_masks_weights"),
+        ("launch", "paste_masks_compact"),
+        ("launch", "landmarks_subpixel"),
+        ("download", ops[6][1]),
+    ]  # one table upload, one download
     frame_bytes = sum(h * w * 3 for h, w in FRAME_SHAPES)
     assert ops[0][1] >= frame_bytes
 

@@ -3,6 +3,7 @@ export measured (benchmarks/results/heldout_accuracy.json, written by df2infer_e
 0.5 AP points. The split is regenerated here (seed 777, 600 images: never used in training), so
 this runs the whole path a user runs: generator -> runtime -> evaluator.
 """
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ TensorRT meta-package and cuda-bindings need exist for Python 3.10 on x86-64 (an
 for Jetson). `--no-deps`: NVIDIA's `tensorrt-cu12/13-libs` are stubs that download from pypi.nvidia.com at
 install time, which a dry run here cannot reach; the resolved meta-package pins them, and that pin is checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,9 @@ def _index_reachable() -> str | None:
 
 
 def _pip(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +115,22 @@ def test_x86_gpu_extras_resolve(index, tmp_path, extras):
     # The Python bindings NVIDIA pins are binary wheels on the index for Python 3.10 and 3.11 on x86-64.
     (bindings,) = [p for p in pins if p.name.replace("_", "-").endswith("bindings")]
     for py in ("3.10", "3.11"):
-        done = _pip("download", "--no-deps", "--only-binary=:all:", "--python-version", py, "--platform",
-                    "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
-                    "-d", str(tmp_path / "wheels"), str(bindings))
+        done = _pip(
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            py,
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+            "-d",
+            str(tmp_path / "wheels"),
+            str(bindings),
+        )
         assert done.returncode == 0, f"no {bindings} wheel for Python {py}:\n{done.stderr[-2000:]}"
 
 
@@ -123,9 +138,11 @@ def test_jetson_bindings_have_aarch64_wheels_for_python_310(index, tmp_path):
     """JetPack 6: Python 3.10 on aarch64; cuda-bindings 12 must come as a binary wheel (no CUDA toolkit build)."""
     spec = str(req("jetson", "cuda-bindings"))
     # JetPack 6 is Ubuntu 22.04 (glibc 2.35): any manylinux tag up to 2.35 installs; pip takes the tags listed
-    platforms = [a for tag in ("manylinux_2_35", "manylinux_2_34", "manylinux_2_28", "manylinux_2_24",
-                               "manylinux_2_17", "manylinux2014") for a in ("--platform", f"{tag}_aarch64")]
-    done = _pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.10", *platforms,
-                "-d", str(tmp_path), spec)
+    platforms = [
+        a
+        for tag in ("manylinux_2_35", "manylinux_2_34", "manylinux_2_28", "manylinux_2_24", "manylinux_2_17", "manylinux2014")
+        for a in ("--platform", f"{tag}_aarch64")
+    ]
+    done = _pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.10", *platforms, "-d", str(tmp_path), spec)
     assert done.returncode == 0, f"no aarch64 / Python 3.10 wheel for {spec}:\n{done.stderr[-2000:]}"
     assert list(tmp_path.glob("cuda_bindings-12.*-cp310-*aarch64*.whl"))

@@ -7,6 +7,7 @@
 - no import cycles among df2infer's modules;
 - a verb that needs PyTorch says "needs the export extra" when torch is missing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -55,8 +56,7 @@ def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
 
 
 def _is_core(name: str) -> bool:
-    return (name.startswith("df2infer") and name != "df2infer.__main__"
-            and not name.startswith(("df2infer_export", "df2infer.apps")))
+    return name.startswith("df2infer") and name != "df2infer.__main__" and not name.startswith(("df2infer_export", "df2infer.apps"))
 
 
 def test_core_imports_neither_apps_nor_export_nor_torch():
@@ -84,9 +84,11 @@ def test_export_package_uses_only_public_runtime_names():
 
 
 def test_argparse_only_in_apps():
-    bad = [name for name, path in MODULES.items()
-           if not name.startswith("df2infer.apps") and name not in EXPORT_SCRIPTS
-           and any(mod == "argparse" for mod, _ in _imports(name, path))]
+    bad = [
+        name
+        for name, path in MODULES.items()
+        if not name.startswith("df2infer.apps") and name not in EXPORT_SCRIPTS and any(mod == "argparse" for mod, _ in _imports(name, path))
+    ]
     assert not bad, f"argument parsing belongs in df2infer/apps: {bad}"
 
 
@@ -109,7 +111,7 @@ def test_no_import_cycles():
         stack.append(n)
         for d in graph[n]:
             if state.get(d) == 1:
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d)
         stack.pop()
@@ -136,9 +138,11 @@ def test_torch_verbs_without_torch_say_which_extra(verb, monkeypatch, capsys, tm
     for mod in [m for m in sys.modules if m == "torch" or m.startswith(("torch.", "df2infer_export"))]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ModuleNotFoundError
-    args = {"train": ["--data", str(tmp_path), "--out", str(tmp_path / "run")],
-            "predict-torch": ["--checkpoint", "m.pt", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
-            "export": [str(tmp_path / "m.pt"), "--out", str(tmp_path / "o")]}[verb]
+    args = {
+        "train": ["--data", str(tmp_path), "--out", str(tmp_path / "run")],
+        "predict-torch": ["--checkpoint", "m.pt", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+        "export": [str(tmp_path / "m.pt"), "--out", str(tmp_path / "o")],
+    }[verb]
     assert main([verb, *args]) == 2
     err = capsys.readouterr().err
     assert f"df2infer {verb}: needs the export extra" in err and "pip install 'df2infer[export]'" in err

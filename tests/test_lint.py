@@ -1,4 +1,5 @@
 """df2infer_export.lint: TensorRT-10 parser support, static restrictions and static output shapes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,16 +58,17 @@ def test_custom_domain_and_contrib_ops_flagged():
 
 
 def test_unsupported_op_flagged():
-    nodes = [h.make_node("Unique", ["images"], ["u"], name="uniq", sorted=1),
-             h.make_node("Relu", ["images"], ["out"], name="r")]
+    nodes = [h.make_node("Unique", ["images"], ["u"], name="uniq", sorted=1), h.make_node("Relu", ["images"], ["out"], name="r")]
     m = _small(nodes, [h.make_tensor_value_info("out", TP.FLOAT, ["batch", 3, 8, 8])])
     errs = _errors(lint_onnx(m), "unsupported_op")
     assert [(p.node, p.op_type) for p in errs] == [("uniq", "Unique")]
 
 
 def _topk_model(k):
-    nodes = [h.make_node("Reshape", ["images", "shape"], ["flat"], name="flat"),
-             h.make_node("TopK", ["flat", "k"], ["out", "idx"], name="topk")]
+    nodes = [
+        h.make_node("Reshape", ["images", "shape"], ["flat"], name="flat"),
+        h.make_node("TopK", ["flat", "k"], ["out", "idx"], name="topk"),
+    ]
     inits = [nh.from_array(np.array([0, -1], np.int64), "shape"), nh.from_array(np.array([k], np.int64), "k")]
     return _small(nodes, [h.make_tensor_value_info("out", TP.FLOAT, ["batch", k])], inits, in_shape=("batch", 4000, 1, 1))
 

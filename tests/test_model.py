@@ -1,4 +1,5 @@
 """Match R-CNN (export/): training lowers the loss, checkpoints round-trip, bad checkpoints fail clearly."""
+
 from __future__ import annotations
 
 import sys
@@ -18,11 +19,24 @@ from df2infer_export.config import load_config  # noqa: E402
 from df2infer_export.data import DF2TorchDataset, PairBatchSampler, collate  # noqa: E402
 from df2infer_export.model import build_model  # noqa: E402
 
-TINY = ["model.input_size=128", "model.backbone_widths=[16,24,32,48]", "model.fpn_channels=32",
-        "model.box_fc=64", "model.mask_channels=16", "model.landmark_channels=16", "model.landmark_convs=2",
-        "model.match_channels=[16,32]", "model.mask_pool=7", "model.landmark_pool=7", "model.match_pool=7",
-        "model.rpn_post_nms_top_n_train=64", "model.rpn_post_nms_top_n_test=32", "model.box_batch_size_per_image=32",
-        "model.max_detections=10", "model.max_pos_per_image=8"]
+TINY = [
+    "model.input_size=128",
+    "model.backbone_widths=[16,24,32,48]",
+    "model.fpn_channels=32",
+    "model.box_fc=64",
+    "model.mask_channels=16",
+    "model.landmark_channels=16",
+    "model.landmark_convs=2",
+    "model.match_channels=[16,32]",
+    "model.mask_pool=7",
+    "model.landmark_pool=7",
+    "model.match_pool=7",
+    "model.rpn_post_nms_top_n_train=64",
+    "model.rpn_post_nms_top_n_test=32",
+    "model.box_batch_size_per_image=32",
+    "model.max_detections=10",
+    "model.max_pos_per_image=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +67,10 @@ def test_dataset_targets(tiny):
     assert t["masks"].shape == (n, 128, 128) and t["keypoints"].shape == (n, 294, 3)
     lab = int(t["labels"][0])
     from df2infer.data import spec
+
     c = spec.category(lab)
     vis = t["keypoints"][0, :, 2] > 0
-    assert vis[c.slot_start:c.slot_end].all() and vis.sum() == c.num_landmarks
+    assert vis[c.slot_start : c.slot_end].all() and vis.sum() == c.num_landmarks
     # mask inside box
     ys, xs = torch.where(t["masks"][0] > 0)
     b = t["boxes"][0]
@@ -100,8 +115,9 @@ def test_eval_outputs_and_static_heads(tiny, cfg):
     assert full.shape == (5, 294, 14, 14)
     gathered = rh.landmark_logits(pooled, labels)
     from df2infer.data import spec
+
     c = spec.category(2)
-    torch.testing.assert_close(gathered[1, : c.num_landmarks], full[1, c.slot_start:c.slot_end], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gathered[1, : c.num_landmarks], full[1, c.slot_start : c.slot_end], rtol=1e-4, atol=1e-5)
     assert torch.all(gathered[0, 25:] == 0)  # category 1 has 25 landmarks: padding channels are 0
     assert rh.embed(pooled).shape == (5, 256)
 
@@ -159,8 +175,9 @@ def test_import_torchvision_maskrcnn_layout(cfg):
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     tv = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
-    r50 = load_config("resnet50", ["model.input_size=256", "model.landmark_convs=2", "model.landmark_channels=64",
-                                   "model.match_channels=[64]"])
+    r50 = load_config(
+        "resnet50", ["model.input_size=256", "model.landmark_convs=2", "model.landmark_channels=64", "model.match_channels=[64]"]
+    )
     model = build_model(r50["model"])
     rep = import_torchvision(model, tv.state_dict())
     loaded = set(rep["loaded"])

@@ -4,6 +4,7 @@ The CPU package has no CUDA or TensorRT provider, so these tests replace `get_av
 `InferenceSession` to record what the backend asks for (providers and their options, I/O binding calls),
 while a real CPU session does the work. They check our side of the calls, not onnxruntime-gpu itself.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -87,8 +88,9 @@ def fake_gpu_ort(monkeypatch):
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: list(GPU_PROVIDERS))
     monkeypatch.setattr(ort, "InferenceSession", session)
-    monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy",
-                        staticmethod(lambda a, device="cpu", index=0: FakeOrtValue(a, f"{device}:{index}")))
+    monkeypatch.setattr(
+        ort.OrtValue, "ortvalue_from_numpy", staticmethod(lambda a, device="cpu", index=0: FakeOrtValue(a, f"{device}:{index}"))
+    )
     return record, created
 
 
@@ -111,9 +113,16 @@ def test_tensorrt_provider_gets_caches_and_a_batch_profile(fake_gpu_ort, tmp_pat
 def test_provider_option_names_are_onnxruntime_s():
     """The names as onnxruntime's tensorrt_execution_provider_info.cc spells them (checked against its source)."""
     opts = ob.tensorrt_provider_options(Contract(input_height=32, input_width=64, max_detections=5, max_batch=4), 1)
-    assert set(opts) == {"device_id", "trt_engine_cache_enable", "trt_engine_cache_path", "trt_timing_cache_enable",
-                         "trt_timing_cache_path", "trt_profile_min_shapes", "trt_profile_opt_shapes",
-                         "trt_profile_max_shapes"}
+    assert set(opts) == {
+        "device_id",
+        "trt_engine_cache_enable",
+        "trt_engine_cache_path",
+        "trt_timing_cache_enable",
+        "trt_timing_cache_path",
+        "trt_profile_min_shapes",
+        "trt_profile_opt_shapes",
+        "trt_profile_max_shapes",
+    }
     assert opts["trt_profile_max_shapes"] == "images:4x3x32x64" and opts["device_id"] == 1
 
 

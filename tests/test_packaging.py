@@ -9,6 +9,7 @@
   added it runs `df2infer.load().predict` on an image, from a directory outside the source tree, without
   importing torch.
 """
+
 from __future__ import annotations
 
 import glob
@@ -53,8 +54,12 @@ def test_package_data_patterns_match_files():
 
 def test_no_code_imports_the_folder_name_export():
     bad = re.compile(r"^\s*(from\s+export[\s.]|import\s+export\b)", re.M)
-    offenders = [str(p.relative_to(ROOT)) for d in ("df2infer", "export", "tests", "benchmarks")
-                 for p in (ROOT / d).rglob("*.py") if bad.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for d in ("df2infer", "export", "tests", "benchmarks")
+        for p in (ROOT / d).rglob("*.py")
+        if bad.search(p.read_text())
+    ]
     assert not offenders, f"import the PyTorch package as df2infer_export, not export: {offenders}"
 
 
@@ -68,8 +73,9 @@ def wheel(tmp_path_factory) -> Path:
     for folder in set(PACKAGE_DIR.values()):
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout}\n{proc.stderr}"
     (whl,) = out.glob("df2infer-*.whl")
     return whl
@@ -80,8 +86,13 @@ def test_wheel_top_level_packages_and_data(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"df2infer", "df2infer_export"}, f"{wheel.name}: top-level entries {sorted(top)}"
-    for want in ("df2infer/models/default.onnx", "df2infer/data/categories.json", "df2infer_export/data/onnx_ops_tensorrt10.tsv",
-                 "df2infer_export/configs/small.yaml", "df2infer_export/model/__init__.py"):
+    for want in (
+        "df2infer/models/default.onnx",
+        "df2infer/data/categories.json",
+        "df2infer_export/data/onnx_ops_tensorrt10.tsv",
+        "df2infer_export/configs/small.yaml",
+        "df2infer_export/model/__init__.py",
+    ):
         assert want in names, f"{wheel.name} lacks {want}"
 
 
@@ -111,7 +122,8 @@ def test_fresh_venv_without_extras_imports_then_predicts_with_the_cpu_extra(whee
         "try:\n"
         "    df2infer.load(device='cpu')\n"
         "except ImportError as e:\n"
-        "    print('refused:', e)\n")
+        "    print('refused:', e)\n"
+    )
     assert no_ort.returncode == 0 and "refused:" in no_ort.stdout, f"without extras:\n{no_ort.stdout}\n{no_ort.stderr}"
     assert "df2infer[cpu]" in no_ort.stdout and "df2infer[gpu]" in no_ort.stdout, no_ort.stdout
 
@@ -124,5 +136,6 @@ def test_fresh_venv_without_extras_imports_then_predicts_with_the_cpu_extra(whee
         "res = model.predict('photo.jpg')\n"
         "assert not res.failures and res[0].image_size == (240, 320), res\n"
         "assert 'torch' not in sys.modules, 'the runtime imported torch'\n"
-        "print('ok', model, len(res[0]))\n")
+        "print('ok', model, len(res[0]))\n"
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, f"predict in the fresh venv failed:\n{proc.stdout}\n{proc.stderr}"

@@ -1,4 +1,5 @@
 """df2infer_export.precision: FP16 (blocked ops stay FP32) and INT8 Q/DQ (symmetric, per-channel, cached calibration)."""
+
 from __future__ import annotations
 
 import json
@@ -53,9 +54,18 @@ def _dense_net(seed=0) -> onnx.ModelProto:
     def w(name, *shape, s=0.25):
         return nh.from_array((rng.standard_normal(shape) * s).astype(np.float32), name)
 
-    inits = [nh.from_array(np.array(1 / 255, np.float32), "inv255"), w("c1", 8, 3, 3, 3), w("b1", 8),
-             w("c2", 16, 8, 3, 3, s=0.15), w("b2", 16), w("d", 16, 4, 2, 2, s=0.15), w("db", 4),
-             w("g", 24, 16), w("gb", 24), w("mm", 24, 16)]
+    inits = [
+        nh.from_array(np.array(1 / 255, np.float32), "inv255"),
+        w("c1", 8, 3, 3, 3),
+        w("b1", 8),
+        w("c2", 16, 8, 3, 3, s=0.15),
+        w("b2", 16),
+        w("d", 16, 4, 2, 2, s=0.15),
+        w("db", 4),
+        w("g", 24, 16),
+        w("gb", 24),
+        w("mm", 24, 16),
+    ]
     nodes = [
         h.make_node("Mul", ["images", "inv255"], ["x"], name="norm"),
         h.make_node("Conv", ["x", "c1", "b1"], ["a1"], name="conv1", pads=[1] * 4),
@@ -69,9 +79,13 @@ def _dense_net(seed=0) -> onnx.ModelProto:
         h.make_node("Relu", ["e1"], ["e1r"], name="relu3"),
         h.make_node("MatMul", ["e1r", "mm"], ["emb"], name="fc2"),
     ]
-    g = h.make_graph(nodes, "dense", [h.make_tensor_value_info("images", TP.FLOAT, ["batch", 3, 32, 32])],
-                     [h.make_tensor_value_info("feat", TP.FLOAT, ["batch", 4, 32, 32]),
-                      h.make_tensor_value_info("emb", TP.FLOAT, ["batch", 16])], inits)
+    g = h.make_graph(
+        nodes,
+        "dense",
+        [h.make_tensor_value_info("images", TP.FLOAT, ["batch", 3, 32, 32])],
+        [h.make_tensor_value_info("feat", TP.FLOAT, ["batch", 4, 32, 32]), h.make_tensor_value_info("emb", TP.FLOAT, ["batch", 16])],
+        inits,
+    )
     m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
     m.ir_version = 8
     h.set_model_props(m, {METADATA_KEY: tiny_contract().to_json()})
@@ -96,12 +110,15 @@ def _contract(path) -> Contract:
 
 # ------------------------------------------------------------------------------------------------ FP16
 
+
 def test_fp16_blocked_ops_fp32_io_fp32_metadata(deploy_fp32, tmp_path):
     out = to_fp16(deploy_fp32, tmp_path / "fp16.onnx")
     m = onnx.load(str(out))
     inferred = onnx.shape_inference.infer_shapes(m)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     types.update({t.name: t.data_type for t in m.graph.initializer})
     by_name = {n.name: n for n in m.graph.node}
     # Blocked op types and name-prefixed (box decoding / NMS / post-processing) nodes compute in FP32.
@@ -119,8 +136,14 @@ def test_fp16_blocked_ops_fp32_io_fp32_metadata(deploy_fp32, tmp_path):
     # I/O types as the contract says.
     assert [(i.name, i.type.tensor_type.elem_type) for i in m.graph.input] == [("images", TP.FLOAT)]
     assert {o.name: o.type.tensor_type.elem_type for o in m.graph.output} == {
-        "num_dets": TP.INT32, "boxes": TP.FLOAT, "scores": TP.FLOAT, "labels": TP.INT32, "masks": TP.FLOAT,
-        "landmark_heatmaps": TP.FLOAT, "embeddings": TP.FLOAT}
+        "num_dets": TP.INT32,
+        "boxes": TP.FLOAT,
+        "scores": TP.FLOAT,
+        "labels": TP.INT32,
+        "masks": TP.FLOAT,
+        "landmark_heatmaps": TP.FLOAT,
+        "embeddings": TP.FLOAT,
+    }
     # Metadata kept, precision updated.
     props = {p.key: p.value for p in m.metadata_props}
     assert props["producer.note"] == "kept"
@@ -160,6 +183,7 @@ def test_fp16_needs_contract(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ INT8
 
+
 def _qdq_checks(path, float_layers=(), symmetric=True):
     m = onnx.load(str(path))
     inits = {t.name: nh.to_array(t) for t in m.graph.initializer}
@@ -176,8 +200,7 @@ def _qdq_checks(path, float_layers=(), symmetric=True):
     for n in m.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    heavy = [n for n in m.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")
-             and n.name not in float_layers]
+    heavy = [n for n in m.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and n.name not in float_layers]
     for n in heavy:
         dq = next(d for d in m.graph.node if d.op_type == "DequantizeLinear" and d.output[0] == n.input[1])
         w = inits[dq.input[0]]
@@ -232,6 +255,7 @@ def _qdq_error_bound(path) -> dict[str, float]:
         if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             return weight_norm(n) * err(n.input[0])
         return err(n.input[0])  # Relu, Mul by a constant 1/255 before the first Q, pooling, Flatten
+
     return {o.name: err(o.name) for o in m.graph.output}
 
 
@@ -251,8 +275,9 @@ def test_int8_fused_kernels_match_the_qdq_definition_on_any_cpu(activations, cal
     bound = _qdq_error_bound(out)
     for k in fused:
         err = float(np.abs(fused[k] - reference[k]).max())
-        assert err <= bound[k] * 1.0001 + 1e-6, (f"{k}: fused INT8 kernels differ from the Q/DQ definition by "
-                                                 f"{err:.4g} > bound {bound[k]:.4g} ({cpu_features().summary()})")
+        assert err <= bound[k] * 1.0001 + 1e-6, (
+            f"{k}: fused INT8 kernels differ from the Q/DQ definition by {err:.4g} > bound {bound[k]:.4g} ({cpu_features().summary()})"
+        )
     c = _contract(out)
     assert c.precision == "int8" and c.model["int8_weight_range"] == [-64, 64]
     assert c.model["int8_activations"] == activations
@@ -268,18 +293,30 @@ def _one_conv_qdq(weight_q: np.ndarray, act: str) -> onnx.ModelProto:
     x and w, so the conv output is the integer dot product itself; output scale 2**10."""
     c = weight_q.shape[1]
     x_type, x_zp = (TP.INT8, np.int8(0)) if act == "int8" else (TP.UINT8, np.uint8(0))
-    inits = [nh.from_array(np.array(1.0, np.float32), "sx"), nh.from_array(np.array(x_zp), "zx"),
-             nh.from_array(weight_q.astype(np.int8), "wq"), nh.from_array(np.ones(weight_q.shape[0], np.float32), "sw"),
-             nh.from_array(np.zeros(weight_q.shape[0], np.int8), "zw"),
-             nh.from_array(np.array(1024.0, np.float32), "sy"), nh.from_array(np.array(x_zp), "zy")]
-    nodes = [h.make_node("QuantizeLinear", ["images", "sx", "zx"], ["xq"]),
-             h.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
-             h.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
-             h.make_node("Conv", ["xd", "wd"], ["y"], name="conv"),
-             h.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"]),
-             h.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"])]
-    g = h.make_graph(nodes, "one_conv", [h.make_tensor_value_info("images", TP.FLOAT, [1, c, 1, 1])],
-                     [h.make_tensor_value_info("out", TP.FLOAT, [1, weight_q.shape[0], 1, 1])], inits)
+    inits = [
+        nh.from_array(np.array(1.0, np.float32), "sx"),
+        nh.from_array(np.array(x_zp), "zx"),
+        nh.from_array(weight_q.astype(np.int8), "wq"),
+        nh.from_array(np.ones(weight_q.shape[0], np.float32), "sw"),
+        nh.from_array(np.zeros(weight_q.shape[0], np.int8), "zw"),
+        nh.from_array(np.array(1024.0, np.float32), "sy"),
+        nh.from_array(np.array(x_zp), "zy"),
+    ]
+    nodes = [
+        h.make_node("QuantizeLinear", ["images", "sx", "zx"], ["xq"]),
+        h.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+        h.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+        h.make_node("Conv", ["xd", "wd"], ["y"], name="conv"),
+        h.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"]),
+        h.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"]),
+    ]
+    g = h.make_graph(
+        nodes,
+        "one_conv",
+        [h.make_tensor_value_info("images", TP.FLOAT, [1, c, 1, 1])],
+        [h.make_tensor_value_info("out", TP.FLOAT, [1, weight_q.shape[0], 1, 1])],
+        inits,
+    )
     m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
     m.ir_version = 8
     return m
@@ -316,8 +353,15 @@ def test_int8_pair_saturation_follows_the_cpu_features(act, wmax, tmp_path):
 def test_int8_deploy_graph_float_layers_metadata_and_cache(deploy_fp32, calib_dir, tmp_path):
     cache = tmp_path / "calib_cache.json"
     readers = []
-    out1 = to_int8_qdq(deploy_fp32, tmp_path / "a.onnx", calib_dir, cache=cache, num_images=4,
-                       keep_float_nodes=["head/kp_deconv"], _reader_hook=readers.append)
+    out1 = to_int8_qdq(
+        deploy_fp32,
+        tmp_path / "a.onnx",
+        calib_dir,
+        cache=cache,
+        num_images=4,
+        keep_float_nodes=["head/kp_deconv"],
+        _reader_hook=readers.append,
+    )
     assert readers[-1].served == 4  # calibrated on 4 images
     m1 = _qdq_checks(out1, float_layers=["head/kp_deconv"])
     c = _contract(out1)
@@ -336,8 +380,15 @@ def test_int8_deploy_graph_float_layers_metadata_and_cache(deploy_fp32, calib_di
     assert entry["method"] == "minmax" and entry["num_images"] == 4 and entry["ranges"]["data"]
 
     # Same model, images and method: the cache is hit and the reader is never iterated.
-    out2 = to_int8_qdq(deploy_fp32, tmp_path / "b.onnx", calib_dir, cache=cache, num_images=4,
-                       keep_float_nodes=["head/kp_deconv"], _reader_hook=readers.append)
+    out2 = to_int8_qdq(
+        deploy_fp32,
+        tmp_path / "b.onnx",
+        calib_dir,
+        cache=cache,
+        num_images=4,
+        keep_float_nodes=["head/kp_deconv"],
+        _reader_hook=readers.append,
+    )
     assert readers[-1].served == 0
     assert _contract(out2).model["int8_calibration"]["cache_hit"] is True
     scales = lambda m: {t.name: nh.to_array(t).tolist() for t in m.graph.initializer if "scale" in t.name}  # noqa: E731
@@ -353,11 +404,20 @@ def test_int8_deploy_graph_float_layers_metadata_and_cache(deploy_fp32, calib_di
 def test_int8_other_calibration_methods(method, calib_dir, tmp_path):
     fp32 = tmp_path / "dense.onnx"
     onnx.save(_dense_net(), fp32)
-    out = to_int8_qdq(fp32, tmp_path / f"{method}.onnx", calib_dir, method=method, num_images=3,
-                      cache=tmp_path / "cache.json", hist_bins=256)
+    out = to_int8_qdq(
+        fp32, tmp_path / f"{method}.onnx", calib_dir, method=method, num_images=3, cache=tmp_path / "cache.json", hist_bins=256
+    )
     _qdq_checks(out)
     assert _contract(out).model["int8_calibration"]["method"] == method
     readers = []
-    to_int8_qdq(fp32, tmp_path / f"{method}2.onnx", calib_dir, method=method, num_images=3,
-                cache=tmp_path / "cache.json", hist_bins=256, _reader_hook=readers.append)
+    to_int8_qdq(
+        fp32,
+        tmp_path / f"{method}2.onnx",
+        calib_dir,
+        method=method,
+        num_images=3,
+        cache=tmp_path / "cache.json",
+        hist_bins=256,
+        _reader_hook=readers.append,
+    )
     assert readers[0].served == 0

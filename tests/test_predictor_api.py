@@ -1,5 +1,6 @@
 """The Predictor's public surface beyond predict: predict_batch (what streaming builds on), close() and
 context-manager use, the complete Backend protocol, ops.decode, and Detections' shape validation."""
+
 from __future__ import annotations
 
 import fake_model as fm
@@ -95,8 +96,7 @@ def test_resolve_device_is_the_one_auto_rule():
 
 
 def _dets(n=2, **kw) -> Detections:
-    base = dict(boxes=np.zeros((n, 4), np.float32), scores=np.ones(n, np.float32), labels=np.ones(n, np.int32),
-                image_size=(10, 20))
+    base = dict(boxes=np.zeros((n, 4), np.float32), scores=np.ones(n, np.float32), labels=np.ones(n, np.int32), image_size=(10, 20))
     base.update(kw)
     return Detections(**base)
 
@@ -105,13 +105,15 @@ def test_detections_validate_shapes_and_carry_stream_fields():
     d = _dets(3, frame_index=7, timestamp=0.28, track_ids=np.array([4, 5, 6]))
     sub = d[[0, 2]]
     assert sub.frame_index == 7 and sub.timestamp == 0.28 and sub.track_ids.tolist() == [4, 6]
-    for bad, match in [(dict(boxes=np.zeros((3, 4), np.float32)), "boxes"),
-                       (dict(labels=np.ones(3, np.int32)), "labels"),
-                       (dict(masks=[np.zeros((1, 1), bool)] * 2), "masks / mask_boxes"),
-                       (dict(masks=[np.zeros((1, 1), bool)], mask_boxes=np.zeros((1, 4), np.int32)), "masks"),
-                       (dict(landmarks=[np.zeros((1, 3), np.float32)]), "landmarks"),
-                       (dict(embeddings=np.zeros((2,), np.float32)), "embeddings"),
-                       (dict(track_ids=np.array([1])), "track_ids"),
-                       (dict(image_size=(0, 5)), "image_size")]:
+    for bad, match in [
+        (dict(boxes=np.zeros((3, 4), np.float32)), "boxes"),
+        (dict(labels=np.ones(3, np.int32)), "labels"),
+        (dict(masks=[np.zeros((1, 1), bool)] * 2), "masks / mask_boxes"),
+        (dict(masks=[np.zeros((1, 1), bool)], mask_boxes=np.zeros((1, 4), np.int32)), "masks"),
+        (dict(landmarks=[np.zeros((1, 3), np.float32)]), "landmarks"),
+        (dict(embeddings=np.zeros((2,), np.float32)), "embeddings"),
+        (dict(track_ids=np.array([1])), "track_ids"),
+        (dict(image_size=(0, 5)), "image_size"),
+    ]:
         with pytest.raises(ValueError, match=match):
             _dets(2, **bad)

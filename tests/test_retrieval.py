@@ -1,5 +1,6 @@
 """Retrieval: the similarity head as a matrix product, the gallery (add, save, load, search), the
 ranking policy, and DeepFashion2 retrieval through a saved gallery equal to `df2infer eval`."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -61,7 +62,7 @@ def test_gallery_search_probabilities_equal_the_head(dtype):
     g = Gallery(sim, dtype=dtype, policy=RankingPolicy("any", 0.0), capacity=16)
     embs = rng.normal(0, 1, (300, D)).astype(np.float32)
     for i in range(0, 300, 7):  # many small adds: the storage grows by doubling
-        e = embs[i:i + 7]
+        e = embs[i : i + 7]
         g.add_items(f"img{i}", e, np.tile([0, 0, 10, 10], (len(e), 1)), np.ones(len(e)), np.full(len(e), 0.9))
     assert len(g) == 300 and g.embeddings.dtype == np.dtype(dtype)
     stored = embs.astype(dtype).astype(np.float64)
@@ -96,8 +97,13 @@ def test_policy_category_first_only_any_and_floor():
     D4 = 4
     sim = Similarity(np.stack([np.ones(D4), -np.ones(D4)]), np.array([0.0, 2.0]))  # closer = more likely a match
     g_emb = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [3, 3, 3, 3], [2, 2, 2, 2]], np.float32)
-    det = Detections(boxes=np.zeros((4, 4), np.float32), scores=np.array([1, 1, 1, 0.2], np.float32),
-                     labels=np.array([1, 1, 2, 2], np.int32), image_size=(10, 10), embeddings=g_emb)
+    det = Detections(
+        boxes=np.zeros((4, 4), np.float32),
+        scores=np.array([1, 1, 1, 0.2], np.float32),
+        labels=np.array([1, 1, 2, 2], np.int32),
+        image_size=(10, 10),
+        embeddings=g_emb,
+    )
     g = Gallery(sim)  # default policy: same category first, gallery score floor 0.3
     assert g.add(det, image_id=7) == 3  # the 0.2 item stays out
     q = np.array([[3, 3, 3, 3]], np.float32)
@@ -118,8 +124,7 @@ def test_gallery_save_load_roundtrip_and_resume(tmp_path):
     rng = np.random.default_rng(7)
     g = Gallery(sim, dtype="float16", info={"root": "x"})
     for i in range(5):
-        g.add_items(100 + i, rng.normal(size=(3, D)), rng.uniform(0, 50, (3, 4)), [1, 2, 3], [0.9, 0.5, 0.1],
-                    pair_id=i, styles=[1, 0, 2])
+        g.add_items(100 + i, rng.normal(size=(3, D)), rng.uniform(0, 50, (3, 4)), [1, 2, 3], [0.9, 0.5, 0.1], pair_id=i, styles=[1, 0, 2])
     g.add_items(999, np.zeros((0, D)), np.zeros((0, 4)), [], [])  # an image with no items is still indexed
     q = rng.normal(size=(4, D))
     before = g.search(q, k=6, query_labels=[1, 2, 3, 1])
@@ -127,8 +132,9 @@ def test_gallery_save_load_roundtrip_and_resume(tmp_path):
     h = g.load(tmp_path / "g", sim)
     assert len(h) == 10 and h.dtype == "float16" and h.info == {"root": "x"} and h.has_image(999)
     after = h.search(q, k=6, query_labels=[1, 2, 3, 1])
-    assert [[(m.index, m.image_id, m.pair_id, m.style) for m in r] for r in before] == \
-        [[(m.index, m.image_id, m.pair_id, m.style) for m in r] for r in after]
+    assert [[(m.index, m.image_id, m.pair_id, m.style) for m in r] for r in before] == [
+        [(m.index, m.image_id, m.pair_id, m.style) for m in r] for r in after
+    ]
     assert np.allclose([m.probability for r in before for m in r], [m.probability for r in after for m in r])
     # appends after a load, and a save cut short (columns longer than the header says) still loads
     h.add_items(200, rng.normal(size=(2, D)), np.zeros((2, 4)), [1, 1], [0.9, 0.9])
@@ -145,6 +151,7 @@ def test_gallery_save_load_roundtrip_and_resume(tmp_path):
 
 
 # ---------------------------------------------------------------- FAISS
+
 
 def _random_gallery(n=3000, seed=8, dtype="float32", clusters=0):
     """n random items (isotropic, or around `clusters` centres as catalogs are: styles, categories)."""
@@ -194,6 +201,7 @@ def test_faiss_approximate_recall(kind):
 
 # ---------------------------------------------------------------- Milvus (embedded Milvus Lite)
 
+
 def test_milvus_gallery_equals_exact_numpy(tmp_path):
     pytest.importorskip("pymilvus")
     pytest.importorskip("milvus_lite")
@@ -203,8 +211,15 @@ def test_milvus_gallery_equals_exact_numpy(tmp_path):
     rng = np.random.default_rng(12)
     g = Gallery(sim)
     for i in range(40):
-        g.add_items(1000 + i, rng.normal(size=(4, D)), rng.uniform(0, 90, (4, 4)), rng.integers(1, 5, 4),
-                    [0.9, 0.8, 0.6, 0.1], pair_id=i, styles=[1, 2, 0, 1])
+        g.add_items(
+            1000 + i,
+            rng.normal(size=(4, D)),
+            rng.uniform(0, 90, (4, 4)),
+            rng.integers(1, 5, 4),
+            [0.9, 0.8, 0.6, 0.1],
+            pair_id=i,
+            styles=[1, 2, 0, 1],
+        )
     q = rng.normal(size=(9, D))
     ql = rng.integers(1, 5, 9)
     uri = str(tmp_path / "g.db")
@@ -213,8 +228,9 @@ def test_milvus_gallery_equals_exact_numpy(tmp_path):
     for pol in ("first", "any"):
         want = g.search(q, k=20, query_labels=ql, policy=RankingPolicy(pol))
         got = mg.search(q, k=20, query_labels=ql, policy=RankingPolicy(pol))
-        assert [[(m.index, m.image_id, m.pair_id, m.style, m.label) for m in r] for r in got] == \
-            [[(m.index, m.image_id, m.pair_id, m.style, m.label) for m in r] for r in want], pol
+        assert [[(m.index, m.image_id, m.pair_id, m.style, m.label) for m in r] for r in got] == [
+            [(m.index, m.image_id, m.pair_id, m.style, m.label) for m in r] for r in want
+        ], pol
         np.testing.assert_allclose([m.probability for r in got for m in r], [m.probability for r in want for m in r], atol=1e-5)
         np.testing.assert_allclose([m.box for r in got for m in r], [m.box for r in want for m in r], atol=1e-4)
     mg.close()
@@ -226,6 +242,7 @@ def test_milvus_gallery_equals_exact_numpy(tmp_path):
 
 
 # ---------------------------------------------------------------- DeepFashion2 through index + search
+
 
 @pytest.fixture(scope="module")
 def df2_distinct(tmp_path_factory):
@@ -266,12 +283,31 @@ def test_df2_search_equals_eval_and_the_previous_ranking(df2_distinct, fake_mode
     from df2infer.data.annotations import load_dataset
 
     m = str(fake_model_path)
-    assert main(["eval", str(df2_distinct), "--model", m, "--device", "cpu", "--json", str(tmp_path / "rep.json"),
-                 "--write-results", str(tmp_path / "eval"), "--no-breakdown"]) == 0
-    assert main(["index", "build", str(df2_distinct), "--out", str(tmp_path / "g"), "--model", m, "--device", "cpu",
-                 "--no-progress"]) == 0
-    assert main(["search", str(df2_distinct), "--gallery", str(tmp_path / "g"), "--out", str(tmp_path / "s"),
-                 "--device", "cpu", "--topk", "20"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(df2_distinct),
+                "--model",
+                m,
+                "--device",
+                "cpu",
+                "--json",
+                str(tmp_path / "rep.json"),
+                "--write-results",
+                str(tmp_path / "eval"),
+                "--no-breakdown",
+            ]
+        )
+        == 0
+    )
+    assert main(["index", "build", str(df2_distinct), "--out", str(tmp_path / "g"), "--model", m, "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            ["search", str(df2_distinct), "--gallery", str(tmp_path / "g"), "--out", str(tmp_path / "s"), "--device", "cpu", "--topk", "20"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     via_eval = json.loads((tmp_path / "eval" / "retrieval.json").read_text())
     via_search = json.loads((tmp_path / "s" / "retrieval.json").read_text())
@@ -284,19 +320,21 @@ def test_df2_search_equals_eval_and_the_previous_ranking(df2_distinct, fake_mode
     ds = load_dataset(df2_distinct)
     pred = df2infer.load(m, device="cpu")
     dets = {a.image_id: d for a, d in zip(ds.images, pred.stream([str(ds.image_path(a)) for a in ds.images], conf=0.05))}
-    shop = [(a.image_id, i) for a in ds.images if a.source == "shop" for i in range(len(dets[a.image_id]))
-            if dets[a.image_id].scores[i] >= 0.3]
+    shop = [
+        (a.image_id, i) for a in ds.images if a.source == "shop" for i in range(len(dets[a.image_id])) if dets[a.image_id].scores[i] >= 0.3
+    ]
     g_emb = np.stack([dets[iid].embeddings[i] for iid, i in shop])
     g_lab = np.array([dets[iid].labels[i] for iid, i in shop])
     assert len({tuple(e) for e in g_emb.round(6)}) == len(g_emb)  # distinct embeddings: a strict test
     n_checked = 0
     for e in via_search:
         d = dets[e["query_image_id"]]
-        i = int(np.argmin([abs(float(s) - e["query_score"]) + np.abs(d.boxes[j] - e["query_bbox"]).sum()
-                           for j, s in enumerate(d.scores)]))
+        i = int(np.argmin([abs(float(s) - e["query_score"]) + np.abs(d.boxes[j] - e["query_bbox"]).sum() for j, s in enumerate(d.scores)]))
         ref, p = _ranking_as_of_matching_py(d.embeddings[i], d.labels[i], g_emb, g_lab, fm.SIM_W, fm.SIM_B, 20)
-        ours = [shop.index((gid, int(np.argmin(np.abs(dets[gid].boxes - gb).sum(1)))))
-                for gid, gb in zip(e["gallery_image_id"], e["gallery_bbox"])]
+        ours = [
+            shop.index((gid, int(np.argmin(np.abs(dets[gid].boxes - gb).sum(1)))))
+            for gid, gb in zip(e["gallery_image_id"], e["gallery_bbox"])
+        ]
         # the same items in the same order, except among items whose probabilities tie: saturated at
         # 1.0 in float32 (the old code left those in argpartition order, the new one orders them by
         # logit) or within float32 rounding of the logit (1e-6)
@@ -346,25 +384,61 @@ def test_index_build_resumes_and_files_search(df2_distinct, fake_model_path, tmp
     assert "3 already there" in err.out and "broken.jpg" in err.err
     second = Gallery.load(g)
     assert len(second.indexed_images) == 5 and len(second) == 5 * 3
-    np.testing.assert_array_equal(second.embeddings[:len(first)], first.embeddings)  # nothing re-embedded
-    assert main(["search", str(files[6]), "--gallery", str(g), "--out", str(tmp_path / "s"), "--topk", "4",
-                 "--device", "cpu", "--policy", "any"]) == 0
+    np.testing.assert_array_equal(second.embeddings[: len(first)], first.embeddings)  # nothing re-embedded
+    assert (
+        main(
+            [
+                "search",
+                str(files[6]),
+                "--gallery",
+                str(g),
+                "--out",
+                str(tmp_path / "s"),
+                "--topk",
+                "4",
+                "--device",
+                "cpu",
+                "--policy",
+                "any",
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "s" / "search.json").read_text())
     items = res["images"][0]["items"]
     assert len(items) == 4 and all(len(it["matches"]) == 4 for it in items)
     assert {mm["image_id"] for it in items for mm in it["matches"]} <= set(second.indexed_images)
     if importlib.util.find_spec("faiss") is not None:  # the same matches through a FAISS index, saved beside the gallery
-        assert main(["search", str(files[6]), "--gallery", str(g), "--out", str(tmp_path / "sf"), "--topk", "4",
-                     "--device", "cpu", "--policy", "any", "--index", "flat"]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    str(files[6]),
+                    "--gallery",
+                    str(g),
+                    "--out",
+                    str(tmp_path / "sf"),
+                    "--topk",
+                    "4",
+                    "--device",
+                    "cpu",
+                    "--policy",
+                    "any",
+                    "--index",
+                    "flat",
+                ]
+            )
+            == 0
+        )
         assert (g / "faiss_flat.index").is_file()
         via_faiss = json.loads((tmp_path / "sf" / "search.json").read_text())["images"][0]["items"]
-        assert [[mm["image_id"] for mm in it["matches"]] for it in via_faiss] == \
-            [[mm["image_id"] for mm in it["matches"]] for it in items]
+        assert [[mm["image_id"] for mm in it["matches"]] for it in via_faiss] == [[mm["image_id"] for mm in it["matches"]] for it in items]
     assert main(["search", str(files[6]), "--gallery", str(tmp_path / "nope"), "--out", str(tmp_path / "s2")]) == 2
     assert "no gallery.json" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- Ray Data (a local Ray instance)
+
 
 def test_ray_indexing_equals_one_process(df2_distinct, fake_model_path, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")

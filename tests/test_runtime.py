@@ -1,5 +1,6 @@
 """Runtime core: preprocess, backend loading checks, postprocess references, results, similarity,
 drawing, load/predict, and the detect/info subcommands, on a fake contract-conforming ONNX model."""
+
 from __future__ import annotations
 
 import json
@@ -38,6 +39,7 @@ def predictor(model_path):
 
 # ---------------------------------------------------------------- preprocess
 
+
 @pytest.mark.parametrize("h,w", [(300, 200), (100, 400), (128, 160), (57, 33)])
 def test_letterbox_geometry_and_round_trip(h, w):
     img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -49,9 +51,9 @@ def test_letterbox_geometry_and_round_trip(h, w):
     assert info.pad_x == (160 - new_w) // 2 and info.pad_y == (128 - new_h) // 2
     # padding is the fill value, the image region is not
     if info.pad_x:
-        assert (canvas[:, : info.pad_x] == 114).all() and (canvas[:, info.pad_x + new_w:] == 114).all()
+        assert (canvas[:, : info.pad_x] == 114).all() and (canvas[:, info.pad_x + new_w :] == 114).all()
     if info.pad_y:
-        assert (canvas[: info.pad_y] == 114).all() and (canvas[info.pad_y + new_h:] == 114).all()
+        assert (canvas[: info.pad_y] == 114).all() and (canvas[info.pad_y + new_h :] == 114).all()
     pts = np.array([[0, 0], [w, h], [w / 3, h / 2]], np.float32)
     np.testing.assert_allclose(info.to_original(info.to_input(pts)), pts, atol=1e-3)
     # the corner of the image lands on the corner of the resized region
@@ -86,18 +88,21 @@ def test_coerce_image_conversions(caplog):
     assert coerce_image(np.full((2, 2, 3), 9, np.int64)).dtype == np.uint8
 
 
-@pytest.mark.parametrize("arr,needle", [
-    (np.zeros((0, 5, 3), np.uint8), "empty"),
-    (np.full((2, 2, 3), 300.0, np.float32), "0..255"),
-    (np.full((2, 2, 3), np.nan, np.float32), "NaN"),
-    (np.zeros((2, 2, 3), bool), "dtype bool"),
-    (np.zeros((2, 2, 3), np.complex64), "dtype complex64"),
-    (np.zeros((2, 2, 3, 1), np.uint8), "4 dimensions"),
-    (np.zeros((5,), np.uint8), "1 dimensions"),
-    (np.zeros((4, 4, 2), np.uint8), "2 channels"),
-    (np.full((2, 2), -1, np.int16), "0..255"),
-    ("not an array", "numpy array"),
-])
+@pytest.mark.parametrize(
+    "arr,needle",
+    [
+        (np.zeros((0, 5, 3), np.uint8), "empty"),
+        (np.full((2, 2, 3), 300.0, np.float32), "0..255"),
+        (np.full((2, 2, 3), np.nan, np.float32), "NaN"),
+        (np.zeros((2, 2, 3), bool), "dtype bool"),
+        (np.zeros((2, 2, 3), np.complex64), "dtype complex64"),
+        (np.zeros((2, 2, 3, 1), np.uint8), "4 dimensions"),
+        (np.zeros((5,), np.uint8), "1 dimensions"),
+        (np.zeros((4, 4, 2), np.uint8), "2 channels"),
+        (np.full((2, 2), -1, np.int16), "0..255"),
+        ("not an array", "numpy array"),
+    ],
+)
 def test_coerce_image_refusals_name_the_input(arr, needle):
     with pytest.raises(ImageError) as e:
         coerce_image(arr, "images[3]")
@@ -117,6 +122,7 @@ def test_read_image_errors_name_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------- postprocess
+
 
 def _grid_sample_reference(mask, box, h, w):
     """Per-pixel loop: detectron2 paste (grid_sample bilinear, align_corners=False, zeros padding)."""
@@ -161,7 +167,7 @@ def test_paste_masks_matches_grid_sample_reference(box):
 
 def _planted_heatmaps(peaks, K):
     yy, xx = np.mgrid[0:K, 0:K].astype(np.float32)
-    return np.stack([8.0 - ((xx - px) ** 2 + (yy - py) ** 2) / (2 * 1.5 ** 2) for px, py in peaks]).astype(np.float32)
+    return np.stack([8.0 - ((xx - px) ** 2 + (yy - py) ** 2) / (2 * 1.5**2) for px, py in peaks]).astype(np.float32)
 
 
 @pytest.mark.parametrize("method", ["torchvision", "subpixel"])
@@ -194,7 +200,16 @@ def test_decode_landmarks_torchvision_integer_grid():
     box = np.array([[0.0, 0.0, 16.0, 16.0]], np.float32)  # 2 px per cell
     out = landmark_ops.decode_landmarks(maps, box, np.array([9]), "torchvision")[0]
     assert len(out) == spec.category(9).num_landmarks
-    np.testing.assert_allclose(out[:, :2], np.tile([[10.5, 6.5], ], (len(out), 1)), atol=0.51)
+    np.testing.assert_allclose(
+        out[:, :2],
+        np.tile(
+            [
+                [10.5, 6.5],
+            ],
+            (len(out), 1),
+        ),
+        atol=0.51,
+    )
 
 
 def test_suppress_overlaps():
@@ -205,6 +220,7 @@ def test_suppress_overlaps():
 
 # ---------------------------------------------------------------- results
 
+
 def _detections_with_masks():
     h, w = 40, 50
     masks = np.full((2, 6, 6), 0.05, np.float32)
@@ -212,11 +228,27 @@ def _detections_with_masks():
     boxes = np.array([[5, 5, 25, 30], [20.5, 10.2, 48.0, 39.0]], np.float32)
     compact, ext = mask_ops.paste_masks(masks, boxes, (h, w))
     labels = np.array([1, 9], np.int32)
-    lms = [np.column_stack([np.arange(spec.category(int(c)).num_landmarks, dtype=np.float32) + 1,
-                            np.full(spec.category(int(c)).num_landmarks, 3.0, np.float32),
-                            np.ones(spec.category(int(c)).num_landmarks, np.float32)]) for c in labels]
-    return Detections(boxes=boxes, scores=np.array([0.9, 0.4], np.float32), labels=labels, image_size=(h, w),
-                      masks=compact, mask_boxes=ext, landmarks=lms, embeddings=np.zeros((2, 3), np.float32), path="x.jpg")
+    lms = [
+        np.column_stack(
+            [
+                np.arange(spec.category(int(c)).num_landmarks, dtype=np.float32) + 1,
+                np.full(spec.category(int(c)).num_landmarks, 3.0, np.float32),
+                np.ones(spec.category(int(c)).num_landmarks, np.float32),
+            ]
+        )
+        for c in labels
+    ]
+    return Detections(
+        boxes=boxes,
+        scores=np.array([0.9, 0.4], np.float32),
+        labels=labels,
+        image_size=(h, w),
+        masks=compact,
+        mask_boxes=ext,
+        landmarks=lms,
+        embeddings=np.zeros((2, 3), np.float32),
+        path="x.jpg",
+    )
 
 
 def test_detections_json_and_df2_formats():
@@ -239,7 +271,7 @@ def test_detections_json_and_df2_formats():
         kp = np.array(k["keypoints"]).reshape(-1, 3)
         assert kp.shape == (294, 3)
         cat = spec.category(k["category_id"])
-        assert (kp[cat.slot_start:cat.slot_end, 2] == 1).all()
+        assert (kp[cat.slot_start : cat.slot_end, 2] == 1).all()
         assert (np.delete(kp, list(cat.slots), axis=0) == 0).all()
         np.testing.assert_allclose(kp[cat.slot_start, :2], [1, 3])
     seg = res["segm"][1]
@@ -254,6 +286,7 @@ def test_annotate_draws_and_keeps_input():
 
 
 # ---------------------------------------------------------------- loading
+
 
 def test_missing_truncated_and_non_onnx_files_are_named(tmp_path, model_path):
     with pytest.raises(FileNotFoundError, match="nope.onnx"):
@@ -311,6 +344,7 @@ def test_no_bundled_model_message():
 
 
 # ---------------------------------------------------------------- predict
+
 
 def _expected_boxes(h, w):
     _, info = letterbox(np.zeros((h, w, 3), np.uint8), (fm.H, fm.W))
@@ -387,6 +421,7 @@ def test_similarity_from_contract(predictor):
 
 # ---------------------------------------------------------------- CLI and the no-torch rule
 
+
 def _run_cli(*args):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(df2infer.__file__)))
     return subprocess.run([sys.executable, "-m", "df2infer", *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
@@ -411,14 +446,16 @@ def test_detect_and_info_cli(model_path, tmp_path):
 
 
 def test_runtime_never_imports_torch(model_path):
-    code = ("import sys, numpy as np, df2infer\n"
-            "from df2infer.sinks.result_files import df2_result_entries\n"
-            f"m = df2infer.load({str(model_path)!r}, device='auto')\n"
-            "r = m.predict(np.zeros((50, 60, 3), np.uint8))\n"
-            "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); df2_result_entries(r[0], 1)\n"
-            "import df2infer.apps.main, df2infer.retrieval, df2infer.stream, df2infer.sinks.video\n"
-            "bad = [k for k in sys.modules if k == 'torch' or k.startswith('torch.')]\n"
-            "assert not bad, bad\n")
+    code = (
+        "import sys, numpy as np, df2infer\n"
+        "from df2infer.sinks.result_files import df2_result_entries\n"
+        f"m = df2infer.load({str(model_path)!r}, device='auto')\n"
+        "r = m.predict(np.zeros((50, 60, 3), np.uint8))\n"
+        "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); df2_result_entries(r[0], 1)\n"
+        "import df2infer.apps.main, df2infer.retrieval, df2infer.stream, df2infer.sinks.video\n"
+        "bad = [k for k in sys.modules if k == 'torch' or k.startswith('torch.')]\n"
+        "assert not bad, bad\n"
+    )
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(df2infer.__file__)))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr

@@ -1,4 +1,5 @@
 """The synthetic DeepFashion2 generator: format, determinism, coverage, video."""
+
 from __future__ import annotations
 
 import json

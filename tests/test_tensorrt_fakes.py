@@ -6,6 +6,7 @@ placeholders). These tests check call order and arguments: plugin registration b
 exact-version engine rule, stream ordering for device inputs, no CUDA graph capture, device-resident outputs,
 the NMS box limit. Nothing here runs an engine; that needs an NVIDIA GPU and TensorRT.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,14 @@ SHAPE = (2, 3, 64, 96)
 def write_engine(tmp_path: Path, **meta) -> Path:
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"serialized engine bytes")
-    side = {"contract": json.loads(CONTRACT.to_json()), "tensorrt_version": "10.3.0.30", "gpu_name": "Orin",
-            "compute_capability": "8.7", "precision": "fp32", "onnx_sha256": "0" * 64}
+    side = {
+        "contract": json.loads(CONTRACT.to_json()),
+        "tensorrt_version": "10.3.0.30",
+        "gpu_name": "Orin",
+        "compute_capability": "8.7",
+        "precision": "fp32",
+        "onnx_sha256": "0" * 64,
+    }
     side.update(meta)
     artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
     return engine
@@ -63,8 +70,7 @@ class CaiV2:
     """What a CUDA torch tensor exposes: interface version 2, no `stream` key."""
 
     def __init__(self, ptr: int = 0x7F0000000000, **extra) -> None:
-        self.__cuda_array_interface__ = {"shape": SHAPE, "typestr": "<f4", "data": (ptr, False), "version": 2,
-                                         "strides": None, **extra}
+        self.__cuda_array_interface__ = {"shape": SHAPE, "typestr": "<f4", "data": (ptr, False), "version": 2, "strides": None, **extra}
 
 
 # ------------------------------------------------------------------ defect 1: plugins before deserialization
@@ -96,13 +102,17 @@ def test_plain_engine_needs_the_exact_tensorrt_version(tmp_path):
     artifact.check_engine_compatibility(meta, engine_path=engine, tensorrt_version="10.3.0.26", compute_capability="8.7")
 
 
-@pytest.mark.parametrize("installed, ok", [("10.3.0.26", True), ("10.3.0.30", True), ("10.13.0.35", True),
-                                           ("10.1.0.27", False), ("11.0.0.1", False), ("9.0", False)])
+@pytest.mark.parametrize(
+    "installed, ok",
+    [("10.3.0.26", True), ("10.3.0.30", True), ("10.13.0.35", True), ("10.1.0.27", False), ("11.0.0.1", False), ("9.0", False)],
+)
 def test_version_compatible_engine_loads_on_same_major_not_older(tmp_path, installed, ok):
     engine = write_engine(tmp_path, tensorrt_version="10.3.0.26", version_compatible=True)
     meta = artifact.read_engine_sidecar(engine)
-    check = lambda: artifact.check_engine_compatibility(meta, engine_path=engine, tensorrt_version=installed,  # noqa: E731
-                                                  compute_capability="8.7")
+
+    def check():
+        return artifact.check_engine_compatibility(meta, engine_path=engine, tensorrt_version=installed, compute_capability="8.7")
+
     if ok:
         check()
     else:
@@ -124,8 +134,9 @@ def test_version_compatible_engine_allows_host_code_before_deserializing(gpu, tm
     assert "trt.Runtime.engine_host_code_allowed" not in names(log)
 
 
-def _tiny_onnx(tmp_path: Path, nms_boxes: int = 0, nms_classes: int = 1, score_threshold: float | None = 0.05,
-               contract: Contract = CONTRACT) -> Path:
+def _tiny_onnx(
+    tmp_path: Path, nms_boxes: int = 0, nms_classes: int = 1, score_threshold: float | None = 0.05, contract: Contract = CONTRACT
+) -> Path:
     """A graph with the contract's input, optionally one NonMaxSuppression over [1, nms_boxes, 4] boxes."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -133,18 +144,21 @@ def _tiny_onnx(tmp_path: Path, nms_boxes: int = 0, nms_classes: int = 1, score_t
     nodes = [helper.make_node("Identity", ["images"], ["y"])]
     inits, outputs = [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3, 64, 96])]
     if nms_boxes:
-        inits += [numpy_helper.from_array(np.zeros((1, nms_boxes, 4), np.float32), "boxes"),
-                  numpy_helper.from_array(np.zeros((1, nms_classes, nms_boxes), np.float32), "scores"),
-                  numpy_helper.from_array(np.array([10], np.int64), "max_out"),
-                  numpy_helper.from_array(np.array([0.5], np.float32), "iou")]
+        inits += [
+            numpy_helper.from_array(np.zeros((1, nms_boxes, 4), np.float32), "boxes"),
+            numpy_helper.from_array(np.zeros((1, nms_classes, nms_boxes), np.float32), "scores"),
+            numpy_helper.from_array(np.array([10], np.int64), "max_out"),
+            numpy_helper.from_array(np.array([0.5], np.float32), "iou"),
+        ]
         ins = ["boxes", "scores", "max_out", "iou"]
         if score_threshold is not None:
             inits.append(numpy_helper.from_array(np.array([score_threshold], np.float32), "thr"))
             ins.append("thr")
         nodes.append(helper.make_node("NonMaxSuppression", ins, ["sel"], name="nms/det"))
         outputs.append(helper.make_tensor_value_info("sel", TensorProto.INT64, ["K", 3]))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, 64, 96])],
-                              outputs, initializer=inits)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, 64, 96])], outputs, initializer=inits
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     helper.set_model_props(model, {"df2infer.contract": contract.to_json()})
     path = tmp_path / "m.onnx"
@@ -156,8 +170,7 @@ def _tiny_onnx(tmp_path: Path, nms_boxes: int = 0, nms_classes: int = 1, score_t
 def test_builder_records_version_compatibility_in_the_sidecar(gpu, tmp_path, version_compatible):
     log, _, _ = gpu
     trt = sys.modules["tensorrt"]
-    engine = builder.build_engine(_tiny_onnx(tmp_path), tmp_path / "m", max_batch=4,
-                                  version_compatible=version_compatible)
+    engine = builder.build_engine(_tiny_onnx(tmp_path), tmp_path / "m", max_batch=4, version_compatible=version_compatible)
     meta = json.loads(artifact.engine_sidecar_path(engine).read_text())
     assert meta["version_compatible"] is version_compatible and meta["tensorrt_version"] == "10.3.0.30"
     flag_set = ("trt.config.set_flag", trt.BuilderFlag.VERSION_COMPATIBLE) in log
@@ -272,8 +285,13 @@ def test_build_sidecar_carries_the_nms_warning(gpu, tmp_path):
 
 # ------------------------------------------------------------------ INT8: ONNX Runtime's CPU form is not TensorRT's
 def _int8_contract(activations: str) -> Contract:
-    return Contract(input_height=64, input_width=96, max_detections=10, precision="int8",
-                    model={"int8_activations": activations, "int8_weight_range": [-64, 64]})
+    return Contract(
+        input_height=64,
+        input_width=96,
+        max_detections=10,
+        precision="int8",
+        model={"int8_activations": activations, "int8_weight_range": [-64, 64]},
+    )
 
 
 def test_builder_refuses_the_cpu_int8_form_and_names_the_export_command(gpu, tmp_path):

@@ -4,6 +4,7 @@ Nothing here builds or runs an engine: that needs an NVIDIA GPU and TensorRT, wh
 Where a test installs a fake `tensorrt` module, it only drives this project's control flow (which error is
 raised when a feature is missing); it says nothing about whether a real build works.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,9 +103,15 @@ def test_tensorrt_without_strong_typing_asks_for_weak_precision(monkeypatch, tmp
 def _engine_with_sidecar(tmp_path: Path, **meta) -> Path:
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"not a real engine")
-    side = {"contract": json.loads(CONTRACT.to_json()), "tensorrt_version": "10.3.0.30", "gpu_name": "Orin",
-            "compute_capability": "8.7", "precision": "fp16", "built_at": "2025-01-01T00:00:00+00:00",
-            "onnx_sha256": "0" * 64}
+    side = {
+        "contract": json.loads(CONTRACT.to_json()),
+        "tensorrt_version": "10.3.0.30",
+        "gpu_name": "Orin",
+        "compute_capability": "8.7",
+        "precision": "fp16",
+        "built_at": "2025-01-01T00:00:00+00:00",
+        "onnx_sha256": "0" * 64,
+    }
     side.update(meta)
     artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
     return engine
@@ -154,8 +161,14 @@ class FakeDeviceArray:
     """Only the interface dict, as CuPy / torch / pycuda expose it; no memory behind it."""
 
     def __init__(self, shape, typestr="<f4", strides=None, ptr=0x7F0000000000, **extra):
-        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (ptr, False),
-                                         "version": 3, "strides": strides, **extra}
+        self.__cuda_array_interface__ = {
+            "shape": shape,
+            "typestr": typestr,
+            "data": (ptr, False),
+            "version": 3,
+            "strides": strides,
+            **extra,
+        }
 
 
 SHAPE = (2, 3, 64, 96)
@@ -168,16 +181,19 @@ def test_cuda_array_interface_accepts_contiguous_float32():
     parse_cuda_array_interface(FakeDeviceArray(SHAPE, strides=explicit), shape=SHAPE, dtype=np.float32)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(shape=(2, 3, 64, 95)), r"shape \(2, 3, 64, 95\), expected \(2, 3, 64, 96\)"),
-    (dict(shape=SHAPE, typestr="<f2"), "dtype float16.*expected float32"),
-    (dict(shape=SHAPE, typestr="|u1"), "dtype uint8"),
-    (dict(shape=SHAPE, strides=(4, 2 * 64 * 96 * 4, 96 * 4, 4)), "not C-contiguous"),  # batch/channel swapped
-    (dict(shape=SHAPE, strides=(3 * 64 * 96 * 4, 64 * 96 * 4, 4, 64 * 4)), "not C-contiguous"),  # transposed HW
-    (dict(shape=SHAPE, mask=object()), "masked"),
-    (dict(shape=SHAPE, ptr=0), "null device pointer"),
-    (dict(shape=SHAPE, stream=0), "stream 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(shape=(2, 3, 64, 95)), r"shape \(2, 3, 64, 95\), expected \(2, 3, 64, 96\)"),
+        (dict(shape=SHAPE, typestr="<f2"), "dtype float16.*expected float32"),
+        (dict(shape=SHAPE, typestr="|u1"), "dtype uint8"),
+        (dict(shape=SHAPE, strides=(4, 2 * 64 * 96 * 4, 96 * 4, 4)), "not C-contiguous"),  # batch/channel swapped
+        (dict(shape=SHAPE, strides=(3 * 64 * 96 * 4, 64 * 96 * 4, 4, 64 * 4)), "not C-contiguous"),  # transposed HW
+        (dict(shape=SHAPE, mask=object()), "masked"),
+        (dict(shape=SHAPE, ptr=0), "null device pointer"),
+        (dict(shape=SHAPE, stream=0), "stream 0"),
+    ],
+)
 def test_cuda_array_interface_rejects(kwargs, match):
     with pytest.raises(ValueError, match=match):
         parse_cuda_array_interface(FakeDeviceArray(**kwargs), shape=SHAPE, dtype=np.float32)
@@ -226,9 +242,12 @@ def test_read_onnx_info(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["y"])], "g",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, 64, 96])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3, 64, 96])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, 64, 96])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3, 64, 96])],
+    )
     model = helper.make_model(graph)
     helper.set_model_props(model, {"df2infer.contract": CONTRACT.to_json()})
     path = tmp_path / "m.onnx"

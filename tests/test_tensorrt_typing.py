@@ -1,6 +1,7 @@
 """mypy checks the TensorRT code against `tensorrt-stubs` (TensorRT 10.13's API), the only check of those calls
 possible without TensorRT installed (docs/design.md, "Testing without the hardware"; docs/tensorrt.md, "What
 runs where"). It proves the calls match the documented signatures, not that an engine builds or runs."""
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trt_stubs  # noqa: E402
 
-FILES = ["export/tensorrt_builder.py", "df2infer/backends/tensorrt_backend.py", "df2infer/gpu/cuda_array.py",
-         "df2infer/gpu/cuda_check.py"]
+FILES = ["export/tensorrt_builder.py", "df2infer/backends/tensorrt_backend.py", "df2infer/gpu/cuda_array.py", "df2infer/gpu/cuda_check.py"]
 
 
 # 3.10: JetPack 6's Python (mypy checks the syntax and standard library of that version); 3.11: mypy.ini's.
 @pytest.mark.parametrize("python_version", ["3.10", "3.11"])
-@pytest.mark.skipif(trt_stubs.installed_stubs_root() is None,
-                    reason="tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs)")
+@pytest.mark.skipif(
+    trt_stubs.installed_stubs_root() is None, reason="tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs)"
+)
 def test_tensorrt_code_typechecks_against_stubs(python_version: str) -> None:
     mypy_api = pytest.importorskip("mypy.api", reason="mypy is not installed")
     trt_stubs.prepare_stubs(ROOT / "build" / "typing-stubs")  # the path mypy.ini's mypy_path names
@@ -28,8 +29,9 @@ def test_tensorrt_code_typechecks_against_stubs(python_version: str) -> None:
     os.chdir(ROOT)
     try:
         # follow-imports=silent: imported project modules give their types but are not themselves reported here.
-        stdout, stderr, status = mypy_api.run(["--config-file", "mypy.ini", "--follow-imports=silent",
-                                               "--python-version", python_version, "--no-incremental", *FILES])
+        stdout, stderr, status = mypy_api.run(
+            ["--config-file", "mypy.ini", "--follow-imports=silent", "--python-version", python_version, "--no-incremental", *FILES]
+        )
     finally:
         os.chdir(cwd)
     assert status == 0, f"mypy (Python {python_version}) failed:\n{stdout}\n{stderr}"

@@ -1,5 +1,6 @@
 """df2infer_export.torch_backend: the eager model as a df2infer Backend gives the runtime the same detections
 as the ONNX FP32 export of the same checkpoint (the bundled model, N = 20)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,9 @@ from df2infer.api import DEFAULT_MODEL  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "export" / "checkpoints" / "match_rcnn_small_synth.pt"
 
-pytestmark = pytest.mark.skipif(not (CHECKPOINT.is_file() and Path(DEFAULT_MODEL).is_file()),
-                                reason="committed checkpoint or bundled model missing")
+pytestmark = pytest.mark.skipif(
+    not (CHECKPOINT.is_file() and Path(DEFAULT_MODEL).is_file()), reason="committed checkpoint or bundled model missing"
+)
 
 
 def test_torch_backend_matches_onnx_through_the_runtime():
@@ -29,8 +31,14 @@ def test_torch_backend_matches_onnx_through_the_runtime():
     assert isinstance(be, Backend) and be.name == "torch" and be.device == "cpu"
     onnx_pred = df2infer.load(DEFAULT_MODEL, device="cpu")
     c, o = be.contract, onnx_pred.contract
-    assert (c.input_height, c.input_width, c.max_detections, c.mask_size, c.heatmap_size, c.embedding_dim) == \
-        (o.input_height, o.input_width, o.max_detections, o.mask_size, o.heatmap_size, o.embedding_dim)
+    assert (c.input_height, c.input_width, c.max_detections, c.mask_size, c.heatmap_size, c.embedding_dim) == (
+        o.input_height,
+        o.input_width,
+        o.max_detections,
+        o.mask_size,
+        o.heatmap_size,
+        o.embedding_dim,
+    )
     np.testing.assert_allclose(c.similarity_weight, o.similarity_weight, atol=1e-6)
     torch_pred = df2infer.load(be)
 

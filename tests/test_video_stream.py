@@ -3,6 +3,7 @@
 Servers (tests/stream_servers.py) run as subprocesses so they can be stalled (SIGSTOP) and killed;
 each stops itself after a bounded time. Inference uses the tiny fake model except in the one
 end-to-end test of the bundled model."""
+
 from __future__ import annotations
 
 import json
@@ -55,10 +56,16 @@ def _free_port() -> int:
 def _rtsp_available() -> bool:
     if not os.path.exists(SYSTEM_PYTHON):
         return False
-    r = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                        "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-                        "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')"],
-                       capture_output=True)
+    r = subprocess.run(
+        [
+            SYSTEM_PYTHON,
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); "
+            "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+            "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')",
+        ],
+        capture_output=True,
+    )
     return r.returncode == 0
 
 
@@ -70,12 +77,15 @@ class Server:
         self.fps = fps
         self.port = _free_port()
         self.proc: subprocess.Popen | None = None
-        self.url = (f"rtsp://127.0.0.1:{self.port}/live" if kind == "rtsp" else f"http://127.0.0.1:{self.port}/")
+        self.url = f"rtsp://127.0.0.1:{self.port}/live" if kind == "rtsp" else f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> Server:
         py = SYSTEM_PYTHON if self.kind == "rtsp" else sys.executable
-        self.proc = subprocess.Popen([py, str(SERVERS), self.kind, str(self.port), "--fps", str(self.fps), "--duration", "60"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [py, str(SERVERS), self.kind, str(self.port), "--fps", str(self.fps), "--duration", "60"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> Server:
@@ -205,9 +215,28 @@ def test_cli_file_mode_loses_no_frame_and_names_a_bad_source(tmp_path, fake, cli
     path, n = clip
     folder = _solid_folder(tmp_path / "imgs", 100, 5)
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "df2infer", "video", path, folder, str(tmp_path / "nope.mp4"),
-                        "--model", fake, "--out", str(out), "--batch", "3", "--no-progress", "--track"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "df2infer",
+            "video",
+            path,
+            folder,
+            str(tmp_path / "nope.mp4"),
+            "--model",
+            fake,
+            "--out",
+            str(out),
+            "--batch",
+            "3",
+            "--no-progress",
+            "--track",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1, r.stderr  # one source failed, the others ran
     assert "nope.mp4" in r.stderr
     lines = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
@@ -234,8 +263,12 @@ def _count_frames(path) -> int:
 
 
 def test_detect_points_to_video_for_a_video_file(clip, tmp_path, fake):
-    r = subprocess.run([sys.executable, "-m", "df2infer", "detect", clip[0], "--model", fake, "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "df2infer", "detect", clip[0], "--model", fake, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "df2infer video" in r.stderr
 
 
@@ -243,17 +276,25 @@ def test_detect_points_to_video_for_a_video_file(clip, tmp_path, fake):
 # live servers: stall, kill, restart
 
 
-SERVER_KINDS = ["mjpeg", "mpegts", pytest.param("rtsp", marks=pytest.mark.skipif(
-    not _rtsp_available(), reason="no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
-    "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly (make setup does)"))]
+SERVER_KINDS = [
+    "mjpeg",
+    "mpegts",
+    pytest.param(
+        "rtsp",
+        marks=pytest.mark.skipif(
+            not _rtsp_available(),
+            reason="no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
+            "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly (make setup does)",
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize("kind", SERVER_KINDS)
 def test_live_stream_stall_kill_restart(kind, fake):
     target = Server(kind).start()
     other = Server("mjpeg", fps=15).start()
-    policy = ReconnectPolicy(open_timeout_s=1.5, read_timeout_s=1.0, base_delay_s=0.1, max_delay_s=0.5, jitter=0.2,
-                             max_failures=100)
+    policy = ReconnectPolicy(open_timeout_s=1.5, read_timeout_s=1.0, base_delay_s=0.1, max_delay_s=0.5, jitter=0.2, max_failures=100)
     pipe = Pipeline([target.url, other.url], fake, batch=2, policy=policy)
     col = Collector(pipe)
     try:
@@ -343,9 +384,26 @@ def test_live_source_keeps_only_the_newest_frame(fake):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_cli_signal_leaves_a_playable_video(sig, tmp_path, fake, clip):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "df2infer", "video", clip[0], "--loop", "--model", fake,
-                             "--out", str(out), "--summary-every", "0", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "df2infer",
+            "video",
+            clip[0],
+            "--loop",
+            "--model",
+            fake,
+            "--out",
+            str(out),
+            "--summary-every",
+            "0",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     jl = out / "detections.jsonl"
     t0 = time.monotonic()
     try:
@@ -380,9 +438,13 @@ def test_cli_signal_leaves_a_playable_video(sig, tmp_path, fake, clip):
 
 def _det(boxes, labels, emb):
     n = len(boxes)
-    return Detections(boxes=np.asarray(boxes, np.float32).reshape(-1, 4), scores=np.full(n, 0.9, np.float32),
-                      labels=np.asarray(labels, np.int32), image_size=(480, 640),
-                      embeddings=np.asarray(emb, np.float32).reshape(n, -1))
+    return Detections(
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        scores=np.full(n, 0.9, np.float32),
+        labels=np.asarray(labels, np.int32),
+        image_size=(480, 640),
+        embeddings=np.asarray(emb, np.float32).reshape(n, -1),
+    )
 
 
 def test_tracker_keeps_ids_and_reidentifies_an_item_that_comes_back():
@@ -405,8 +467,26 @@ def test_bundled_model_end_to_end_with_tracking(tmp_path):
 
     path, _ = make_video(tmp_path / "clip", frames=10, seed=1)  # garments in frames 1-8
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "df2infer", "video", str(path), "--max-frames", "6", "--track",
-                        "--out", str(out), "--no-progress", "--device", "cpu"], capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "df2infer",
+            "video",
+            str(path),
+            "--max-frames",
+            "6",
+            "--track",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
     assert [x["frame_index"] for x in recs] == list(range(6))
@@ -421,9 +501,14 @@ def test_mask_blend_matches_the_float_formula():
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     m = rng.random((10, 12)) > 0.5
-    det = Detections(boxes=np.array([[5, 4, 17, 14]], np.float32), scores=np.ones(1, np.float32),
-                     labels=np.array([3], np.int32), image_size=(30, 40), masks=[m],
-                     mask_boxes=np.array([[5, 4, 17, 14]], np.int32))
+    det = Detections(
+        boxes=np.array([[5, 4, 17, 14]], np.float32),
+        scores=np.ones(1, np.float32),
+        labels=np.array([3], np.int32),
+        image_size=(30, 40),
+        masks=[m],
+        mask_boxes=np.array([[5, 4, 17, 14]], np.int32),
+    )
     out = draw_masks(img, det, alpha=0.45)
     ref = img.copy()
     reg = ref[4:14, 5:17]

@@ -6,6 +6,7 @@ ops the real Match R-CNN deploy graph will: Conv, Relu, Resize, Add, Sigmoid, To
 GatherElements, Exp (under `box_decode/`), NonMaxSuppression, ScatterND, RoiAlign, ConvTranspose,
 GlobalAveragePool, Gemm, MatMul, Cast, Reshape. Random weights, seeded.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,16 @@ H = W = 32
 
 
 def tiny_contract() -> Contract:
-    return Contract(input_height=H, input_width=W, max_detections=N, mask_size=8, heatmap_size=8,
-                    max_landmarks=3, embedding_dim=16, model={"name": "tiny-test"})
+    return Contract(
+        input_height=H,
+        input_width=W,
+        max_detections=N,
+        mask_size=8,
+        heatmap_size=8,
+        max_landmarks=3,
+        embedding_dim=16,
+        model={"name": "tiny-test"},
+    )
 
 
 def build_tiny_deploy_graph(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
@@ -44,11 +53,9 @@ def build_tiny_deploy_graph(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
     x = n("Mul", ["images", const("inv255", np.array(1 / 255, np.float32))], ["x"], "norm/mul")
     f1 = n("Conv", [x, w("c1.w", 8, 3, 3, 3), w("c1.b", 8)], ["f1c"], "backbone/conv1", pads=[1, 1, 1, 1])
     f1 = n("Relu", [f1], ["f1"], "backbone/relu1")
-    f2 = n("Conv", [f1, w("c2.w", 8, 8, 3, 3, scale=0.2), w("c2.b", 8)], ["f2c"], "backbone/conv2",
-           pads=[1, 1, 1, 1], strides=[2, 2])
+    f2 = n("Conv", [f1, w("c2.w", 8, 8, 3, 3, scale=0.2), w("c2.b", 8)], ["f2c"], "backbone/conv2", pads=[1, 1, 1, 1], strides=[2, 2])
     f2 = n("Relu", [f2], ["f2"], "backbone/relu2")
-    up = n("Resize", [f2, "", const("up.scales", np.array([1, 1, 2, 2], np.float32))], ["up"], "fpn/resize",
-           mode="nearest")
+    up = n("Resize", [f2, "", const("up.scales", np.array([1, 1, 2, 2], np.float32))], ["up"], "fpn/resize", mode="nearest")
     p = n("Add", [f1, up], ["p"], "fpn/add")
     reg = n("Conv", [p, w("reg.w", 4, 8, 1, 1, scale=0.1), w("reg.b", 4, scale=0.1)], ["reg"], "head/reg")
     obj = n("Conv", [p, w("obj.w", 1, 8, 1, 1), w("obj.b", 1)], ["obj"], "head/obj")
@@ -57,8 +64,12 @@ def build_tiny_deploy_graph(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
     n("TopK", [flat, const("topk.k", np.array([N], np.int64))], ["top_scores", "top_idx"], "postproc/topk")
     # box decoding: deltas -> boxes around each cell (kept FP32 by name prefix)
     reg = n("Reshape", [reg, const("shape_b_4_1024", np.array([0, 4, H * W], np.int64))], ["reg_flat"], "box_decode/flat")
-    reg = n("Clip", [reg, const("clip.lo", np.array(-4, np.float32)), const("clip.hi", np.array(4, np.float32))],
-            ["reg_clip"], "box_decode/clip")
+    reg = n(
+        "Clip",
+        [reg, const("clip.lo", np.array(-4, np.float32)), const("clip.hi", np.array(4, np.float32))],
+        ["reg_clip"],
+        "box_decode/clip",
+    )
     e = n("Exp", [reg], ["reg_exp"], "box_decode/exp")
     e = n("Mul", [e, const("box.scale", np.array(4.0, np.float32))], ["half_wh"], "box_decode/scale")
     centers = np.stack(np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5), 0).reshape(2, -1).astype(np.float32)
@@ -71,9 +82,18 @@ def build_tiny_deploy_graph(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
     b = n("GatherElements", [allb, idx], ["boxes_t"], "postproc/gather_boxes", axis=2)
     boxes = n("Transpose", [b], ["boxes_raw"], "postproc/boxes_t", perm=[0, 2, 1])
     sc3 = n("Unsqueeze", ["top_scores", "ax1"], ["scores3"], "nms/scores3")
-    sel = n("NonMaxSuppression", [boxes, sc3, const("nms.max", np.array([N], np.int64)),
-                                  const("nms.iou", np.array([0.5], np.float32)),
-                                  const("nms.thr", np.array([0.05], np.float32))], ["sel"], "nms/nms")
+    sel = n(
+        "NonMaxSuppression",
+        [
+            boxes,
+            sc3,
+            const("nms.max", np.array([N], np.int64)),
+            const("nms.iou", np.array([0.5], np.float32)),
+            const("nms.thr", np.array([0.05], np.float32)),
+        ],
+        ["sel"],
+        "nms/nms",
+    )
     bi_ = n("Gather", [sel, const("cols02", np.array([0, 2], np.int64))], ["sel02"], "nms/sel02", axis=1)
     nsel = n("Shape", [sel], ["sel_shape"], "nms/sel_shape", start=0, end=1)
     ones = n("ConstantOfShape", [nsel], ["ones"], "nms/ones", value=nh.from_array(np.array([1], np.float32)))
@@ -83,21 +103,22 @@ def build_tiny_deploy_graph(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
     cnt = n("ReduceSum", [keep, const("ax1b", np.array([1], np.int64))], ["cnt"], "postproc/count", keepdims=0)
     n("Cast", [cnt], ["num_dets"], "postproc/num_dets", to=TP.INT32)
     n("Cast", [keep], ["labels"], "postproc/labels", to=TP.INT32)
-    n("Mul", [boxes, n("Unsqueeze", [keep, const("ax2", np.array([2], np.int64))], ["keep3"], "postproc/keep3")],
-      ["boxes"], "postproc/boxes")
+    n(
+        "Mul",
+        [boxes, n("Unsqueeze", [keep, const("ax2", np.array([2], np.int64))], ["keep3"], "postproc/keep3")],
+        ["boxes"],
+        "postproc/boxes",
+    )
     # RoI features: batch index per box
     shp = n("Shape", ["images"], ["img_shape"], "roi/shape")
     bsz = n("Gather", [shp, const("zero_i", np.array(0, np.int64))], ["bsz"], "roi/bsz", axis=0)
-    rng_ = n("Range", [const("zero_i2", np.array(0, np.int64)), bsz, const("one_i", np.array(1, np.int64))],
-             ["brange"], "roi/range")
+    rng_ = n("Range", [const("zero_i2", np.array(0, np.int64)), bsz, const("one_i", np.array(1, np.int64))], ["brange"], "roi/range")
     bi = n("Unsqueeze", [rng_, "ax1"], ["brange_u"], "roi/brange_u")
     bi = n("Tile", [bi, const("tileN", np.array([1, N], np.int64))], ["brange_t"], "roi/brange_t")
     bi = n("Reshape", [bi, const("m1", np.array([-1], np.int64))], ["batch_idx"], "roi/batch_idx")
     rois = n("Reshape", ["boxes_raw", const("m1_4", np.array([-1, 4], np.int64))], ["rois"], "roi/rois")
-    feat = n("RoiAlign", [p, rois, bi], ["roi_feat"], "roi/align", output_height=4, output_width=4,
-             sampling_ratio=2, spatial_scale=1.0)
-    m = n("ConvTranspose", [feat, w("mask.w", 8, 1, 2, 2), w("mask.b", 1)], ["mask_logit"], "head/mask_deconv",
-          strides=[2, 2])
+    feat = n("RoiAlign", [p, rois, bi], ["roi_feat"], "roi/align", output_height=4, output_width=4, sampling_ratio=2, spatial_scale=1.0)
+    m = n("ConvTranspose", [feat, w("mask.w", 8, 1, 2, 2), w("mask.b", 1)], ["mask_logit"], "head/mask_deconv", strides=[2, 2])
     m = n("Sigmoid", [m], ["mask_prob"], "head/mask_sigmoid")
     n("Reshape", [m, const("mask_shape", np.array([-1, N, 8, 8], np.int64))], ["masks"], "head/masks")
     k = n("ConvTranspose", [feat, w("kp.w", 8, 3, 2, 2), w("kp.b", 3)], ["kp_logit"], "head/kp_deconv", strides=[2, 2])
@@ -119,8 +140,7 @@ def build_tiny_deploy_graph(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
         h.make_tensor_value_info("landmark_heatmaps", TP.FLOAT, [B, N, 3, 8, 8]),
         h.make_tensor_value_info("embeddings", TP.FLOAT, [B, N, 16]),
     ]
-    graph = h.make_graph(nodes, "tiny_deploy", [h.make_tensor_value_info("images", TP.FLOAT, [B, 3, H, W])],
-                         outputs, inits)
+    graph = h.make_graph(nodes, "tiny_deploy", [h.make_tensor_value_info("images", TP.FLOAT, [B, 3, H, W])], outputs, inits)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="df2infer-tests")
     model.ir_version = 8
     h.set_model_props(model, {METADATA_KEY: tiny_contract().to_json()})

@@ -1,5 +1,6 @@
 """A tiny hand-made DeepFashion2-format folder for fast tests: coloured polygons on a grey
 background, landmarks on polygon vertices, shop/user image pairs with matching styles."""
+
 from __future__ import annotations
 
 import json
@@ -36,11 +37,18 @@ def make_tiny_dataset(root, n_images: int = 8, size: int = 128, seed: int = 0) -
         seg_len = np.linalg.norm(np.diff(per, axis=0), axis=1)
         cum = np.concatenate([[0], np.cumsum(seg_len)]) / seg_len.sum()
         lm = np.stack([np.interp(t, cum, per[:, 0]), np.interp(t, cum, per[:, 1]), np.full(n, 2.0)], 1)
-        item = {"category_id": cat, "category_name": spec.category(cat).raw_name, "style": 1,
-                "bounding_box": [int(x1), int(y1), int(x2), int(y2)],
-                "landmarks": [round(float(v), 2) for v in lm.reshape(-1)],
-                "segmentation": [[round(float(v), 2) for v in poly.reshape(-1)]],
-                "scale": 2, "occlusion": 1, "zoom_in": 1, "viewpoint": 2}
+        item = {
+            "category_id": cat,
+            "category_name": spec.category(cat).raw_name,
+            "style": 1,
+            "bounding_box": [int(x1), int(y1), int(x2), int(y2)],
+            "landmarks": [round(float(v), 2) for v in lm.reshape(-1)],
+            "segmentation": [[round(float(v), 2) for v in poly.reshape(-1)]],
+            "scale": 2,
+            "occlusion": 1,
+            "zoom_in": 1,
+            "viewpoint": 2,
+        }
         cv2.imwrite(str(root / "image" / f"{i:06d}.jpg"), img)
         (root / "annos" / f"{i:06d}.json").write_text(json.dumps({"source": source, "pair_id": pair, "item1": item}))
     return root

@@ -1,4 +1,5 @@
 """A tiny random-init Match R-CNN (small config, 128x128 input) for deploy-graph tests."""
+
 from __future__ import annotations
 
 import torch
@@ -14,9 +15,16 @@ def build_tiny_model(score_thresh: float):
     from df2infer_export.model import build_model
 
     torch.manual_seed(0)
-    cfg = load_config("small", [f"model.input_size={SIZE}", f"model.rpn_post_nms_top_n_test={P}",
-                                "model.rpn_pre_nms_top_n_test=200", f"model.max_detections={N}",
-                                f"model.box_score_thresh={score_thresh}"])["model"]
+    cfg = load_config(
+        "small",
+        [
+            f"model.input_size={SIZE}",
+            f"model.rpn_post_nms_top_n_test={P}",
+            "model.rpn_pre_nms_top_n_test=200",
+            f"model.max_detections={N}",
+            f"model.box_score_thresh={score_thresh}",
+        ],
+    )["model"]
     m = build_model(cfg).eval()
     with torch.no_grad():
         m.roi_heads.box_predictor.cls_score.weight.mul_(20)

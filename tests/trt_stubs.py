@@ -6,6 +6,7 @@ parameter without default after defaulted ones. They also lack a py.typed marker
 `tensorrt/` and `tensorrt_bindings/` to `dest` with those lines fixed mechanically (nothing else changes), so
 `MYPYPATH=dest mypy ...` type-checks against TensorRT's real API. Used by tests/test_tensorrt_typing.py.
 """
+
 from __future__ import annotations
 
 import ast

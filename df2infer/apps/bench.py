@@ -6,6 +6,7 @@ in total, p50/p90/p99/mean/min/max over all runs after warm-up, interleaved in o
 DIR/bench.json, DIR/bench.md and DIR/bench.png and prints the Markdown. See runner.py for what is
 timed and how.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,22 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="artifacts (.onnx, .engine); default: df2infer/models/default.onnx and default.int8.onnx")
+    p.add_argument(
+        "models", nargs="*", metavar="MODEL", help="artifacts (.onnx, .engine); default: df2infer/models/default.onnx and default.int8.onnx"
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--images", metavar="DIR", help="time on images from this folder (up to 16, cycled into batches)")
     src.add_argument("--synthetic", action="store_true", help="time on a fixed synthetic scene (the default)")
     p.add_argument("--size", default="1280x720", help="synthetic scene size WIDTHxHEIGHT (default: %(default)s)")
     p.add_argument("--batch", default="1,4", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up calls per artifact and batch size (default: %(default)s)")
-    p.add_argument("--block", type=int, default=10,
-                   help="timed calls in a row per artifact before switching to the next; each block starts with one "
-                        "untimed call (default: %(default)s)")
+    p.add_argument(
+        "--block",
+        type=int,
+        default=10,
+        help="timed calls in a row per artifact before switching to the next; each block starts with one "
+        "untimed call (default: %(default)s)",
+    )
     p.add_argument("--runs", type=int, default=50, help="timed calls per artifact and batch size, >= 30 for p99 (default: %(default)s)")
     p.add_argument("--conf", type=float, default=0.3, help="score threshold of the timed calls (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
@@ -74,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"only {args.runs} timed runs per batch size: p99 is not meaningful below ~30 (use --runs >= 30)")
     models = [str(m) for m in args.models] or [str(p) for p in default_models()]
     if not models and not args.torch:
-        print(f"df2infer bench: no model given and no bundled model at {df2infer.api.DEFAULT_MODEL}; "
-              f"make it with `{MAKE_DEFAULT_MODEL}`, or pass MODEL paths", file=sys.stderr)
+        print(
+            f"df2infer bench: no model given and no bundled model at {df2infer.api.DEFAULT_MODEL}; "
+            f"make it with `{MAKE_DEFAULT_MODEL}`, or pass MODEL paths",
+            file=sys.stderr,
+        )
         return 2
     machine = machine_info()
     subjects = []
@@ -90,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
                 n = subjects[0].predictor.contract.max_detections if subjects else None
                 subjects.append(torch_subject(args.torch, tdev, args.threads, n))
             except ModuleNotFoundError as e:
-                print(f"df2infer bench: --torch needs PyTorch ({e}); install the export extra: pip install 'df2infer[export]'",
-                      file=sys.stderr)
+                print(
+                    f"df2infer bench: --torch needs PyTorch ({e}); install the export extra: pip install 'df2infer[export]'",
+                    file=sys.stderr,
+                )
                 return 2
     except (FileNotFoundError, df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
         print(f"df2infer bench: {e}", file=sys.stderr)
@@ -112,22 +123,45 @@ def run(args: argparse.Namespace) -> int:
         img, n_items = synthetic_scene(size)
         images = [img]
         desc = f"synthetic {size[0]}x{size[1]} scene with {n_items} garments (seed 0)"
-    print(f"benchmarking {', '.join(s.name for s in subjects)} on {desc}; batches {batches}, "
-          f"{args.warmup} warm-up + {args.runs} runs each", file=sys.stderr)
+    print(
+        f"benchmarking {', '.join(s.name for s in subjects)} on {desc}; batches {batches}, {args.warmup} warm-up + {args.runs} runs each",
+        file=sys.stderr,
+    )
     t0 = time.perf_counter()
-    rows = measure(subjects, images, batches, warmup=args.warmup, runs=args.runs, conf=args.conf, block=args.block,
-                   log=lambda s: print(s, file=sys.stderr))
+    rows = measure(
+        subjects,
+        images,
+        batches,
+        warmup=args.warmup,
+        runs=args.runs,
+        conf=args.conf,
+        block=args.block,
+        log=lambda s: print(s, file=sys.stderr),
+    )
     machine["loadavg_1m_end"] = machine_info().get("loadavg_1m")
     inputs = {s.info.get("input") for s in subjects}
     if len(inputs) > 1:
-        notes.append(f"the artifacts have different graph input sizes ({', '.join(sorted(map(str, inputs)))}): "
-                     "their latencies are not for the same work")
-    report = {"machine": machine,
-              "config": {"images": desc, "batches": batches, "warmup": args.warmup, "runs": args.runs, "block": args.block,
-                         "conf": args.conf, "device": args.device, "threads": args.threads, "seconds": round(time.perf_counter() - t0, 2)},
-              "subjects": [{"name": s.name, "kind": s.kind, "path": s.path, "precision": s.precision, "info": s.info}
-                           for s in subjects],
-              "results": rows, "notes": notes}
+        notes.append(
+            f"the artifacts have different graph input sizes ({', '.join(sorted(map(str, inputs)))}): "
+            "their latencies are not for the same work"
+        )
+    report = {
+        "machine": machine,
+        "config": {
+            "images": desc,
+            "batches": batches,
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "block": args.block,
+            "conf": args.conf,
+            "device": args.device,
+            "threads": args.threads,
+            "seconds": round(time.perf_counter() - t0, 2),
+        },
+        "subjects": [{"name": s.name, "kind": s.kind, "path": s.path, "precision": s.precision, "info": s.info} for s in subjects],
+        "results": rows,
+        "notes": notes,
+    }
     if args.accuracy:
         report["accuracy"] = accuracy(subjects, args.accuracy, args.accuracy_images)
     paths = rep.write(report, args.out, with_plot=not args.no_plot)
@@ -175,8 +209,21 @@ def torch_subject(checkpoint: str, device: str = "cpu", threads: int = 0, max_de
 
     tp = torch_predictor(checkpoint, device, threads, max_detections)
     be = tp.backend
-    info = {"backend": "torch eager", "device": be.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "input": f"{tp.contract.input_width}x{tp.contract.input_height}", "checkpoint_iteration": be.iteration,
-            "sync": "torch.cuda.synchronize() before each clock read on a GPU; CPU forward is synchronous"}
-    return Subject(name=f"torch:{Path(checkpoint).name}", kind="torch", path=checkpoint, precision="fp32",
-                   predictor=tp, info=info, max_batch=be.max_batch)
+    info = {
+        "backend": "torch eager",
+        "device": be.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "input": f"{tp.contract.input_width}x{tp.contract.input_height}",
+        "checkpoint_iteration": be.iteration,
+        "sync": "torch.cuda.synchronize() before each clock read on a GPU; CPU forward is synchronous",
+    }
+    return Subject(
+        name=f"torch:{Path(checkpoint).name}",
+        kind="torch",
+        path=checkpoint,
+        precision="fp32",
+        predictor=tp,
+        info=info,
+        max_batch=be.max_batch,
+    )

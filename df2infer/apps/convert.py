@@ -1,4 +1,5 @@
 """`df2infer convert DIR`: write COCO-style JSON and retrieval ground truth (see data/coco.py)."""
+
 from __future__ import annotations
 
 import argparse

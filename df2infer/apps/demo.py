@@ -13,6 +13,7 @@
    DIR/bench/bench.{md,json,png}.
 Exit status 2, with the command that makes it, when the bundled model is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def _missing_model_message(model: str | None) -> str:
     from df2infer.api import DEFAULT_MODEL, MAKE_DEFAULT_MODEL
 
     if model is None:
-        return (f"df2infer demo: the bundled model {DEFAULT_MODEL} is missing.\n"
-                f"Make it with:\n    {MAKE_DEFAULT_MODEL}\nor run the demo on another artifact: df2infer demo --model MODEL.onnx")
+        return (
+            f"df2infer demo: the bundled model {DEFAULT_MODEL} is missing.\n"
+            f"Make it with:\n    {MAKE_DEFAULT_MODEL}\nor run the demo on another artifact: df2infer demo --model MODEL.onnx"
+        )
     return f"df2infer demo: model file {model} not found"
 
 
@@ -60,8 +63,9 @@ def make_data(root: Path, n_images: int, seed: int, video_frames: int) -> None:
         print(f"video: {root / 'video.mp4'} ({video_frames} frames)")
 
 
-def retrieval_example(model, ds, dets: dict[int, Any], images: dict[int, np.ndarray], out: Path, k: int = 5,
-                      gallery_score: float = 0.3) -> dict | None:
+def retrieval_example(
+    model, ds, dets: dict[int, Any], images: dict[int, np.ndarray], out: Path, k: int = 5, gallery_score: float = 0.3
+) -> dict | None:
     """Query the most confident consumer item against the shop items; write the strip and JSON."""
     import cv2
 
@@ -80,21 +84,41 @@ def retrieval_example(model, ds, dets: dict[int, Any], images: dict[int, np.ndar
     q = dets[qid][qi]
     matches = gallery.search(q, k=k)[0]
     qann = by_id[qid]
-    tiles = [outline_tile(label_tile(crop_tile(images[qid], q.boxes[0]),
-                                     [f"query {q.names[0][:18]}", f"image {qid} score {q.scores[0]:.2f}"]))]
+    tiles = [
+        outline_tile(label_tile(crop_tile(images[qid], q.boxes[0]), [f"query {q.names[0][:18]}", f"image {qid} score {q.scores[0]:.2f}"]))
+    ]
     listed = []
     for r, m in enumerate(matches, 1):
         mid: int = m.image_id  # type: ignore[assignment]
         same = by_id[mid].pair_id == qann.pair_id
-        t = label_tile(crop_tile(images[mid], m.box), [f"#{r} p={m.probability:.3f}", f"shop {mid}" + (" same pair" if same else "")],
-                       (0, 140, 0) if same else (0, 0, 0))
+        t = label_tile(
+            crop_tile(images[mid], m.box),
+            [f"#{r} p={m.probability:.3f}", f"shop {mid}" + (" same pair" if same else "")],
+            (0, 140, 0) if same else (0, 0, 0),
+        )
         tiles.append(t)
-        listed.append({"rank": r, "image_id": mid, "box": [round(float(v), 1) for v in m.box],
-                       "category_id": m.label, "probability": round(m.probability, 5), "same_pair_id": bool(same)})
+        listed.append(
+            {
+                "rank": r,
+                "image_id": mid,
+                "box": [round(float(v), 1) for v in m.box],
+                "category_id": m.label,
+                "probability": round(m.probability, 5),
+                "same_pair_id": bool(same),
+            }
+        )
     cv2.imwrite(str(out / "retrieval.jpg"), strip(tiles))
-    info = {"query": {"image_id": int(qid), "pair_id": qann.pair_id, "box": [round(float(v), 1) for v in q.boxes[0]],
-                      "category_id": int(q.labels[0]), "score": round(float(q.scores[0]), 4)},
-            "gallery_items": len(gallery), "top": listed}
+    info = {
+        "query": {
+            "image_id": int(qid),
+            "pair_id": qann.pair_id,
+            "box": [round(float(v), 1) for v in q.boxes[0]],
+            "category_id": int(q.labels[0]),
+            "score": round(float(q.scores[0]), 4),
+        },
+        "gallery_items": len(gallery),
+        "top": listed,
+    }
     (out / "retrieval.json").write_text(json.dumps(info, indent=1))
     return info
 
@@ -143,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     make_data(data, args.images, args.seed, args.video_frames)
     ds = load_dataset(data)
-    ds.images = ds.images[:args.images]
+    ds.images = ds.images[: args.images]
     paths = [str(ds.image_path(a)) for a in ds.images]
 
     # detection on every image
@@ -151,8 +175,7 @@ def run(args: argparse.Namespace) -> int:
     images: dict[int, np.ndarray] = {}
     n_items = 0
     with JsonlSink(out / "detections.jsonl") as jf:
-        for a, (det, img) in zip(ds.images, model.stream(paths, conf=args.conf, with_images=True,
-                                                         suppress_iou=DUPLICATE_IOU)):
+        for a, (det, img) in zip(ds.images, model.stream(paths, conf=args.conf, with_images=True, suppress_iou=DUPLICATE_IOU)):
             jf.write(det.to_json())
             if not det.ok:
                 print(f"df2infer demo: skipped {det.message}", file=sys.stderr)
@@ -177,8 +200,9 @@ def run(args: argparse.Namespace) -> int:
     if info is None:
         print("retrieval: no consumer item or no shop item detected; no example drawn")
     else:
-        top = ", ".join(f"#{m['rank']} image {m['image_id']} p={m['probability']:.3f}{' (same pair)' if m['same_pair_id'] else ''}"
-                        for m in info["top"])
+        top = ", ".join(
+            f"#{m['rank']} image {m['image_id']} p={m['probability']:.3f}{' (same pair)' if m['same_pair_id'] else ''}" for m in info["top"]
+        )
         print(f"retrieval: query image {info['query']['image_id']} ({info['gallery_items']} shop items): {top}")
 
     # latency
@@ -190,17 +214,29 @@ def run(args: argparse.Namespace) -> int:
     machine = machine_info()
     rows = measure([subj], [scene], [1], warmup=args.warmup, runs=args.runs, conf=args.conf, log=None)
     machine["loadavg_1m_end"] = machine_info().get("loadavg_1m")
-    report = {"machine": machine,
-              "config": {"images": f"synthetic 1280x720 scene with {n_garments} garments (seed 0)", "batches": [1],
-                         "warmup": args.warmup, "runs": args.runs, "conf": args.conf, "device": args.device, "threads": 0},
-              "subjects": [{"name": subj.name, "kind": subj.kind, "path": subj.path, "precision": subj.precision, "info": subj.info}],
-              "results": rows, "notes": [] if args.runs >= 30 else [f"only {args.runs} timed runs: p99 is not meaningful"]}
+    report = {
+        "machine": machine,
+        "config": {
+            "images": f"synthetic 1280x720 scene with {n_garments} garments (seed 0)",
+            "batches": [1],
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "conf": args.conf,
+            "device": args.device,
+            "threads": 0,
+        },
+        "subjects": [{"name": subj.name, "kind": subj.kind, "path": subj.path, "precision": subj.precision, "info": subj.info}],
+        "results": rows,
+        "notes": [] if args.runs >= 30 else [f"only {args.runs} timed runs: p99 is not meaningful"],
+    }
     bench_paths = rep.write(report, out / "bench")
     s = rows[0]["stages"]
-    print("latency (1280x720, batch 1, ms): " + ", ".join(
-        f"{st} p50 {s[st]['p50']:.1f}" for st in ("preprocess", "inference", "postprocess")) +
-        f"; total p50 {s['total']['p50']:.1f} / p90 {s['total']['p90']:.1f} / p99 {s['total']['p99']:.1f} "
-        f"over {args.runs} runs ({rows[0]['throughput_ips']:.2f} images/s)")
+    print(
+        "latency (1280x720, batch 1, ms): "
+        + ", ".join(f"{st} p50 {s[st]['p50']:.1f}" for st in ("preprocess", "inference", "postprocess"))
+        + f"; total p50 {s['total']['p50']:.1f} / p90 {s['total']['p90']:.1f} / p99 {s['total']['p99']:.1f} "
+        f"over {args.runs} runs ({rows[0]['throughput_ips']:.2f} images/s)"
+    )
 
     print(f"\ndone in {time.perf_counter() - t0:.1f} s. Outputs in {out}/:")
     video_in = ", video.mp4" if (data / "video.mp4").is_file() else ""

@@ -6,6 +6,7 @@ Writes DIR/<name>.jpg (annotated) for each image and DIR/detections.jsonl (one J
 image, in input order; unreadable images get a line with "error"). Folders are searched for images
 (non-recursively). Exit status 0 when every image was processed, 1 when some failed, 2 on usage errors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmark-method", default="subpixel", choices=("torchvision", "subpixel"))
     p.add_argument("--no-draw", action="store_true", help="write only the JSONL, no annotated images")
     p.add_argument("--embeddings", action="store_true", help="include embeddings in the JSONL")
-    p.add_argument("--keep-duplicates", action="store_true",
-                   help="keep cross-category duplicates (default: one garment reported as two categories at IoU > 0.85 is shown once)")
+    p.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep cross-category duplicates (default: one garment reported as two categories at IoU > 0.85 is shown once)",
+    )
 
 
 def _expand(inputs: list[str]) -> list[str]:
@@ -55,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     videos = [x for x in args.images if x.lower().endswith(VIDEO_SUFFIXES) or "://" in x]
     if videos:
-        print(f"df2infer detect: {videos[0]} is a video or stream; detect reads images. Use:\n"
-              f"    df2infer video {' '.join(videos)}", file=sys.stderr)
+        print(
+            f"df2infer detect: {videos[0]} is a video or stream; detect reads images. Use:\n    df2infer video {' '.join(videos)}",
+            file=sys.stderr,
+        )
         return 2
     files = _expand(args.images)
     if not files:
@@ -72,9 +78,15 @@ def run(args: argparse.Namespace) -> int:
     images = ImageFolderSink(out)
     n_ok = n_fail = n_items = 0
     with JsonlSink(out / "detections.jsonl") as jsonl:
-        for res, img in model.stream(files, conf=args.conf, batch_size=args.batch, landmark_method=args.landmark_method,
-                                     embeddings=args.embeddings, with_images=True,
-                                     suppress_iou=None if args.keep_duplicates else DUPLICATE_IOU):
+        for res, img in model.stream(
+            files,
+            conf=args.conf,
+            batch_size=args.batch,
+            landmark_method=args.landmark_method,
+            embeddings=args.embeddings,
+            with_images=True,
+            suppress_iou=None if args.keep_duplicates else DUPLICATE_IOU,
+        ):
             jsonl.write(res.to_json(embeddings=args.embeddings))
             if not res.ok:
                 n_fail += 1

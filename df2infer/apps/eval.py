@@ -5,6 +5,7 @@
 the official result lists (eval/predict.py: predict_results) and score them with
 `evaluate_predictions`, the same call this command makes for files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,8 @@ from df2infer.eval.results import ResultFormatError, read_results_dir
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA_DIR", help="DeepFashion2-format folder (image/ and annos/)")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--results", metavar="RESULTS_DIR",
-                     help="folder with any of bbox.json, segm.json, keys.json, retrieval.json")
-    src.add_argument("--self-check", action="store_true",
-                     help="score the ground truth as predictions (every metric must be 1.0)")
+    src.add_argument("--results", metavar="RESULTS_DIR", help="folder with any of bbox.json, segm.json, keys.json, retrieval.json")
+    src.add_argument("--self-check", action="store_true", help="score the ground truth as predictions (every metric must be 1.0)")
     src.add_argument("--model", metavar="ARTIFACT", help="predict with a model artifact (.onnx, .engine) through the runtime, then score")
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     g = parser.add_argument_group("with --model")
@@ -30,11 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--conf", type=float, default=0.05, help="minimum detection score kept (low for AP; default: %(default)s)")
     g.add_argument("--batch", type=int, default=None, help="images per batch (default: the model's max_batch)")
     g.add_argument("--max-images", type=int, default=None, help="score only the first N images of the folder")
-    g.add_argument("--gallery-score", type=float, default=0.3,
-                   help="minimum score of shop detections in the retrieval gallery (default: %(default)s)")
+    g.add_argument(
+        "--gallery-score", type=float, default=0.3, help="minimum score of shop detections in the retrieval gallery (default: %(default)s)"
+    )
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
-    g.add_argument("--landmark-method", choices=("torchvision", "subpixel"), default=None,
-                   help="landmark decoding (default: the runtime's default)")
+    g.add_argument(
+        "--landmark-method", choices=("torchvision", "subpixel"), default=None, help="landmark decoding (default: the runtime's default)"
+    )
     g.add_argument("--write-results", metavar="DIR", help="also write bbox/segm/keys/retrieval.json to DIR")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-attribute tables (faster)")
 
@@ -59,16 +60,26 @@ def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict
     n = min(len(dataset), args.max_images) if getattr(args, "max_images", None) else len(dataset)
     print(f"predicting {n} images with {predictor} (conf {args.conf})", file=sys.stderr)
     t0 = time.perf_counter()
-    results = predict_results(predictor, dataset, conf=args.conf, batch_size=getattr(args, "batch", None),
-                              max_images=getattr(args, "max_images", None),
-                              gallery_score=getattr(args, "gallery_score", 0.3), progress=sys.stderr.isatty(),
-                              landmark_method=getattr(args, "landmark_method", None))
+    results = predict_results(
+        predictor,
+        dataset,
+        conf=args.conf,
+        batch_size=getattr(args, "batch", None),
+        max_images=getattr(args, "max_images", None),
+        gallery_score=getattr(args, "gallery_score", 0.3),
+        progress=sys.stderr.isatty(),
+        landmark_method=getattr(args, "landmark_method", None),
+    )
     dt = time.perf_counter() - t0
     per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in predictor.timings.summary().items())
-    print(f"predicted {n} images in {dt:.1f} s ({1000 * dt / max(n, 1):.1f} ms/image; per stage ms/image: {per}); "
-          f"{len(results['bbox'])} detections, {len(results.get('retrieval', []))} retrieval queries", file=sys.stderr)
+    print(
+        f"predicted {n} images in {dt:.1f} s ({1000 * dt / max(n, 1):.1f} ms/image; per stage ms/image: {per}); "
+        f"{len(results['bbox'])} detections, {len(results.get('retrieval', []))} retrieval queries",
+        file=sys.stderr,
+    )
     if getattr(args, "write_results", None):
         from df2infer.eval.results import write_results
+
         paths = write_results(results, args.write_results)
         print(f"result files: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return results
@@ -86,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.model:
             results = results_from_model(args, ds)
             if args.max_images:
-                ds = type(ds)(ds.root, ds.images[:args.max_images])
+                ds = type(ds)(ds.root, ds.images[: args.max_images])
         else:
             ids = {im.image_id for im in ds}
             sizes = {im.image_id: (im.width, im.height) for im in ds}

@@ -14,6 +14,7 @@ export time, file sizes and the op histogram of each graph.
 heads run only on the detections at or above the runtime's `conf` (df2infer.contract,
 gated_heads). --heads static runs them on all N rows, which TensorRT needs; --engine implies it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="df2infer checkpoint (.pt)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (model.<precision>.onnx, engines)")
     p.add_argument("--precision", default="fp32", help="comma-separated subset of fp32,fp16,int8 (default fp32)")
-    p.add_argument("--calib-images", metavar="DIR",
-                   help="calibration images for int8 (the folder and its subfolders; df2infer.images.IMAGE_SUFFIXES)")
+    p.add_argument(
+        "--calib-images", metavar="DIR", help="calibration images for int8 (the folder and its subfolders; df2infer.images.IMAGE_SUFFIXES)"
+    )
     p.add_argument("--calib-method", default="minmax", help="int8 calibration: minmax | entropy | percentile")
     p.add_argument("--calib-num", type=int, default=200, help="calibration images to use (default 200)")
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
     p.add_argument("--max-detections", type=int, default=50, help="N, padded detections per image (default 50)")
     p.add_argument("--num-proposals", type=int, default=None, help="RPN proposals per image (default: the model's test setting)")
-    p.add_argument("--heads", choices=("gated", "static"), default=None,
-                   help="gated: heads only on detections >= the runtime's conf (ONNX Runtime; default); "
-                        "static: on all N rows (TensorRT; the default with --engine)")
+    p.add_argument(
+        "--heads",
+        choices=("gated", "static"),
+        default=None,
+        help="gated: heads only on detections >= the runtime's conf (ONNX Runtime; default); "
+        "static: on all N rows (TensorRT; the default with --engine)",
+    )
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--engine", action="store_true", help="also build TensorRT engines (needs TensorRT)")
@@ -69,23 +75,21 @@ def run(args: argparse.Namespace) -> int:
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if bad or not precisions:
-        print(f"df2infer export: --precision {args.precision!r}: expected a comma-separated subset of fp32,fp16,int8",
-              file=sys.stderr)
+        print(f"df2infer export: --precision {args.precision!r}: expected a comma-separated subset of fp32,fp16,int8", file=sys.stderr)
         return 2
     if "int8" in precisions:
         if not args.calib_images:
-            print("df2infer export: int8 needs --calib-images DIR (real images, e.g. the training or validation images)",
-                  file=sys.stderr)
+            print("df2infer export: int8 needs --calib-images DIR (real images, e.g. the training or validation images)", file=sys.stderr)
             return 2
         if not Path(args.calib_images).is_dir():
             print(f"df2infer export: --calib-images {args.calib_images}: no such folder", file=sys.stderr)
             return 2
         if args.calib_method not in CALIBRATION_METHODS:
-            print(f"df2infer export: --calib-method {args.calib_method!r}: expected one of {CALIBRATION_METHODS}",
-                  file=sys.stderr)
+            print(f"df2infer export: --calib-method {args.calib_method!r}: expected one of {CALIBRATION_METHODS}", file=sys.stderr)
             return 2
     if args.engine:
         from df2infer_export.tensorrt_builder import TensorRTUnavailable, require_tensorrt
+
         try:
             require_tensorrt()
         except TensorRTUnavailable as e:
@@ -101,16 +105,27 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {}
     t0 = time.perf_counter()
     try:
-        export_onnx(args.checkpoint, fp32, input_size=args.input_size, max_detections=args.max_detections,
-                    num_proposals=args.num_proposals, opset=args.opset, simplify=not args.no_simplify,
-                    max_batch=args.max_batch, gate_heads=heads == "gated", report=report)
+        export_onnx(
+            args.checkpoint,
+            fp32,
+            input_size=args.input_size,
+            max_detections=args.max_detections,
+            num_proposals=args.num_proposals,
+            opset=args.opset,
+            simplify=not args.no_simplify,
+            max_batch=args.max_batch,
+            gate_heads=heads == "gated",
+            report=report,
+        )
     except (CheckpointError, FileNotFoundError) as e:
         print(f"df2infer export: {e}", file=sys.stderr)
         return 1
     c = report["contract"]
-    print(f"fp32: {fp32} ({_mib(fp32)}) in {report['total_s']:.1f} s (torch.onnx.export {report['export_s']:.1f} s); "
-          f"input {c.input_height}x{c.input_width}, N={c.max_detections}, proposals={c.model['num_proposals']}, "
-          f"{heads} heads")
+    print(
+        f"fp32: {fp32} ({_mib(fp32)}) in {report['total_s']:.1f} s (torch.onnx.export {report['export_s']:.1f} s); "
+        f"input {c.input_height}x{c.input_width}, N={c.max_detections}, proposals={c.model['num_proposals']}, "
+        f"{heads} heads"
+    )
     print(f"  {report['simplify']}")
     for w in report["lint"]:
         print(f"  lint {w}")
@@ -118,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     artifacts = {"fp32": fp32} if "fp32" in precisions else {}
     if "fp16" in precisions:
         from df2infer_export.precision import to_fp16
+
         t = time.perf_counter()
         p = to_fp16(fp32, out / "model.fp16.onnx")
         print(f"fp16: {p} ({_mib(p)}) in {time.perf_counter() - t:.1f} s")
@@ -125,9 +141,16 @@ def run(args: argparse.Namespace) -> int:
         artifacts["fp16"] = p
     if "int8" in precisions:
         from df2infer_export.precision import to_int8_qdq
+
         t = time.perf_counter()
-        p = to_int8_qdq(fp32, out / "model.int8.onnx", args.calib_images, method=args.calib_method,
-                        num_images=args.calib_num, cache=out / "calibration_cache.json")
+        p = to_int8_qdq(
+            fp32,
+            out / "model.int8.onnx",
+            args.calib_images,
+            method=args.calib_method,
+            num_images=args.calib_num,
+            cache=out / "calibration_cache.json",
+        )
         print(f"int8: {p} ({_mib(p)}) in {time.perf_counter() - t:.1f} s ({args.calib_method} calibration)")
         _print_ops(p)
         artifacts["int8"] = p
@@ -135,11 +158,18 @@ def run(args: argparse.Namespace) -> int:
         fp32.unlink()
     if args.engine:
         from df2infer_export.tensorrt_builder import build_engine
+
         for prec, onnx_path in artifacts.items():
             t = time.perf_counter()
-            e = build_engine(onnx_path, out / f"model.{prec}.engine", min_batch=1, opt_batch=args.opt_batch,
-                             max_batch=args.max_batch, workspace_gib=args.workspace_gib,
-                             timing_cache=out / "timing.cache")
+            e = build_engine(
+                onnx_path,
+                out / f"model.{prec}.engine",
+                min_batch=1,
+                opt_batch=args.opt_batch,
+                max_batch=args.max_batch,
+                workspace_gib=args.workspace_gib,
+                timing_cache=out / "timing.cache",
+            )
             print(f"engine {prec}: {e} ({_mib(Path(e))}) in {time.perf_counter() - t:.1f} s")
     print(f"done in {time.perf_counter() - t0:.1f} s")
     return 0

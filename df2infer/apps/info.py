@@ -1,6 +1,7 @@
 """`df2infer info MODEL [--json]`: an artifact's contract and metadata, and its graph inputs and
 outputs with shapes and dtypes. Reads ONNX files with the onnx package (no session, no weights
 loaded beyond the file); for TensorRT engines it reads the sidecar `<engine>.json` (df2infer.artifact)."""
+
 from __future__ import annotations
 
 import argparse

@@ -5,6 +5,7 @@ Those modules import their heavy dependencies inside `run`, so `df2infer detect`
 needs) what `df2infer train` imports; verbs marked NEEDS_EXPORT_EXTRA need PyTorch (the export extra)
 and say so when it is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         missing = (e.name or "").split(".")[0]
         if getattr(module, "NEEDS_EXPORT_EXTRA", False) and missing in EXPORT_EXTRA_MODULES:
-            print(f"df2infer {args.command}: needs the export extra ({missing} is not installed): "
-                  "pip install 'df2infer[export]'", file=sys.stderr)
+            print(
+                f"df2infer {args.command}: needs the export extra ({missing} is not installed): pip install 'df2infer[export]'",
+                file=sys.stderr,
+            )
             return 2
         raise
 

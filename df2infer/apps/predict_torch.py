@@ -1,6 +1,7 @@
 """`df2infer predict-torch`: PyTorch eager inference writing the official DeepFashion2 result files
 (bbox, segm, keys, retrieval .json; df2infer_export.infer). Needs the export extra.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
     results, timing = predict(model, folder, args.device, args.batch_size, args.max_images, args.gallery_score)
     out = write_results(results, args.out)
     (out / "timing.json").write_text(json.dumps(timing, indent=1))
-    print(f"wrote {out}/{{bbox,segm,keys,retrieval}}.json: {len(results['bbox'])} detections on {timing['images']} images, "
-          f"{timing['model_ms_per_image']:.1f} ms/image in the model, {timing['total_ms_per_image']:.1f} ms/image total")
+    print(
+        f"wrote {out}/{{bbox,segm,keys,retrieval}}.json: {len(results['bbox'])} detections on {timing['images']} images, "
+        f"{timing['model_ms_per_image']:.1f} ms/image in the model, {timing['total_ms_per_image']:.1f} ms/image total"
+    )
     if args.eval:
         m = evaluate(folder, results, args.max_images)
         if m is not None:

@@ -12,6 +12,7 @@ policy (--policy; default: the gallery's, same category first).
 - pictures: DIR/pictures/<image>.jpg, each drawn item (score >= --draw-score, up to 3 per image)
   followed by its top 5 matches, for the first --draw images.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="df2infer_search", help="output folder (default: %(default)s)")
     p.add_argument("--model", default=None, help="model artifact; default: the one the gallery was built with")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    p.add_argument("--conf", type=float, default=0.05,
-                   help="query items: detections with score >= this (default %(default)s, as `df2infer eval`)")
-    p.add_argument("--policy", default=None, choices=("first", "only", "any"),
-                   help="category rule (default: the gallery's): first = same category first, only, any")
-    p.add_argument("--index", default="exact", choices=INDEX_KINDS,
-                   help="exact numpy scan, or a FAISS index (built once, saved in the gallery folder; needs faiss-cpu)")
+    p.add_argument(
+        "--conf", type=float, default=0.05, help="query items: detections with score >= this (default %(default)s, as `df2infer eval`)"
+    )
+    p.add_argument(
+        "--policy",
+        default=None,
+        choices=("first", "only", "any"),
+        help="category rule (default: the gallery's): first = same category first, only, any",
+    )
+    p.add_argument(
+        "--index",
+        default="exact",
+        choices=INDEX_KINDS,
+        help="exact numpy scan, or a FAISS index (built once, saved in the gallery folder; needs faiss-cpu)",
+    )
     p.add_argument("--batch", type=int, default=None, help="images per model call")
     p.add_argument("--draw", type=int, default=20, help="pictures for the first N query images (0: none)")
     p.add_argument("--draw-score", type=float, default=0.3, help="items drawn have score >= this (default: %(default)s)")
@@ -66,8 +76,11 @@ def _picture(img, det, matches, gallery, cache: dict, draw_score: float):
     rows = []
     order = [i for i in range(len(det)) if det.scores[i] >= draw_score][:3]
     for i in order:
-        tiles = [outline_tile(label_tile(crop_tile(img, det.boxes[i]), [f"query {category(int(det.labels[i])).name[:18]}",
-                                                                        f"score {det.scores[i]:.2f}"]))]
+        tiles = [
+            outline_tile(
+                label_tile(crop_tile(img, det.boxes[i]), [f"query {category(int(det.labels[i])).name[:18]}", f"score {det.scores[i]:.2f}"])
+            )
+        ]
         for r, m in enumerate(matches[i][:5], 1):
             if m.image_id not in cache:
                 p = image_path(gallery.info, m.image_id)
@@ -121,34 +134,60 @@ def run(args: argparse.Namespace) -> int:
     n_items = 0
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    stream = model.stream([c.path for c in images], conf=args.conf, batch_size=args.batch, masks=False,
-                          landmarks=False, embeddings=True, with_images=True)
+    stream = model.stream(
+        [c.path for c in images], conf=args.conf, batch_size=args.batch, masks=False, landmarks=False, embeddings=True, with_images=True
+    )
     for k, (c, (det, img)) in enumerate(tqdm(zip(images, stream), total=len(images), desc="search", unit="img")):
         if not det.ok:
             failures += 1
             print(f"df2infer search: skipped: {det.message}", file=sys.stderr)
             continue
-        matches = gallery.search(det, k=args.topk, policy=policy, index=index) if len(det) and len(gallery) else \
-            [[] for _ in range(len(det))]
+        matches = (
+            gallery.search(det, k=args.topk, policy=policy, index=index) if len(det) and len(gallery) else [[] for _ in range(len(det))]
+        )
         n_items += len(det)
         if ds is not None:
             queries.append((c.image_id, det, matches))
-        listing.append({"image_id": c.image_id, "path": c.path, "items": [
-            {"box": [round(float(v), 2) for v in det.boxes[i]], "category_id": int(det.labels[i]),
-             "category": det.names[i], "score": round(float(det.scores[i]), 5),
-             "matches": [{"rank": r, "image_id": m.image_id, "box": [round(float(v), 2) for v in m.box],
-                          "category_id": m.label, "probability": round(m.probability, 6), "score": round(m.score, 5),
-                          **({"pair_id": m.pair_id} if m.pair_id >= 0 else {}), **({"style": m.style} if m.style >= 0 else {})}
-                         for r, m in enumerate(matches[i], 1)]} for i in range(len(det))]})
+        listing.append(
+            {
+                "image_id": c.image_id,
+                "path": c.path,
+                "items": [
+                    {
+                        "box": [round(float(v), 2) for v in det.boxes[i]],
+                        "category_id": int(det.labels[i]),
+                        "category": det.names[i],
+                        "score": round(float(det.scores[i]), 5),
+                        "matches": [
+                            {
+                                "rank": r,
+                                "image_id": m.image_id,
+                                "box": [round(float(v), 2) for v in m.box],
+                                "category_id": m.label,
+                                "probability": round(m.probability, 6),
+                                "score": round(m.score, 5),
+                                **({"pair_id": m.pair_id} if m.pair_id >= 0 else {}),
+                                **({"style": m.style} if m.style >= 0 else {}),
+                            }
+                            for r, m in enumerate(matches[i], 1)
+                        ],
+                    }
+                    for i in range(len(det))
+                ],
+            }
+        )
         if k < args.draw and img is not None:
             pic = _picture(img, det, matches, gallery, cache, args.draw_score)
             if pic is not None:
                 cv2.imwrite(str(out / "pictures" / (Path(str(c.image_id)).stem + ".jpg")), pic)
     dt = time.perf_counter() - t0
-    (out / "search.json").write_text(json.dumps({"gallery": str(args.gallery), "topk": args.topk, "policy": policy.to_dict(),
-                                                 "index": args.index, "images": listing}))
-    print(f"searched {len(listing)} images ({n_items} items, conf {args.conf}) against {len(gallery)} gallery items "
-          f"({args.index}, policy {policy.category}) in {dt:.1f} s -> {out}/search.json, {out}/pictures/")
+    (out / "search.json").write_text(
+        json.dumps({"gallery": str(args.gallery), "topk": args.topk, "policy": policy.to_dict(), "index": args.index, "images": listing})
+    )
+    print(
+        f"searched {len(listing)} images ({n_items} items, conf {args.conf}) against {len(gallery)} gallery items "
+        f"({args.index}, policy {policy.category}) in {dt:.1f} s -> {out}/search.json, {out}/pictures/"
+    )
     if ds is not None:
         from df2infer.eval.results import write_results
         from df2infer.eval.retrieval import evaluate_retrieval
@@ -159,8 +198,9 @@ def run(args: argparse.Namespace) -> int:
         rep = evaluate_retrieval(ds.images, entries)
         (out / "retrieval_report.json").write_text(json.dumps(rep, indent=1))
         print(f"official retrieval result file: {out}/retrieval.json ({len(entries)} query items)")
-        print("retrieval (official protocol): " + ", ".join(f"top-{k} {rep[f'top{k}']:.4f}" for k in (1, 5, 10, 15, 20)
-                                                           if rep.get(f"top{k}") is not None)
-              + f" over {rep['num_queries']} queries ({rep['num_queries_detected']} detected)")
+        print(
+            "retrieval (official protocol): "
+            + ", ".join(f"top-{k} {rep[f'top{k}']:.4f}" for k in (1, 5, 10, 15, 20) if rep.get(f"top{k}") is not None)
+            + f" over {rep['num_queries']} queries ({rep['num_queries_detected']} detected)"
+        )
     return 1 if failures else 0
-

@@ -1,4 +1,5 @@
 """`df2infer synth`: generate a synthetic DeepFashion2-format data set, a video and a grid picture."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,8 @@ def run(args) -> int:
 
         print(f"grid: {make_grid(args.out, args.grid)}")
     generator.stats(args.out)
-    print(f"generation time: {t_img:.1f} s for {args.images} images ({1000 * t_img / max(1, args.images):.1f} ms/image), "
-          f"{time.perf_counter() - t0:.1f} s in all")
+    print(
+        f"generation time: {t_img:.1f} s for {args.images} images ({1000 * t_img / max(1, args.images):.1f} ms/image), "
+        f"{time.perf_counter() - t0:.1f} s in all"
+    )
     return 0

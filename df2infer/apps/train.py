@@ -5,6 +5,7 @@ Configuration: defaults <- --config YAML (default export/configs/small.yaml) <- 
 metrics), last.pt (model + optimizer + scheduler + iteration; --resume continues from it),
 model.pt (final weights, fp16 when --half) and eval_<iter>/ result files (df2infer_export.train).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     overrides = list(args.set)
-    for flag, key in (("iters", "train.iters"), ("batch_size", "train.batch_size"), ("lr", "train.lr"),
-                      ("eval_every", "train.eval_every"), ("eval_max_images", "train.eval_max_images")):
+    for flag, key in (
+        ("iters", "train.iters"),
+        ("batch_size", "train.batch_size"),
+        ("lr", "train.lr"),
+        ("eval_every", "train.eval_every"),
+        ("eval_max_images", "train.eval_max_images"),
+    ):
         v = getattr(args, flag)
         if v is not None:
             overrides.append(f"{key}={v}")

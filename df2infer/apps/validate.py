@@ -1,4 +1,5 @@
 """`df2infer validate DIR`: check a DeepFashion2 folder and print every problem (exit 1 if any)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,7 @@ from df2infer.data.annotations import AnnotationError, validate_folder
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", metavar="DIR", help="DeepFashion2-format folder (image/ and annos/)")
-    parser.add_argument("--no-images", action="store_true",
-                        help="do not open the images (skips the box-inside-image check)")
+    parser.add_argument("--no-images", action="store_true", help="do not open the images (skips the box-inside-image check)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ summary every --summary-every seconds and at the end (fps, per-stage p50/p99, dr
 reconnects). Exit status: 0 done, 1 when a source failed (the others still ran), 2 on usage errors,
 130/143 after SIGINT/SIGTERM.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sources", nargs="+", help="video files, image folders or globs, camera index, /dev/videoN, csi://N, "
-                   "rtsp://, http(s)://, a GStreamer pipeline, or a .streams file (one source per line)")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        help="video files, image folders or globs, camera index, /dev/videoN, csi://N, "
+        "rtsp://, http(s)://, a GStreamer pipeline, or a .streams file (one source per line)",
+    )
     p.add_argument("--model", default=None, help="model artifact (.onnx, .engine); default: the bundled model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--out", default="df2infer_video_out", help="output folder (default: %(default)s)")
@@ -30,8 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=None, help="frames per inference call across sources (default: the model's max_batch)")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score (default: %(default)s)")
     p.add_argument("--track", action="store_true", help="stable item ids across frames (re-identified by the model's embeddings)")
-    p.add_argument("--keep-duplicates", action="store_true",
-                   help="keep cross-category duplicates (default: one garment reported as two categories at IoU > 0.85 is shown once)")
+    p.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep cross-category duplicates (default: one garment reported as two categories at IoU > 0.85 is shown once)",
+    )
     p.add_argument("--no-video", action="store_true", help="write only the JSONL, no annotated video")
     p.add_argument("--masks-json", action="store_true", help="include RLE masks in the JSONL (slower)")
     p.add_argument("--embeddings", action="store_true", help="include embeddings in the JSONL")
@@ -77,18 +85,29 @@ def run(args: argparse.Namespace) -> int:
     from df2infer.stream import Pipeline, ReconnectPolicy, SourceError, format_summary
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    policy = ReconnectPolicy(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
-                             max_delay_s=args.backoff_max, max_failures=args.max_failures)
+    policy = ReconnectPolicy(
+        open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout, max_delay_s=args.backoff_max, max_failures=args.max_failures
+    )
     try:
         model = df2infer.load(args.model, device=args.device)
     except (FileNotFoundError, df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
         print(f"df2infer video: {e}", file=sys.stderr)
         return 2
     try:
-        pipe = Pipeline(args.sources, model, batch=args.batch, conf=args.conf, track=args.track,
-                        keep_duplicates=args.keep_duplicates, embeddings=args.embeddings or args.track,
-                        masks=not args.no_video or args.masks_json, loop=args.loop, policy=policy,
-                        max_frames=args.max_frames, hw_decode=args.hw_decode)
+        pipe = Pipeline(
+            args.sources,
+            model,
+            batch=args.batch,
+            conf=args.conf,
+            track=args.track,
+            keep_duplicates=args.keep_duplicates,
+            embeddings=args.embeddings or args.track,
+            masks=not args.no_video or args.masks_json,
+            loop=args.loop,
+            policy=policy,
+            max_frames=args.max_frames,
+            hw_decode=args.hw_decode,
+        )
     except SourceError as e:
         print(f"df2infer video: {e}", file=sys.stderr)
         return 2
@@ -96,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"df2infer video: skipped: {err}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"model: {model}; sources: " + ", ".join(f"[{s.id}] {s.name} ({s.spec.kind})" for s in pipe.sources),
-          file=sys.stderr)
+    print(f"model: {model}; sources: " + ", ".join(f"[{s.id}] {s.name} ({s.spec.kind})" for s in pipe.sources), file=sys.stderr)
 
     caught: list[int] = []
 
@@ -127,8 +145,7 @@ def run(args: argparse.Namespace) -> int:
                     v = videos.get(r.source_id)
                     if v is None:
                         src = pipe.sources[[s.id for s in pipe.sources].index(r.source_id)]
-                        v = videos[r.source_id] = VideoSink(out / f"{r.source_id}_{_safe_name(r.source)}.mp4",
-                                                            fps=src.fps or 30.0)
+                        v = videos[r.source_id] = VideoSink(out / f"{r.source_id}_{_safe_name(r.source)}.mp4", fps=src.fps or 30.0)
                     v.write(img, r.video_time())
                 if window:
                     window = _show(f"df2infer [{r.source_id}] {r.source}", img, pipe)
@@ -148,8 +165,11 @@ def run(args: argparse.Namespace) -> int:
     summary = pipe.summary()
     print("summary: " + format_summary(summary), file=sys.stderr)
     for s in summary["sources"]:
-        print(f"  [{s['id']}] {s['source']}: {s['state']}, {s['frames']} frames read, {s['dropped']} dropped, "
-              f"{s['reconnects']} reconnects" + (f"; {s['error']}" if s["error"] else ""), file=sys.stderr)
+        print(
+            f"  [{s['id']}] {s['source']}: {s['state']}, {s['frames']} frames read, {s['dropped']} dropped, "
+            f"{s['reconnects']} reconnects" + (f"; {s['error']}" if s["error"] else ""),
+            file=sys.stderr,
+        )
     print(f"-> {out}/detections.jsonl ({jsonl.lines} lines)" + "".join(f", {v.path}" for v in videos.values()))
     if caught:
         return 128 + caught[0]
@@ -164,8 +184,7 @@ def _show(title: str, img, pipe) -> bool:
         cv2.imshow(title, img)
         key = cv2.waitKey(1) & 0xFF
     except cv2.error as e:
-        print(f"df2infer video: --show needs an OpenCV with GUI support (opencv-python, not -headless): {e}".strip(),
-              file=sys.stderr)
+        print(f"df2infer video: --show needs an OpenCV with GUI support (opencv-python, not -headless): {e}".strip(), file=sys.stderr)
         return False
     if key in (ord("q"), 27):
         pipe.stop()

@@ -4,6 +4,7 @@
 providers with onnxruntime-gpu); `tensorrt_backend.TensorRTBackend` runs a TensorRT engine.
 Both are imported lazily by df2infer.api.load so that neither library is needed unless used.
 """
+
 from df2infer.backends.base import Backend, DeviceError, ModelLoadError
 
 __all__ = ["Backend", "DeviceError", "ModelLoadError"]

@@ -1,4 +1,5 @@
 """The Backend protocol every inference backend implements, and the errors they raise."""
+
 from __future__ import annotations
 
 import logging
@@ -91,16 +92,23 @@ class DevicePipelineBackend(DeviceOutputBackend, Protocol):
     @property
     def device_postprocessing(self) -> bool: ...
 
-    def run_frames(self, images: Sequence[np.ndarray], min_head_score: float | None = None
-                   ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]: ...
+    def run_frames(
+        self, images: Sequence[np.ndarray], min_head_score: float | None = None
+    ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]: ...
 
-    def postprocess_device(self, kept: Sequence[KeptDetections], *, mask_threshold: float = 0.5,
-                           landmark_method: str = "subpixel", want_masks: bool = True,
-                           want_landmarks: bool = True) -> list[PostResult]: ...
+    def postprocess_device(
+        self,
+        kept: Sequence[KeptDetections],
+        *,
+        mask_threshold: float = 0.5,
+        landmark_method: str = "subpixel",
+        want_masks: bool = True,
+        want_landmarks: bool = True,
+    ) -> list[PostResult]: ...
 
 
 def parse_device(device: str) -> tuple[str, int]:
-    """"cpu" -> ("cpu", 0); "cuda" / "cuda:N" / "gpu" -> ("cuda", N). ValueError for anything else."""
+    """ "cpu" -> ("cpu", 0); "cuda" / "cuda:N" / "gpu" -> ("cuda", N). ValueError for anything else."""
     d = str(device).strip().lower()
     if d == "cpu":
         return "cpu", 0

@@ -19,6 +19,7 @@ Loading checks, in order, each failure naming the file:
   and fixed dimensions agree with the contract (ContractError) -> an INT8 model on the CPU is exact
   on this CPU's INT8 kernels (ModelLoadError with the reason otherwise: check_int8_cpu).
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,14 +35,21 @@ from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, OUTPUT_NAMES, Contra
 log = logging.getLogger(__name__)
 
 _OUTPUT_DTYPES = {
-    "num_dets": "tensor(int32)", "boxes": "tensor(float)", "scores": "tensor(float)", "labels": "tensor(int32)",
-    "masks": "tensor(float)", "landmark_heatmaps": "tensor(float)", "embeddings": "tensor(float)",
+    "num_dets": "tensor(int32)",
+    "boxes": "tensor(float)",
+    "scores": "tensor(float)",
+    "labels": "tensor(int32)",
+    "masks": "tensor(float)",
+    "landmark_heatmaps": "tensor(float)",
+    "embeddings": "tensor(float)",
 }
 
 
-ORT_INSTALL_HINT = ("install ONNX Runtime: `pip install df2infer[cpu]` (the `onnxruntime` CPU package) or, on an "
-                    "NVIDIA GPU, `pip install df2infer[gpu]` (`onnxruntime-gpu`); not both, they share one package "
-                    "directory. On a Jetson use the onnxruntime-gpu wheel built for its JetPack.")
+ORT_INSTALL_HINT = (
+    "install ONNX Runtime: `pip install df2infer[cpu]` (the `onnxruntime` CPU package) or, on an "
+    "NVIDIA GPU, `pip install df2infer[gpu]` (`onnxruntime-gpu`); not both, they share one package "
+    "directory. On a Jetson use the onnxruntime-gpu wheel built for its JetPack."
+)
 
 
 def import_onnxruntime():
@@ -51,8 +59,10 @@ def import_onnxruntime():
     except ImportError as e:
         raise ImportError(f"ONNX Runtime is not installed ({e}): {ORT_INSTALL_HINT}") from None
     if not hasattr(ort, "InferenceSession"):  # a leftover directory after uninstalling one of the two
-        raise ImportError(f"the `onnxruntime` package at {list(getattr(ort, '__path__', []))} is incomplete (both "
-                          f"onnxruntime and onnxruntime-gpu installed, then one removed?): reinstall; {ORT_INSTALL_HINT}")
+        raise ImportError(
+            f"the `onnxruntime` package at {list(getattr(ort, '__path__', []))} is incomplete (both "
+            f"onnxruntime and onnxruntime-gpu installed, then one removed?): reinstall; {ORT_INSTALL_HINT}"
+        )
     return ort
 
 
@@ -69,8 +79,9 @@ def default_trt_cache_dir() -> str:
     return os.path.join(root, "ort-tensorrt")
 
 
-def tensorrt_provider_options(contract: Contract, device_index: int = 0, *, cache_dir: str | None = None,
-                              opt_batch: int = 1) -> dict[str, object]:
+def tensorrt_provider_options(
+    contract: Contract, device_index: int = 0, *, cache_dir: str | None = None, opt_batch: int = 1
+) -> dict[str, object]:
     """Options for ONNX Runtime's TensorrtExecutionProvider (names as its provider_option_names define them):
     engine + timing caches in `cache_dir` and one optimization profile for `images` over batch
     1..contract.max_batch (opt `opt_batch`), the only dynamic input (`min_head_score` is static [1])."""
@@ -107,11 +118,17 @@ def describe_session_failure(path: str, error: BaseException, providers: list) -
     if "TensorrtExecutionProvider" in names:
         contract = _readable_contract(path)
         if contract is not None:
-            why = (" It is a gated-head graph (contract gated_heads=true): its heads run on a row count known only at "
-                   "run time, which TensorRT cannot build; run it with tensorrt_ep=False (the CUDA provider) or "
-                   "export static heads for TensorRT." if contract.gated_heads else "")
-            return (f"{path}: ONNX Runtime's TensorRT execution provider failed to build this model (the file itself "
-                    f"is a valid df2infer ONNX).{why} ONNX Runtime said: {msg}")
+            why = (
+                " It is a gated-head graph (contract gated_heads=true): its heads run on a row count known only at "
+                "run time, which TensorRT cannot build; run it with tensorrt_ep=False (the CUDA provider) or "
+                "export static heads for TensorRT."
+                if contract.gated_heads
+                else ""
+            )
+            return (
+                f"{path}: ONNX Runtime's TensorRT execution provider failed to build this model (the file itself "
+                f"is a valid df2infer ONNX).{why} ONNX Runtime said: {msg}"
+            )
     return f"{path}: cannot load as an ONNX model (truncated, corrupt or not ONNX): {msg}"
 
 
@@ -126,8 +143,9 @@ def check_io(session, contract: Contract, path: str) -> None:
     _check_shape(path, INPUT_NAME, inp.shape, ("B", 3, contract.input_height, contract.input_width))
     optional = {i.name for i in session.get_overridable_initializers()}
     if contract.gated_heads and HEAD_SCORE_INPUT not in optional:
-        raise ContractError(f"{path}: the contract says gated_heads, but the graph has no optional input "
-                            f"{HEAD_SCORE_INPUT!r} (it has {sorted(optional)})")
+        raise ContractError(
+            f"{path}: the contract says gated_heads, but the graph has no optional input {HEAD_SCORE_INPUT!r} (it has {sorted(optional)})"
+        )
     outs = {o.name: o for o in session.get_outputs()}
     missing = [n for n in OUTPUT_NAMES if n not in outs]
     if missing:
@@ -172,9 +190,17 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu", *, threads: int = 0,
-                 tensorrt_ep: bool = False, session_options=None, trt_cache_dir: str | None = None,
-                 trt_opt_batch: int = 1):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: str = "cpu",
+        *,
+        threads: int = 0,
+        tensorrt_ep: bool = False,
+        session_options=None,
+        trt_cache_dir: str | None = None,
+        trt_opt_batch: int = 1,
+    ):
         ort = import_onnxruntime()
 
         self.path = os.fspath(path)
@@ -189,7 +215,8 @@ class OnnxRuntimeBackend:
                 raise DeviceError(
                     f"device {device!r} asked for, but this onnxruntime ({ort.__version__}) has no CUDA execution provider "
                     f"(available: {', '.join(available)}). Install onnxruntime-gpu on a machine with an NVIDIA GPU, "
-                    "or use device='cpu' (or 'auto')")
+                    "or use device='cpu' (or 'auto')"
+                )
             cuda_opts = {"device_id": index}
             providers: list = [("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
             if tensorrt_ep and "TensorrtExecutionProvider" in available:
@@ -198,8 +225,11 @@ class OnnxRuntimeBackend:
                 os.makedirs(str(trt_opts["trt_engine_cache_path"]), exist_ok=True)
                 providers.insert(0, ("TensorrtExecutionProvider", trt_opts))
             elif tensorrt_ep:
-                log.warning("%s: tensorrt_ep=True but this onnxruntime has no TensorrtExecutionProvider (available: "
-                            "%s); using the CUDA provider", self.path, ", ".join(available))
+                log.warning(
+                    "%s: tensorrt_ep=True but this onnxruntime has no TensorrtExecutionProvider (available: %s); using the CUDA provider",
+                    self.path,
+                    ", ".join(available),
+                )
             self.device = f"cuda:{index}"
         else:
             providers = ["CPUExecutionProvider"]
@@ -218,8 +248,10 @@ class OnnxRuntimeBackend:
         except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/... types
             raise ModelLoadError(describe_session_failure(self.path, e, providers)) from None
         if kind == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
-            raise DeviceError(f"{self.path}: ONNX Runtime could not start the CUDA execution provider on {self.device} "
-                              "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu'")
+            raise DeviceError(
+                f"{self.path}: ONNX Runtime could not start the CUDA execution provider on {self.device} "
+                "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu'"
+            )
         self.contract = contract_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         check_io(self.session, self.contract, self.path)
         if self.contract.precision == "int8" and kind == "cpu":
@@ -249,8 +281,7 @@ class OnnxRuntimeBackend:
             ort = import_onnxruntime()
             # Device buffers: the batch goes to the GPU as an OrtValue there, the outputs are allocated on the
             # GPU, and only then copied to the host (binding host buffers makes ORT copy through them per run).
-            inputs = {name: ort.OrtValue.ortvalue_from_numpy(value, "cuda", self._device_index)
-                      for name, value in feed.items()}
+            inputs = {name: ort.OrtValue.ortvalue_from_numpy(value, "cuda", self._device_index) for name, value in feed.items()}
             return {name: v.numpy() for name, v in self.run_ortvalues(inputs).items()}
         values = self.session.run(list(OUTPUT_NAMES), feed)
         return dict(zip(OUTPUT_NAMES, values))

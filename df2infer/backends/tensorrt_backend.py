@@ -41,6 +41,7 @@ uses the CPU letterbox and decode (frames_on_device is False). This is the Devic
 
 Nothing here imports tensorrt or cuda-python at module import: the CPU path never needs them.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -77,7 +78,8 @@ log = logging.getLogger(__name__)
 CUDA_GRAPHS_UNSUPPORTED = (
     "CUDA graphs are not used with df2infer engines: the deploy graph has data-dependent shapes "
     "(NonMaxSuppression -> INMSLayer) and CumSum (a loop where the ONNX parser has no cumulative layer), which "
-    "TensorRT cannot capture into a CUDA graph; run without use_cuda_graph (see docs/tensorrt.md)")
+    "TensorRT cannot capture into a CUDA graph; run without use_cuda_graph (see docs/tensorrt.md)"
+)
 TENSORRT_INSTALL_HINT = (
     "install TensorRT's Python package: on x86-64 with CUDA `pip install tensorrt` (NVIDIA's wheels, they need "
     "an NVIDIA driver); on a Jetson use JetPack's `sudo apt install python3-libnvinfer` (TensorRT cannot be "
@@ -103,7 +105,8 @@ def require_tensorrt() -> str:
         where = getattr(trt_mod, "__file__", None) or list(getattr(trt_mod, "__path__", []))
         raise TensorRTUnavailable(
             f"TensorRT is not installed: the `tensorrt` module at {where} has no Builder/Runtime (only type "
-            f"stubs?): {TENSORRT_INSTALL_HINT}")
+            f"stubs?): {TENSORRT_INSTALL_HINT}"
+        )
     return str(getattr(trt_mod, "__version__", "unknown"))
 
 
@@ -173,8 +176,9 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, device: str = "cuda:0", *, use_cuda_graph: bool = False,
-                 copy_outputs: bool = True, gpu_ops: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, device: str = "cuda:0", *, use_cuda_graph: bool = False, copy_outputs: bool = True, gpu_ops: bool = True
+    ) -> None:
         self._closed = True  # close() is safe even if __init__ fails half way
         self._kdrv: Any = None  # the CUDA kernels' driver (df2infer.ops.cuda), on self._stream
         self.gpu_pre: GpuPreprocessor | None = None
@@ -206,8 +210,7 @@ class TensorRTBackend:
         self.precision = str(self.meta.get("precision", self.contract.precision))
 
         trt_version, gpu_name, cc = _environment(index)
-        check_engine_compatibility(self.meta, engine_path=self.path, tensorrt_version=trt_version,
-                                   compute_capability=cc, gpu_name=gpu_name)
+        check_engine_compatibility(self.meta, engine_path=self.path, tensorrt_version=trt_version, compute_capability=cc, gpu_name=gpu_name)
         self.gpu_name = gpu_name
         try:
             self._load(index)
@@ -229,8 +232,7 @@ class TensorRTBackend:
         # The ONNX parser imports RoiAlign as the ROIAlign_TRT plugin: register TensorRT's plugins before
         # deserializing, or an engine built in another process does not load (NVIDIA's samples do the same).
         if not trt.init_libnvinfer_plugins(logger, ""):
-            log.warning("%s: trt.init_libnvinfer_plugins failed; an engine using TensorRT plugins will not load",
-                        self.path)
+            log.warning("%s: trt.init_libnvinfer_plugins failed; an engine using TensorRT plugins will not load", self.path)
         self._runtime = trt.Runtime(logger)
         if engine_is_version_compatible(self.meta):
             # A VERSION_COMPATIBLE plan carries the lean runtime (host code) that TensorRT must be allowed to load.
@@ -260,21 +262,25 @@ class TensorRTBackend:
             raise ContractError(f"{self.path}: engine input {INPUT_NAME} is {tensorrt_dims(max_shape)}, contract says [B, *{want}]")
         self.max_batch = int(max_shape[0])
         if self.max_batch != c.max_batch:
-            log.warning("%s: engine profile max batch %d, contract max_batch %d; using the engine's",
-                        self.path, self.max_batch, c.max_batch)
+            log.warning(
+                "%s: engine profile max batch %d, contract max_batch %d; using the engine's", self.path, self.max_batch, c.max_batch
+            )
 
-        self._stream = cuda_call(cudart, cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking),
-                                 "cudaStreamCreateWithFlags(cudaStreamNonBlocking)")
-        self._event = cuda_call(cudart, cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming),
-                                "cudaEventCreateWithFlags(cudaEventDisableTiming)")
+        self._stream = cuda_call(
+            cudart, cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags(cudaStreamNonBlocking)"
+        )
+        self._event = cuda_call(
+            cudart, cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags(cudaEventDisableTiming)"
+        )
 
         self._set_input_shape(self.max_batch)
         expected = c.output_shapes(self.max_batch)
         for name in [INPUT_NAME, *OUTPUT_NAMES]:
             shape = tensorrt_dims(context.get_tensor_shape(name))
             if name != INPUT_NAME and shape != tuple(expected[name]):
-                raise ContractError(f"{self.path}: engine output {name} is {shape} at batch {self.max_batch}, "
-                                    f"contract says {tuple(expected[name])}")
+                raise ContractError(
+                    f"{self.path}: engine output {name} is {shape} at batch {self.max_batch}, contract says {tuple(expected[name])}"
+                )
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             self._buffers[name] = self._allocate(name, shape, dtype)
             if not context.set_tensor_address(name, self._buffers[name].device_ptr):
@@ -291,21 +297,29 @@ class TensorRTBackend:
             if load is not None:
                 load()  # NVRTC compile (disk-cached) now: a missing NVRTC falls back here, not at the first batch
         except (ImportError, OSError, RuntimeError) as e:  # CudaError, KernelCompileError, a missing driver library
-            log.warning("%s: GPU preprocessing and postprocessing unavailable (%s: %s); letterbox and decode run on "
-                        "the CPU", self.path, type(e).__name__, e)
+            log.warning(
+                "%s: GPU preprocessing and postprocessing unavailable (%s: %s); letterbox and decode run on the CPU",
+                self.path,
+                type(e).__name__,
+                e,
+            )
             if self._kdrv is not None:
                 self._kdrv.close()
                 self._kdrv = None
             return
         if self.input_dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
-            log.warning("%s: engine input dtype %s; the GPU letterbox writes float32/float16 only, so it runs on the CPU",
-                        self.path, self.input_dtype)
+            log.warning(
+                "%s: engine input dtype %s; the GPU letterbox writes float32/float16 only, so it runs on the CPU",
+                self.path,
+                self.input_dtype,
+            )
             return
         self.gpu_pre = GpuPreprocessor(self._kdrv, (c.input_height, c.input_width), c.pad_value, out_dtype=self.input_dtype)
         float_outputs = all(self._buffers[n].dtype == np.float32 for n in ("masks", "landmark_heatmaps"))
         if float_outputs:
-            self.gpu_post = GpuPostprocessor(self._kdrv, detections=c.max_detections, mask_size=c.mask_size,
-                                             heatmap_size=c.heatmap_size, channels=c.max_landmarks)
+            self.gpu_post = GpuPostprocessor(
+                self._kdrv, detections=c.max_detections, mask_size=c.mask_size, heatmap_size=c.heatmap_size, channels=c.max_landmarks
+            )
         else:
             log.info("%s: mask/heatmap outputs are not float32; masks and landmarks are decoded on the CPU", self.path)
 
@@ -331,8 +345,9 @@ class TensorRTBackend:
 
     def _check_batch(self, batch: int) -> None:
         if not 1 <= batch <= self.max_batch:
-            raise ValueError(f"{self.path}: batch {batch}, this engine takes 1..{self.max_batch} "
-                             "(its optimization profile); split larger batches")
+            raise ValueError(
+                f"{self.path}: batch {batch}, this engine takes 1..{self.max_batch} (its optimization profile); split larger batches"
+            )
 
     def _set_input_shape(self, batch: int) -> None:
         assert self._context is not None
@@ -353,16 +368,21 @@ class TensorRTBackend:
         for name in names:
             buf = self._buffers[name]
             n = batch * buf.item_bytes
-            cuda_call(cudart, cudart.cudaMemcpyAsync(buf.host_ptr, buf.device_ptr, n, d2h, self._stream),
-                      f"cudaMemcpyAsync(device->host, {name}, {n} bytes)")
+            cuda_call(
+                cudart,
+                cudart.cudaMemcpyAsync(buf.host_ptr, buf.device_ptr, n, d2h, self._stream),
+                f"cudaMemcpyAsync(device->host, {name}, {n} bytes)",
+            )
         cuda_call(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         out = {name: self._buffers[name].host[:batch] for name in names}
         return {k: v.copy() for k, v in out.items()} if self.copy_outputs else out
 
     def _device_outputs(self, batch: int) -> dict[str, DeviceArray]:
         stream = int(self._stream)
-        return {name: DeviceArray(ptr=buf.device_ptr, shape=(batch, *buf.shape[1:]), dtype=buf.dtype, stream=stream)
-                for name, buf in ((n, self._buffers[n]) for n in OUTPUT_NAMES)}
+        return {
+            name: DeviceArray(ptr=buf.device_ptr, shape=(batch, *buf.shape[1:]), dtype=buf.dtype, stream=stream)
+            for name, buf in ((n, self._buffers[n]) for n in OUTPUT_NAMES)
+        }
 
     def _upload_host_batch(self, batch: np.ndarray) -> int:
         """Copy a host batch into the pinned input buffer and enqueue it to the device; return its size."""
@@ -377,9 +397,11 @@ class TensorRTBackend:
         np.copyto(inp.host[:b], batch, casting="same_kind")
         cudart = self._cudart
         n = b * inp.item_bytes
-        cuda_call(cudart, cudart.cudaMemcpyAsync(inp.device_ptr, inp.host_ptr, n,
-                                                 cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream),
-                  f"cudaMemcpyAsync(host->device, {INPUT_NAME}, {n} bytes)")
+        cuda_call(
+            cudart,
+            cudart.cudaMemcpyAsync(inp.device_ptr, inp.host_ptr, n, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream),
+            f"cudaMemcpyAsync(host->device, {INPUT_NAME}, {n} bytes)",
+        )
         if b != self._batch:
             self._set_input_shape(b)
         return b
@@ -442,8 +464,7 @@ class TensorRTBackend:
         self._enqueue_device_input(ptr_or_array, batch, producer_stream)
         return self._copy_outputs_and_sync(int(batch))
 
-    def run_device_outputs(self, inputs: Any, batch: int | None = None, *,
-                           producer_stream: int | None = None) -> dict[str, DeviceArray]:
+    def run_device_outputs(self, inputs: Any, batch: int | None = None, *, producer_stream: int | None = None) -> dict[str, DeviceArray]:
         """Run and leave the outputs on the GPU: {output name: DeviceArray [batch, ...]}, views of this backend's
         device buffers (valid until the next call), each exporting `__cuda_array_interface__` with this backend's
         stream, so a consumer (CuPy, PyTorch, df2infer.ops.cuda) orders its reads after the engine. Nothing is
@@ -468,8 +489,9 @@ class TensorRTBackend:
     def device_postprocessing(self) -> bool:
         return self.gpu_post is not None and not self._closed
 
-    def run_frames(self, images: Sequence[np.ndarray], min_head_score: float | None = None
-                   ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]:
+    def run_frames(
+        self, images: Sequence[np.ndarray], min_head_score: float | None = None
+    ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]:
         """BGR uint8 HxWx3 frames (1..max_batch, any sizes) -> (host outputs, each frame's LetterboxInfo).
 
         One upload of the frames (none on an integrated GPU), the GPU letterbox into the engine's input buffer,
@@ -489,9 +511,15 @@ class TensorRTBackend:
         self._device_out = device_out
         return outputs, infos
 
-    def postprocess_device(self, kept: Sequence[KeptDetections], *, mask_threshold: float = 0.5,
-                           landmark_method: str = "subpixel", want_masks: bool = True,
-                           want_landmarks: bool = True) -> list[PostResult]:
+    def postprocess_device(
+        self,
+        kept: Sequence[KeptDetections],
+        *,
+        mask_threshold: float = 0.5,
+        landmark_method: str = "subpixel",
+        want_masks: bool = True,
+        want_landmarks: bool = True,
+    ) -> list[PostResult]:
         """Masks and landmarks of `kept` (ops.decode.keep_detections of the last run_frames' outputs) from the
         engine's mask and heatmap outputs where they lie on the GPU; only the compact results come back."""
         from df2infer.ops.cuda.pipeline import PostItem
@@ -500,12 +528,17 @@ class TensorRTBackend:
         if self.gpu_post is None:
             raise RuntimeError(f"{self.path}: GPU postprocessing is not available (device_postprocessing is False)")
         if self._device_out is None:
-            raise RuntimeError(f"{self.path}: postprocess_device needs the outputs of run_frames, and another call "
-                               "has replaced them")
+            raise RuntimeError(f"{self.path}: postprocess_device needs the outputs of run_frames, and another call has replaced them")
         items = [PostItem(row=k.b, idx=k.idx, boxes=k.boxes, labels=k.labels, image_size=k.image_size) for k in kept]
-        return self.gpu_post(items, self._device_out["masks"], self._device_out["landmark_heatmaps"],
-                             mask_threshold=mask_threshold, landmark_method=landmark_method, want_masks=want_masks,
-                             want_landmarks=want_landmarks)
+        return self.gpu_post(
+            items,
+            self._device_out["masks"],
+            self._device_out["landmark_heatmaps"],
+            mask_threshold=mask_threshold,
+            landmark_method=landmark_method,
+            want_masks=want_masks,
+            want_landmarks=want_landmarks,
+        )
 
     # ---------------------------------------------------------------- teardown
     def close(self) -> None:
@@ -550,5 +583,7 @@ class TensorRTBackend:
             pass
 
     def __repr__(self) -> str:
-        return (f"TensorRTBackend({str(self.path)!r}, device={self.device!r}, precision={self.precision!r}, "
-                f"max_batch={getattr(self, 'max_batch', '?')})")
+        return (
+            f"TensorRTBackend({str(self.path)!r}, device={self.device!r}, precision={self.precision!r}, "
+            f"max_batch={getattr(self, 'max_batch', '?')})"
+        )

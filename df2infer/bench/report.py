@@ -1,4 +1,5 @@
 """Benchmark report: Markdown table (printed and bench.md), bench.json, and a PNG plot."""
+
 from __future__ import annotations
 
 import json
@@ -22,41 +23,63 @@ def format_markdown(report: dict) -> str:
     cfg = report["config"]
     rows = report["results"]
     L = ["# df2infer bench", ""]
-    L.append(f"- machine: {m.get('cpu', '?')}, {m.get('cpu_count')} logical CPUs ({m.get('cpus_usable', '?')} usable), "
-             f"load average {m.get('loadavg_1m', '?')} at start / {m.get('loadavg_1m_end', '?')} at end")
+    L.append(
+        f"- machine: {m.get('cpu', '?')}, {m.get('cpu_count')} logical CPUs ({m.get('cpus_usable', '?')} usable), "
+        f"load average {m.get('loadavg_1m', '?')} at start / {m.get('loadavg_1m_end', '?')} at end"
+    )
     if m.get("cpu_features"):
         L.append(f"- CPU features: {m['cpu_features']}")
-    L.append(f"- software: onnxruntime {m.get('onnxruntime', '-')}, numpy {m.get('numpy')}, opencv {m.get('opencv')} "
-             f"({m.get('opencv_threads')} threads), python {m.get('python')}, {m.get('platform')}")
-    L.append(f"- input: {cfg['images']}; conf {cfg['conf']}; warm-up {cfg['warmup']}, timed runs {cfg['runs']} per batch size; "
-             f"artifacts interleaved in blocks of {cfg.get('block', 1)} timed calls, each block after one untimed call, "
-             "blocks round-robin with the order rotated every round")
+    L.append(
+        f"- software: onnxruntime {m.get('onnxruntime', '-')}, numpy {m.get('numpy')}, opencv {m.get('opencv')} "
+        f"({m.get('opencv_threads')} threads), python {m.get('python')}, {m.get('platform')}"
+    )
+    L.append(
+        f"- input: {cfg['images']}; conf {cfg['conf']}; warm-up {cfg['warmup']}, timed runs {cfg['runs']} per batch size; "
+        f"artifacts interleaved in blocks of {cfg.get('block', 1)} timed calls, each block after one untimed call, "
+        "blocks round-robin with the order rotated every round"
+    )
     for s in report["subjects"]:
         info = s["info"]
         shown = ("device", "input", "providers", "intra_op_threads", "threads", "torch", "max_batch")
         extra = ", ".join(f"{k} {v}" for k, v in info.items() if k in shown)
         L.append(f"- `{s['name']}` ({s['kind']}, {s['precision']}): {s['path']}; {extra}")
-    L.append("- timing: `total` = wall time of one predict() call on the batch (read/check + letterbox + backend run + "
-             "postprocess to Detections with pasted masks and decoded landmarks); stages from the Predictor's StageTimings of "
-             "that call; every run kept. Sync: " + "; ".join(sorted({s['info'].get('sync', '') for s in report['subjects']})))
+    L.append(
+        "- timing: `total` = wall time of one predict() call on the batch (read/check + letterbox + backend run + "
+        "postprocess to Detections with pasted masks and decoded landmarks); stages from the Predictor's StageTimings of "
+        "that call; every run kept. Sync: " + "; ".join(sorted({s["info"].get("sync", "") for s in report["subjects"]}))
+    )
     L.append("")
     L.append("## Latency per call (ms) and throughput")
     L.append("")
-    head = ["artifact", "batch"] + [f"{s} p50" for s in SHOWN[:-1]] + ["total p50", "p90", "p99", "mean", "min", "max",
-                                                                      "ms/img", "img/s", "speedup", "items"]
+    head = (
+        ["artifact", "batch"]
+        + [f"{s} p50" for s in SHOWN[:-1]]
+        + ["total p50", "p90", "p99", "mean", "min", "max", "ms/img", "img/s", "speedup", "items"]
+    )
     L.append("| " + " | ".join(head) + " |")
     L.append("|" + "---|" * len(head))
     for r in rows:
         st = r["stages"]
         t = st["total"]
         cells = [f"`{r['name']}`", str(r["batch"])] + [_f(st[s]["p50"], 2) for s in SHOWN[:-1]]
-        cells += [_f(t["p50"], 2), _f(t["p90"], 2), _f(t["p99"], 2), _f(t["mean"], 2), _f(t["min"], 2), _f(t["max"], 2),
-                  _f(r["per_image_ms"], 2), _f(r["throughput_ips"], 2),
-                  (_f(r.get("speedup_p50"), 2) + "x") if r.get("speedup_p50") else "-", str(r.get("detections", "-"))]
+        cells += [
+            _f(t["p50"], 2),
+            _f(t["p90"], 2),
+            _f(t["p99"], 2),
+            _f(t["mean"], 2),
+            _f(t["min"], 2),
+            _f(t["max"], 2),
+            _f(r["per_image_ms"], 2),
+            _f(r["throughput_ips"], 2),
+            (_f(r.get("speedup_p50"), 2) + "x") if r.get("speedup_p50") else "-",
+            str(r.get("detections", "-")),
+        ]
         L.append("| " + " | ".join(cells) + " |")
     L.append("")
-    L.append(f"speedup = p50 total of `{rows[0]['name']}` / p50 total of the row, at the same batch size; "
-             "img/s = batch / mean total; items = detections per call at the conf above.")
+    L.append(
+        f"speedup = p50 total of `{rows[0]['name']}` / p50 total of the row, at the same batch size; "
+        "img/s = batch / mean total; items = detections per call at the conf above."
+    )
     L.append("")
     L.append("## Every stage: p50 / p90 / p99 / mean / min / max (ms per call)")
     L.append("")
@@ -90,6 +113,7 @@ def plot(report: dict, path: str | os.PathLike) -> Path | None:
     """Per-stage p50 (bar) and p99 (whisker) per artifact and batch; None when matplotlib is missing."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:

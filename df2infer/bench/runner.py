@@ -25,6 +25,7 @@ read, preprocess and postprocess are the runtime's own code; inference = backend
 (which includes what the ONNX graph does in-graph: normalization, RPN, NMS, heads, gathers) plus
 the device->host copies into the contract's padded arrays, like the other backends.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,6 +45,7 @@ STATS = ("p50", "p90", "p99", "mean", "min", "max")
 
 
 # ---------------------------------------------------------------- test images
+
 
 def synthetic_scene(size: tuple[int, int] = (1280, 720), seed: int = 0, min_items: int = 5) -> tuple[np.ndarray, int]:
     """A fixed (seeded) consumer-style scene of size (w, h) with three people side by side and at
@@ -95,6 +97,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- subjects
 
+
 @dataclass
 class Subject:
     """One thing being timed: a df2infer Predictor (ONNX Runtime / TensorRT) or the PyTorch model."""
@@ -129,8 +132,13 @@ def runtime_subject(path: str | os.PathLike, name: str, device: str = "auto", th
 def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Subject:
     """A Subject for an already loaded df2infer Predictor."""
     be = pred.backend
-    info = {"backend": be.name, "device": be.device, "input": f"{pred.contract.input_width}x{pred.contract.input_height}",
-            "max_batch": be.max_batch, "contract_model": pred.contract.model}
+    info = {
+        "backend": be.name,
+        "device": be.device,
+        "input": f"{pred.contract.input_width}x{pred.contract.input_height}",
+        "max_batch": be.max_batch,
+        "contract_model": pred.contract.model,
+    }
     if hasattr(be, "providers"):
         info["providers"] = list(be.providers)
     if hasattr(be, "session"):
@@ -139,22 +147,31 @@ def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Sub
         info["sync"] = "ONNX Runtime run() returns host arrays (CPU: synchronous; CUDA: outputs copied to host)"
     else:
         info["sync"] = "TensorRTBackend.run() synchronizes its CUDA stream before returning host arrays"
-    return Subject(name=name, kind=be.name, path=os.fspath(path), precision=pred.contract.precision, predictor=pred,
-                   info=info, max_batch=be.max_batch)
+    return Subject(
+        name=name, kind=be.name, path=os.fspath(path), precision=pred.contract.precision, predictor=pred, info=info, max_batch=be.max_batch
+    )
 
 
 # ---------------------------------------------------------------- statistics
 
+
 def stats_ms(seconds: list[float]) -> dict[str, float]:
     t = np.asarray(seconds, np.float64) * 1e3
     p50, p90, p99 = np.percentile(t, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(t.mean()),
-            "min": float(t.min()), "max": float(t.max())}
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(t.mean()), "min": float(t.min()), "max": float(t.max())}
 
 
-def measure(subjects: list[Subject], images: list[np.ndarray], batches: Iterable[int], *, warmup: int = 10,
-            runs: int = 50, conf: float = 0.3, block: int = 10,
-            log: Callable[[str], None] | None = print) -> list[dict]:
+def measure(
+    subjects: list[Subject],
+    images: list[np.ndarray],
+    batches: Iterable[int],
+    *,
+    warmup: int = 10,
+    runs: int = 50,
+    conf: float = 0.3,
+    block: int = 10,
+    log: Callable[[str], None] | None = print,
+) -> list[dict]:
     """Time every subject at every batch size, interleaved in blocks of `block` timed calls (each
     block after one untimed call, see the module doc). Returns one row per (batch, subject):
     {name, kind, precision, batch, runs, stages: {stage: {p50, p90, p99, mean, min, max} (ms per
@@ -189,16 +206,25 @@ def measure(subjects: list[Subject], images: list[np.ndarray], batches: Iterable
             done += size
             rnd += 1
         if log:
-            log(f"batch {bs}: {warmup} warm-up + {runs} timed runs (blocks of {block}) x {n} artifacts "
-                f"in {time.perf_counter() - t0:.1f} s")
+            log(f"batch {bs}: {warmup} warm-up + {runs} timed runs (blocks of {block}) x {n} artifacts in {time.perf_counter() - t0:.1f} s")
         first: dict[str, Any] | None = None
         for s in subjects:
             sst = {k: stats_ms(v) for k, v in samples[s.name].items()}
             total_mean_s = sst["total"]["mean"] / 1e3
-            row: dict[str, Any] = {"name": s.name, "kind": s.kind, "precision": s.precision, "path": s.path, "batch": bs, "runs": runs,
-                   "warmup": warmup, "block": block, "stages": sst, "per_image_ms": sst["total"]["p50"] / bs,
-                   "throughput_ips": bs / total_mean_s if total_mean_s > 0 else float("inf"),
-                   "detections": dets.get(s.name, 0)}
+            row: dict[str, Any] = {
+                "name": s.name,
+                "kind": s.kind,
+                "precision": s.precision,
+                "path": s.path,
+                "batch": bs,
+                "runs": runs,
+                "warmup": warmup,
+                "block": block,
+                "stages": sst,
+                "per_image_ms": sst["total"]["p50"] / bs,
+                "throughput_ips": bs / total_mean_s if total_mean_s > 0 else float("inf"),
+                "detections": dets.get(s.name, 0),
+            }
             if first is None:
                 first = row
             row["speedup_p50"] = first["stages"]["total"]["p50"] / sst["total"]["p50"] if sst["total"]["p50"] > 0 else None
@@ -209,11 +235,11 @@ def measure(subjects: list[Subject], images: list[np.ndarray], batches: Iterable
 
 # ---------------------------------------------------------------- machine
 
+
 def machine_info() -> dict:
     import platform
 
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count()}
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
     try:
         info["cpus_usable"] = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -228,6 +254,7 @@ def machine_info() -> dict:
         pass
     info["cpu"] = cpu
     from df2infer.cpu_features import cpu_features
+
     info["cpu_features"] = cpu_features().summary()  # INT8 speed and exactness depend on them
     try:
         info["loadavg_1m"] = round(os.getloadavg()[0], 2)
@@ -235,16 +262,29 @@ def machine_info() -> dict:
         pass
     try:
         import onnxruntime as ort  # type: ignore[import-untyped]
+
         info["onnxruntime"] = ort.__version__
         info["ort_available_providers"] = ort.get_available_providers()
     except ImportError:
         pass
     import cv2
+
     info["numpy"] = np.__version__
     info["opencv"] = cv2.__version__
     info["opencv_threads"] = cv2.getNumThreads()
     return info
 
 
-__all__ = ["STAGES", "STATS", "Subject", "folder_images", "machine_info", "measure", "parse_size",
-           "runtime_subject", "stats_ms", "subject_from_predictor", "synthetic_scene"]
+__all__ = [
+    "STAGES",
+    "STATS",
+    "Subject",
+    "folder_images",
+    "machine_info",
+    "measure",
+    "parse_size",
+    "runtime_subject",
+    "stats_ms",
+    "subject_from_predictor",
+    "synthetic_scene",
+]

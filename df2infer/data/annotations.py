@@ -4,6 +4,7 @@ One JSON per image (`000001.jpg` <-> `annos/000001.json`, image_id = 1). Items a
 Every error names the file, the item and the field, so a broken data set can be fixed by reading
 the message. `validate_folder` collects every problem instead of stopping at the first.
 """
+
 from __future__ import annotations
 
 import json
@@ -142,8 +143,11 @@ def parse_item(raw: dict, *, path=None, name: str = "item", image_size: tuple[in
     if not isinstance(lms, list) or not all(isinstance(v, (int, float)) for v in lms):
         err("landmarks", "expected a flat list of numbers [x, y, v, ...]")
     elif len(lms) != 3 * cat.num_landmarks:
-        err("landmarks", f"{len(lms)} values ({len(lms) / 3:g} landmarks) but category {cid} "
-            f"({cat.raw_name}) has {cat.num_landmarks} landmarks, expected {3 * cat.num_landmarks} values")
+        err(
+            "landmarks",
+            f"{len(lms)} values ({len(lms) / 3:g} landmarks) but category {cid} "
+            f"({cat.raw_name}) has {cat.num_landmarks} landmarks, expected {3 * cat.num_landmarks} values",
+        )
     else:
         lm_arr = np.asarray(lms, dtype=np.float64).reshape(-1, 3)
         bad_v = sorted({v for v in lm_arr[:, 2].tolist() if v not in (0, 1, 2)})
@@ -181,8 +185,9 @@ def parse_item(raw: dict, *, path=None, name: str = "item", image_size: tuple[in
     return item, []
 
 
-def parse_annotation(raw: dict, *, path=None, image_id: int = 0, file_name: str = "",
-                     image_size: tuple[int, int] | None = None) -> tuple[ImageAnnotation | None, list[str]]:
+def parse_annotation(
+    raw: dict, *, path=None, image_id: int = 0, file_name: str = "", image_size: tuple[int, int] | None = None
+) -> tuple[ImageAnnotation | None, list[str]]:
     """Parse one per-image dict; returns (annotation or None, every problem found)."""
     if not isinstance(raw, dict):
         return None, [f"{_where(path, None, None)}: expected a JSON object, got {type(raw).__name__}"]
@@ -304,8 +309,9 @@ def validate_folder(root: str | os.PathLike, *, check_images: bool = True) -> tu
         if image_id <= 0:
             problems.append(f"{jp}: file name must be a positive number (it is the image_id)")
             continue
-        ann, errs = parse_annotation(raw, path=jp, image_id=image_id,
-                                     file_name=img_path.name if img_path else jp.stem + ".jpg", image_size=size)
+        ann, errs = parse_annotation(
+            raw, path=jp, image_id=image_id, file_name=img_path.name if img_path else jp.stem + ".jpg", image_size=size
+        )
         problems.extend(errs)
         if ann is not None:
             images.append(ann)

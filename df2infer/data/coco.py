@@ -24,6 +24,7 @@ Files written by `write_coco_files(root)` into `root/coco/`:
 - `keypoints_visible.json`: the same with occluded landmarks removed (visible-only landmark AP)
 - `retrieval_gt.json`: {"query": [...], "gallery": [...]}
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,7 @@ def coco_categories() -> list[dict]:
     out = []
     for c in spec.categories():
         skel = [[c.slot_start + a + 1, c.slot_start + b + 1] for a, b in c.skeleton]
-        out.append({"id": c.id, "name": c.name, "supercategory": "clothes",
-                    "keypoints": names, "skeleton": skel})
+        out.append({"id": c.id, "name": c.name, "supercategory": "clothes", "keypoints": names, "skeleton": skel})
     return out
 
 
@@ -95,24 +95,49 @@ def dataset_to_coco(ds: Dataset | list[ImageAnnotation], *, visible_only: bool =
     ann_id = 0
     for img in images_list:
         w, h = _image_wh(dset, img)
-        images.append({"id": int(img.image_id), "file_name": img.file_name, "width": w, "height": h,
-                       "source": img.source, "pair_id": int(img.pair_id)})
+        images.append(
+            {
+                "id": int(img.image_id),
+                "file_name": img.file_name,
+                "width": w,
+                "height": h,
+                "source": img.source,
+                "pair_id": int(img.pair_id),
+            }
+        )
         for k, item in enumerate(img.items, 1):
             ann_id += 1
             bbox = xyxy_to_xywh(item.bbox)
             kps, nkp = item_keypoints(item, visible_only=visible_only)
-            anns.append({
-                "id": ann_id, "image_id": int(img.image_id), "category_id": int(item.category_id),
-                "bbox": [_num(v) for v in bbox], "area": _num(bbox[2] * bbox[3]), "iscrowd": 0,
-                "segmentation": [[_num(v) for v in p] for p in item.segmentation],
-                "keypoints": kps, "num_keypoints": nkp,
-                "style": int(item.style), "pair_id": int(img.pair_id), "scale": int(item.scale),
-                "occlusion": int(item.occlusion), "zoom_in": int(item.zoom_in),
-                "viewpoint": int(item.viewpoint), "item": k,
-            })
-    return {"info": {"description": "DeepFashion2-format data converted by df2infer",
-                     "landmarks": "visible only" if visible_only else "visible + occluded"},
-            "images": images, "annotations": anns, "categories": coco_categories()}
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": int(img.image_id),
+                    "category_id": int(item.category_id),
+                    "bbox": [_num(v) for v in bbox],
+                    "area": _num(bbox[2] * bbox[3]),
+                    "iscrowd": 0,
+                    "segmentation": [[_num(v) for v in p] for p in item.segmentation],
+                    "keypoints": kps,
+                    "num_keypoints": nkp,
+                    "style": int(item.style),
+                    "pair_id": int(img.pair_id),
+                    "scale": int(item.scale),
+                    "occlusion": int(item.occlusion),
+                    "zoom_in": int(item.zoom_in),
+                    "viewpoint": int(item.viewpoint),
+                    "item": k,
+                }
+            )
+    return {
+        "info": {
+            "description": "DeepFashion2-format data converted by df2infer",
+            "landmarks": "visible only" if visible_only else "visible + occluded",
+        },
+        "images": images,
+        "annotations": anns,
+        "categories": coco_categories(),
+    }
 
 
 def coco_to_images(coco: dict) -> list[ImageAnnotation]:
@@ -131,15 +156,30 @@ def coco_to_images(coco: dict) -> list[ImageAnnotation]:
             cat = spec.category(int(a["category_id"]))
             kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(spec.NUM_LANDMARKS, 3)
             x, y, w, h = (float(v) for v in a["bbox"])
-            items.append(Item(
-                category_id=cat.id, style=int(a.get("style", 0)), bbox=(x, y, x + w, y + h),
-                landmarks=kp[cat.slot_start:cat.slot_end].copy(),
-                segmentation=[[float(v) for v in p] for p in a["segmentation"]],
-                scale=int(a.get("scale", 2)), occlusion=int(a.get("occlusion", 1)),
-                zoom_in=int(a.get("zoom_in", 1)), viewpoint=int(a.get("viewpoint", 2))))
-        out.append(ImageAnnotation(int(im["id"]), im.get("file_name", f"{int(im['id']):06d}.jpg"),
-                                   im.get("source", "shop"), int(im.get("pair_id", 0)), items,
-                                   im.get("width"), im.get("height")))
+            items.append(
+                Item(
+                    category_id=cat.id,
+                    style=int(a.get("style", 0)),
+                    bbox=(x, y, x + w, y + h),
+                    landmarks=kp[cat.slot_start : cat.slot_end].copy(),
+                    segmentation=[[float(v) for v in p] for p in a["segmentation"]],
+                    scale=int(a.get("scale", 2)),
+                    occlusion=int(a.get("occlusion", 1)),
+                    zoom_in=int(a.get("zoom_in", 1)),
+                    viewpoint=int(a.get("viewpoint", 2)),
+                )
+            )
+        out.append(
+            ImageAnnotation(
+                int(im["id"]),
+                im.get("file_name", f"{int(im['id']):06d}.jpg"),
+                im.get("source", "shop"),
+                int(im.get("pair_id", 0)),
+                items,
+                im.get("width"),
+                im.get("height"),
+            )
+        )
     return out
 
 
@@ -149,9 +189,14 @@ def retrieval_ground_truth(ds: Dataset | list[ImageAnnotation]) -> dict:
     query, gallery = [], []
     for img in images_list:
         for k, item in enumerate(img.items, 1):
-            entry = {"image_id": int(img.image_id), "item": k, "category_id": int(item.category_id),
-                     "bbox": [_num(v) for v in item.bbox], "style": int(item.style),
-                     "pair_id": int(img.pair_id)}
+            entry = {
+                "image_id": int(img.image_id),
+                "item": k,
+                "category_id": int(item.category_id),
+                "bbox": [_num(v) for v in item.bbox],
+                "style": int(item.style),
+                "pair_id": int(img.pair_id),
+            }
             if img.source == "user" and item.style > 0:
                 query.append(entry)
             elif img.source == "shop":
@@ -166,8 +211,7 @@ def write_coco_files(root: str | os.PathLike, out_dir: str | os.PathLike | None 
     ds = load_dataset(root)
     out = Path(out_dir) if out_dir is not None else Path(root) / "coco"
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"instances": out / INSTANCES_FILE, "keypoints_visible": out / KEYPOINTS_VISIBLE_FILE,
-             "retrieval_gt": out / RETRIEVAL_GT_FILE}
+    paths = {"instances": out / INSTANCES_FILE, "keypoints_visible": out / KEYPOINTS_VISIBLE_FILE, "retrieval_gt": out / RETRIEVAL_GT_FILE}
     paths["instances"].write_text(json.dumps(dataset_to_coco(ds)))
     paths["keypoints_visible"].write_text(json.dumps(dataset_to_coco(ds, visible_only=True)))
     paths["retrieval_gt"].write_text(json.dumps(retrieval_ground_truth(ds)))

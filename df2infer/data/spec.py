@@ -4,6 +4,7 @@ The facts come from the official repository (13 categories, 294 landmark slots, 
 sigmas) and from mmpose's skeleton links; both JSON files ship inside the package so an installed
 df2infer needs nothing from a checkout.
 """
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ official result formats (eval/results.py), held in memory: the runtime (`df2infe
 can build these lists from its detections and score them without writing files.
 `ground_truth_as_results(dataset)` builds perfect predictions from the ground truth.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def ground_truth_coco(dataset: Dataset | list[ImageAnnotation]) -> dict[str, dic
     return {"instances": inst, "keypoints_visible": vis}
 
 
-def evaluate_predictions(dataset: Dataset | list[ImageAnnotation], results: dict[str, list[dict]], *,
-                         breakdown: bool = True, validate: bool = True) -> dict:
+def evaluate_predictions(
+    dataset: Dataset | list[ImageAnnotation], results: dict[str, list[dict]], *, breakdown: bool = True, validate: bool = True
+) -> dict:
     """Score in-memory results against a DeepFashion2 data set (load_dataset(root)).
 
     Returns {"box"|"mask"|"landmarks_visible"|"landmarks_all": {"overall": {AP, AP50, AP75, ...},
@@ -54,8 +56,7 @@ def evaluate_predictions(dataset: Dataset | list[ImageAnnotation], results: dict
             raise ResultFormatError(f"{len(errs)} problem(s)\n" + "\n".join(errs[:30]))
     if any(k in results for k in ("segm",)) and any(im["width"] is None for im in gt["instances"]["images"]):
         raise ValueError("mask AP needs every image's width and height (load the data set with its images)")
-    out: dict = {"num_images": len(images), "num_items": sum(len(im.items) for im in images),
-                 "scored": [k for k in KINDS if k in results]}
+    out: dict = {"num_images": len(images), "num_items": sum(len(im.items) for im in images), "scored": [k for k in KINDS if k in results]}
     out.update(evaluate_detection(gt, results, breakdown=breakdown))
     if "retrieval" in results:
         out["retrieval"] = evaluate_retrieval(images, results["retrieval"])
@@ -78,7 +79,7 @@ def _perfect_keypoints(ann: dict) -> list[float]:
     own = spec.category(ann["category_id"]).slots
     x, y, w, h = ann["bbox"]
     unlabelled = np.zeros(len(kp), bool)
-    unlabelled[own.start:own.stop] = kp[own.start:own.stop, 2] == 0
+    unlabelled[own.start : own.stop] = kp[own.start : own.stop, 2] == 0
     kp[unlabelled, 0], kp[unlabelled, 1] = x + w / 2, y + h / 2
     return kp.reshape(-1).tolist()
 
@@ -110,10 +111,16 @@ def ground_truth_as_results(dataset: Dataset | list[ImageAnnotation], *, gallery
             match = [(s, g) for s, g in shop if s.pair_id == im.pair_id and g.style == it.style]
             rest = [(s, g) for s, g in shop if not (s.pair_id == im.pair_id and g.style == it.style)]
             gal = (match + rest)[:gallery_size]
-            retrieval.append({"query_image_id": im.image_id, "query_bbox": list(it.bbox),
-                              "query_cls": it.category_id, "query_score": 1.0,
-                              "gallery_image_id": [s.image_id for s, _ in gal],
-                              "gallery_bbox": [list(g.bbox) for _, g in gal]})
+            retrieval.append(
+                {
+                    "query_image_id": im.image_id,
+                    "query_bbox": list(it.bbox),
+                    "query_cls": it.category_id,
+                    "query_score": 1.0,
+                    "gallery_image_id": [s.image_id for s, _ in gal],
+                    "gallery_bbox": [list(g.bbox) for _, g in gal],
+                }
+            )
     out = {"bbox": bbox, "keys": keys, "retrieval": retrieval}
     if len(segm) == len(bbox):
         out["segm"] = segm

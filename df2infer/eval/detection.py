@@ -18,6 +18,7 @@ a prediction whose best match is an ignored (out-of-group) ground truth is itsel
 prediction that matches no ground truth at all remains a false positive in every group. `iscrowd`
 is not used for this (it would change the IoU to intersection / prediction area).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -92,7 +93,7 @@ class DF2COCOeval(COCOeval):
                 xd, yd = d[0::3][sl], d[1::3][sl]
                 dx = np.maximum(0, (x - w) - xd) + np.maximum(0, xd - (x + 2 * w))
                 dy = np.maximum(0, (y - h) - yd) + np.maximum(0, yd - (y + 2 * h))
-                e = (dx ** 2 + dy ** 2) / var[sl] / (gt["area"] + np.spacing(1)) / 2
+                e = (dx**2 + dy**2) / var[sl] / (gt["area"] + np.spacing(1)) / 2
                 ious[i, j] = np.mean(np.exp(-e))
         return ious
 
@@ -149,16 +150,17 @@ def evaluate_detection(gt: dict[str, dict], results: dict[str, list[dict]], *, b
         if not entries:  # pycocotools cannot load an empty result list: nothing found, AP 0
             res["overall"] = _zero_stats(names)
             if breakdown:
-                res["by_attribute"] = {attr: {ATTRIBUTES[attr][v]: (_zero_stats(names) if ids else None)
-                                              for v, ids in g.items()} for attr, g in groups.items()}
+                res["by_attribute"] = {
+                    attr: {ATTRIBUTES[attr][v]: (_zero_stats(names) if ids else None) for v, ids in g.items()} for attr, g in groups.items()
+                }
             out[metric] = res
             continue
         sc = _Scorer(cocos[gt_key], entries, iou_type)
         res["overall"] = sc.score(None)
         if breakdown:
             res["by_attribute"] = {
-                attr: {ATTRIBUTES[attr][v]: (sc.score(ids) if ids else None) for v, ids in g.items()}
-                for attr, g in groups.items()}
+                attr: {ATTRIBUTES[attr][v]: (sc.score(ids) if ids else None) for v, ids in g.items()} for attr, g in groups.items()
+            }
         out[metric] = res
     return out
 

@@ -15,6 +15,7 @@ up to `gallery_size` (20) gallery items ranked by the model's similarity network
 items of the query's predicted category first, then the others. `df2infer search` writes the same
 entries from a saved gallery.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,9 +34,19 @@ def _images(dataset: Dataset, max_images: int | None) -> list[ImageAnnotation]:
     return ims[:max_images] if max_images else ims
 
 
-def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, batch_size: int | None = None,
-                    max_images: int | None = None, gallery_score: float = 0.3, gallery_size: int = 20,
-                    retrieval: bool = True, progress: bool = False, landmark_method: str | None = None) -> dict[str, list[dict]]:
+def predict_results(
+    predictor: Any,
+    dataset: Dataset,
+    *,
+    conf: float = 0.05,
+    batch_size: int | None = None,
+    max_images: int | None = None,
+    gallery_score: float = 0.3,
+    gallery_size: int = 20,
+    retrieval: bool = True,
+    progress: bool = False,
+    landmark_method: str | None = None,
+) -> dict[str, list[dict]]:
     """Run `predictor` on the data set's images (the first `max_images`) and return the official
     result lists. Images that cannot be read are logged and skipped (they score as misses)."""
     from ..retrieval import Gallery, RankingPolicy
@@ -53,6 +64,7 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
     if progress:
         try:
             from tqdm import tqdm  # type: ignore[import-untyped]
+
             bar = tqdm(total=len(paths), desc="predict", leave=False)
         except ImportError:
             bar = None
@@ -94,10 +106,9 @@ def predict_results(predictor: Any, dataset: Dataset, *, conf: float = 0.05, bat
 def retrieval_results(queries: list[tuple[Any, Any]], gallery, k: int = 20, index=None) -> list[dict]:
     """Official retrieval entries: per query detection its top-k gallery items, ranked by the
     gallery's policy (same category first for DeepFashion2). `index`: see Gallery.search."""
-    return retrieval_entries([(iid, det, gallery.search(det, k=k, index=index) if len(gallery) else [[]] * len(det))
-                              for iid, det in queries if len(det)])
-
-
+    return retrieval_entries(
+        [(iid, det, gallery.search(det, k=k, index=index) if len(gallery) else [[]] * len(det)) for iid, det in queries if len(det)]
+    )
 
 
 def summarize(report: dict) -> dict[str, float | None]:

@@ -1,4 +1,5 @@
 """Print the evaluation as tables and write it as JSON."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,12 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-METRIC_TITLES = {"box": "detection (box)", "mask": "segmentation (mask)",
-                 "landmarks_visible": "landmarks (visible)", "landmarks_all": "landmarks (vis + occ)"}
+METRIC_TITLES = {
+    "box": "detection (box)",
+    "mask": "segmentation (mask)",
+    "landmarks_visible": "landmarks (visible)",
+    "landmarks_all": "landmarks (vis + occ)",
+}
 
 
 def _fmt(v) -> str:
@@ -38,8 +43,12 @@ def format_report(report: dict) -> str:
     r = report.get("retrieval")
     if r:
         ks = [k for k in r if k.startswith("top")]
-        lines += ["", "retrieval (consumer-to-shop): " + ", ".join(f"{k} {_fmt(r[k]).strip()}" for k in ks)
-                  + f"  ({r['num_queries']} queries, {r['num_queries_detected']} detected)"]
+        lines += [
+            "",
+            "retrieval (consumer-to-shop): "
+            + ", ".join(f"{k} {_fmt(r[k]).strip()}" for k in ks)
+            + f"  ({r['num_queries']} queries, {r['num_queries_detected']} detected)",
+        ]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@
 
 Every problem names the file, the entry index and the field.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,14 @@ def _box_problem(box, fmt: str) -> str | None:
     return None
 
 
-def validate_results(kind: str, entries, *, source: str | None = None,
-                     image_ids: set[int] | None = None,
-                     image_sizes: dict[int, tuple[int, int]] | None = None) -> list[str]:
+def validate_results(
+    kind: str,
+    entries,
+    *,
+    source: str | None = None,
+    image_ids: set[int] | None = None,
+    image_sizes: dict[int, tuple[int, int]] | None = None,
+) -> list[str]:
     """Every problem in a result list of `kind` (one of KINDS). `image_ids` (when given) are the
     images of the ground truth; `image_sizes` maps image_id -> (width, height) for RLE sizes."""
     if kind not in KINDS:
@@ -55,6 +61,7 @@ def validate_results(kind: str, entries, *, source: str | None = None,
         return [f"{src}: expected a JSON list of entries, got {type(entries).__name__}"]
     errs: list[str] = []
     for i, e in enumerate(entries):
+
         def err(fld: str, msg: str, i: int = i) -> None:  # i bound now: the entry this check is about
             errs.append(f"{src}: entry {i}: {fld}: {msg}")
 
@@ -136,13 +143,17 @@ def _raise(errs: list[str], limit: int = 30) -> None:
 def kind_of(path: str | os.PathLike) -> str:
     stem = Path(path).stem
     if stem not in KINDS:
-        raise ValueError(f"{path}: cannot tell the result kind from the name, expected one of "
-                         + ", ".join(k + ".json" for k in KINDS))
+        raise ValueError(f"{path}: cannot tell the result kind from the name, expected one of " + ", ".join(k + ".json" for k in KINDS))
     return stem
 
 
-def read_results(path: str | os.PathLike, kind: str | None = None, *, image_ids: set[int] | None = None,
-                 image_sizes: dict[int, tuple[int, int]] | None = None) -> list[dict]:
+def read_results(
+    path: str | os.PathLike,
+    kind: str | None = None,
+    *,
+    image_ids: set[int] | None = None,
+    image_sizes: dict[int, tuple[int, int]] | None = None,
+) -> list[dict]:
     """Read and validate one result file (kind from the file name unless given)."""
     p = Path(path)
     kind = kind or kind_of(p)
@@ -156,8 +167,7 @@ def read_results_dir(folder: str | os.PathLike, **kw) -> dict[str, list[dict]]:
     folder = Path(folder)
     found = {k: folder / f"{k}.json" for k in KINDS if (folder / f"{k}.json").exists()}
     if not found:
-        raise ResultFormatError(f"{folder}: no result files (expected any of "
-                                + ", ".join(k + ".json" for k in KINDS) + ")")
+        raise ResultFormatError(f"{folder}: no result files (expected any of " + ", ".join(k + ".json" for k in KINDS) + ")")
     errs: list[str] = []
     out = {}
     for k, p in found.items():

@@ -11,6 +11,7 @@ is the shop items. For every ground-truth query:
 4. top-k accuracy = (queries with a hit among the first k positions) / (all ground-truth queries
    with style > 0), for k = 1, 5, 10, 15, 20.
 """
+
 from __future__ import annotations
 
 from ..data.annotations import ImageAnnotation
@@ -19,8 +20,7 @@ from .detection import iou_xyxy
 TOP_K = (1, 5, 10, 15, 20)
 
 
-def evaluate_retrieval(images: list[ImageAnnotation], entries: list[dict], *, ks=TOP_K,
-                       iou_threshold: float = 0.5) -> dict:
+def evaluate_retrieval(images: list[ImageAnnotation], entries: list[dict], *, ks=TOP_K, iou_threshold: float = 0.5) -> dict:
     """{"top1": .., "top5": .., ..., "num_queries": n, "num_queries_detected": m}."""
     # (pair_id, style) -> {shop image_id: [boxes]}
     gallery: dict[tuple[int, int], dict[int, list]] = {}
@@ -50,8 +50,7 @@ def evaluate_retrieval(images: list[ImageAnnotation], entries: list[dict], *, ks
         assigned = ious.argmax(axis=1)
         overlaps = ious.max(axis=1) > 0
         for i, it in queries:
-            cands = [d for d, a, ok in zip(dets, assigned, overlaps)
-                     if ok and a == i and int(d["query_cls"]) == it.category_id]
+            cands = [d for d, a, ok in zip(dets, assigned, overlaps) if ok and a == i and int(d["query_cls"]) == it.category_id]
             if not cands:
                 continue
             n_detected += 1

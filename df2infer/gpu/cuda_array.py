@@ -7,6 +7,7 @@ means no synchronization is needed). `stream_to_wait_on` is the rule the backend
 interfaces without the key (PyTorch publishes version 2, which has none). `DeviceArray` is the other
 direction: a backend's device buffer exported with the stream that writes it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,7 @@ def c_contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ..
     return tuple(reversed(strides))
 
 
-def parse_cuda_array_interface(obj: Any, *, shape: tuple[int, ...], dtype: np.dtype | type | str,
-                               what: str = "input") -> CudaArrayView:
+def parse_cuda_array_interface(obj: Any, *, shape: tuple[int, ...], dtype: np.dtype | type | str, what: str = "input") -> CudaArrayView:
     """Validate `obj.__cuda_array_interface__` against the expected `shape` and `dtype`; return its view.
 
     Raises TypeError for an object without the interface and ValueError for a buffer of another shape, dtype
@@ -44,7 +44,8 @@ def parse_cuda_array_interface(obj: Any, *, shape: tuple[int, ...], dtype: np.dt
     except AttributeError:
         raise TypeError(
             f"{what}: {type(obj).__name__} has no __cuda_array_interface__ (pass a CuPy array, a CUDA torch "
-            "tensor, a pycuda GPUArray, or a raw device pointer as int)") from None
+            "tensor, a pycuda GPUArray, or a raw device pointer as int)"
+        ) from None
     if not isinstance(cai, dict):
         raise TypeError(f"{what}: __cuda_array_interface__ is a {type(cai).__name__}, expected a dict")
     for key in ("shape", "typestr", "data", "version"):
@@ -62,8 +63,7 @@ def parse_cuda_array_interface(obj: Any, *, shape: tuple[int, ...], dtype: np.dt
     except TypeError:
         raise ValueError(f"{what}: typestr {cai['typestr']!r} is not a numpy dtype") from None
     if got_dtype != want_dtype:
-        raise ValueError(f"{what}: dtype {got_dtype} ({cai['typestr']!r}), expected {want_dtype} "
-                         f"({want_dtype.str!r})")
+        raise ValueError(f"{what}: dtype {got_dtype} ({cai['typestr']!r}), expected {want_dtype} ({want_dtype.str!r})")
 
     strides = cai.get("strides")
     if strides is not None:
@@ -71,8 +71,10 @@ def parse_cuda_array_interface(obj: Any, *, shape: tuple[int, ...], dtype: np.dt
         want_strides = c_contiguous_strides(want_shape, want_dtype.itemsize)
         # Strides of dimensions of size 1 do not matter (torch reports arbitrary ones there).
         if any(g != w for g, w, d in zip(got_strides, want_strides, want_shape) if d != 1):
-            raise ValueError(f"{what}: strides {got_strides} bytes are not C-contiguous (expected {want_strides}); "
-                             "make it contiguous first (e.g. .contiguous() / cupy.ascontiguousarray)")
+            raise ValueError(
+                f"{what}: strides {got_strides} bytes are not C-contiguous (expected {want_strides}); "
+                "make it contiguous first (e.g. .contiguous() / cupy.ascontiguousarray)"
+            )
     if cai.get("mask") is not None:
         raise ValueError(f"{what}: masked CUDA arrays are not supported")
 
@@ -129,5 +131,11 @@ class DeviceArray:
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {"shape": tuple(self.shape), "typestr": np.dtype(self.dtype).str, "data": (int(self.ptr), False),
-                "version": 3, "strides": None, "stream": int(self.stream)}
+        return {
+            "shape": tuple(self.shape),
+            "typestr": np.dtype(self.dtype).str,
+            "data": (int(self.ptr), False),
+            "version": 3,
+            "strides": None,
+            "stream": int(self.stream),
+        }

@@ -5,6 +5,7 @@ cuda-python returns every call's status as the first element of a tuple instead 
 (cudaGetErrorName / cudaGetErrorString), so a failure reads like
 ``cudaMallocHost(67108864) failed: cudaErrorMemoryAllocation (out of memory)``.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Box operations, the numpy reference: clipping, IoU, class-agnostic overlap suppression (xyxy, float32)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@
 `outputs` are the contract's padded host arrays for a batch (df2infer.contract.OUTPUT_NAMES); rows at or
 beyond num_dets[b] are padding and never read.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -33,8 +34,9 @@ class KeptDetections:
     image_size: tuple[int, int]
 
 
-def keep_detections(outputs: Mapping[str, np.ndarray], b: int, info: LetterboxInfo, *, conf: float = 0.3,
-                    suppress_iou: float | None = None) -> KeptDetections:
+def keep_detections(
+    outputs: Mapping[str, np.ndarray], b: int, info: LetterboxInfo, *, conf: float = 0.3, suppress_iou: float | None = None
+) -> KeptDetections:
     """Score filter, boxes back to image pixels (letterbox inverse), optional class-agnostic suppression.
     Reads only num_dets, scores, boxes and labels (what a GPU backend copies back before its GPU postprocessing)."""
     size = (info.orig_h, info.orig_w)
@@ -49,20 +51,48 @@ def keep_detections(outputs: Mapping[str, np.ndarray], b: int, info: LetterboxIn
     return KeptDetections(b=b, idx=idx, boxes=raw, scores=scores[idx].astype(np.float32), labels=labels, image_size=size)
 
 
-def assemble_detections(outputs: Mapping[str, np.ndarray], kept: KeptDetections, *, masks: list[np.ndarray] | None,
-                        mask_boxes: np.ndarray | None, landmarks: list[np.ndarray] | None, embeddings: bool = True,
-                        path: str | None = None, source: int | None = None) -> Detections:
+def assemble_detections(
+    outputs: Mapping[str, np.ndarray],
+    kept: KeptDetections,
+    *,
+    masks: list[np.ndarray] | None,
+    mask_boxes: np.ndarray | None,
+    landmarks: list[np.ndarray] | None,
+    embeddings: bool = True,
+    path: str | None = None,
+    source: int | None = None,
+) -> Detections:
     """Detections from kept detections and their (CPU- or GPU-computed) masks and landmarks."""
     emb = np.array(outputs["embeddings"][kept.b, kept.idx], dtype=np.float32) if embeddings else None
-    return Detections(boxes=clip_boxes(kept.boxes, kept.image_size), scores=kept.scores, labels=kept.labels,
-                      image_size=kept.image_size, masks=masks, mask_boxes=mask_boxes, landmarks=landmarks,
-                      embeddings=emb, path=path, source=source)
+    return Detections(
+        boxes=clip_boxes(kept.boxes, kept.image_size),
+        scores=kept.scores,
+        labels=kept.labels,
+        image_size=kept.image_size,
+        masks=masks,
+        mask_boxes=mask_boxes,
+        landmarks=landmarks,
+        embeddings=emb,
+        path=path,
+        source=source,
+    )
 
 
-def decode_detections(outputs: Mapping[str, np.ndarray], b: int, info: LetterboxInfo, *, conf: float = 0.3,
-                      masks: bool = True, landmarks: bool = True, embeddings: bool = True, mask_threshold: float = 0.5,
-                      landmark_method: str = "subpixel", suppress_iou: float | None = None, path: str | None = None,
-                      source: int | None = None) -> Detections:
+def decode_detections(
+    outputs: Mapping[str, np.ndarray],
+    b: int,
+    info: LetterboxInfo,
+    *,
+    conf: float = 0.3,
+    masks: bool = True,
+    landmarks: bool = True,
+    embeddings: bool = True,
+    mask_threshold: float = 0.5,
+    landmark_method: str = "subpixel",
+    suppress_iou: float | None = None,
+    path: str | None = None,
+    source: int | None = None,
+) -> Detections:
     """The Detections of image `b` of a batch's outputs, in the original image's pixels (`info`: its letterbox).
 
     conf: minimum score kept; suppress_iou: drop items overlapping a higher-scoring one by IoU > this
@@ -75,10 +105,10 @@ def decode_detections(outputs: Mapping[str, np.ndarray], b: int, info: Letterbox
     if masks:
         # Masks and landmarks are box-relative to the graph's (unclipped) boxes.
         pasted, extents = paste_masks(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, mask_threshold)
-    points = (decode_landmarks(outputs["landmark_heatmaps"][b, kept.idx], kept.boxes, kept.labels, landmark_method)
-              if landmarks else None)
-    return assemble_detections(outputs, kept, masks=pasted, mask_boxes=extents, landmarks=points, embeddings=embeddings,
-                               path=path, source=source)
+    points = decode_landmarks(outputs["landmark_heatmaps"][b, kept.idx], kept.boxes, kept.labels, landmark_method) if landmarks else None
+    return assemble_detections(
+        outputs, kept, masks=pasted, mask_boxes=extents, landmarks=points, embeddings=embeddings, path=path, source=source
+    )
 
 
 __all__ = ["KeptDetections", "assemble_detections", "decode_detections", "keep_detections"]

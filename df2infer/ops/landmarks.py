@@ -1,6 +1,7 @@
 """Landmark decoding, the numpy reference: heatmap logits [n, C, K, K] -> per-item points (x, y, score) in
 image pixels, by torchvision's Keypoint R-CNN rule or a cheaper sub-pixel argmax.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -55,8 +56,7 @@ def _heatmaps_subpixel(maps: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray,
     return np.stack([x, y], axis=2).astype(np.float32), score.astype(np.float32)
 
 
-def decode_landmarks(heatmaps: np.ndarray, boxes: np.ndarray, labels: np.ndarray, method: str = "torchvision"
-                     ) -> list[np.ndarray]:
+def decode_landmarks(heatmaps: np.ndarray, boxes: np.ndarray, labels: np.ndarray, method: str = "torchvision") -> list[np.ndarray]:
     """Decode landmark heatmap logits to image points.
 
     heatmaps [n, C, K, K] (C >= the largest landmark count; channel j = the item's category's

@@ -19,6 +19,7 @@ the true per-axis factors are new_w / w and new_h / h, which differ from `scale`
 Graph input (df2infer.contract): float32 [B, 3, H, W], RGB, values 0..255 (no normalization
 here: mean/std live in the graph).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -75,8 +76,9 @@ def letterbox_geometry(h: int, w: int, size: tuple[int, int]) -> LetterboxGeomet
     return LetterboxGeometry(scale, new_w, new_h, (W - new_w) // 2, (H - new_h) // 2)
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: float = PAD_VALUE,
-              out: np.ndarray | None = None) -> tuple[np.ndarray, LetterboxInfo]:
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], pad_value: float = PAD_VALUE, out: np.ndarray | None = None
+) -> tuple[np.ndarray, LetterboxInfo]:
     """Centered letterbox of an HxWxC (or HxW) uint8 image into size = (H, W); see the module doc.
 
     Returns (canvas, info); the canvas has the image's dtype and channel order (BGR stays BGR).
@@ -95,10 +97,10 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: float = PAD_V
     fill = np.asarray(pad_value).astype(image.dtype)
     # Fill only the borders; the image region is written by the resize.
     canvas[:pad_y] = fill
-    canvas[pad_y + new_h:] = fill
-    canvas[pad_y:pad_y + new_h, :pad_x] = fill
-    canvas[pad_y:pad_y + new_h, pad_x + new_w:] = fill
-    region = canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w]
+    canvas[pad_y + new_h :] = fill
+    canvas[pad_y : pad_y + new_h, :pad_x] = fill
+    canvas[pad_y : pad_y + new_h, pad_x + new_w :] = fill
+    region = canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
     if (new_h, new_w) == (h, w):
         region[...] = image
     else:
@@ -106,8 +108,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: float = PAD_V
     return canvas, LetterboxInfo(scale=float(scale), pad_x=pad_x, pad_y=pad_y, orig_h=h, orig_w=w)
 
 
-def to_input_batch(images: Sequence[np.ndarray], contract, out: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, list[LetterboxInfo]]:
+def to_input_batch(images: Sequence[np.ndarray], contract, out: np.ndarray | None = None) -> tuple[np.ndarray, list[LetterboxInfo]]:
     """Letterbox BGR uint8 images and pack them as the graph input: float32 [B, 3, H, W], RGB, 0..255.
 
     `contract` supplies input_height, input_width and pad_value. The images must already be

@@ -1,6 +1,7 @@
 """Mask pasting, the numpy reference: box-relative M x M mask probabilities -> compact boolean masks in
 image pixels (detectron2's paste_masks_in_image semantics). The CUDA twin is checked against this.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -54,8 +55,9 @@ def paste_mask_probs(mask: np.ndarray, box: np.ndarray, extent: tuple[int, int, 
     return Ry @ mask.astype(np.float32, copy=False) @ Rx.T
 
 
-def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int], threshold: float = 0.5
-                ) -> tuple[list[np.ndarray], np.ndarray]:
+def paste_masks(
+    masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int], threshold: float = 0.5
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Paste box-relative mask probabilities into the image, compactly.
 
     masks [n, M, M] probabilities (the predicted class's channel), boxes [n, 4] in image pixels,
@@ -92,7 +94,7 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int
         h, w = int(hs[i]), int(ws[i])
         if h == 0 or w == 0:
             return np.zeros((h, w), dtype=bool)
-        return Wy[ry[i]:ry[i] + h] @ masks32[i] @ Wx[rx[i]:rx[i] + w].T >= threshold
+        return Wy[ry[i] : ry[i] + h] @ masks32[i] @ Wx[rx[i] : rx[i] + w].T >= threshold
 
     pixels = int((hs.astype(np.int64) * ws).sum())
     pool = _paste_pool() if n > 1 and pixels >= _PARALLEL_PASTE_PIXELS else None

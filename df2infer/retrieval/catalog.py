@@ -3,6 +3,7 @@ gallery, consumer images for queries; image ids, pair ids and ground-truth items
 image files and folders (image id = the path relative to the folder given), and `index_images`,
 which detects and embeds them into a Gallery, resumably. No argparse here (`df2infer index build`
 and `df2infer search` are in df2infer/apps)."""
+
 from __future__ import annotations
 
 import logging
@@ -23,10 +24,10 @@ STYLE_IOU = 0.5  # a detection takes the style of the ground-truth item it overl
 
 @dataclass
 class CatalogImage:
-    image_id: Any             # int (DeepFashion2) or str (relative path)
+    image_id: Any  # int (DeepFashion2) or str (relative path)
     path: str
     pair_id: int | None = None
-    gt_boxes: np.ndarray | None = None   # [m, 4] ground-truth items, when known
+    gt_boxes: np.ndarray | None = None  # [m, 4] ground-truth items, when known
     gt_styles: np.ndarray | None = None  # [m]
     extra: dict = field(default_factory=dict)
 
@@ -47,9 +48,15 @@ def df2_images(root: str | os.PathLike, source: str) -> tuple[list[CatalogImage]
     for a in ds.images:
         if a.source != source:
             continue
-        out.append(CatalogImage(a.image_id, str(ds.image_path(a)), a.pair_id,
-                                np.array([it.bbox for it in a.items], np.float32).reshape(-1, 4),
-                                np.array([it.style for it in a.items], np.int32)))
+        out.append(
+            CatalogImage(
+                a.image_id,
+                str(ds.image_path(a)),
+                a.pair_id,
+                np.array([it.bbox for it in a.items], np.float32).reshape(-1, 4),
+                np.array([it.style for it in a.items], np.int32),
+            )
+        )
     return out, ds
 
 
@@ -79,8 +86,15 @@ def catalog_images(inputs: list[str], source: str) -> tuple[list[CatalogImage], 
         return ims, {"root": str(Path(inputs[0]).resolve()), "layout": "df2", "source": source}, ds
     ims = file_images(inputs)
     roots = [str(Path(x).resolve()) for x in inputs]
-    return ims, {"root": roots[0] if len(roots) == 1 and Path(inputs[0]).is_dir() else None, "layout": "files",
-                 "paths": {c.image_id: c.path for c in ims} if len(ims) <= 100_000 else None}, None
+    return (
+        ims,
+        {
+            "root": roots[0] if len(roots) == 1 and Path(inputs[0]).is_dir() else None,
+            "layout": "files",
+            "paths": {c.image_id: c.path for c in ims} if len(ims) <= 100_000 else None,
+        },
+        None,
+    )
 
 
 def image_path(info: dict, image_id) -> Path | None:
@@ -92,6 +106,7 @@ def image_path(info: dict, image_id) -> Path | None:
         return None
     if info.get("layout") == "df2":
         from df2infer.data.annotations import _find_image  # the DF2 folder's own image lookup
+
         return _find_image(Path(root) / "image", f"{int(image_id):06d}")
     return Path(root) / str(image_id)
 
@@ -111,23 +126,38 @@ def styles_of(boxes: np.ndarray, gt_boxes: np.ndarray | None, gt_styles: np.ndar
     return out
 
 
-def index_images(predictor, gallery, images: list[CatalogImage], *, conf: float = 0.05, batch_size: int | None = None,
-                 progress: bool = True, save_to: str | os.PathLike | None = None, checkpoint_every: int = 500,
-                 on_added: Callable[[int], None] | None = None) -> dict:
+def index_images(
+    predictor,
+    gallery,
+    images: list[CatalogImage],
+    *,
+    conf: float = 0.05,
+    batch_size: int | None = None,
+    progress: bool = True,
+    save_to: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+    on_added: Callable[[int], None] | None = None,
+) -> dict:
     """Detect and embed every image not yet in the gallery and add its items (the gallery's policy
     keeps those past its score floor). With save_to, the gallery is saved every `checkpoint_every`
     images and at the end, so an interrupted run resumes where it stopped. Returns counts."""
     todo = [c for c in images if not gallery.has_image(c.image_id)]
-    stats: dict[str, Any] = {"images": len(images), "skipped_already_indexed": len(images) - len(todo), "indexed": 0,
-             "failed": 0, "items_added": 0, "failures": []}
+    stats: dict[str, Any] = {
+        "images": len(images),
+        "skipped_already_indexed": len(images) - len(todo),
+        "indexed": 0,
+        "failed": 0,
+        "items_added": 0,
+        "failures": [],
+    }
     bar = None
     if progress:
         from tqdm import tqdm  # type: ignore[import-untyped]
+
         bar = tqdm(total=len(todo), desc="index", unit="img")
     since = 0
     try:
-        stream = predictor.stream([c.path for c in todo], conf=conf, batch_size=batch_size, masks=False,
-                                  landmarks=False, embeddings=True)
+        stream = predictor.stream([c.path for c in todo], conf=conf, batch_size=batch_size, masks=False, landmarks=False, embeddings=True)
         for c, det in zip(todo, stream):
             if bar is not None:
                 bar.update(1)
@@ -136,8 +166,7 @@ def index_images(predictor, gallery, images: list[CatalogImage], *, conf: float 
                 stats["failures"].append(det.message)
                 log.warning("index: %s", det.message)
                 continue  # not marked as indexed: a later run retries it
-            n = gallery.add(det, image_id=c.image_id, pair_id=c.pair_id,
-                            styles=styles_of(det.boxes, c.gt_boxes, c.gt_styles))
+            n = gallery.add(det, image_id=c.image_id, pair_id=c.pair_id, styles=styles_of(det.boxes, c.gt_boxes, c.gt_styles))
             stats["indexed"] += 1
             stats["items_added"] += n
             since += 1

@@ -26,6 +26,7 @@ reported probabilities are the network's and the approximation only decides whic
 Category groups of the ranking policy are searched with FAISS ID selectors (items of one category,
 or not of it), so "same category first" costs two filtered searches per query category.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,9 +72,21 @@ class FaissIndex:
         return int(self.index.ntotal)
 
     @classmethod
-    def build(cls, gallery, kind: str = "flat", *, nlist: int | None = None, nprobe: int = 32, hnsw_m: int = 32,
-              ef_construction: int = 80, ef_search: int = 128, train_size: int = 50_000, seed: int = 0,
-              chunk: int = 100_000, ivf_metric: str = "ip") -> FaissIndex:
+    def build(
+        cls,
+        gallery,
+        kind: str = "flat",
+        *,
+        nlist: int | None = None,
+        nprobe: int = 32,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 128,
+        train_size: int = 50_000,
+        seed: int = 0,
+        chunk: int = 100_000,
+        ivf_metric: str = "ip",
+    ) -> FaissIndex:
         faiss = _faiss()
         if kind not in KINDS:
             raise ValueError(f"FAISS index kind {kind!r}, expected one of {KINDS}")
@@ -86,7 +99,7 @@ class FaissIndex:
         radius = 0.0
         if l2:
             for s in range(0, n, chunk):
-                a = Gallery.augmented(gallery.similarity, gallery.embeddings[s:s + chunk], gallery.gallery_term[s:s + chunk])
+                a = Gallery.augmented(gallery.similarity, gallery.embeddings[s : s + chunk], gallery.gallery_term[s : s + chunk])
                 radius = max(radius, float(np.sqrt((a.astype(np.float64) ** 2).sum(1).max())))
 
         def rows(s, e=None):  # rows s:e, or the rows of index array s
@@ -94,7 +107,7 @@ class FaissIndex:
             a = Gallery.augmented(gallery.similarity, gallery.embeddings[sel], gallery.gallery_term[sel])
             if not l2:
                 return a
-            extra = np.sqrt(np.maximum(radius ** 2 - (a.astype(np.float64) ** 2).sum(1), 0.0)).astype(np.float32)
+            extra = np.sqrt(np.maximum(radius**2 - (a.astype(np.float64) ** 2).sum(1), 0.0)).astype(np.float32)
             return np.concatenate([a, extra[:, None]], 1)
 
         ip = faiss.METRIC_INNER_PRODUCT
@@ -112,8 +125,7 @@ class FaissIndex:
         else:
             # ~4 sqrt(n) lists, at most 1024 (k-means training time on small CPUs); >= 39 training points per list
             nlist = int(nlist or max(1, min(n // 39, round(4 * np.sqrt(n)), 1024)))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist) if l2 else \
-                faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip)
+            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist) if l2 else faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip)
             params.update(nlist=nlist, nprobe=nprobe)
         if not index.is_trained:
             rng = np.random.default_rng(seed)
@@ -176,6 +188,7 @@ class FaissIndex:
             z[ids < 0] = -np.inf
             # FAISS leaves ties in any order; sort them by id like the exact numpy search
             from .gallery import topk_merge
+
             out[g] = topk_merge(ids, z, k)
         return out
 

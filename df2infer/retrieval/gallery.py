@@ -10,6 +10,7 @@ Storage grows by doubling (amortized O(1) per add, no re-joining of arrays); `sa
 per column (memory-mappable at load) and a JSON header. Exact search scores every item with the
 similarity network as one matrix product (see similarity.py), a gallery chunk at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,15 +34,15 @@ CHUNK = 65536  # gallery rows scored at a time: bounded memory for any gallery s
 class Match:
     """One retrieved gallery item."""
 
-    index: int            # row in the gallery
-    probability: float    # the similarity network's p(match)
-    logit: float          # its logit (what the ranking sorts by)
+    index: int  # row in the gallery
+    probability: float  # the similarity network's p(match)
+    logit: float  # its logit (what the ranking sorts by)
     image_id: Any
-    box: np.ndarray       # [x1, y1, x2, y2] in the gallery image
-    label: int            # category id
-    score: float          # detection score of the gallery item
-    pair_id: int = -1     # -1: unknown
-    style: int = -1       # -1: unknown
+    box: np.ndarray  # [x1, y1, x2, y2] in the gallery image
+    label: int  # category id
+    score: float  # detection score of the gallery item
+    pair_id: int = -1  # -1: unknown
+    style: int = -1  # -1: unknown
 
 
 class GalleryError(ValueError):
@@ -89,8 +90,16 @@ def _chunk_candidates(z: np.ndarray, k: int, offset: int, floor: np.ndarray | No
     return _chunk_topk(z, k, offset)
 
 
-def exact_topk(queries: np.ndarray, emb: np.ndarray, gterm: np.ndarray, labels: np.ndarray, query_labels, k: int,
-               groups: tuple[str, ...], chunk: int = CHUNK) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def exact_topk(
+    queries: np.ndarray,
+    emb: np.ndarray,
+    gterm: np.ndarray,
+    labels: np.ndarray,
+    query_labels,
+    k: int,
+    groups: tuple[str, ...],
+    chunk: int = CHUNK,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Exact top-k of z = queries @ emb.T + gterm (without the query constant) per group ("all": every
     item, "same"/"other": items whose label equals/differs from the query's), a chunk of rows at a time.
     emb may be float16 (converted per chunk: the scores are exact for the stored values)."""
@@ -100,14 +109,14 @@ def exact_topk(queries: np.ndarray, emb: np.ndarray, gterm: np.ndarray, labels: 
     if ql is None and any(g != "all" for g in groups):
         raise GalleryError("this ranking policy uses the query's category: pass query labels (or Detections)")
     for s in range(0, len(emb), chunk):
-        e = emb[s:s + chunk]
+        e = emb[s : s + chunk]
         z = queries @ (e.T if e.dtype == np.float32 else e.astype(np.float32).T)
-        z += gterm[s:s + chunk][None, :]
+        z += gterm[s : s + chunk][None, :]
         for g in groups:
             if g == "all":
                 zg = z
             else:
-                same = ql == labels[s:s + chunk][None, :]
+                same = ql == labels[s : s + chunk][None, :]
                 zg = np.where(same if g == "same" else ~same, z, np.float32(-np.inf))
             bi, bz = best[g]
             ci, cz = _chunk_candidates(zg, k, s, bz[:, k - 1] if bz.shape[1] >= k else None)
@@ -118,8 +127,15 @@ def exact_topk(queries: np.ndarray, emb: np.ndarray, gterm: np.ndarray, labels: 
 class Gallery:
     """Gallery items and exact search by the model's similarity network (see module doc)."""
 
-    def __init__(self, similarity: Similarity, *, dtype: str = "float32", policy: RankingPolicy = DEFAULT_POLICY,
-                 capacity: int = 1024, info: dict | None = None):
+    def __init__(
+        self,
+        similarity: Similarity,
+        *,
+        dtype: str = "float32",
+        policy: RankingPolicy = DEFAULT_POLICY,
+        capacity: int = 1024,
+        info: dict | None = None,
+    ):
         if dtype not in DTYPES:
             raise GalleryError(f"gallery dtype {dtype!r}, expected one of {DTYPES}")
         self.similarity = similarity
@@ -127,24 +143,30 @@ class Gallery:
         self.policy = policy
         self.info: dict = dict(info or {})  # free-form provenance (model file, data folder), saved
         self._n = 0
-        self._images: list = []             # image ids, in the order they were indexed
-        self._image_rows: dict = {}         # image id -> its position in _images
+        self._images: list = []  # image ids, in the order they were indexed
+        self._image_rows: dict = {}  # image id -> its position in _images
         self._cols: dict[str, np.ndarray] = {}
         self._alloc(max(16, capacity))
 
     # ------------------------------------------------------------ storage
     def _alloc(self, cap: int) -> None:
         d = self.similarity.dim
-        new = {"embeddings": np.empty((cap, d), self.dtype), "gallery_term": np.empty(cap, np.float32),
-               "boxes": np.empty((cap, 4), np.float32), "labels": np.empty(cap, np.int32),
-               "scores": np.empty(cap, np.float32), "image_index": np.empty(cap, np.int64),
-               "pair_ids": np.empty(cap, np.int64), "styles": np.empty(cap, np.int32)}
+        new = {
+            "embeddings": np.empty((cap, d), self.dtype),
+            "gallery_term": np.empty(cap, np.float32),
+            "boxes": np.empty((cap, 4), np.float32),
+            "labels": np.empty(cap, np.int32),
+            "scores": np.empty(cap, np.float32),
+            "image_index": np.empty(cap, np.int64),
+            "pair_ids": np.empty(cap, np.int64),
+            "styles": np.empty(cap, np.int32),
+        }
         for name, a in self._cols.items():
-            new[name][:self._n] = a[:self._n]
+            new[name][: self._n] = a[: self._n]
         self._cols = new
 
     def _col(self, name: str) -> np.ndarray:
-        return self._cols[name][:self._n]
+        return self._cols[name][: self._n]
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -190,8 +212,7 @@ class Gallery:
         return self._n
 
     def __repr__(self) -> str:
-        return (f"Gallery({self._n} items from {len(self._images)} images, D={self.similarity.dim}, {self.dtype}, "
-                f"policy {self.policy})")
+        return f"Gallery({self._n} items from {len(self._images)} images, D={self.similarity.dim}, {self.dtype}, policy {self.policy})"
 
     # ------------------------------------------------------------ adding
     def add(self, detections, image_id=None, *, pair_id: int | None = None, styles=None) -> int:
@@ -199,16 +220,19 @@ class Gallery:
         number added. image_id defaults to the Detections' path (or source index). `styles` (one per
         detection) and `pair_id` are stored when known (-1 otherwise)."""
         if detections.embeddings is None:
-            raise GalleryError(f"detections of {detections.path or detections.source} carry no embeddings "
-                               "(predict with embeddings=True)")
+            raise GalleryError(f"detections of {detections.path or detections.source} carry no embeddings (predict with embeddings=True)")
         iid = image_id if image_id is not None else (detections.path if detections.path is not None else detections.source)
-        return self.add_items(iid, detections.embeddings, detections.boxes, detections.labels, detections.scores,
-                              pair_id=pair_id, styles=styles)
+        return self.add_items(
+            iid, detections.embeddings, detections.boxes, detections.labels, detections.scores, pair_id=pair_id, styles=styles
+        )
 
     def add_items(self, image_id, embeddings, boxes, labels, scores, *, pair_id: int | None = None, styles=None) -> int:
         """Add one image's items from arrays (embeddings [n, D], boxes [n, 4], labels [n], scores [n])."""
-        emb = np.atleast_2d(np.asarray(embeddings, np.float32)).reshape(-1, self.similarity.dim) \
-            if np.size(embeddings) else np.zeros((0, self.similarity.dim), np.float32)
+        emb = (
+            np.atleast_2d(np.asarray(embeddings, np.float32)).reshape(-1, self.similarity.dim)
+            if np.size(embeddings)
+            else np.zeros((0, self.similarity.dim), np.float32)
+        )
         n = len(emb)
         boxes = np.asarray(boxes, np.float32).reshape(n, 4)
         labels = np.asarray(labels).reshape(n)
@@ -248,8 +272,9 @@ class Gallery:
                 raise GalleryError(f"{len(query_labels)} query labels for {len(q)} queries")
         return q, query_labels
 
-    def search_ids(self, queries, k: int = 20, *, query_labels=None, policy: RankingPolicy | None = None,
-                   index=None) -> tuple[np.ndarray, np.ndarray]:
+    def search_ids(
+        self, queries, k: int = 20, *, query_labels=None, policy: RankingPolicy | None = None, index=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64 [n, k], logits float32 [n, k]) ranked by the policy; -1 / -inf where fewer items.
         `index` (a FaissIndex or anything with topk(queries_aug, labels, k, groups)) replaces the exact
         numpy scan."""
@@ -264,12 +289,10 @@ class Gallery:
             qa = np.concatenate([qv, np.ones((len(qv), 1), np.float32)], axis=1)
             ids, z = policy.rank(lambda kk, groups: index.topk(qa, ql, kk, groups), k)
         else:
-            ids, z = policy.rank(lambda kk, groups: exact_topk(qv, self.embeddings, self.gallery_term, self.labels,
-                                                               ql, kk, groups), k)
+            ids, z = policy.rank(lambda kk, groups: exact_topk(qv, self.embeddings, self.gallery_term, self.labels, ql, kk, groups), k)
         return ids, np.where(ids >= 0, z + qc[:, None], -np.inf).astype(np.float32)
 
-    def search(self, queries, k: int = 20, *, query_labels=None, policy: RankingPolicy | None = None,
-               index=None) -> list[list[Match]]:
+    def search(self, queries, k: int = 20, *, query_labels=None, policy: RankingPolicy | None = None, index=None) -> list[list[Match]]:
         """Top-k gallery items per query, as Match lists. `queries`: Detections (labels taken from it)
         or embeddings [n, D] (pass query_labels for a category policy)."""
         ids, z = self.search_ids(queries, k, query_labels=query_labels, policy=policy, index=index)
@@ -284,19 +307,39 @@ class Gallery:
             for j, gi in enumerate(ids[i]):
                 if gi < 0:
                     continue
-                row.append(Match(int(gi), float(p[i, j]), float(z[i, j]), self._images[int(c["image_index"][gi])],
-                                 c["boxes"][gi].copy(), int(c["labels"][gi]), float(c["scores"][gi]),
-                                 int(c["pair_ids"][gi]), int(c["styles"][gi])))
+                row.append(
+                    Match(
+                        int(gi),
+                        float(p[i, j]),
+                        float(z[i, j]),
+                        self._images[int(c["image_index"][gi])],
+                        c["boxes"][gi].copy(),
+                        int(c["labels"][gi]),
+                        float(c["scores"][gi]),
+                        int(c["pair_ids"][gi]),
+                        int(c["styles"][gi]),
+                    )
+                )
             out.append(row)
         return out
 
     # ------------------------------------------------------------ persistence
     def header(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "items": self._n, "images": len(self._images),
-                "dim": self.similarity.dim, "dtype": self.dtype, "policy": self.policy.to_dict(),
-                "similarity": {"weight": self.similarity.weight.tolist(), "bias": self.similarity.bias.tolist(),
-                               "fingerprint": self.similarity.fingerprint()},
-                "info": self.info}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "items": self._n,
+            "images": len(self._images),
+            "dim": self.similarity.dim,
+            "dtype": self.dtype,
+            "policy": self.policy.to_dict(),
+            "similarity": {
+                "weight": self.similarity.weight.tolist(),
+                "bias": self.similarity.bias.tolist(),
+                "fingerprint": self.similarity.fingerprint(),
+            },
+            "info": self.info,
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the gallery to folder `path` (gallery.json + one .npy per column + images.json), each
@@ -339,8 +382,10 @@ class Gallery:
         h = cls.read_header(p)
         saved = Similarity(np.asarray(h["similarity"]["weight"]), np.asarray(h["similarity"]["bias"]))
         if similarity is not None and similarity.fingerprint() != saved.fingerprint():
-            raise GalleryError(f"{p}: built for similarity weights {saved.fingerprint()}, but the model has "
-                               f"{similarity.fingerprint()}: rebuild the gallery with this model")
+            raise GalleryError(
+                f"{p}: built for similarity weights {saved.fingerprint()}, but the model has "
+                f"{similarity.fingerprint()}: rebuild the gallery with this model"
+            )
         g = cls(saved, dtype=h["dtype"], policy=RankingPolicy.from_dict(h["policy"]), capacity=16, info=h.get("info"))
         n = int(h["items"])
         cols = {}
@@ -353,7 +398,7 @@ class Gallery:
                 raise GalleryError(f"{f}: {len(a)} rows, but gallery.json says {n} items")
             cols[name] = np.asarray(a[:n])  # plain ndarray over the mapped buffer: numpy.memmap indexing is slow
         g._cols, g._n = cols, n
-        g._images = json.loads((p / "images.json").read_text())[:int(h["images"])]
+        g._images = json.loads((p / "images.json").read_text())[: int(h["images"])]
         if len(g._images) != int(h["images"]):
             raise GalleryError(f"{p / 'images.json'}: {len(g._images)} images, but gallery.json says {h['images']}")
         g._image_rows = {iid: i for i, iid in enumerate(g._images)}

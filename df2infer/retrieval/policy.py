@@ -10,6 +10,7 @@ query sees and in what order. `df2infer eval`, `df2infer demo`, `df2infer search
 Within a group items are ordered by the similarity network's logit (= by match probability), ties by
 gallery index (the order items were added).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -7,6 +7,7 @@ model file and the images must be readable by every worker).
 
     index_with_ray("model.onnx", gallery, images, num_workers=4)
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,18 +43,21 @@ class _EmbedBatch:
 
         none_box, none_emb = np.zeros(4, np.float32), np.zeros(self.dim, np.float32)
         paths = [str(p) for p in batch["path"]]
-        for r, det in zip(batch["row"], self.predictor.stream(paths, conf=self.conf, masks=False, landmarks=False,
-                                                              embeddings=True)):
+        for r, det in zip(batch["row"], self.predictor.stream(paths, conf=self.conf, masks=False, landmarks=False, embeddings=True)):
             if not det.ok:
                 put(r, FAILED, 0.0, none_box, none_emb, det.message)
             elif len(det) == 0:
                 put(r, NO_ITEM, 0.0, none_box, none_emb)
             for i in range(len(det) if det.ok else 0):
                 put(r, int(det.labels[i]), float(det.scores[i]), det.boxes[i], det.embeddings[i])
-        return {"row": np.asarray(cols["row"], np.int64), "label": np.asarray(cols["label"], np.int32),
-                "score": np.asarray(cols["score"], np.float32), "box": np.asarray(cols["box"], np.float32).reshape(-1, 4),
-                "embedding": np.asarray(cols["embedding"], np.float32).reshape(-1, self.dim),
-                "error": np.asarray(cols["error"], dtype=object)}
+        return {
+            "row": np.asarray(cols["row"], np.int64),
+            "label": np.asarray(cols["label"], np.int32),
+            "score": np.asarray(cols["score"], np.float32),
+            "box": np.asarray(cols["box"], np.float32).reshape(-1, 4),
+            "embedding": np.asarray(cols["embedding"], np.float32).reshape(-1, self.dim),
+            "error": np.asarray(cols["error"], dtype=object),
+        }
 
 
 def _ensure_ray(num_workers: int):
@@ -62,29 +66,48 @@ def _ensure_ray(num_workers: int):
     except ImportError as e:
         raise ImportError("indexing on Ray needs ray[data]: pip install 'df2infer[retrieval]'") from e
     if not ray.is_initialized():
-        ray.init(num_cpus=max(1, num_workers), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(num_cpus=max(1, num_workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
     return ray
 
 
-def index_with_ray(model: str | os.PathLike, gallery, images: list[CatalogImage], *, num_workers: int = 2,
-                   conf: float = 0.05, batch_size: int = 8, device: str = "cpu", threads: int = 1,
-                   save_to: str | os.PathLike | None = None) -> dict:
+def index_with_ray(
+    model: str | os.PathLike,
+    gallery,
+    images: list[CatalogImage],
+    *,
+    num_workers: int = 2,
+    conf: float = 0.05,
+    batch_size: int = 8,
+    device: str = "cpu",
+    threads: int = 1,
+    save_to: str | os.PathLike | None = None,
+) -> dict:
     """Index the images not yet in `gallery` on Ray Data (see module doc); returns the same counts
     as catalog.index_images. A running Ray (ray.init before) is used as it is; otherwise a local
     one with num_workers CPUs is started."""
     ray = _ensure_ray(num_workers)
     todo = [c for c in images if not gallery.has_image(c.image_id)]
-    stats: dict[str, Any] = {"images": len(images), "skipped_already_indexed": len(images) - len(todo), "indexed": 0, "failed": 0,
-             "items_added": 0, "failures": [], "ray_workers": num_workers}
+    stats: dict[str, Any] = {
+        "images": len(images),
+        "skipped_already_indexed": len(images) - len(todo),
+        "indexed": 0,
+        "failed": 0,
+        "items_added": 0,
+        "failures": [],
+        "ray_workers": num_workers,
+    }
     if not todo:
         return stats
     t0 = time.perf_counter()
     ds = ray.data.from_items([{"row": i, "path": c.path} for i, c in enumerate(todo)])
-    out = ds.map_batches(_EmbedBatch, fn_constructor_kwargs={"model": str(model), "device": device, "conf": conf,
-                                                              "threads": threads},
-                         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_workers),
-                         num_cpus=1)
+    out = ds.map_batches(
+        _EmbedBatch,
+        fn_constructor_kwargs={"model": str(model), "device": device, "conf": conf, "threads": threads},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=num_workers),
+        num_cpus=1,
+    )
     parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
     stats["ray_seconds"] = round(time.perf_counter() - t0, 2)
     if parts:
@@ -106,8 +129,15 @@ def index_with_ray(model: str | os.PathLike, gallery, images: list[CatalogImage]
             continue
         keep = slice(s, s) if lab[0] == NO_ITEM else slice(s, e)
         boxes = cat["box"][keep]
-        n = gallery.add_items(c.image_id, cat["embedding"][keep], boxes, cat["label"][keep], cat["score"][keep],
-                              pair_id=c.pair_id, styles=styles_of(boxes, c.gt_boxes, c.gt_styles))
+        n = gallery.add_items(
+            c.image_id,
+            cat["embedding"][keep],
+            boxes,
+            cat["label"][keep],
+            cat["score"][keep],
+            pair_id=c.pair_id,
+            styles=styles_of(boxes, c.gt_boxes, c.gt_styles),
+        )
         stats["indexed"] += 1
         stats["items_added"] += n
     if save_to is not None:

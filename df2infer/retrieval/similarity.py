@@ -12,6 +12,7 @@ is stored; a query needs one multiply. Top-k by z is top-k by probability (sigmo
 any inner-product search (numpy, FAISS, a vector database) ranks exactly as the network does; the
 query's own constant w @ a^2 + c is added back to the scores only to report probabilities.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def match_probability(a: np.ndarray, b: np.ndarray, weight: np.ndarray, bias: np
     weight = np.asarray(weight, np.float64)
     bias = np.asarray(bias, np.float64).reshape(-1)
     if weight.shape != (2, a.shape[1]) or bias.shape != (2,) or b.shape[1] != a.shape[1]:
-        raise ValueError(f"match_probability: a {a.shape}, b {b.shape}, weight {weight.shape}, bias {bias.shape}; "
-                         "expected [n, D], [m, D], [2, D], [2]")
+        raise ValueError(
+            f"match_probability: a {a.shape}, b {b.shape}, weight {weight.shape}, bias {bias.shape}; expected [n, D], [m, D], [2, D], [2]"
+        )
     w = weight[1] - weight[0]
     c = bias[1] - bias[0]
     z = (a * a) @ w

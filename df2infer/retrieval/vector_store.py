@@ -12,6 +12,7 @@ ranking policy's category groups as filter expressions (`label == c`, `label != 
 RankingPolicy.rank like every other back end. The collection's description holds the gallery header
 (similarity weights' fingerprint, policy, dim), checked when a collection is opened again.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,28 +31,43 @@ def _client(uri: str, token: str | None):
     try:
         from pymilvus import MilvusClient
     except ImportError as e:
-        raise ImportError("the Milvus gallery needs pymilvus (and milvus-lite for a local .db file): "
-                          "pip install 'df2infer[retrieval]'") from e
+        raise ImportError(
+            "the Milvus gallery needs pymilvus (and milvus-lite for a local .db file): pip install 'df2infer[retrieval]'"
+        ) from e
     return MilvusClient(uri=uri, token=token or "")
 
 
 class MilvusGallery:
     """A Gallery whose items live in a Milvus collection (see module doc)."""
 
-    def __init__(self, similarity: Similarity, uri: str = "gallery.db", *, collection: str = "df2infer_gallery",
-                 policy: RankingPolicy = DEFAULT_POLICY, token: str | None = None, index_type: str = "FLAT"):
+    def __init__(
+        self,
+        similarity: Similarity,
+        uri: str = "gallery.db",
+        *,
+        collection: str = "df2infer_gallery",
+        policy: RankingPolicy = DEFAULT_POLICY,
+        token: str | None = None,
+        index_type: str = "FLAT",
+    ):
         self.similarity = similarity
         self.policy = policy
         self.uri, self.collection = str(uri), collection
         self.client = _client(self.uri, token)
-        header = {"format": "df2infer-gallery-milvus", "dim": similarity.dim, "policy": policy.to_dict(),
-                  "similarity": similarity.fingerprint()}
+        header = {
+            "format": "df2infer-gallery-milvus",
+            "dim": similarity.dim,
+            "policy": policy.to_dict(),
+            "similarity": similarity.fingerprint(),
+        }
         if self.client.has_collection(collection):
             saved = self._read_header()
             if saved.get("similarity") != header["similarity"] or saved.get("dim") != header["dim"]:
-                raise GalleryError(f"{self.uri}: collection {collection!r} was built for similarity weights "
-                                   f"{saved.get('similarity')} (D={saved.get('dim')}), the model has "
-                                   f"{header['similarity']} (D={header['dim']}): rebuild it or use another collection")
+                raise GalleryError(
+                    f"{self.uri}: collection {collection!r} was built for similarity weights "
+                    f"{saved.get('similarity')} (D={saved.get('dim')}), the model has "
+                    f"{header['similarity']} (D={header['dim']}): rebuild it or use another collection"
+                )
             self.policy = RankingPolicy.from_dict(saved.get("policy", {}))
         else:
             self._create(header, index_type)
@@ -67,8 +83,7 @@ class MilvusGallery:
         try:
             return json.loads(rows[0]["header"])
         except (IndexError, KeyError, json.JSONDecodeError):
-            raise GalleryError(f"{self.uri}: collection {self.collection!r} is not a df2infer gallery "
-                               f"(no header in {name!r})") from None
+            raise GalleryError(f"{self.uri}: collection {self.collection!r} is not a df2infer gallery (no header in {name!r})") from None
 
     def _create(self, header: dict, index_type: str) -> None:
         from pymilvus import DataType
@@ -122,11 +137,11 @@ class MilvusGallery:
         if detections.embeddings is None:
             raise GalleryError(f"detections of {detections.path or detections.source} carry no embeddings")
         iid = image_id if image_id is not None else (detections.path if detections.path is not None else detections.source)
-        return self.add_items(iid, detections.embeddings, detections.boxes, detections.labels, detections.scores,
-                              pair_id=pair_id, styles=styles)
+        return self.add_items(
+            iid, detections.embeddings, detections.boxes, detections.labels, detections.scores, pair_id=pair_id, styles=styles
+        )
 
-    def add_items(self, image_id, embeddings, boxes, labels, scores, *, pair_id=None, styles=None,
-                  image_ids: list | None = None) -> int:
+    def add_items(self, image_id, embeddings, boxes, labels, scores, *, pair_id=None, styles=None, image_ids: list | None = None) -> int:
         """Insert items (one image's, or many images' with `image_ids` one per item) past the score floor."""
         emb = np.asarray(embeddings, np.float32).reshape(-1, self.similarity.dim)
         n = len(emb)
@@ -140,10 +155,22 @@ class MilvusGallery:
         if len(keep) == 0:
             return 0
         vec = np.concatenate([emb[keep], self.similarity.gallery_term(emb[keep])[:, None]], 1)
-        rows = [{"id": self._n + j, "vec": vec[j].tolist(), "label": int(labels[i]), "score": float(scores[i]),
-                 "x1": float(boxes[i, 0]), "y1": float(boxes[i, 1]), "x2": float(boxes[i, 2]), "y2": float(boxes[i, 3]),
-                 "image_id": json.dumps(iids[i]), "pair_id": int(pid[i]), "style": int(st[i])}
-                for j, i in enumerate(keep)]
+        rows = [
+            {
+                "id": self._n + j,
+                "vec": vec[j].tolist(),
+                "label": int(labels[i]),
+                "score": float(scores[i]),
+                "x1": float(boxes[i, 0]),
+                "y1": float(boxes[i, 1]),
+                "x2": float(boxes[i, 2]),
+                "y2": float(boxes[i, 3]),
+                "image_id": json.dumps(iids[i]),
+                "pair_id": int(pid[i]),
+                "style": int(st[i]),
+            }
+            for j, i in enumerate(keep)
+        ]
         self.client.insert(self.collection, rows)
         self._n += len(rows)
         return len(rows)
@@ -167,8 +194,9 @@ class MilvusGallery:
                 ql = np.asarray(query_labels).reshape(-1)
                 plan = [(np.flatnonzero(ql == lab), f"label {'==' if g == 'same' else '!='} {int(lab)}") for lab in np.unique(ql)]
             for rows, expr in plan:
-                res = self.client.search(self.collection, data=q[rows].tolist(), limit=k, filter=expr,
-                                         anns_field="vec", search_params={"metric_type": "IP"})
+                res = self.client.search(
+                    self.collection, data=q[rows].tolist(), limit=k, filter=expr, anns_field="vec", search_params={"metric_type": "IP"}
+                )
                 for r, hits in zip(rows, res):
                     for j, h in enumerate(hits):
                         ids[r, j], z[r, j] = int(h["id"]), float(h["distance"])
@@ -190,8 +218,9 @@ class MilvusGallery:
         want = sorted({int(i) for i in ids.ravel() if i >= 0})
         rows: dict[int, Any] = {}
         if want:
-            for r in self.client.get(self.collection, ids=want,
-                                     output_fields=["label", "score", "x1", "y1", "x2", "y2", "image_id", "pair_id", "style"]):
+            for r in self.client.get(
+                self.collection, ids=want, output_fields=["label", "score", "x1", "y1", "x2", "y2", "image_id", "pair_id", "style"]
+            ):
                 rows[int(r["id"])] = r
         p = sigmoid(np.where(ids >= 0, z, 0).astype(np.float64))
         out = []
@@ -201,15 +230,24 @@ class MilvusGallery:
                 if gi < 0:
                     continue
                 r = rows[int(gi)]
-                row.append(Match(int(gi), float(p[i, j]), float(z[i, j]), json.loads(r["image_id"]),
-                                 np.array([r["x1"], r["y1"], r["x2"], r["y2"]], np.float32), int(r["label"]),
-                                 float(r["score"]), int(r["pair_id"]), int(r["style"])))
+                row.append(
+                    Match(
+                        int(gi),
+                        float(p[i, j]),
+                        float(z[i, j]),
+                        json.loads(r["image_id"]),
+                        np.array([r["x1"], r["y1"], r["x2"], r["y2"]], np.float32),
+                        int(r["label"]),
+                        float(r["score"]),
+                        int(r["pair_id"]),
+                        int(r["style"]),
+                    )
+                )
             out.append(row)
         return out
 
     @classmethod
-    def from_gallery(cls, gallery, uri: str, *, collection: str = "df2infer_gallery", batch: int = 5000,
-                     **kw) -> MilvusGallery:
+    def from_gallery(cls, gallery, uri: str, *, collection: str = "df2infer_gallery", batch: int = 5000, **kw) -> MilvusGallery:
         """Copy a numpy Gallery into a Milvus collection (items keep their gallery index as id)."""
         mg = cls(gallery.similarity, uri, collection=collection, policy=RankingPolicy(gallery.policy.category, 0.0), **kw)
         if len(mg):
@@ -217,8 +255,15 @@ class MilvusGallery:
         ids = gallery.image_ids() if len(gallery) < 10_000_000 else None
         for s in range(0, len(gallery), batch):
             e = slice(s, s + batch)
-            mg.add_items(None, gallery.embeddings[e], gallery.boxes[e], gallery.labels[e], gallery.scores[e],
-                         pair_id=gallery.pair_ids[e], styles=gallery.styles[e],
-                         image_ids=ids[e] if ids is not None else None)
+            mg.add_items(
+                None,
+                gallery.embeddings[e],
+                gallery.boxes[e],
+                gallery.labels[e],
+                gallery.scores[e],
+                pair_id=gallery.pair_ids[e],
+                styles=gallery.styles[e],
+                image_ids=ids[e] if ids is not None else None,
+            )
         mg.flush()
         return mg

@@ -1,6 +1,7 @@
 """Drawing (a sink's helper): one function per annotator (masks, boxes + labels, landmark skeletons), composed by
 `annotate`. Each takes a BGR uint8 image and a Detections and returns a new image (copy=True)
 or draws in place (copy=False)."""
+
 from __future__ import annotations
 
 import cv2
@@ -40,8 +41,7 @@ def draw_masks(image: np.ndarray, detections, alpha: float = 0.45, copy: bool = 
     return out
 
 
-def draw_boxes(image: np.ndarray, detections, thickness: int = 2, labels: bool = True, copy: bool = True,
-               track_ids=None) -> np.ndarray:
+def draw_boxes(image: np.ndarray, detections, thickness: int = 2, labels: bool = True, copy: bool = True, track_ids=None) -> np.ndarray:
     """Rectangles plus "name score" captions ("#id name score" with track ids: `track_ids`, by default
     the detections' own, one per item)."""
     out = _target(image, copy)
@@ -65,8 +65,7 @@ def draw_boxes(image: np.ndarray, detections, thickness: int = 2, labels: bool =
     return out
 
 
-def draw_landmarks(image: np.ndarray, detections, min_score: float | None = None, radius: int = 3,
-                   copy: bool = True) -> np.ndarray:
+def draw_landmarks(image: np.ndarray, detections, min_score: float | None = None, radius: int = 3, copy: bool = True) -> np.ndarray:
     """Landmark points and the category's skeleton links (df2infer.data.spec). Points whose score
     is below min_score (logits; None draws all) and links touching them are skipped."""
     out = _target(image, copy)
@@ -87,8 +86,15 @@ def draw_landmarks(image: np.ndarray, detections, min_score: float | None = None
     return out
 
 
-def annotate(image: np.ndarray, detections, masks: bool = True, boxes: bool = True, landmarks: bool = True,
-             landmark_min_score: float | None = None, track_ids=None) -> np.ndarray:
+def annotate(
+    image: np.ndarray,
+    detections,
+    masks: bool = True,
+    boxes: bool = True,
+    landmarks: bool = True,
+    landmark_min_score: float | None = None,
+    track_ids=None,
+) -> np.ndarray:
     """Masks, then landmarks, then boxes with labels (and track ids: `track_ids`, by default the
     detections' own), on a copy of `image`."""
     out = _target(image, True)
@@ -103,6 +109,7 @@ def annotate(image: np.ndarray, detections, masks: bool = True, boxes: bool = Tr
 
 # Retrieval strips (`df2infer demo`, `df2infer search`): a query item and its top matches as labelled crops side by side.
 
+
 def crop_tile(image: np.ndarray, box, height: int = 200, width: int = 150) -> np.ndarray:
     """The box's crop, fitted into a white height x width tile with 40 px below for labels."""
     h, w = image.shape[:2]
@@ -114,7 +121,7 @@ def crop_tile(image: np.ndarray, box, height: int = 200, width: int = 150) -> np
     c = cv2.resize(c, (max(1, int(c.shape[1] * s)), max(1, int(c.shape[0] * s))), interpolation=cv2.INTER_AREA)
     tile = np.full((height + 40, width, 3), 255, np.uint8)
     oy, ox = (height - c.shape[0]) // 2, (width - c.shape[1]) // 2
-    tile[oy:oy + c.shape[0], ox:ox + c.shape[1]] = c
+    tile[oy : oy + c.shape[0], ox : ox + c.shape[1]] = c
     return tile
 
 

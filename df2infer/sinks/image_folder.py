@@ -1,4 +1,5 @@
 """Annotated images into a folder, one file per input, names made unique (a.jpg, a_1.jpg, ...)."""
+
 from __future__ import annotations
 
 import os

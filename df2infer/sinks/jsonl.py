@@ -1,5 +1,6 @@
 """JSON Lines: one line per frame or image, flushed as written (a killed run keeps every line up to
 the last processed frame)."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,15 @@ def frame_record(result, masks: bool = False, landmarks: bool = True, embeddings
         for it, tid in zip(d["items"], det.track_ids):
             it["track_id"] = int(tid)
     pts = result.frame.pts
-    return {"source": result.frame.source, "source_id": det.source, "frame_index": det.frame_index,
-            "timestamp": None if det.timestamp is None else round(det.timestamp, 6),
-            "pts": None if pts is None else round(pts, 6), "image_size": d["image_size"], "items": d["items"]}
+    return {
+        "source": result.frame.source,
+        "source_id": det.source,
+        "frame_index": det.frame_index,
+        "timestamp": None if det.timestamp is None else round(det.timestamp, 6),
+        "pts": None if pts is None else round(pts, 6),
+        "image_size": d["image_size"],
+        "items": d["items"],
+    }
 
 
 class JsonlSink:

@@ -1,6 +1,7 @@
 """DeepFashion2 / COCO result files: the official entries of one image's Detections, the official
 retrieval entries of ranked queries, and a sink that collects detections for many images and writes
 the JSON files (bbox, segm, keys)."""
+
 from __future__ import annotations
 
 import json
@@ -30,18 +31,25 @@ def df2_result_entries(det, image_id: int) -> dict[str, list[dict]]:
         cid = int(det.labels[i])
         score = round(float(det.scores[i]), 6)
         x1, y1, x2, y2 = (float(v) for v in det.boxes[i])
-        out["bbox"].append({"image_id": int(image_id), "category_id": cid,
-                            "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)], "score": score})
+        out["bbox"].append(
+            {
+                "image_id": int(image_id),
+                "category_id": cid,
+                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                "score": score,
+            }
+        )
         if rles is not None:
             out["segm"].append({"image_id": int(image_id), "category_id": cid, "segmentation": rles[i], "score": score})
         if det.landmarks is not None:
             kp = np.zeros((spec.NUM_LANDMARKS, 3), dtype=np.float64)
             lm = det.landmarks[i]
             s0 = int(starts[cid])
-            kp[s0:s0 + len(lm), :2] = lm[:, :2]
-            kp[s0:s0 + len(lm), 2] = 1
-            out["keys"].append({"image_id": int(image_id), "category_id": cid,
-                                "keypoints": [round(float(v), 3) for v in kp.reshape(-1)], "score": score})
+            kp[s0 : s0 + len(lm), :2] = lm[:, :2]
+            kp[s0 : s0 + len(lm), 2] = 1
+            out["keys"].append(
+                {"image_id": int(image_id), "category_id": cid, "keypoints": [round(float(v), 3) for v in kp.reshape(-1)], "score": score}
+            )
     return out
 
 
@@ -52,14 +60,16 @@ def retrieval_entries(queries: list[tuple[Any, Any, list]]) -> list[dict]:
     entries: list[dict] = []
     for image_id, det, ranked in queries:
         for i in range(len(det)):
-            entries.append({
-                "query_image_id": int(image_id),
-                "query_bbox": [round(float(v), 2) for v in det.boxes[i]],
-                "query_cls": int(det.labels[i]),
-                "query_score": round(float(det.scores[i]), 6),
-                "gallery_image_id": [int(m.image_id) for m in ranked[i]],
-                "gallery_bbox": [[round(float(v), 2) for v in m.box] for m in ranked[i]],
-            })
+            entries.append(
+                {
+                    "query_image_id": int(image_id),
+                    "query_bbox": [round(float(v), 2) for v in det.boxes[i]],
+                    "query_cls": int(det.labels[i]),
+                    "query_score": round(float(det.scores[i]), 6),
+                    "gallery_image_id": [int(m.image_id) for m in ranked[i]],
+                    "gallery_bbox": [[round(float(v), 2) for v in m.box] for m in ranked[i]],
+                }
+            )
     return entries
 
 

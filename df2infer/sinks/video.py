@@ -5,6 +5,7 @@ encoder and writes the last fragment.
 
 Timestamps are in milliseconds: a file's frames at index / fps, a live source's at their capture
 time, so dropped frames show as the real time gap."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ class VideoSink:
     with inference (640x360 annotated frames: 9 ms ultrafast, 15 superfast, 29 veryfast; the files
     are ~1.7x larger than veryfast's)."""
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0, codec: str = "libx264", keyframe_s: float = 1.0,
-                 crf: int = 23, preset: str = "ultrafast"):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float = 30.0,
+        codec: str = "libx264",
+        keyframe_s: float = 1.0,
+        crf: int = 23,
+        preset: str = "ultrafast",
+    ):
         self.path = os.fspath(path)
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.codec = codec

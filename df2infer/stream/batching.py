@@ -1,6 +1,7 @@
 """Several sources batched into one inference call: up to the model's batch limit, waiting at most a
 short batching timeout after the first frame for more; each frame keeps its source id, frame index
 and capture timestamp (stream.sources.Frame) so its result goes back to its source."""
+
 from __future__ import annotations
 
 import threading

@@ -1,15 +1,16 @@
 """The video loop: decode, inference (+ postprocess), and the consumer's sinks overlap.
 
-    reader thread per source --(newest frame | bounded queue)--> worker thread: batch across
-    sources, Predictor batch call, tracking --(bounded queue)--> the caller: a generator of
-    FrameResult (sinks, drawing, encoding run there, overlapping the next batch's inference)
+reader thread per source --(newest frame | bounded queue)--> worker thread: batch across
+sources, Predictor batch call, tracking --(bounded queue)--> the caller: a generator of
+FrameResult (sinks, drawing, encoding run there, overlapping the next batch's inference)
 
-    from df2infer.stream import Pipeline
-    with Pipeline(["clip.mp4", "rtsp://cam/1"], model="model.onnx") as p:
-        for r in p:                      # FrameResult: source_id, index, timestamp, detections, image
-            print(r.source, r.index, r.detections.names, r.track_ids)
-    Pipeline(...).run(callback)          # the callback form; returns the summary
+from df2infer.stream import Pipeline
+with Pipeline(["clip.mp4", "rtsp://cam/1"], model="model.onnx") as p:
+    for r in p:                      # FrameResult: source_id, index, timestamp, detections, image
+        print(r.source, r.index, r.detections.names, r.track_ids)
+Pipeline(...).run(callback)          # the callback form; returns the summary
 """
+
 from __future__ import annotations
 
 import logging
@@ -111,25 +112,43 @@ class Pipeline:
     output_queue     results waiting for the caller (default 1 with a live source, else 4)
     """
 
-    def __init__(self, sources: list[str] | list[Source], model: Any = None, *, batch: int | None = None,
-                 conf: float = 0.3, track: bool = False, keep_duplicates: bool = False, masks: bool = True,
-                 landmarks: bool = True, embeddings: bool | None = None, loop: bool = False,
-                 policy: ReconnectPolicy | None = None, batch_timeout_s: float = 0.005, queue_size: int = 8,
-                 output_queue: int | None = None, device: str = "auto", max_frames: int | None = None, hw_decode: bool = False):
+    def __init__(
+        self,
+        sources: list[str] | list[Source],
+        model: Any = None,
+        *,
+        batch: int | None = None,
+        conf: float = 0.3,
+        track: bool = False,
+        keep_duplicates: bool = False,
+        masks: bool = True,
+        landmarks: bool = True,
+        embeddings: bool | None = None,
+        loop: bool = False,
+        policy: ReconnectPolicy | None = None,
+        batch_timeout_s: float = 0.005,
+        queue_size: int = 8,
+        output_queue: int | None = None,
+        device: str = "auto",
+        max_frames: int | None = None,
+        hw_decode: bool = False,
+    ):
         import df2infer
 
         self.predictor = model if hasattr(model, "backend") else df2infer.load(model, device=device)
         if embeddings is None:
             embeddings = track
-        self.model = BatchPredictor(self.predictor, conf=conf, keep_duplicates=keep_duplicates, masks=masks,
-                                    landmarks=landmarks, embeddings=embeddings or track)
+        self.model = BatchPredictor(
+            self.predictor, conf=conf, keep_duplicates=keep_duplicates, masks=masks, landmarks=landmarks, embeddings=embeddings or track
+        )
         max_batch = self.model.max_batch if batch is None else max(1, min(int(batch), self.model.max_batch))
         self.errors: list[str] = []
         if all(isinstance(s, Source) for s in sources):
             self.sources: list[Source] = [s for s in sources if isinstance(s, Source)]
         else:
-            self.sources, self.errors = open_sources([str(s) for s in sources], policy=policy, queue_size=queue_size,
-                                                     loop=loop, hw_decode=hw_decode, max_frames=max_frames)
+            self.sources, self.errors = open_sources(
+                [str(s) for s in sources], policy=policy, queue_size=queue_size, loop=loop, hw_decode=hw_decode, max_frames=max_frames
+            )
         if not self.sources:
             raise SourceError("no usable source: " + "; ".join(self.errors or ["none given"]))
         self.batcher = Batcher(self.sources, max_batch, batch_timeout_s)
@@ -266,24 +285,41 @@ class Pipeline:
         decode = [x for s in self.sources for x in s.stats.decode_s[-5000:]]  # kept per source by the readers
         if decode:
             p50, p99 = np.percentile(decode, [50, 99])
-            stages = {"decode": {"p50_ms": round(float(p50) * 1e3, 2), "p99_ms": round(float(p99) * 1e3, 2),
-                                 "n": len(decode)}, **stages}
-        per_source = [{"id": s.id, "source": s.name, "state": s.state, "frames": s.stats.frames,
-                       "delivered": s.stats.delivered, "dropped": s.stats.dropped, "reconnects": s.stats.reconnects,
-                       "failures": s.stats.failures, "error": s.error} for s in self.sources]
-        return {"elapsed_s": round(elapsed, 3), "frames": self.results, "batches": self.batches,
-                "fps": round(self.results / elapsed, 2), "stages": stages,
-                "dropped": sum(s.stats.dropped for s in self.sources),
-                "reconnects": sum(s.stats.reconnects for s in self.sources),
-                "failed_sources": [s.name for s in self.sources if s.state == "failed"] + self.errors,
-                "sources": per_source}
+            stages = {"decode": {"p50_ms": round(float(p50) * 1e3, 2), "p99_ms": round(float(p99) * 1e3, 2), "n": len(decode)}, **stages}
+        per_source = [
+            {
+                "id": s.id,
+                "source": s.name,
+                "state": s.state,
+                "frames": s.stats.frames,
+                "delivered": s.stats.delivered,
+                "dropped": s.stats.dropped,
+                "reconnects": s.stats.reconnects,
+                "failures": s.stats.failures,
+                "error": s.error,
+            }
+            for s in self.sources
+        ]
+        return {
+            "elapsed_s": round(elapsed, 3),
+            "frames": self.results,
+            "batches": self.batches,
+            "fps": round(self.results / elapsed, 2),
+            "stages": stages,
+            "dropped": sum(s.stats.dropped for s in self.sources),
+            "reconnects": sum(s.stats.reconnects for s in self.sources),
+            "failed_sources": [s.name for s in self.sources if s.state == "failed"] + self.errors,
+            "sources": per_source,
+        }
 
 
 def format_summary(s: dict) -> str:
     st = ", ".join(f"{k} {v['p50_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in s["stages"].items())
     failed = f", failed: {'; '.join(s['failed_sources'])}" if s["failed_sources"] else ""
-    return (f"{s['frames']} frames in {s['elapsed_s']:.1f} s ({s['fps']:.1f} fps); ms p50/p99: {st}; "
-            f"dropped {s['dropped']}, reconnects {s['reconnects']}{failed}")
+    return (
+        f"{s['frames']} frames in {s['elapsed_s']:.1f} s ({s['fps']:.1f} fps); ms p50/p99: {st}; "
+        f"dropped {s['dropped']}, reconnects {s['reconnects']}{failed}"
+    )
 
 
 def stream(sources: list[str], model: Any = None, callback: Callable[[FrameResult], Any] | None = None, **kw):
@@ -292,5 +328,3 @@ def stream(sources: list[str], model: Any = None, callback: Callable[[FrameResul
     if callback is not None:
         return p.run(callback)
     return iter(p)
-
-

@@ -16,6 +16,7 @@ in `dropped`. Network sources open and read with bounded timeouts (OpenCV's FFmp
 jitter; a reconnect is counted and logged; after `max_failures` consecutive failed attempts the
 source is reported as failed and stops, while the other sources go on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,8 @@ JETPACK_OPENCV_HINT = (
     "this OpenCV was built without GStreamer (cv2.getBuildInformation() shows 'GStreamer: NO'; the pip "
     "wheels opencv-python[-headless] never have it). On a Jetson use JetPack's OpenCV: "
     "`sudo apt install python3-opencv` (nvidia-opencv) and a venv made with --system-site-packages, "
-    "then `pip uninstall opencv-python-headless` in that venv so `import cv2` finds JetPack's build")
+    "then `pip uninstall opencv-python-headless` in that venv so `import cv2` finds JetPack's build"
+)
 
 
 class SourceError(RuntimeError):
@@ -91,15 +93,19 @@ def gstreamer_available() -> bool:
 
 def csi_pipeline(sensor_id: int, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0) -> str:
     """The Jetson CSI camera pipeline (Argus ISP -> NVMM NV12 -> BGRx -> BGR appsink)."""
-    return (f"nvarguscamerasrc sensor-id={sensor_id} ! video/x-raw(memory:NVMM),width={width},height={height},"
-            f"framerate={fps}/1,format=NV12 ! nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! "
-            "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! video/x-raw(memory:NVMM),width={width},height={height},"
+        f"framerate={fps}/1,format=NV12 ! nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! "
+        "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
 
 
 def jetson_rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264") -> str:
     """An RTSP pipeline decoding on the Jetson's hardware decoder (nvv4l2decoder)."""
-    return (f"rtspsrc location={url} latency={latency_ms} ! rtp{codec}depay ! {codec}parse ! nvv4l2decoder ! "
-            "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
+    return (
+        f"rtspsrc location={url} latency={latency_ms} ! rtp{codec}depay ! {codec}parse ! nvv4l2decoder ! "
+        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
 
 
 def read_streams_file(path: str | os.PathLike) -> list[str]:
@@ -139,7 +145,7 @@ def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
     if low.startswith("/dev/video"):
         return SourceSpec(t, "webcam", True, t, cv2.CAP_V4L2)
     if low.startswith("csi://"):
-        n = t[len("csi://"):]
+        n = t[len("csi://") :]
         if not n.isdigit():
             raise SourceError(f"{t}: expected csi://N with N the sensor id (csi://0)")
         if not gstreamer_available():
@@ -212,9 +218,17 @@ class Source:
     """A reader thread over one SourceSpec. `get()` hands out frames; see the module doc for the
     live (newest only) and file (bounded queue, backpressure) behaviours."""
 
-    def __init__(self, spec: SourceSpec, source_id: int, policy: ReconnectPolicy | None = None,
-                 queue_size: int = 8, loop: bool = False, notify: Callable[[], None] | None = None,
-                 max_frames: int | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        spec: SourceSpec,
+        source_id: int,
+        policy: ReconnectPolicy | None = None,
+        queue_size: int = 8,
+        loop: bool = False,
+        notify: Callable[[], None] | None = None,
+        max_frames: int | None = None,
+        seed: int | None = None,
+    ):
         self.spec = spec
         self.id = source_id
         self.name = spec.name
@@ -344,8 +358,12 @@ class Source:
 
         params = []
         if self.spec.kind in ("network", "file", "webcam"):
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.policy.open_timeout_s * 1000),
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.policy.read_timeout_s * 1000)]
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                int(self.policy.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                int(self.policy.read_timeout_s * 1000),
+            ]
         cap = cv2.VideoCapture(self.spec.target, self.spec.api or cv2.CAP_ANY, params)
         if not cap.isOpened():
             cap.release()
@@ -429,9 +447,15 @@ class Source:
         log.error("%s", msg)
 
 
-def open_sources(texts: list[str], policy: ReconnectPolicy | None = None, queue_size: int = 8, loop: bool = False,
-                 notify: Callable[[], None] | None = None, hw_decode: bool = False, max_frames: int | None = None,
-                 ) -> tuple[list[Source], list[str]]:
+def open_sources(
+    texts: list[str],
+    policy: ReconnectPolicy | None = None,
+    queue_size: int = 8,
+    loop: bool = False,
+    notify: Callable[[], None] | None = None,
+    hw_decode: bool = False,
+    max_frames: int | None = None,
+) -> tuple[list[Source], list[str]]:
     """Sources for the strings (not started) and the errors of those that cannot be parsed; a bad
     source never stops the others."""
     sources, errors = [], []
@@ -442,6 +466,15 @@ def open_sources(texts: list[str], policy: ReconnectPolicy | None = None, queue_
             errors.append(str(e))
             log.error("%s", e)
             continue
-        sources.append(Source(spec, i, policy=dataclasses.replace(policy) if policy else None,
-                              queue_size=queue_size, loop=loop, notify=notify, max_frames=max_frames))
+        sources.append(
+            Source(
+                spec,
+                i,
+                policy=dataclasses.replace(policy) if policy else None,
+                queue_size=queue_size,
+                loop=loop,
+                notify=notify,
+                max_frames=max_frames,
+            )
+        )
     return sources, errors

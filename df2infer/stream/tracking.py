@@ -16,6 +16,7 @@ not otherwise need) lives here:
    (an item that left the frame and came back);
 3. anything else starts a new id. A track's embedding is an exponential moving average.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,9 +46,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Tracker:
     """One tracker per source. update(detections, frame_index) -> int64 [n] ids, one per detection."""
 
-    def __init__(self, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                 iou_threshold: float = 0.3, max_age: int = 30, reid_threshold: float = 0.7, reid_max_age: int = 900,
-                 ema: float = 0.8):
+    def __init__(
+        self,
+        similarity: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        iou_threshold: float = 0.3,
+        max_age: int = 30,
+        reid_threshold: float = 0.7,
+        reid_max_age: int = 900,
+        ema: float = 0.8,
+    ):
         self.similarity = similarity or _cosine
         self.iou_threshold = iou_threshold
         self.max_age = max_age
@@ -97,8 +104,11 @@ class Tracker:
                 self._assign(active[ti], d, boxes, labels, emb, frame_index)
                 ids[d] = active[ti].id
                 free.discard(d)
-        lost = [t for t in self.tracks if t.last_frame < frame_index and frame_index - t.last_frame > 0
-                and t.embedding is not None and t.id not in set(ids.tolist())]
+        lost = [
+            t
+            for t in self.tracks
+            if t.last_frame < frame_index and frame_index - t.last_frame > 0 and t.embedding is not None and t.id not in set(ids.tolist())
+        ]
         if free and lost and emb is not None:
             fd = sorted(free)
             p = self.similarity(np.stack([t.embedding for t in lost if t.embedding is not None]), emb[fd])
@@ -114,8 +124,7 @@ class Tracker:
                 ids[d] = t.id
                 free.discard(d)
         for d in sorted(free):
-            t = Track(self._next_id, boxes[d].copy(), int(labels[d]), None if emb is None else np.array(emb[d], np.float32),
-                      frame_index)
+            t = Track(self._next_id, boxes[d].copy(), int(labels[d]), None if emb is None else np.array(emb[d], np.float32), frame_index)
             self._next_id += 1
             self.tracks.append(t)
             ids[d] = t.id

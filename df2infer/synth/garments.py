@@ -17,6 +17,7 @@ hem (centre) and back up the other side. Outwear is open at the front: the left 
 around -> hem at the front edge -> up the opening -> lapel -> neck, the right half the mirror, in the
 order the spec's skeleton links them. Bottoms: 1-3 waistband, then around the legs / hem.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -96,8 +97,9 @@ def sample_shape(category_id: int, rng: np.random.Generator) -> dict:
     return {k: float(v) for k, v in p.items()}
 
 
-def _left_half(p: dict, *, sleeve: str, n_sleeve_out: int, n_sleeve_in: int, n_side: int, n_hem: int,
-               front_hem: bool = False) -> list[tuple[np.ndarray, bool]]:
+def _left_half(
+    p: dict, *, sleeve: str, n_sleeve_out: int, n_sleeve_in: int, n_side: int, n_hem: int, front_hem: bool = False
+) -> list[tuple[np.ndarray, bool]]:
     """Left half outline after the neck point: shoulder .. hem (not the hem centre).
 
     Returns (point, is_landmark) pairs; non-landmark points only shape the outline.
@@ -240,8 +242,7 @@ def _outwear(category_id: int, p: dict) -> Template:
     lines = [np.array([tip_l, lap_bl]), np.array([tip_r, lap_br])]
     for half, n_out in ((left, 3 if long else 1), (right, 3 if long else 1)):
         lines.append(np.array([half[n_out + 1][0], half[n_out + 2][0]]))
-    return Template(category_id, [np.array(left_poly), np.array(right_poly), np.array(yoke)], np.array(lms),
-                    [np.array(yoke)], lines)
+    return Template(category_id, [np.array(left_poly), np.array(right_poly), np.array(yoke)], np.array(lms), [np.array(yoke)], lines)
 
 
 def _bottom(category_id: int, p: dict) -> Template:
@@ -269,10 +270,38 @@ def _bottom(category_id: int, p: dict) -> Template:
         hem_o = np.array([-ww * 0.85 - sp, wy + L])
         hem_i = np.array([-0.06 - sp, wy + L - 0.02])
         knee_i = np.array([-0.05 - sp * 0.5, wy + L * 0.55])
-        poly = [w1, hip, knee_o, hem_o, hem_i, knee_i, crotch, knee_i * [-1, 1], hem_i * [-1, 1], hem_o * [-1, 1],
-                knee_o * [-1, 1], hip * [-1, 1], w3, w2]
-        lms = [w1, w2, w3, hip, knee_o, hem_o, hem_i, knee_i, crotch, knee_i * [-1, 1], hem_i * [-1, 1],
-               hem_o * [-1, 1], knee_o * [-1, 1], hip * [-1, 1]]
+        poly = [
+            w1,
+            hip,
+            knee_o,
+            hem_o,
+            hem_i,
+            knee_i,
+            crotch,
+            knee_i * [-1, 1],
+            hem_i * [-1, 1],
+            hem_o * [-1, 1],
+            knee_o * [-1, 1],
+            hip * [-1, 1],
+            w3,
+            w2,
+        ]
+        lms = [
+            w1,
+            w2,
+            w3,
+            hip,
+            knee_o,
+            hem_o,
+            hem_i,
+            knee_i,
+            crotch,
+            knee_i * [-1, 1],
+            hem_i * [-1, 1],
+            hem_o * [-1, 1],
+            knee_o * [-1, 1],
+            hip * [-1, 1],
+        ]
     lines = [np.array([w1, w2, w3]) + [0, 0.07], np.array([crotch, crotch - [0, 0.25]])]
     return Template(category_id, [np.array(poly)], np.array(lms), [], lines)
 

@@ -12,6 +12,7 @@ perspective, scale 0.15-0.9, side/back views, lighting, blur, noise, JPEG artefa
 Consumer images add style-0 garments (never paired) to complete the outfit (trousers under a top,
 a jacket over a dress) and sometimes a second, smaller person.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,11 @@ def _body_layers(entries: list[dict], H: np.ndarray, skin: tuple, rng) -> list[s
     head = np.stack([0.17 * np.cos(head_a), -0.33 + 0.22 * np.sin(head_a)], 1)
     hair = np.stack([0.19 * np.cos(head_a), -0.40 + 0.19 * np.sin(head_a)], 1)
     hair = hair[hair[:, 1] < -0.35]
-    parts = [head, np.array([[-0.08, -0.15], [0.08, -0.15], [0.08, 0.1], [-0.08, 0.1]]),
-             np.array([[-0.4, 0.08], [0.4, 0.08], [0.36, 1.25], [-0.36, 1.25]])]
+    parts = [
+        head,
+        np.array([[-0.08, -0.15], [0.08, -0.15], [0.08, 0.1], [-0.08, 0.1]]),
+        np.array([[-0.4, 0.08], [0.4, 0.08], [0.36, 1.25], [-0.36, 1.25]]),
+    ]
     cats = [e["category_id"] for e in entries]
     upper = [e for e in entries if e["category_id"] in TOPS + DRESSES + OUTWEAR]
     if upper:
@@ -120,8 +124,7 @@ def _outfit_layers(entries: list[dict], H: np.ndarray, rng, *, flat=False, meta=
     out = []
     shade = float(rng.uniform(0.0, 0.25))
     for e in entries:
-        out.append(scene.garment_layer(e["category_id"], e["shape"], e["look"], e["style"], H, flat=flat,
-                                       shade=shade, meta=meta))
+        out.append(scene.garment_layer(e["category_id"], e["shape"], e["look"], e["style"], H, flat=flat, shade=shade, meta=meta))
     return out
 
 
@@ -173,8 +176,15 @@ def _render_once(entry: dict, rng: np.random.Generator):
                 layers += _outfit_layers([p], H, rng, flat=True)
         else:  # worn by a model, frontal
             b = _outfit_bounds(shown)
-            H = scene.placement(b, w, h, rng, frac=rng.uniform(0.75, 0.95), persp=rng.uniform(0, 0.015),
-                                center=(w * rng.uniform(0.45, 0.55), h * rng.uniform(0.48, 0.55)))
+            H = scene.placement(
+                b,
+                w,
+                h,
+                rng,
+                frac=rng.uniform(0.75, 0.95),
+                persp=rng.uniform(0, 0.015),
+                center=(w * rng.uniform(0.45, 0.55), h * rng.uniform(0.48, 0.55)),
+            )
             layers += _body_layers(shown, H, _skin(rng), rng) + _outfit_layers(shown, H, rng)
         img, anns = scene.render(bg, layers)
         img = scene.photometric(img, rng, strength=0.15)
@@ -204,10 +214,13 @@ def _render_once(entry: dict, rng: np.random.Generator):
             if rng.random() < 0.25:  # partly out of frame (zoom-in)
                 center = (w * rng.uniform(-0.05, 1.05), h * rng.uniform(0.0, 1.0))
             else:
-                center = (w * rng.uniform(min(0.5, margin * 0.6), max(0.5, 1 - margin * 0.6)),
-                          h * rng.uniform(min(0.5, margin), max(0.5, 1 - margin)))
-            H = scene.placement(b, w, h, rng, frac=frac, rot_deg=rng.normal(0, 9), squeeze=squeeze, flip=flip,
-                                persp=rng.uniform(0, 0.06), center=center)
+                center = (
+                    w * rng.uniform(min(0.5, margin * 0.6), max(0.5, 1 - margin * 0.6)),
+                    h * rng.uniform(min(0.5, margin), max(0.5, 1 - margin)),
+                )
+            H = scene.placement(
+                b, w, h, rng, frac=frac, rot_deg=rng.normal(0, 9), squeeze=squeeze, flip=flip, persp=rng.uniform(0, 0.06), center=center
+            )
             layers += _body_layers(items, H, _skin(rng), rng) + _outfit_layers(items, H, rng)
         for _ in range(int(rng.integers(0, 3))):
             if rng.random() < 0.4:  # in front: occludes garments
@@ -216,9 +229,20 @@ def _render_once(entry: dict, rng: np.random.Generator):
         img = scene.photometric(img, rng, strength=1.0)
         quality = int(rng.integers(35, 92))
     anns = anns[:4]
-    items = [Item(category_id=a["category_id"], style=a["style"], bbox=a["bbox"], landmarks=a["landmarks"],
-                  segmentation=a["segmentation"], scale=a["scale"], occlusion=a["occlusion"],
-                  zoom_in=a["zoom_in"], viewpoint=a["viewpoint"]) for a in anns]
+    items = [
+        Item(
+            category_id=a["category_id"],
+            style=a["style"],
+            bbox=a["bbox"],
+            landmarks=a["landmarks"],
+            segmentation=a["segmentation"],
+            scale=a["scale"],
+            occlusion=a["occlusion"],
+            zoom_in=a["zoom_in"],
+            viewpoint=a["viewpoint"],
+        )
+        for a in anns
+    ]
     ann = ImageAnnotation(0, "", entry["source"], entry["pair_id"], items, w, h)
     return img, quality, ann
 
@@ -233,8 +257,9 @@ def _distractor(w: int, h: int, rng) -> scene.Layer:
     parts = garments.distractor(rng)
     size = rng.uniform(0.08, 0.35) * min(w, h)
     t = np.deg2rad(rng.uniform(0, 360))
-    A = np.array([[size * np.cos(t), -size * np.sin(t), rng.uniform(0, w)],
-                  [size * np.sin(t), size * np.cos(t), rng.uniform(0, h)], [0, 0, 1]])
+    A = np.array(
+        [[size * np.cos(t), -size * np.sin(t), rng.uniform(0, w)], [size * np.sin(t), size * np.cos(t), rng.uniform(0, h)], [0, 0, 1]]
+    )
     col = tuple(float(v) for v in rng.uniform(0, 255, 3))
     tex = None
     if rng.random() < 0.5:

@@ -1,5 +1,6 @@
 """A grid picture of generated images with their ground truth drawn: visible masks, boxes,
 landmarks (filled: visible, hollow: occluded) joined by the spec's skeleton."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,21 @@ import numpy as np
 from ..data.annotations import read_annotation
 from ..images import read_image
 
-PALETTE = [(255, 56, 56), (56, 255, 56), (56, 56, 255), (255, 200, 0), (255, 0, 200), (0, 200, 255),
-           (160, 80, 255), (80, 255, 160), (255, 128, 64), (128, 255, 255), (255, 255, 128), (200, 200, 200),
-           (128, 64, 255)]
+PALETTE = [
+    (255, 56, 56),
+    (56, 255, 56),
+    (56, 56, 255),
+    (255, 200, 0),
+    (255, 0, 200),
+    (0, 200, 255),
+    (160, 80, 255),
+    (80, 255, 160),
+    (255, 128, 64),
+    (128, 255, 255),
+    (255, 255, 128),
+    (200, 200, 200),
+    (128, 64, 255),
+]
 
 
 def draw_annotation(img: np.ndarray, ann) -> np.ndarray:
@@ -43,8 +56,7 @@ def draw_annotation(img: np.ndarray, ann) -> np.ndarray:
     return out
 
 
-def make_grid(root: str | Path, out_path: str | Path, *, rows: int = 3, cols: int = 4, cell: int = 320,
-              start: int = 1) -> Path:
+def make_grid(root: str | Path, out_path: str | Path, *, rows: int = 3, cols: int = 4, cell: int = 320, start: int = 1) -> Path:
     root = Path(root)
     cells = []
     for k in range(rows * cols):
@@ -58,11 +70,19 @@ def make_grid(root: str | Path, out_path: str | Path, *, rows: int = 3, cols: in
             s = cell / max(d.shape[:2])
             d = cv2.resize(d, (int(d.shape[1] * s), int(d.shape[0] * s)), interpolation=cv2.INTER_AREA)
             y0, x0 = (cell - d.shape[0]) // 2, (cell - d.shape[1]) // 2
-            canvas[y0:y0 + d.shape[0], x0:x0 + d.shape[1]] = d
-            cv2.putText(canvas, f"{stem} {ann.source} pair {ann.pair_id}", (4, cell - 6), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.42, (255, 255, 255), 1, cv2.LINE_AA)
+            canvas[y0 : y0 + d.shape[0], x0 : x0 + d.shape[1]] = d
+            cv2.putText(
+                canvas,
+                f"{stem} {ann.source} pair {ann.pair_id}",
+                (4, cell - 6),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.42,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+            )
         cells.append(canvas)
-    grid = np.vstack([np.hstack(cells[r * cols:(r + 1) * cols]) for r in range(rows)])
+    grid = np.vstack([np.hstack(cells[r * cols : (r + 1) * cols]) for r in range(rows)])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out_path), grid, [cv2.IMWRITE_PNG_COMPRESSION, 9])

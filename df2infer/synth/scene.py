@@ -12,6 +12,7 @@ Attribute rules (computed from the rendered geometry, never drawn at random):
   view) or compressed below 0.78 (a side view) -> 3, otherwise 2 frontal.
 - landmarks: outside the image -> (0, 0, 0); under a layer in front -> v = 1; otherwise v = 2.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ def zoom_class(cut: float) -> int:
 
 # ---------------------------------------------------------------- looks and textures
 
+
 def random_color(rng: np.random.Generator, *, light: bool | None = None) -> np.ndarray:
     h = rng.uniform(0, 180)
     s = rng.uniform(40, 230)
@@ -51,8 +53,7 @@ def random_color(rng: np.random.Generator, *, light: bool | None = None) -> np.n
 
 def sample_look(rng: np.random.Generator) -> dict:
     """A clothing identity's appearance: base colour and pattern (regenerated from its seed)."""
-    return {"pattern": ["stripes", "checks", "dots", "print"][int(rng.integers(0, 4))],
-            "seed": int(rng.integers(0, 2**31 - 1))}
+    return {"pattern": ["stripes", "checks", "dots", "print"][int(rng.integers(0, 4))], "seed": int(rng.integers(0, 2**31 - 1))}
 
 
 _TEX_CACHE: dict[int, np.ndarray] = {}
@@ -109,6 +110,7 @@ def make_texture(look: dict) -> np.ndarray:
 
 # ---------------------------------------------------------------- backgrounds
 
+
 def shop_background(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     c = rng.uniform(225, 252) + rng.uniform(-6, 6, 3)
     g = np.linspace(0, rng.uniform(-15, 5), h, dtype=np.float32)[:, None, None]
@@ -142,14 +144,26 @@ def user_background(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
 
 # ---------------------------------------------------------------- geometry
 
+
 def project(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
     p = np.asarray(pts, np.float64)
     q = p @ H[:, :2].T + H[:, 2]
     return q[:, :2] / q[:, 2:3]
 
 
-def placement(bounds, w: int, h: int, rng: np.random.Generator, *, frac: float, rot_deg: float = 0.0,
-              squeeze: float = 1.0, flip: bool = False, persp: float = 0.0, center=None) -> np.ndarray:
+def placement(
+    bounds,
+    w: int,
+    h: int,
+    rng: np.random.Generator,
+    *,
+    frac: float,
+    rot_deg: float = 0.0,
+    squeeze: float = 1.0,
+    flip: bool = False,
+    persp: float = 0.0,
+    center=None,
+) -> np.ndarray:
     """Homography mapping the canonical box `bounds` to the image: scale so the larger relative
     side is `frac` of the image, horizontal squeeze/flip, rotation, then corner jitter (perspective)."""
     x0, y0, x1, y1 = bounds
@@ -195,11 +209,12 @@ def _cut_fraction(polys: list[np.ndarray], w: int, h: int) -> float:
     if total == 0:
         return 1.0
     ix0, iy0 = int(round(-x0 * f)), int(round(-y0 * f))
-    inside = int(m[iy0:iy0 + int(round(h * f)), ix0:ix0 + int(round(w * f))].sum())
+    inside = int(m[iy0 : iy0 + int(round(h * f)), ix0 : ix0 + int(round(w * f))].sum())
     return 1.0 - inside / total
 
 
 # ---------------------------------------------------------------- layers and rendering
+
 
 @dataclass
 class Layer:
@@ -218,11 +233,24 @@ class Layer:
     meta: dict = field(default_factory=dict)
 
 
-def garment_layer(cid: int, shape: dict, look: dict, style: int, H: np.ndarray, *, flat=False,
-                  annotate=True, shade=0.0, meta=None) -> Layer:
+def garment_layer(
+    cid: int, shape: dict, look: dict, style: int, H: np.ndarray, *, flat=False, annotate=True, shade=0.0, meta=None
+) -> Layer:
     t = garments.build(cid, shape)
-    return Layer(t.parts, H, make_texture(look), inner=t.inner, lines=t.lines, landmarks=t.landmarks,
-                 annotate=annotate, category_id=cid, style=style, flat=flat, shade=shade, meta=meta or {})
+    return Layer(
+        t.parts,
+        H,
+        make_texture(look),
+        inner=t.inner,
+        lines=t.lines,
+        landmarks=t.landmarks,
+        annotate=annotate,
+        category_id=cid,
+        style=style,
+        flat=flat,
+        shade=shade,
+        meta=meta or {},
+    )
 
 
 def render(bg: np.ndarray, layers: list[Layer], *, min_inside: float = 0.5, min_visible_px: int = 80):
@@ -252,8 +280,7 @@ def render(bg: np.ndarray, layers: list[Layer], *, min_inside: float = 0.5, min_
         T = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
         if L.texture is not None:
             M = T @ L.H @ _TEX_TO_CANON
-            patch = cv2.warpPerspective(L.texture, M, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_REFLECT)
+            patch = cv2.warpPerspective(L.texture, M, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         else:
             patch = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
             patch[:] = L.color
@@ -325,6 +352,7 @@ def _annotate(L: Layer, full, vis, cover, cut, w, h, min_visible_px):
 
 
 # ---------------------------------------------------------------- photometric effects
+
 
 def photometric(img: np.ndarray, rng: np.random.Generator, *, strength: float = 1.0) -> np.ndarray:
     """Colour cast, brightness/contrast, uneven light, blur (gaussian or motion), sensor noise."""

@@ -5,6 +5,7 @@ as torchvision's Mask R-CNN, so its state dicts import). `small` is a narrow Res
 for training from scratch on a CPU. Both return an OrderedDict of FPN levels '0'..'k' plus 'pool'
 (LastLevelMaxPool), each with `fpn_channels` channels; level '0' has stride 2**(first returned layer+1).
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -37,8 +38,12 @@ class SmallResNet(nn.Module):
         nl = norm_layer(norm)
         w0 = widths[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(3, w0 // 2, 3, 2, 1, bias=False), nl(w0 // 2), nn.ReLU(inplace=True),
-            nn.Conv2d(w0 // 2, w0, 3, 2, 1, bias=False), nl(w0), nn.ReLU(inplace=True),
+            nn.Conv2d(3, w0 // 2, 3, 2, 1, bias=False),
+            nl(w0 // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w0 // 2, w0, 3, 2, 1, bias=False),
+            nl(w0),
+            nn.ReLU(inplace=True),
         )
         inp = w0
         for i, (w, n) in enumerate(zip(widths, blocks)):
@@ -69,6 +74,7 @@ def build_backbone(cfg: dict) -> BackboneWithFPN:
         in_list = [cfg["backbone_widths"][k - 1] for k in returned]
         return BackboneWithFPN(body, return_layers, in_list, cfg["fpn_channels"], extra_blocks=LastLevelMaxPool())
     from torchvision.models import resnet
+
     net = getattr(resnet, cfg["backbone"])(weights=None, norm_layer=norm_layer(cfg["norm"]))
     stage1 = 256 if cfg["backbone"] == "resnet50" else 64
     in_list = [stage1 * 2 ** (k - 1) for k in returned]

@@ -4,6 +4,7 @@ class-specific box deltas (14 * 4), decoded with BoxCoder weights (10, 10, 5, 5)
     feats = box_head(pooled)            # pooled [R, C, P, P] -> [R, box_fc]
     cls_logits, deltas = box_predictor(feats)   # [R, 14], [R, 56]
 """
+
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)

@@ -11,6 +11,7 @@ The gathered form computes only the 39 rows a detection needs (a MatMul over gat
 weights) and is what training and the deploy graph use. Logits are per-channel spatial
 softmax logits (cross-entropy over the K*K positions, torchvision keypointrcnn_loss).
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,7 +51,7 @@ class LandmarkPredictor(nn.Module):
             return torch.einsum("rchw,kc->rkhw", x, self.score_weight) + self.score_bias[None, :, None, None]
         w_ext = torch.cat([self.score_weight, self.score_weight.new_zeros(1, c)], 0)
         b_ext = torch.cat([self.score_bias, self.score_bias.new_zeros(1)], 0)
-        idx = self.slots[labels]                                   # [R, 39]
+        idx = self.slots[labels]  # [R, 39]
         out = torch.bmm(w_ext[idx], x.reshape(r, c, h * w)) + b_ext[idx][:, :, None]
         return out.reshape(r, idx.shape[1], h, w)
 

@@ -6,6 +6,7 @@
 Parameter names follow torchvision's MaskRCNNHeads / MaskRCNNPredictor (conv5_mask,
 mask_fcn_logits) so the conv stack and deconv of a torchvision Mask R-CNN import.
 """
+
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
 

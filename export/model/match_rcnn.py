@@ -21,6 +21,7 @@ Attributes for a deploy graph:
   roi_heads.embed(pooled)                  -> [R, 256]
   roi_heads.similarity.fc                  Linear(256, 2) on (a - b) ** 2
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -53,7 +54,12 @@ class MatchRCNN(nn.Module):
             raise ValueError(f"model.anchor_sizes has {len(sizes)} entries but the FPN has {n_levels} levels")
         anchors = AnchorGenerator(tuple((s,) for s in sizes), (tuple(cfg["aspect_ratios"]),) * n_levels)
         self.rpn = RegionProposalNetwork(
-            anchors, RPNHead(c, len(cfg["aspect_ratios"])), 0.7, 0.3, cfg["rpn_batch_size_per_image"], 0.5,
+            anchors,
+            RPNHead(c, len(cfg["aspect_ratios"])),
+            0.7,
+            0.3,
+            cfg["rpn_batch_size_per_image"],
+            0.5,
             dict(training=cfg["rpn_pre_nms_top_n_train"], testing=cfg["rpn_pre_nms_top_n_test"]),
             dict(training=cfg["rpn_post_nms_top_n_train"], testing=cfg["rpn_post_nms_top_n_test"]),
             cfg["rpn_nms_thresh"],

@@ -11,6 +11,7 @@ Shared between consumer and shop images.
 
 Similarity: logits = fc((a - b) ** 2) with fc: dim -> 2; softmax[..., 1] = P(match).
 """
+
 from __future__ import annotations
 
 import math

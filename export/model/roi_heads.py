@@ -6,6 +6,7 @@ image; the matching head also gets every ground-truth box. Inference: box head -
 (BoxCoder 10,10,5,5) -> per-class NMS -> top `detections_per_img`, then the other heads run on
 the detected boxes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,21 +28,30 @@ class MatchRoIHeads(RoIHeads):
     def __init__(self, cfg: dict, in_channels: int, featmap_names):
         box_head, box_predictor = build_box_head(in_channels, cfg["box_pool"], cfg["box_fc"])
         super().__init__(
-            roi_pool(featmap_names, cfg["box_pool"]), box_head, box_predictor,
-            0.5, 0.5, cfg["box_batch_size_per_image"], cfg["box_positive_fraction"], BOX_CODER_WEIGHTS,
-            cfg["box_score_thresh"], cfg["box_nms_thresh"], cfg["max_detections"],
+            roi_pool(featmap_names, cfg["box_pool"]),
+            box_head,
+            box_predictor,
+            0.5,
+            0.5,
+            cfg["box_batch_size_per_image"],
+            cfg["box_positive_fraction"],
+            BOX_CODER_WEIGHTS,
+            cfg["box_score_thresh"],
+            cfg["box_nms_thresh"],
+            cfg["max_detections"],
         )
         # attribute names as torchvision's Mask/Keypoint R-CNN (imports), set after super().__init__
         self.mask_roi_pool = roi_pool(featmap_names, cfg["mask_pool"])
         self.mask_head, self.mask_predictor = build_mask_head(in_channels, cfg["mask_channels"], cfg["mask_convs"])
         self.keypoint_roi_pool = roi_pool(featmap_names, cfg["landmark_pool"])
         self.keypoint_head, self.keypoint_predictor = build_landmark_head(
-            in_channels, cfg["landmark_channels"], cfg["landmark_convs"], cfg["landmark_deconvs"])
+            in_channels, cfg["landmark_channels"], cfg["landmark_convs"], cfg["landmark_deconvs"]
+        )
         self.match_roi_pool = roi_pool(featmap_names, cfg["match_pool"])
         self.match_head = MatchingHead(in_channels, cfg["match_channels"], cfg["embedding_dim"])
         self.similarity = Similarity(cfg["embedding_dim"])
         self.max_pos_per_image = cfg["max_pos_per_image"]
-        self._same_pool = (cfg["mask_pool"] == cfg["landmark_pool"] == cfg["match_pool"])
+        self._same_pool = cfg["mask_pool"] == cfg["landmark_pool"] == cfg["match_pool"]
 
     # plain calls on pooled features (what the deploy graph uses)
     def mask_logits(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -88,8 +98,9 @@ class MatchRoIHeads(RoIHeads):
         else:
             mfeat, kfeat, _ = self._pool3(features, pos_boxes, image_shapes)
             gt_labels = [t["labels"] for t in targets]
-            losses["loss_mask"] = maskrcnn_loss(self.mask_logits(mfeat), pos_boxes, [t["masks"] for t in targets],
-                                                [g - 1 for g in gt_labels], pos_idx)
+            losses["loss_mask"] = maskrcnn_loss(
+                self.mask_logits(mfeat), pos_boxes, [t["masks"] for t in targets], [g - 1 for g in gt_labels], pos_idx
+            )
             pos_labels = torch.cat([g[i] for g, i in zip(gt_labels, pos_idx)])
             slots = self.keypoint_predictor.slots
             gt_kps = []
@@ -136,8 +147,11 @@ class MatchRoIHeads(RoIHeads):
         if sum(n) == 0:
             for r in result:
                 k = self.keypoint_predictor.slots.shape[1]
-                r.update(masks=r["boxes"].new_zeros(0, 1, 1), landmark_logits=r["boxes"].new_zeros(0, k, 1, 1),
-                         embeddings=r["boxes"].new_zeros(0, self.match_head.fc.out_features))
+                r.update(
+                    masks=r["boxes"].new_zeros(0, 1, 1),
+                    landmark_logits=r["boxes"].new_zeros(0, k, 1, 1),
+                    embeddings=r["boxes"].new_zeros(0, self.match_head.fc.out_features),
+                )
             return result, {}
         mfeat, kfeat, efeat = self._pool3(features, boxes, image_shapes)
         lab = torch.cat(labels)

@@ -9,6 +9,7 @@ once per machine.
 All kernels are compiled with ``--fmad=false``: a product is fused into an add only where a kernel
 says so (fmaf), which keeps the GPU's arithmetic the same as the CPU host shim's (docs/cuda_kernels.md).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,7 @@ KERNEL_DIR = Path(__file__).resolve().parent
 KERNELS: dict[str, tuple[str, ...]] = {
     "letterbox.cu": ("letterbox_kernel",),
     "paste_masks.cu": ("paste_masks_weights", "paste_masks_compact", "paste_masks_instance_map"),
-    "landmarks.cu": ("landmarks_subpixel", "landmarks_cubic_tables", "landmarks_torchvision_columns",
-                     "landmarks_torchvision"),
+    "landmarks.cu": ("landmarks_subpixel", "landmarks_cubic_tables", "landmarks_torchvision_columns", "landmarks_torchvision"),
 }
 
 # Options every compile uses (NVRTC and nvcc alike; the shim uses -ffp-contract=off to match).
@@ -44,10 +44,10 @@ class KernelCompileError(RuntimeError):
 @dataclass(frozen=True)
 class CompiledKernel:
     source_name: str
-    arch: int            # the GPU's compute capability as major * 10 + minor, e.g. 87
-    image: bytes         # a CUBIN, or PTX text (NUL-terminated) when NVRTC is older than the GPU
-    kind: str            # "cubin" or "ptx"
-    log: str             # NVRTC's log: empty when the source compiled without a warning
+    arch: int  # the GPU's compute capability as major * 10 + minor, e.g. 87
+    image: bytes  # a CUBIN, or PTX text (NUL-terminated) when NVRTC is older than the GPU
+    kind: str  # "cubin" or "ptx"
+    log: str  # NVRTC's log: empty when the source compiled without a warning
 
 
 def kernel_source(source_name: str) -> str:
@@ -62,7 +62,8 @@ def import_nvrtc() -> Any:
     except ImportError:
         raise KernelCompileError(
             "cuda-python is not installed: `pip install cuda-python nvidia-cuda-nvrtc` (NVRTC compiles the "
-            "GPU kernels; on a Jetson use JetPack's CUDA and the cuda-python release matching it)") from None
+            "GPU kernels; on a Jetson use JetPack's CUDA and the cuda-python release matching it)"
+        ) from None
     return nvrtc
 
 
@@ -85,8 +86,9 @@ def nvrtc_version() -> tuple[int, int]:
     except KernelCompileError:
         raise
     except Exception as e:  # cuda.bindings raises its own error type when libnvrtc is not found
-        raise KernelCompileError(f"NVRTC cannot be loaded ({e}); install it with `pip install nvidia-cuda-nvrtc` "
-                                 "(CUDA 13; `nvidia-cuda-nvrtc-cu12` for CUDA 12)") from None
+        raise KernelCompileError(
+            f"NVRTC cannot be loaded ({e}); install it with `pip install nvidia-cuda-nvrtc` (CUDA 13; `nvidia-cuda-nvrtc-cu12` for CUDA 12)"
+        ) from None
     return int(major), int(minor)
 
 
@@ -116,7 +118,8 @@ def compile_source(source: str, name: str, arch: int, *, options: tuple[str, ...
             raise KernelCompileError(
                 f"{name}: NVRTC {major}.{minor} cannot compile for compute capability {arch // 10}.{arch % 10} "
                 f"(it supports {archs[0] // 10}.{archs[0] % 10} and newer); use the NVRTC of an older CUDA "
-                "(CUDA 12 still targets sm_72, Jetson Xavier)")
+                "(CUDA 12 still targets sm_72, Jetson Xavier)"
+            )
         target, kind = f"--gpu-architecture=compute_{max(older)}", "ptx"
     prog = _check(nvrtc, nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
@@ -158,8 +161,7 @@ def cache_key(source: str, arch: int, options: tuple[str, ...] = ()) -> str:
     return h.hexdigest()[:24]
 
 
-def compiled_kernel(source_name: str, arch: int, *, options: tuple[str, ...] = (),
-                    directory: Path | None = None) -> CompiledKernel:
+def compiled_kernel(source_name: str, arch: int, *, options: tuple[str, ...] = (), directory: Path | None = None) -> CompiledKernel:
     """The package kernel `source_name` compiled for `arch`, from the disk cache or compiled now and stored.
 
     A cache that cannot be written (read-only home) is not an error: the image is compiled in memory.

@@ -9,6 +9,7 @@ allocations behind one interface:
 - `df2infer.ops.cuda.shim.ShimDriver`: host memory and the kernels compiled for the CPU, which lets the
   GPU pipeline classes (pipeline.py) run, and be tested, on a machine without a GPU.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -25,12 +26,28 @@ from df2infer.ops.cuda import compiler
 _CTYPES = {"ptr": ctypes.c_void_p, "i32": ctypes.c_int32, "i64": ctypes.c_int64, "f32": ctypes.c_float}
 
 KERNEL_SIGNATURES: dict[str, tuple[str, ...]] = {
-    "letterbox_kernel": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32",
-                         "f32", "f32", "f32", "f32", "f32", "f32", "f32"),
+    "letterbox_kernel": (
+        "ptr",
+        "ptr",
+        "ptr",
+        "ptr",
+        "ptr",
+        "ptr",
+        "i32",
+        "i32",
+        "i32",
+        "i32",
+        "f32",
+        "f32",
+        "f32",
+        "f32",
+        "f32",
+        "f32",
+        "f32",
+    ),
     "paste_masks_weights": ("ptr", "ptr", "ptr", "i32", "i32", "i32", "ptr", "ptr"),
     "paste_masks_compact": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "f32", "ptr"),
-    "paste_masks_instance_map": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32",
-                                 "f32", "ptr"),
+    "paste_masks_instance_map": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "f32", "ptr"),
     "landmarks_subpixel": ("ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", "ptr"),
     "landmarks_cubic_tables": ("ptr", "ptr", "i32", "i32", "i32", "ptr"),
     "landmarks_torchvision_columns": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", "ptr", "ptr"),
@@ -47,15 +64,15 @@ def device_pointer(obj: Any, what: str = "argument") -> int:
         return int(obj)
     cai = getattr(obj, "__cuda_array_interface__", None)
     if cai is None:
-        raise TypeError(f"{what}: expected a device pointer (int) or an object with __cuda_array_interface__, "
-                        f"got {type(obj).__name__}")
+        raise TypeError(f"{what}: expected a device pointer (int) or an object with __cuda_array_interface__, got {type(obj).__name__}")
     return int(cai["data"][0])
 
 
 @dataclass
 class PackedParams:
     """cuLaunchKernel's kernelParams: `address` of a void*[n] whose entries point at the values."""
-    values: list = field(default_factory=list)   # ctypes scalars, kept alive with the array
+
+    values: list = field(default_factory=list)  # ctypes scalars, kept alive with the array
     array: Any = None
 
     @property
@@ -169,8 +186,11 @@ class CudaDriver:
 
     def launch(self, kernel: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: Sequence[Any]) -> None:
         params = pack_params(kernel, args)
-        _cu(self._cu, self._cu.cuLaunchKernel(self.function(kernel), *grid, *block, 0, self.stream, params.address, 0),
-            f"cuLaunchKernel({kernel}, grid={grid}, block={block})")
+        _cu(
+            self._cu,
+            self._cu.cuLaunchKernel(self.function(kernel), *grid, *block, 0, self.stream, params.address, 0),
+            f"cuLaunchKernel({kernel}, grid={grid}, block={block})",
+        )
         self.launches += 1
 
     def alloc(self, nbytes: int) -> int:

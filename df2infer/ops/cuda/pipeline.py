@@ -12,6 +12,7 @@ device; only the compact masks and the landmarks come back, in one synchronizati
 The geometry comes from the CPU references (letterbox_geometry, mask_extent), so the GPU path cannot
 drift from them. With `df2infer.ops.cuda.shim.ShimDriver` both classes run on the CPU (tests).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ class _Pack:
     def write(self, host: np.ndarray) -> dict[str, int]:
         offsets = {}
         for name, arr, off in self.parts:
-            host[off:off + arr.nbytes] = arr.reshape(-1).view(np.uint8)
+            host[off : off + arr.nbytes] = arr.reshape(-1).view(np.uint8)
             offsets[name] = off
         return offsets
 
@@ -106,8 +107,9 @@ def linear_taps(dst: int, src: int, clamp_fraction: bool) -> np.ndarray:
     return taps
 
 
-def letterbox_plan(shapes: Sequence[tuple[int, int]], size: tuple[int, int]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LetterboxInfo]]:
+def letterbox_plan(
+    shapes: Sequence[tuple[int, int]], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LetterboxInfo]]:
     """Kernel tables for frames of `shapes` (h, w) letterboxed into `size` (H, W): geom int32 [B, 8]
     (h, w, pitch, new_h, new_w, pad_y, pad_x, 0), taps int32 [., 4] (each frame's resized columns, then
     rows: linear_taps), toff int32 [B] (where each frame's taps start), and each frame's LetterboxInfo."""
@@ -131,9 +133,16 @@ class GpuPreprocessor:
     or float16; alpha/beta per RGB channel (identity by default: the graph normalizes itself).
     """
 
-    def __init__(self, driver: Driver, size: tuple[int, int], pad_value: float = 114.0, *,
-                 out_dtype: Any = np.float32, alpha: Sequence[float] = (1.0, 1.0, 1.0),
-                 beta: Sequence[float] = (0.0, 0.0, 0.0)):
+    def __init__(
+        self,
+        driver: Driver,
+        size: tuple[int, int],
+        pad_value: float = 114.0,
+        *,
+        out_dtype: Any = np.float32,
+        alpha: Sequence[float] = (1.0, 1.0, 1.0),
+        beta: Sequence[float] = (0.0, 0.0, 0.0),
+    ):
         self.driver = driver
         self.size = (int(size[0]), int(size[1]))
         self.out_dtype = np.dtype(out_dtype)
@@ -150,9 +159,11 @@ class GpuPreprocessor:
         the letterbox of each frame. Asynchronous: the work is queued on the driver's stream."""
         for i, img in enumerate(images):
             if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
-                raise ImageError(f"images[{i}]: expected HxWx3 BGR uint8, got "
-                                 f"{getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)} "
-                                 "(use coerce_image)")
+                raise ImageError(
+                    f"images[{i}]: expected HxWx3 BGR uint8, got "
+                    f"{getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)} "
+                    "(use coerce_image)"
+                )
         B = len(images)
         if B == 0:
             return []
@@ -177,16 +188,29 @@ class GpuPreprocessor:
         host = self._scratch.host
         assert host is not None
         for i, img in enumerate(images):
-            host[frame_off[i]:frame_off[i] + img.nbytes] = np.ascontiguousarray(img).reshape(-1)
+            host[frame_off[i] : frame_off[i] + img.nbytes] = np.ascontiguousarray(img).reshape(-1)
         offs = pack.write(host)
         base = self.driver.mapped_pointer(host) if hasattr(self.driver, "mapped_pointer") else None
         if base is None:
-            self.driver.upload(self._scratch.device, host[:pack.nbytes])
+            self.driver.upload(self._scratch.device, host[: pack.nbytes])
             base = self._scratch.device
         H, W = self.size
         grid = ((W + 31) // 32, (H + 7) // 8, B)
-        args = (base, base + offs["offsets"], base + offs["geom"], base + offs["taps"], base + offs["toff"], out,
-                int(self.out_dtype == np.float16), B, H, W, self.pad, *self.alpha, *self.beta)
+        args = (
+            base,
+            base + offs["offsets"],
+            base + offs["geom"],
+            base + offs["taps"],
+            base + offs["toff"],
+            out,
+            int(self.out_dtype == np.float16),
+            B,
+            H,
+            W,
+            self.pad,
+            *self.alpha,
+            *self.beta,
+        )
         self.driver.launch("letterbox_kernel", grid, (32, 8, 1), args)
         self.last_launches = [("letterbox_kernel", grid, (32, 8, 1), args)]
         return infos
@@ -202,6 +226,7 @@ class PostItem:
     row: the image's index in the batch; idx: int [n] detection slots kept (into the N outputs);
     boxes: float32 [n, 4] image pixels, unclipped (scale_boxes_back(..., clip=False)); labels: int [n].
     """
+
     row: int
     idx: np.ndarray
     boxes: np.ndarray
@@ -211,9 +236,9 @@ class PostItem:
 
 @dataclass
 class PostResult:
-    masks: list[np.ndarray] | None          # bool arrays over mask_boxes, as ops.masks.paste_masks
-    mask_boxes: np.ndarray | None           # int32 [n, 4]
-    landmarks: list[np.ndarray] | None      # float32 [k_i, 3], as ops.landmarks.decode_landmarks
+    masks: list[np.ndarray] | None  # bool arrays over mask_boxes, as ops.masks.paste_masks
+    mask_boxes: np.ndarray | None  # int32 [n, 4]
+    landmarks: list[np.ndarray] | None  # float32 [k_i, 3], as ops.landmarks.decode_landmarks
     instance_map: np.ndarray | None = None  # int16 [h, w]: 0, or 1 + the first detection whose mask is on
 
 
@@ -224,8 +249,7 @@ class GpuPostprocessor:
     (landmark channels per detection, spec.MAX_CATEGORY_LANDMARKS in the deploy graphs).
     """
 
-    def __init__(self, driver: Driver, *, detections: int, mask_size: int, heatmap_size: int,
-                 channels: int = spec.MAX_CATEGORY_LANDMARKS):
+    def __init__(self, driver: Driver, *, detections: int, mask_size: int, heatmap_size: int, channels: int = spec.MAX_CATEGORY_LANDMARKS):
         self.driver = driver
         self.N, self.M, self.K, self.C = int(detections), int(mask_size), int(heatmap_size), int(channels)
         self.counts = spec.landmark_counts().astype(np.int32)
@@ -235,9 +259,18 @@ class GpuPostprocessor:
         self._results = _Scratch(driver)
         self.last_launches: list[tuple] = []  # (kernel, grid, block, args) of the last call, for benchmarks
 
-    def __call__(self, items: Sequence[PostItem], masks: Any, heatmaps: Any, *, mask_threshold: float = 0.5,
-                 landmark_method: str = "torchvision", want_masks: bool = True, want_landmarks: bool = True,
-                 instance_maps: bool = False) -> list[PostResult]:
+    def __call__(
+        self,
+        items: Sequence[PostItem],
+        masks: Any,
+        heatmaps: Any,
+        *,
+        mask_threshold: float = 0.5,
+        landmark_method: str = "torchvision",
+        want_masks: bool = True,
+        want_landmarks: bool = True,
+        instance_maps: bool = False,
+    ) -> list[PostResult]:
         """masks: device [B, N, M, M] float32; heatmaps: device [B, N, C, K, K] float32 (pointers or CUDA
         arrays; either may be None when not wanted). Synchronizes the driver's stream once at the end."""
         if landmark_method not in LANDMARK_METHODS:
@@ -263,8 +296,9 @@ class GpuPostprocessor:
         areas = (extents[:, 2] - extents[:, 0]).astype(np.int64) * (extents[:, 3] - extents[:, 1])
         mask_off = np.concatenate([[0], np.cumsum(areas)]).astype(np.int64)
         # sampling weights: one entry per row and per column of each extent (paste_masks_weights)
-        woff = np.concatenate([[0], np.cumsum((extents[:, 3] - extents[:, 1]).astype(np.int64)
-                                              + (extents[:, 2] - extents[:, 0]))]).astype(np.int64)
+        woff = np.concatenate([[0], np.cumsum((extents[:, 3] - extents[:, 1]).astype(np.int64) + (extents[:, 2] - extents[:, 0]))]).astype(
+            np.int64
+        )
         w_total = int(woff[-1]) if (want_masks or instance_maps) else 0
         dims = np.array([it.image_size for it in items], np.int32).reshape(-1, 2)
         map_off = np.concatenate([[0], np.cumsum(dims[:, 0].astype(np.int64) * dims[:, 1])]).astype(np.int64)
@@ -282,10 +316,21 @@ class GpuPostprocessor:
         use_tv = want_landmarks and landmark_method == "torchvision"
 
         tables = _Pack()
-        for name, arr in (("rows", rows), ("boxes", boxes), ("extents", extents), ("mask_off", mask_off), ("woff", woff),
-                          ("labels", labels), ("counts", self.counts), ("sizes", sizes), ("table_off", table_off),
-                          ("col_off", col_off),
-                          ("det_begin", det_begin), ("dims", dims), ("map_off", map_off)):
+        for name, arr in (
+            ("rows", rows),
+            ("boxes", boxes),
+            ("extents", extents),
+            ("mask_off", mask_off),
+            ("woff", woff),
+            ("labels", labels),
+            ("counts", self.counts),
+            ("sizes", sizes),
+            ("table_off", table_off),
+            ("col_off", col_off),
+            ("det_begin", det_begin),
+            ("dims", dims),
+            ("map_off", map_off),
+        ):
             tables.add(name, arr)
         # scratch after the uploaded tables: cubic coefficients, column maxima and their rows
         cubic_at = tables.nbytes
@@ -324,41 +369,98 @@ class GpuPostprocessor:
             launch("paste_masks_weights", g, b, (p["boxes"], p["extents"], p["woff"], n, self.M, self.M, taps, weights))
         if n and want_masks and mask_total:
             g, b = grid_1d(mask_total)
-            launch("paste_masks_compact", g, b, (masks, p["rows"], p["extents"], p["mask_off"], p["woff"], taps,
-                                                  weights, n, self.M, self.M, float(mask_threshold),
-                                                  rdev + roffs["masks"]))
+            launch(
+                "paste_masks_compact",
+                g,
+                b,
+                (
+                    masks,
+                    p["rows"],
+                    p["extents"],
+                    p["mask_off"],
+                    p["woff"],
+                    taps,
+                    weights,
+                    n,
+                    self.M,
+                    self.M,
+                    float(mask_threshold),
+                    rdev + roffs["masks"],
+                ),
+            )
         if instance_maps and int(map_off[-1]):
             g, b = grid_1d(int(map_off[-1]))
-            launch("paste_masks_instance_map", g, b, (masks, p["rows"], p["extents"], p["woff"], taps, weights,
-                                                       p["det_begin"], p["dims"], p["map_off"], len(items), self.M,
-                                                       self.M, float(mask_threshold), rdev + roffs["maps"]))
+            launch(
+                "paste_masks_instance_map",
+                g,
+                b,
+                (
+                    masks,
+                    p["rows"],
+                    p["extents"],
+                    p["woff"],
+                    taps,
+                    weights,
+                    p["det_begin"],
+                    p["dims"],
+                    p["map_off"],
+                    len(items),
+                    self.M,
+                    self.M,
+                    float(mask_threshold),
+                    rdev + roffs["maps"],
+                ),
+            )
         if n and want_landmarks:
             g, b = grid_1d(n * self.C, 64)
             lm_out = rdev + roffs["landmarks"]
             if landmark_method == "subpixel":
-                launch("landmarks_subpixel", g, b, (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"],
-                                                     n, self.C, self.K, self.K, lm_out))
+                launch(
+                    "landmarks_subpixel",
+                    g,
+                    b,
+                    (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"], n, self.C, self.K, self.K, lm_out),
+                )
             else:
                 gt, bt = grid_1d(int(table_off[-1]))
-                launch("landmarks_cubic_tables", gt, bt, (p["sizes"], p["table_off"], n, self.K, self.K,
-                                                           dev + cubic_at))
+                launch("landmarks_cubic_tables", gt, bt, (p["sizes"], p["table_off"], n, self.K, self.K, dev + cubic_at))
                 gc, bc = grid_1d(col_total, 128)
-                launch("landmarks_torchvision_columns", gc, bc, (heatmaps, p["rows"], p["sizes"], p["table_off"],
-                                                                  dev + cubic_at, p["col_off"], n, self.C, self.K,
-                                                                  self.K, dev + best_at, dev + row_at))
-                launch("landmarks_torchvision", g, b, (p["boxes"], p["labels"], p["counts"], p["sizes"], p["col_off"],
-                                                        dev + best_at, dev + row_at, n, self.C, lm_out))
-        out_host = np.empty(results.nbytes, np.uint8) if self._results.host is None else self._results.host[:results.nbytes]
+                launch(
+                    "landmarks_torchvision_columns",
+                    gc,
+                    bc,
+                    (
+                        heatmaps,
+                        p["rows"],
+                        p["sizes"],
+                        p["table_off"],
+                        dev + cubic_at,
+                        p["col_off"],
+                        n,
+                        self.C,
+                        self.K,
+                        self.K,
+                        dev + best_at,
+                        dev + row_at,
+                    ),
+                )
+                launch(
+                    "landmarks_torchvision",
+                    g,
+                    b,
+                    (p["boxes"], p["labels"], p["counts"], p["sizes"], p["col_off"], dev + best_at, dev + row_at, n, self.C, lm_out),
+                )
+        out_host = np.empty(results.nbytes, np.uint8) if self._results.host is None else self._results.host[: results.nbytes]
         used = max((off + arr.nbytes for _, arr, off in results.parts if arr.nbytes), default=0)
         if used:
             drv.download(out_host[:used], rdev)
         drv.synchronize()
         self.last_launches = launches
 
-        mask_bytes = out_host[roffs["masks"]:roffs["masks"] + mask_total]
-        lm_bytes = out_host[roffs["landmarks"]:roffs["landmarks"] + n * self.C * 3 * 4 * int(want_landmarks)]
+        mask_bytes = out_host[roffs["masks"] : roffs["masks"] + mask_total]
+        lm_bytes = out_host[roffs["landmarks"] : roffs["landmarks"] + n * self.C * 3 * 4 * int(want_landmarks)]
         lms = lm_bytes.view(np.float32).reshape(n, self.C, 3) if want_landmarks else None
-        maps_flat = out_host[roffs["maps"]:roffs["maps"] + int(map_off[-1]) * 2 * int(instance_maps)].view(np.int16)
+        maps_flat = out_host[roffs["maps"] : roffs["maps"] + int(map_off[-1]) * 2 * int(instance_maps)].view(np.int16)
         out = []
         for i, it in enumerate(items):
             lo, hi = int(det_begin[i]), int(det_begin[i + 1])
@@ -368,12 +470,12 @@ class GpuPostprocessor:
                 res.masks = []
                 for d in range(lo, hi):
                     x0, y0, x1, y1 = extents[d]
-                    res.masks.append(mask_bytes[mask_off[d]:mask_off[d + 1]].reshape(y1 - y0, x1 - x0).astype(bool))
+                    res.masks.append(mask_bytes[mask_off[d] : mask_off[d + 1]].reshape(y1 - y0, x1 - x0).astype(bool))
             if lms is not None:
-                res.landmarks = [lms[d, :int(self.counts[labels[d]])].copy() for d in range(lo, hi)]
+                res.landmarks = [lms[d, : int(self.counts[labels[d]])].copy() for d in range(lo, hi)]
             if instance_maps:
                 h, w = it.image_size
-                res.instance_map = maps_flat[map_off[i]:map_off[i + 1]].reshape(h, w).copy()
+                res.instance_map = maps_flat[map_off[i] : map_off[i + 1]].reshape(h, w).copy()
             out.append(res)
         return out
 
@@ -393,5 +495,4 @@ def instance_map_reference(masks: list[np.ndarray], extents: np.ndarray, image_s
     return out
 
 
-__all__ = ["GpuPreprocessor", "GpuPostprocessor", "PostItem", "PostResult", "letterbox_plan",
-           "instance_map_reference"]
+__all__ = ["GpuPreprocessor", "GpuPostprocessor", "PostItem", "PostResult", "letterbox_plan", "instance_map_reference"]

@@ -4,6 +4,7 @@ Used three ways: by the tests (through the CPU shim), by `benchmarks/gpu_check.p
 `benchmarks/gpu_check.py --shim` to print the same comparison table on a machine without one. Each
 check returns a dict of plain numbers; the tolerances are in docs/cuda_kernels.md.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -47,8 +48,12 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cells: int = 
     y0, x0 = np.minimum(ys.astype(int), cells - 2), np.minimum(xs.astype(int), cells - 2)
     fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
     c = coarse
-    out = (c[..., y0, :][..., :, x0] * (1 - fy) * (1 - fx) + c[..., y0 + 1, :][..., :, x0] * fy * (1 - fx)
-           + c[..., y0, :][..., :, x0 + 1] * (1 - fy) * fx + c[..., y0 + 1, :][..., :, x0 + 1] * fy * fx)
+    out = (
+        c[..., y0, :][..., :, x0] * (1 - fy) * (1 - fx)
+        + c[..., y0 + 1, :][..., :, x0] * fy * (1 - fx)
+        + c[..., y0, :][..., :, x0 + 1] * (1 - fy) * fx
+        + c[..., y0 + 1, :][..., :, x0 + 1] * fy * fx
+    )
     return out.astype(np.float32)
 
 
@@ -69,17 +74,28 @@ def random_boxes(rng: np.random.Generator, n: int, size: tuple[int, int], edge_c
     bw, bh = rng.uniform(0.05, 0.6, n) * w + 1, rng.uniform(0.05, 0.6, n) * h + 1
     boxes = np.stack([x1, y1, x1 + bw, y1 + bh], 1)
     if edge_cases and n:
-        special = np.array([[0, 0, w, h], [-w, -h, 2 * w, 2 * h], [w - 0.3, h - 0.3, w + 5, h + 5],
-                            [0.2, 0.2, 0.7, 0.9], [w / 2, h / 2, w / 2, h / 2 + 3], [-10, -10, 0, 0],
-                            [w, 0, w + 10, h], [3.5, 2.5, 3.5 + 1e-3, 9], [-0.5, -0.5, w + 0.5, h + 0.5]])
+        special = np.array(
+            [
+                [0, 0, w, h],
+                [-w, -h, 2 * w, 2 * h],
+                [w - 0.3, h - 0.3, w + 5, h + 5],
+                [0.2, 0.2, 0.7, 0.9],
+                [w / 2, h / 2, w / 2, h / 2 + 3],
+                [-10, -10, 0, 0],
+                [w, 0, w + 10, h],
+                [3.5, 2.5, 3.5 + 1e-3, 9],
+                [-0.5, -0.5, w + 0.5, h + 0.5],
+            ]
+        )
         k = min(n, len(special))
         boxes[:k] = special[:k]
     return boxes.astype(np.float32)
 
 
 # ---------------------------------------------------------------- checks
-def check_letterbox(driver: Driver, frames: Sequence[np.ndarray], size: tuple[int, int], *,
-                    out_dtype: Any = np.float32, pad_value: float = 114.0) -> dict[str, float]:
+def check_letterbox(
+    driver: Driver, frames: Sequence[np.ndarray], size: tuple[int, int], *, out_dtype: Any = np.float32, pad_value: float = 114.0
+) -> dict[str, float]:
     """GPU letterbox vs to_input_batch (OpenCV): largest |difference| in grey levels and its share of pixels."""
     H, W = size
     contract = SimpleNamespace(input_height=H, input_width=W, pad_value=pad_value)
@@ -96,8 +112,11 @@ def check_letterbox(driver: Driver, frames: Sequence[np.ndarray], size: tuple[in
         raise AssertionError(f"letterbox geometry differs: {infos} vs {ref_infos}")
     expect = ref.astype(out_dtype).astype(np.float32)
     diff = np.abs(got - expect)
-    return {"max_abs_diff": float(diff.max(initial=0.0)), "differing_fraction": float((diff > 0).mean()) if diff.size else 0.0,
-            "elements": int(diff.size)}
+    return {
+        "max_abs_diff": float(diff.max(initial=0.0)),
+        "differing_fraction": float((diff > 0).mean()) if diff.size else 0.0,
+        "elements": int(diff.size),
+    }
 
 
 def _exact_probability(mask: np.ndarray, box: np.ndarray, x: int, y: int) -> float:
@@ -107,24 +126,38 @@ def _exact_probability(mask: np.ndarray, box: np.ndarray, x: int, y: int) -> flo
     def weights(lo: float, hi: float, p: int, m: int) -> np.ndarray:
         u = (p + 0.5 - lo) * (m / max(hi - lo, 1e-6)) - 0.5
         return np.maximum(0.0, 1.0 - np.abs(u - np.arange(m)))
+
     wy = weights(float(box[1]), float(box[3]), y, m_h)
     wx = weights(float(box[0]), float(box[2]), x, m_w)
     return float(wy @ mask.astype(np.float64) @ wx)
 
 
-def check_postprocess(driver: Driver, masks: np.ndarray, heatmaps: np.ndarray, items: Sequence[PostItem], *,
-                      threshold: float = 0.5, instance_maps: bool = True) -> dict[str, float]:
+def check_postprocess(
+    driver: Driver,
+    masks: np.ndarray,
+    heatmaps: np.ndarray,
+    items: Sequence[PostItem],
+    *,
+    threshold: float = 0.5,
+    instance_maps: bool = True,
+) -> dict[str, float]:
     """GPU masks and landmarks (both methods) vs paste_masks / decode_landmarks on the same detections."""
     B, N, M, _ = masks.shape
     C, K = heatmaps.shape[2], heatmaps.shape[3]
     mp, hp = to_device(driver, masks), to_device(driver, heatmaps)
     gp = GpuPostprocessor(driver, detections=N, mask_size=M, heatmap_size=K, channels=C)
-    stats: dict[str, float] = {"detections": 0, "mask_pixels": 0, "mask_mismatches": 0, "mask_mismatches_unexplained": 0,
-                               "instance_map_mismatches": 0}
+    stats: dict[str, float] = {
+        "detections": 0,
+        "mask_pixels": 0,
+        "mask_mismatches": 0,
+        "mask_mismatches_unexplained": 0,
+        "instance_map_mismatches": 0,
+    }
     try:
         for method in LANDMARK_METHODS:
-            res = gp(list(items), mp, hp, mask_threshold=threshold, landmark_method=method,
-                     instance_maps=instance_maps and method == "subpixel")
+            res = gp(
+                list(items), mp, hp, mask_threshold=threshold, landmark_method=method, instance_maps=instance_maps and method == "subpixel"
+            )
             xy_diff, score_diff, exact, total = 0.0, 0.0, 0, 0
             for it, r in zip(items, res):
                 lm_ref = decode_landmarks(heatmaps[it.row, it.idx], it.boxes, it.labels, method)
@@ -147,8 +180,7 @@ def check_postprocess(driver: Driver, masks: np.ndarray, heatmaps: np.ndarray, i
                     stats["mask_pixels"] += a.size
                     for y, x in zip(*np.nonzero(a != b)):
                         stats["mask_mismatches"] += 1
-                        p = _exact_probability(masks[it.row, it.idx[d_i]], it.boxes[d_i], int(x + ref_e[d_i, 0]),
-                                               int(y + ref_e[d_i, 1]))
+                        p = _exact_probability(masks[it.row, it.idx[d_i]], it.boxes[d_i], int(x + ref_e[d_i, 0]), int(y + ref_e[d_i, 1]))
                         stats["mask_mismatches_unexplained"] += int(abs(p - threshold) > MASK_AMBIGUITY)
                 if instance_maps:
                     ref_map = instance_map_reference(ref_m, ref_e, it.image_size)
@@ -164,9 +196,16 @@ def check_postprocess(driver: Driver, masks: np.ndarray, heatmaps: np.ndarray, i
     return stats
 
 
-def realistic_batch(rng: np.random.Generator, sizes: Sequence[tuple[int, int]], *, detections: int = 100,
-                    per_image: int = 20, mask_size: int = 28, heatmap_size: int = 56, edge_cases: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray, list[PostItem]]:
+def realistic_batch(
+    rng: np.random.Generator,
+    sizes: Sequence[tuple[int, int]],
+    *,
+    detections: int = 100,
+    per_image: int = 20,
+    mask_size: int = 28,
+    heatmap_size: int = 56,
+    edge_cases: bool = False,
+) -> tuple[np.ndarray, np.ndarray, list[PostItem]]:
     """Engine-like outputs for len(sizes) images: mask probabilities (sigmoid of smooth noise),
     heatmap logits (a Gaussian peak per landmark plus noise), and the kept detections of each image."""
     B, N, M, K = len(sizes), detections, mask_size, heatmap_size
@@ -179,6 +218,13 @@ def realistic_batch(rng: np.random.Generator, sizes: Sequence[tuple[int, int]], 
     for b, size in enumerate(sizes):
         n = min(per_image, N)
         idx = np.sort(rng.choice(N, n, replace=False))
-        items.append(PostItem(row=b, idx=idx, boxes=random_boxes(rng, n, size, edge_cases),
-                              labels=rng.integers(1, spec.NUM_CATEGORIES + 1, n).astype(np.int32), image_size=size))
+        items.append(
+            PostItem(
+                row=b,
+                idx=idx,
+                boxes=random_boxes(rng, n, size, edge_cases),
+                labels=rng.integers(1, spec.NUM_CATEGORIES + 1, n).astype(np.int32),
+                image_size=size,
+            )
+        )
     return masks, heat.astype(np.float32), items

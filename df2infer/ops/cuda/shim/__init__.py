@@ -6,6 +6,7 @@ compiles it once per source hash (g++ or $CXX, -ffp-contract=off so that, like t
 with --fmad=false, no product is fused unless a kernel calls fmaf) and `ShimDriver` runs the pipeline
 classes on host memory with it: "device pointers" are host addresses.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -24,8 +25,7 @@ from df2infer.ops.cuda import compiler
 from df2infer.ops.cuda.launch import pack_params
 
 SHIM_DIR = Path(__file__).resolve().parent
-CXX_FLAGS = ("-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra", "-Werror",
-             "-shared", "-fPIC")
+CXX_FLAGS = ("-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC")
 
 
 class ShimBuildError(RuntimeError):
@@ -67,8 +67,7 @@ def load(directory: Path | None = None) -> ctypes.CDLL:
     path = build(directory)
     if path not in _LIB:
         lib = ctypes.CDLL(str(path))
-        lib.shim_launch.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
-                                    ctypes.c_void_p]
+        lib.shim_launch.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p]
         lib.shim_launch.restype = ctypes.c_int
         lib.shim_kernel_name.restype = ctypes.c_char_p
         lib.shim_f32_to_f16_bits.argtypes = [ctypes.c_float]
@@ -145,4 +144,3 @@ class ShimDriver:
 
     def close(self) -> None:
         self._buffers.clear()
-
