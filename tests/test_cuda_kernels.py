@@ -53,6 +53,15 @@ def test_nvrtc_ptx_for_a_gpu_newer_than_nvrtc_and_clear_error_for_an_older_one()
         compiler.compile_source("", "x.cu", oldest - 10 if oldest >= 60 else 30)
 
 
+def test_compiling_leaves_python_bytes_intact():
+    """NVRTC writes its log and image into the buffers it is given; an empty log is one byte, and a one-byte
+    `b" " * 1` is CPython's shared b" ": writing into it corrupted every b" " in the process (seen as torch.load
+    failing later in the same process). The compiler must give NVRTC buffers of its own."""
+    kernel = compiler.compile_source(compiler.kernel_source("letterbox.cu"), "letterbox.cu", max(compiler.supported_archs()))
+    assert kernel.log == ""
+    assert b" " == bytes([32]) and b"a b".split(b" ") == [b"a", b"b"]
+
+
 def test_nvrtc_error_carries_the_log():
     with pytest.raises(compiler.KernelCompileError, match=r"(?s)broken\.cu.*undefined"):
         compiler.compile_source('extern "C" __global__ void k(float* a) { a[0] = nope; }', "broken.cu", 87)

@@ -126,17 +126,19 @@ def compile_source(source: str, name: str, arch: int, *, options: tuple[str, ...
         opts = [o.encode() for o in (target, *NVRTC_OPTIONS, *options)]
         result = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         size = _check(nvrtc, nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-        buf = b" " * size
+        # Output buffers are bytearrays: NVRTC writes into them, and writing into a `bytes` object corrupts
+        # the interpreter (b" " * 1 is CPython's shared one-byte b" ", and an empty log is exactly 1 byte).
+        buf = bytearray(size)
         _check(nvrtc, nvrtc.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
-        log = buf.rstrip(b"\0 ").decode(errors="replace").strip()
+        log = bytes(buf).rstrip(b"\0 ").decode(errors="replace").strip()
         _check(nvrtc, result, f"nvrtcCompileProgram({name}, {' '.join(o.decode() for o in opts)})", log)
         if kind == "cubin":
             size = _check(nvrtc, nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-            image = b" " * size
+            image = bytearray(size)
             _check(nvrtc, nvrtc.nvrtcGetCUBIN(prog, image), "nvrtcGetCUBIN")
         else:
             size = _check(nvrtc, nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-            image = b" " * size
+            image = bytearray(size)
             _check(nvrtc, nvrtc.nvrtcGetPTX(prog, image), "nvrtcGetPTX")
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
