@@ -561,3 +561,16 @@ def test_hls_over_http(tmp_path, fake, clip):
         srv.server_close()
     st = pipe.sources[0].stats
     assert st.frames == n and got and got[0] == (180, 320, 3)  # every frame decoded; the newest ones processed
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_video_sink_encoder_threads(tmp_path, threads):
+    """threads=1 (the default: the encoder runs in the caller's thread) and 0 (x264's own frame
+    threads) both write every frame."""
+    from df2infer.sinks.video import VideoSink
+
+    rng = np.random.default_rng(threads)
+    with VideoSink(tmp_path / "v.mp4", threads=threads) as v:
+        for i in range(12):
+            v.write(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), i / 30)
+    assert v.frames == 12 and _count_frames(tmp_path / "v.mp4") == 12
