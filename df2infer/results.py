@@ -167,7 +167,8 @@ class Detections:
             if rles is not None:
                 it["mask"] = rles[i]
             if landmarks and self.landmarks is not None:
-                it["landmarks"] = [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in self.landmarks[i]]
+                # tolist(): the same floats as float() of each numpy scalar, without a scalar object per value
+                it["landmarks"] = [[round(x, 2), round(y, 2), round(s, 4)] for x, y, s in np.asarray(self.landmarks[i]).tolist()]
             if embeddings and self.embeddings is not None:
                 it["embedding"] = [round(float(v), 6) for v in self.embeddings[i]]
             items.append(it)

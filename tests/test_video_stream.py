@@ -561,3 +561,35 @@ def test_hls_over_http(tmp_path, fake, clip):
         srv.server_close()
     st = pipe.sources[0].stats
     assert st.frames == n and got and got[0] == (180, 320, 3)  # every frame decoded; the newest ones processed
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_video_sink_encoder_threads(tmp_path, threads):
+    """threads=1 (the default: the encoder runs in the caller's thread) and 0 (x264's own frame
+    threads) both write every frame."""
+    from df2infer.sinks.video import VideoSink
+
+    rng = np.random.default_rng(threads)
+    with VideoSink(tmp_path / "v.mp4", threads=threads) as v:
+        for i in range(12):
+            v.write(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), i / 30)
+    assert v.frames == 12 and _count_frames(tmp_path / "v.mp4") == 12
+
+
+def test_video_sink_keeps_colours_and_odd_sizes(tmp_path):
+    """Frames go to the encoder as I420 converted by OpenCV: the decoded file shows the written
+    colours (BGR order kept, BT.601 as FFmpeg reads it back), odd sizes cropped to even."""
+    from df2infer.sinks.video import VideoSink
+
+    img = np.zeros((65, 81, 3), np.uint8)
+    img[:, :40] = (200, 60, 30)  # blue-ish in BGR
+    img[:, 40:] = (20, 180, 220)  # orange-ish
+    with VideoSink(tmp_path / "c.mp4", crf=10) as v:
+        for i in range(3):
+            v.write(img, i / 30)
+    cap = cv2.VideoCapture(str(tmp_path / "c.mp4"))
+    ok, back = cap.read()
+    cap.release()
+    assert ok and back.shape == (64, 80, 3)
+    assert np.abs(back[8:56, 4:34].astype(int) - (200, 60, 30)).max() <= 6
+    assert np.abs(back[8:56, 46:76].astype(int) - (20, 180, 220)).max() <= 6

@@ -34,10 +34,11 @@ def draw_masks(image: np.ndarray, detections, alpha: float = 0.45, copy: bool = 
         if not m.any():
             continue
         region = out[y0:y1, x0:x1]
-        # OpenCV's saturating uint8 blend of the whole extent, copied back under the mask: ~8x faster
-        # than float math on the masked pixels (video sinks draw every frame)
+        # OpenCV's saturating uint8 blend of the whole extent, copied back under the mask by
+        # cv2.copyTo: ~8x faster than float math on the masked pixels, and copyTo ~2.5x faster than
+        # np.copyto(where=) (video sinks draw every frame)
         blend = cv2.addWeighted(region, 1 - alpha, np.full_like(region, color(c)), alpha, 0)
-        np.copyto(region, blend, where=m[..., None])
+        cv2.copyTo(blend, m.view(np.uint8) if m.dtype == bool else (m > 0).astype(np.uint8), region)
     return out
 
 
@@ -74,15 +75,17 @@ def draw_landmarks(image: np.ndarray, detections, min_score: float | None = None
     for lm, c in zip(detections.landmarks, detections.labels):
         cat = spec.category(int(c))
         col = color(c)
-        good = np.ones(len(lm), bool) if min_score is None else lm[:, 2] >= min_score
-        pts = np.round(lm[:, :2]).astype(np.int32)
+        n = len(lm)
+        good = [True] * n if min_score is None else (lm[:, 2] >= min_score).tolist()
+        # plain Python ints: OpenCV's point arguments, without a numpy scalar conversion per call
+        pts = [(x, y) for x, y in np.round(lm[:, :2]).astype(np.int32).tolist()]
         for a, b in cat.skeleton:
-            if a < len(lm) and b < len(lm) and good[a] and good[b]:
-                cv2.line(out, tuple(map(int, pts[a])), tuple(map(int, pts[b])), col, 1, cv2.LINE_AA)
+            if a < n and b < n and good[a] and good[b]:
+                cv2.line(out, pts[a], pts[b], col, 1, cv2.LINE_AA)
         for p, g in zip(pts, good):
             if g:
-                cv2.circle(out, (int(p[0]), int(p[1])), radius, (255, 255, 255), -1, cv2.LINE_AA)
-                cv2.circle(out, (int(p[0]), int(p[1])), radius, col, 1, cv2.LINE_AA)
+                cv2.circle(out, p, radius, (255, 255, 255), -1, cv2.LINE_AA)
+                cv2.circle(out, p, radius, col, 1, cv2.LINE_AA)
     return out
 
 
