@@ -126,6 +126,20 @@ def styles_of(boxes: np.ndarray, gt_boxes: np.ndarray | None, gt_styles: np.ndar
     return out
 
 
+def images_to_index(gallery, images: list[CatalogImage]) -> tuple[list[CatalogImage], dict[str, Any]]:
+    """The images not yet in `gallery` (resuming skips the others), and the counts an indexing run reports."""
+    todo = [c for c in images if not gallery.has_image(c.image_id)]
+    stats: dict[str, Any] = {
+        "images": len(images),
+        "skipped_already_indexed": len(images) - len(todo),
+        "indexed": 0,
+        "failed": 0,
+        "items_added": 0,
+        "failures": [],
+    }
+    return todo, stats
+
+
 def index_images(
     predictor,
     gallery,
@@ -141,15 +155,7 @@ def index_images(
     """Detect and embed every image not yet in the gallery and add its items (the gallery's policy
     keeps those past its score floor). With save_to, the gallery is saved every `checkpoint_every`
     images and at the end, so an interrupted run resumes where it stopped. Returns counts."""
-    todo = [c for c in images if not gallery.has_image(c.image_id)]
-    stats: dict[str, Any] = {
-        "images": len(images),
-        "skipped_already_indexed": len(images) - len(todo),
-        "indexed": 0,
-        "failed": 0,
-        "items_added": 0,
-        "failures": [],
-    }
+    todo, stats = images_to_index(gallery, images)
     bar = None
     if progress:
         from tqdm import tqdm  # type: ignore[import-untyped]

@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
 
 import numpy as np
 
-from .catalog import CatalogImage, styles_of
+from .catalog import CatalogImage, images_to_index, styles_of
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +85,8 @@ def index_with_ray(
     as catalog.index_images. A running Ray (ray.init before) is used as it is; otherwise a local
     one with num_workers CPUs is started."""
     ray = _ensure_ray(num_workers)
-    todo = [c for c in images if not gallery.has_image(c.image_id)]
-    stats: dict[str, Any] = {
-        "images": len(images),
-        "skipped_already_indexed": len(images) - len(todo),
-        "indexed": 0,
-        "failed": 0,
-        "items_added": 0,
-        "failures": [],
-        "ray_workers": num_workers,
-    }
+    todo, stats = images_to_index(gallery, images)
+    stats["ray_workers"] = num_workers
     if not todo:
         return stats
     t0 = time.perf_counter()
