@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from df2infer import artifact
 from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract
 
 _OUTPUT_DTYPES = {"num_dets": "INT32", "labels": "INT32"}
@@ -345,3 +348,21 @@ class HostMemoryCudart(CheckedCudart):
 
             return memcpy
         return super().__getattr__(name)
+
+
+def write_fake_engine(tmp_path: Path, contract: Contract, payload: bytes = b"serialized engine bytes", **meta) -> Path:
+    """An engine file (its bytes are only handed to the fake runtime) with the sidecar the builder would write
+    for an FP32 engine built on an Orin with TensorRT 10.3.0.30; `meta` overrides or adds sidecar fields."""
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(payload)
+    side = {
+        "contract": json.loads(contract.to_json()),
+        "tensorrt_version": "10.3.0.30",
+        "gpu_name": "Orin",
+        "compute_capability": "8.7",
+        "precision": "fp32",
+        "onnx_sha256": "0" * 64,
+    }
+    side.update(meta)
+    artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
+    return engine

@@ -11,7 +11,6 @@ bit for bit, landmarks within the kernels' stated tolerances (docs/cuda_kernels.
 from __future__ import annotations
 
 import ctypes
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import pytest
 pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not installed (make setup installs it)")
 shim = pytest.importorskip("df2infer.ops.cuda.shim")
 
-from df2infer import artifact  # noqa: E402
 from df2infer.api import Predictor  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.backends.base import DevicePipelineBackend  # noqa: E402
@@ -32,7 +30,7 @@ from df2infer.ops.cuda import selfcheck  # noqa: E402
 from df2infer.ops.letterbox import to_input_batch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_gpu import HostMemoryCudart, fake_tensorrt, names  # noqa: E402
+from fake_gpu import HostMemoryCudart, fake_tensorrt, names, write_fake_engine  # noqa: E402
 
 CONTRACT = Contract(input_height=96, input_width=128, max_detections=6, heatmap_size=16, embedding_dim=8, max_batch=4)
 H, W, N = CONTRACT.input_height, CONTRACT.input_width, CONTRACT.max_detections
@@ -66,18 +64,7 @@ def frames(seed: int = 5) -> list[np.ndarray]:
 
 
 def write_engine(tmp_path: Path) -> Path:
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(b"serialized engine bytes")
-    side = {
-        "contract": json.loads(CONTRACT.to_json()),
-        "tensorrt_version": "10.3.0.30",
-        "gpu_name": "Orin",
-        "compute_capability": "8.7",
-        "precision": "fp32",
-        "onnx_sha256": "0" * 64,
-    }
-    artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
-    return engine
+    return write_fake_engine(tmp_path, CONTRACT)
 
 
 class HostBackend:

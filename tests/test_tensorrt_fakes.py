@@ -26,26 +26,14 @@ from df2infer.contract import OUTPUT_NAMES, Contract, ContractError  # noqa: E40
 from df2infer_export import tensorrt_builder as builder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_gpu import CheckedCudart, fake_tensorrt, names  # noqa: E402
+from fake_gpu import CheckedCudart, fake_tensorrt, names, write_fake_engine  # noqa: E402
 
 CONTRACT = Contract(input_height=64, input_width=96, max_detections=10)
 SHAPE = (2, 3, 64, 96)
 
 
 def write_engine(tmp_path: Path, **meta) -> Path:
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(b"serialized engine bytes")
-    side = {
-        "contract": json.loads(CONTRACT.to_json()),
-        "tensorrt_version": "10.3.0.30",
-        "gpu_name": "Orin",
-        "compute_capability": "8.7",
-        "precision": "fp32",
-        "onnx_sha256": "0" * 64,
-    }
-    side.update(meta)
-    artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
-    return engine
+    return write_fake_engine(tmp_path, CONTRACT, **meta)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ raised when a feature is missing); it says nothing about whether a real build wo
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -22,6 +21,9 @@ from df2infer.contract import Contract, ContractError
 from df2infer.gpu.cuda_array import parse_cuda_array_interface
 from df2infer.gpu.cuda_check import CudaError, cuda_call
 from df2infer_export import tensorrt_builder as builder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fake_gpu import write_fake_engine  # noqa: E402
 
 CONTRACT = Contract(input_height=64, input_width=96, max_detections=10)
 
@@ -101,20 +103,8 @@ def test_tensorrt_without_strong_typing_asks_for_weak_precision(monkeypatch, tmp
 
 # ------------------------------------------------------------------ sidecar checks in the backend
 def _engine_with_sidecar(tmp_path: Path, **meta) -> Path:
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(b"not a real engine")
-    side = {
-        "contract": json.loads(CONTRACT.to_json()),
-        "tensorrt_version": "10.3.0.30",
-        "gpu_name": "Orin",
-        "compute_capability": "8.7",
-        "precision": "fp16",
-        "built_at": "2025-01-01T00:00:00+00:00",
-        "onnx_sha256": "0" * 64,
-    }
-    side.update(meta)
-    artifact.engine_sidecar_path(engine).write_text(json.dumps(side))
-    return engine
+    meta = {"precision": "fp16", "built_at": "2025-01-01T00:00:00+00:00", **meta}
+    return write_fake_engine(tmp_path, CONTRACT, payload=b"not a real engine", **meta)
 
 
 def test_engine_for_another_compute_capability_is_refused(monkeypatch, tmp_path):
