@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,15 @@ class Match:
 
 class GalleryError(ValueError):
     pass
+
+
+def matches_from(ids: np.ndarray, z: np.ndarray, item: Callable[[int], tuple]) -> list[list[Match]]:
+    """Match lists from ranked gallery rows `ids` (-1: no item) and their logits `z`; item(row) gives the
+    row's (image_id, box, label, score, pair_id, style), wherever the gallery keeps them."""
+    p = sigmoid(np.where(ids >= 0, z, 0).astype(np.float64))
+    return [
+        [Match(int(gi), float(p[i, j]), float(z[i, j]), *item(int(gi))) for j, gi in enumerate(ids[i]) if gi >= 0] for i in range(len(ids))
+    ]
 
 
 def topk_merge(ids: np.ndarray, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -299,29 +309,19 @@ class Gallery:
         return self.matches(ids, z)
 
     def matches(self, ids: np.ndarray, z: np.ndarray) -> list[list[Match]]:
-        p = sigmoid(np.where(ids >= 0, z, 0).astype(np.float64))
         c = self._cols
-        out = []
-        for i in range(len(ids)):
-            row = []
-            for j, gi in enumerate(ids[i]):
-                if gi < 0:
-                    continue
-                row.append(
-                    Match(
-                        int(gi),
-                        float(p[i, j]),
-                        float(z[i, j]),
-                        self._images[int(c["image_index"][gi])],
-                        c["boxes"][gi].copy(),
-                        int(c["labels"][gi]),
-                        float(c["scores"][gi]),
-                        int(c["pair_ids"][gi]),
-                        int(c["styles"][gi]),
-                    )
-                )
-            out.append(row)
-        return out
+
+        def item(gi: int) -> tuple:
+            return (
+                self._images[int(c["image_index"][gi])],
+                c["boxes"][gi].copy(),
+                int(c["labels"][gi]),
+                float(c["scores"][gi]),
+                int(c["pair_ids"][gi]),
+                int(c["styles"][gi]),
+            )
+
+        return matches_from(ids, z, item)
 
     # ------------------------------------------------------------ persistence
     def header(self) -> dict:

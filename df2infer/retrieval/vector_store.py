@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .gallery import GalleryError, Match, topk_merge
+from .gallery import GalleryError, Match, matches_from, topk_merge
 from .policy import DEFAULT_POLICY, RankingPolicy
-from .similarity import Similarity, sigmoid
+from .similarity import Similarity
 
 MAX_TOPK = 16384  # Milvus's limit on one search's top-k
 
@@ -222,29 +222,13 @@ class MilvusGallery:
                 self.collection, ids=want, output_fields=["label", "score", "x1", "y1", "x2", "y2", "image_id", "pair_id", "style"]
             ):
                 rows[int(r["id"])] = r
-        p = sigmoid(np.where(ids >= 0, z, 0).astype(np.float64))
-        out = []
-        for i in range(len(ids)):
-            row = []
-            for j, gi in enumerate(ids[i]):
-                if gi < 0:
-                    continue
-                r = rows[int(gi)]
-                row.append(
-                    Match(
-                        int(gi),
-                        float(p[i, j]),
-                        float(z[i, j]),
-                        json.loads(r["image_id"]),
-                        np.array([r["x1"], r["y1"], r["x2"], r["y2"]], np.float32),
-                        int(r["label"]),
-                        float(r["score"]),
-                        int(r["pair_id"]),
-                        int(r["style"]),
-                    )
-                )
-            out.append(row)
-        return out
+
+        def item(gi: int) -> tuple:
+            r = rows[gi]
+            box = np.array([r["x1"], r["y1"], r["x2"], r["y2"]], np.float32)
+            return json.loads(r["image_id"]), box, int(r["label"]), float(r["score"]), int(r["pair_id"]), int(r["style"])
+
+        return matches_from(ids, z, item)
 
     @classmethod
     def from_gallery(cls, gallery, uri: str, *, collection: str = "df2infer_gallery", batch: int = 5000, **kw) -> MilvusGallery:
