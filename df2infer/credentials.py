@@ -74,32 +74,33 @@ def _split_userinfo(rest: str) -> tuple[str, str] | None:
     return rest[:at], rest[at + 1 :]
 
 
-def _secret_forms(value: str) -> set[str]:
-    out = {value, unquote(value)}
-    out.add(quote(unquote(value), safe=""))
-    return out
+def _secret_values(text: str) -> list[tuple[str, str | None]]:
+    """(secret as written, its user for a password) for each secret part of `text`."""
+    found: list[tuple[str, str | None]] = []
+    for m in _URL.finditer(text):
+        ui = _split_userinfo(m.group(2))
+        if ui is not None and ui[0]:
+            user, sep, password = ui[0].partition(":")
+            if not sep:
+                found.append((user, None))
+            elif password:
+                found.append((password, user))
+    for m in _PAIR.finditer(text):
+        if _is_secret_key(m.group(1)):
+            v = m.group(3).strip("\"'")
+            if v and v != MASK:
+                found.append((v, None))
+    return found
 
 
 def secrets_in(text: str) -> set[str]:
     """The secret parts of a source or output string (passwords, tokens), each in the forms a
     library might print: as written, percent-decoded, re-encoded, and the basic-auth base64."""
     found: set[str] = set()
-    for m in _URL.finditer(text):
-        ui = _split_userinfo(m.group(2))
-        if ui is not None and ui[0]:
-            user, sep, password = ui[0].partition(":")
-            if sep:
-                if password:
-                    found |= _secret_forms(password)
-                    plain = f"{unquote(user)}:{unquote(password)}"
-                    found.add(base64.b64encode(plain.encode()).decode())
-            else:
-                found |= _secret_forms(user)
-    for m in _PAIR.finditer(text):
-        if _is_secret_key(m.group(1)):
-            v = m.group(3).strip("\"'")
-            if v and v != MASK:
-                found |= _secret_forms(v)
+    for value, user in _secret_values(text):
+        found |= {value, unquote(value), quote(unquote(value), safe="")}
+        if user is not None:
+            found.add(base64.b64encode(f"{unquote(user)}:{unquote(value)}".encode()).decode())
     return {s for s in found if s and s != MASK}
 
 
@@ -144,7 +145,7 @@ def redact(text: str) -> str:
 
 def has_literal_secret(text: str) -> bool:
     """True when `text` itself holds a secret (not only `${NAME}` references to one)."""
-    return any("${" not in s for s in secrets_in(text))
+    return any("${" not in v for v, _ in _secret_values(text))
 
 
 def expand_env(text: str, where: str = "") -> str:
