@@ -135,6 +135,7 @@ def test_streams_file_with_a_password_others_can_read_is_refused(tmp_path, monke
     spec = parse_source(expand_sources([str(f)])[0])
     assert spec.target == "rtsp://admin:Wombat4711@cam/1"  # only the capture gets the password
     assert spec.name == "rtsp://admin:***@cam/1"
+    assert "Wombat4711" not in repr(spec)
 
 
 def test_unset_variable_names_the_variable_not_the_rest(monkeypatch):

@@ -94,6 +94,9 @@ class SourceSpec:
         """The source as shown in logs, summaries, results and file names: credentials redacted."""
         return redact(self.text)
 
+    def __repr__(self) -> str:  # never the text or target: they may hold a password
+        return f"SourceSpec({self.name!r}, kind={self.kind!r}, live={self.live})"
+
 
 def gstreamer_available() -> bool:
     import cv2
