@@ -10,7 +10,8 @@ SIGCONT and kill them). Each stops itself after --duration seconds.
 
 The HTTP servers send 320x240 frames at --fps, each showing its number. With --auth USER:PASSWORD
 they answer 401 (WWW-Authenticate: Basic) to any request without exactly those credentials, as a
-camera does, and count the refusals in the file named by --refusals (one line per 401).
+camera does, and count the refusals in the file named by --refusals (one line per 401). The RTSP
+server with --auth requires the same (gst-rtsp-server's RTSPAuth).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def serve_mpegts(port: int, fps: float, handler: type[_Handler] = _Handler) -> N
     _Server(("127.0.0.1", port), Handler).serve_forever()
 
 
-def serve_rtsp(port: int, fps: float) -> None:
+def serve_rtsp(port: int, fps: float, auth: str | None = None) -> None:
     import gi
 
     gi.require_version("Gst", "1.0")
@@ -152,6 +153,17 @@ def serve_rtsp(port: int, fps: float) -> None:
         "rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
     factory.set_shared(True)
+    if auth is not None:  # basic authentication: only this user may see and construct the media
+        user, _, password = auth.partition(":")
+        a = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "user")
+        a.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(a)
+        perms = GstRtspServer.RTSPPermissions()
+        perms.add_permission_for_role("user", "media.factory.access", True)
+        perms.add_permission_for_role("user", "media.factory.construct", True)
+        factory.set_permissions(perms)
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:
         raise SystemExit(f"rtsp: cannot listen on 127.0.0.1:{port}")
@@ -169,7 +181,7 @@ def main() -> None:
     a = ap.parse_args()
     threading.Timer(a.duration, lambda: os._exit(0)).start()  # servers stop themselves
     if a.kind == "rtsp":
-        serve_rtsp(a.port, a.fps)
+        serve_rtsp(a.port, a.fps, a.auth)
         return
     handler = type("Handler", (_Handler,), {"auth": a.auth, "refusals": a.refusals})
     {"mjpeg": serve_mjpeg, "mpegts": serve_mpegts}[a.kind](a.port, a.fps, handler)

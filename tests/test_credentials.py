@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import fake_model
 import pytest
-from test_video_stream import SYSTEM_PYTHON, Server, _free_port
+from test_video_stream import SYSTEM_PYTHON, Server, _free_port, _rtsp_available
 
 from df2infer.credentials import (
     CredentialError,
@@ -199,23 +199,59 @@ def test_failing_rtsp_and_http_sources_print_no_password(tmp_path, fake, via_env
     assert ("warning: a password on the command line" in r.stderr) != via_env
 
 
+RTSP_MISSING = not _rtsp_available() and os.environ.get("CI") != "true"  # under CI a missing package fails the test
+RTSP_HINT = "no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,ugly}"
+KINDS = ["http", pytest.param("rtsp", marks=pytest.mark.skipif(RTSP_MISSING, reason=RTSP_HINT))]
+
+
+def _camera(kind: str, password: str) -> tuple[Server, str, str]:
+    """A camera that requires `password`: the server, its URL with {pw} for the password, the output video's name."""
+    if kind == "http":
+        cam = Server("mjpeg", fps=15, args=("--auth", f"bob:{password}")).start().wait_ready()
+        return cam, f"http://bob:{{pw}}@127.0.0.1:{cam.port}/", f"0_bob_127.0.0.1_{cam.port}.mp4"
+    cam = Server("rtsp", fps=15, args=("--auth", f"admin:{password}")).start().wait_ready()
+    return cam, f"rtsp://admin:{{pw}}@127.0.0.1:{cam.port}/live", "0_live.mp4"
+
+
 @pytest.mark.parametrize("level", sorted(FFMPEG_LEVELS))
 @pytest.mark.parametrize("via_env", [False, True], ids=["in-url", "via-env"])
-def test_credentialed_http_camera_runs_and_prints_no_password(tmp_path, fake, via_env, level):
-    cam = Server("mjpeg", fps=15, args=("--auth", f"bob:{PASSWORD}")).start().wait_ready()
-    url = f"http://bob:{'${CAM_PW}' if via_env else ENCODED}@127.0.0.1:{cam.port}/"
+@pytest.mark.parametrize("kind", KINDS)
+def test_credentialed_camera_runs_and_prints_no_password(tmp_path, fake, kind, via_env, level):
+    cam, url, video = _camera(kind, PASSWORD)
     out = tmp_path / "out"
     try:
-        r = _video([url, "--model", fake, "--max-frames", "8"], out, {"CAM_PW": ENCODED, **FFMPEG_LEVELS[level]})
+        r = _video(
+            [url.format(pw="${CAM_PW}" if via_env else ENCODED), "--model", fake, "--max-frames", "8"],
+            out,
+            {"CAM_PW": ENCODED, **FFMPEG_LEVELS[level]},
+        )
     finally:
         cam.stop()
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
-    assert recs and {x["source"] for x in recs} == {f"http://bob:***@127.0.0.1:{cam.port}/"}  # the server let it in
-    assert sorted(p.name for p in out.iterdir()) == [f"0_bob_127.0.0.1_{cam.port}.mp4", "detections.jsonl"]
+    assert recs and {x["source"] for x in recs} == {url.format(pw="***")}  # the camera let it in
+    assert sorted(p.name for p in out.iterdir()) == [video, "detections.jsonl"]
     _assert_no_secret(FORMS, r.stdout, r.stderr, out=out)
-    if level == "ffmpeg-debug":  # FFmpeg did print the request with its Authorization header: redacted
+    if kind == "http" and level == "ffmpeg-debug":  # FFmpeg did print the request with its Authorization header: redacted
         assert "Authorization: Basic ***" in r.stdout + r.stderr
+
+
+@pytest.mark.skipif(RTSP_MISSING, reason=RTSP_HINT)
+def test_rtsp_camera_refusing_the_password_prints_none(tmp_path, fake):
+    cam, url, _ = _camera("rtsp", "TheRightOne")
+    out = tmp_path / "out"
+    try:
+        r = _video(
+            [url.format(pw=ENCODED), "--model", fake, "--max-failures", "2", "--open-timeout", "2", "--backoff-max", "0.2"],
+            out,
+            FFMPEG_LEVELS["ffmpeg-default"],
+        )
+    finally:
+        cam.stop()
+    assert r.returncode == 1, r.stderr
+    assert "method DESCRIBE failed: 401 (Unauthorized)" in r.stdout + r.stderr  # FFmpeg's error: the camera refused it
+    assert f"{url.format(pw='***')}: cannot open after 2 attempts" in r.stderr
+    _assert_no_secret(FORMS, r.stdout, r.stderr, out=out)
 
 
 def test_python_api_shows_only_the_redacted_source(fake):
