@@ -232,9 +232,17 @@ def _flush(fd: int) -> None:
 def _pump(r: int, out: int) -> None:
     """Copy the pipe `r` to the descriptor `out`, redacted line by line."""
 
+    broken = False
+
     def emit(data: bytes) -> None:
-        if data:
-            os.write(out, redact(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape"))
+        nonlocal broken
+        if data and not broken:
+            view = memoryview(redact(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape"))
+            try:
+                while view:
+                    view = view[os.write(out, view) :]
+            except OSError:  # the reader went away (`| head`): keep draining so the writers never block
+                broken = True
 
     buf = b""
     while True:
