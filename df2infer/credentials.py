@@ -19,8 +19,6 @@ One place for everything that touches a secret in a source or output string:
   by df2infer in its own words.
 - `RedactingOutput`: a filter on file descriptors 1 and 2 for the CLI, so that whatever a native
   library still prints (FFmpeg at the level the user asked for, GStreamer with GST_DEBUG) passes `redact`.
-
-This module uses only the standard library (it is also imported by tests running a bare python3).
 """
 
 from __future__ import annotations
