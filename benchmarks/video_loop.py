@@ -66,34 +66,21 @@ def pct(xs, q) -> float:
     return round(float(np.percentile(np.asarray(xs, float), q)), 4) if len(xs) else float("nan")
 
 
-class Sinks:
-    """What `df2infer video` does per frame: JSONL line, annotate, H.264 fragmented MP4."""
+def cli_sinks(folder: Path, fps: float = 30.0):
+    """What `df2infer video` writes per frame (its sinks): the JSONL record, the annotated H.264 fragmented MP4."""
+    from df2infer.sinks.base import Tee
+    from df2infer.sinks.jsonl import JsonlSink
+    from df2infer.sinks.video import VideoSink
 
-    def __init__(self, folder: Path, fps: float = 30.0):
-        from df2infer.sinks.jsonl import JsonlSink
-        from df2infer.sinks.video import VideoSink
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.jsonl = JsonlSink(folder / "detections.jsonl")
-        self.video = VideoSink(folder / "video.mp4", fps=fps)
-
-    def __call__(self, r) -> None:
-        from df2infer.sinks.annotate import annotate
-        from df2infer.sinks.jsonl import frame_record
-
-        self.jsonl.write(frame_record(r))
-        self.video.write(annotate(r.image, r.detections), r.video_time())
-
-    def close(self) -> None:
-        self.video.close()
-        self.jsonl.close()
+    folder.mkdir(parents=True, exist_ok=True)
+    return Tee([JsonlSink(folder / "detections.jsonl"), VideoSink(folder / "video.mp4", fps=fps)])
 
 
 def throughput(model, clip: Path, frames: list, batch: int, reps: int, tmp: Path) -> dict:
     from df2infer.stream import Pipeline
     from df2infer.stream.model import BatchPredictor
 
-    bp = BatchPredictor(model, embeddings=False)  # the options Pipeline uses without tracking
+    bp = BatchPredictor(model)  # the options Pipeline uses without tracking
     bp.predict_batch(frames[:batch])  # warm-up
     model_fps, loop_fps, model_cpu, loop_cpu = [], [], [], []
     stages: dict[str, list] = {"model_only": [], "loop": []}
@@ -112,14 +99,13 @@ def throughput(model, clip: Path, frames: list, batch: int, reps: int, tmp: Path
         model_cpu.append((time.process_time() - c) / len(frames))
         stages["model_only"].append(stage_ms())
 
-        sinks = Sinks(tmp / f"loop{rep}")
         pipe = Pipeline([str(clip)], model, batch=batch, max_frames=len(frames))
         t, c = time.perf_counter(), time.process_time()
         n = 0
-        for r in pipe:
-            sinks(r)
-            n += 1
-        sinks.close()
+        with cli_sinks(tmp / f"loop{rep}") as sinks:
+            for r in pipe:
+                sinks.write(r)
+                n += 1
         loop_fps.append(n / (time.perf_counter() - t))
         loop_cpu.append((time.process_time() - c) / n)
         stages["loop"].append(stage_ms())
@@ -247,14 +233,14 @@ def reconnect(model, repeats: int, down_s: float, max_delay_s: float) -> dict:
 def rss(model, clip: Path, seconds: float, batch: int, tmp: Path) -> dict:
     from df2infer.stream import Pipeline
 
-    sinks = Sinks(tmp / "rss")
+    sinks = cli_sinks(tmp / "rss")
     pipe = Pipeline([str(clip)], model, batch=batch, loop=True, track=True)
     samples: list[tuple[float, float, int]] = []
     t0 = time.monotonic()
     last = -1e9
     n = 0
     for r in pipe:
-        sinks(r)
+        sinks.write(r)
         n += 1
         now = time.monotonic()
         if now - last >= 5:

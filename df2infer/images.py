@@ -13,13 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from df2infer.errors import InputError
+
 log = logging.getLogger(__name__)
 
 # Formats OpenCV decodes on every platform the runtime supports (lower case; matching ignores case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class ImageError(ValueError):
+class ImageError(InputError, ValueError):
     """An input image that cannot be used; the message names it (file path or ``images[i]``)."""
 
 

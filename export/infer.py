@@ -63,7 +63,7 @@ def predict(
         max_images=max_images,
         gallery_score=gallery_score,
         progress=progress,
-        landmark_method=landmark_method,
+        **({"landmark_method": landmark_method} if landmark_method else {}),
     )
     total = time.perf_counter() - t0
     t_model = float(sum(pred.timings.samples["inference"]))

@@ -24,7 +24,7 @@ from df2infer.ops import landmarks as landmark_ops
 from df2infer.ops import masks as mask_ops
 from df2infer.ops.letterbox import letterbox, scale_boxes_back, to_input_batch
 from df2infer.results import Detections
-from df2infer.sinks.result_files import df2_result_entries
+from df2infer.eval.results import df2_result_entries
 
 
 @pytest.fixture(scope="module")
@@ -448,7 +448,7 @@ def test_detect_and_info_cli(model_path, tmp_path):
 def test_runtime_never_imports_torch(model_path):
     code = (
         "import sys, numpy as np, df2infer\n"
-        "from df2infer.sinks.result_files import df2_result_entries\n"
+        "from df2infer.eval.results import df2_result_entries\n"
         f"m = df2infer.load({str(model_path)!r}, device='auto')\n"
         "r = m.predict(np.zeros((50, 60, 3), np.uint8))\n"
         "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); df2_result_entries(r[0], 1)\n"

@@ -71,7 +71,7 @@ def _picture(img, det, matches, gallery, cache: dict, draw_score: float):
 
     from df2infer.data.spec import category
     from df2infer.retrieval.catalog import image_path
-    from df2infer.sinks.annotate import blank_tile, crop_tile, label_tile, outline_tile, strip
+    from df2infer.retrieval.strip import blank_tile, crop_tile, label_tile, outline_tile, strip
 
     rows = []
     order = [i for i in range(len(det)) if det.scores[i] >= draw_score][:3]
@@ -189,9 +189,8 @@ def run(args: argparse.Namespace) -> int:
         f"({args.index}, policy {policy.category}) in {dt:.1f} s -> {out}/search.json, {out}/pictures/"
     )
     if ds is not None:
-        from df2infer.eval.results import write_results
+        from df2infer.eval.results import retrieval_entries, write_results
         from df2infer.eval.retrieval import evaluate_retrieval
-        from df2infer.sinks.result_files import retrieval_entries
 
         entries = retrieval_entries(queries)
         write_results({"retrieval": entries}, out)

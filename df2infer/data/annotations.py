@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from df2infer.errors import InputError
 from df2infer.images import IMAGE_SUFFIXES
 
 from . import spec
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError, ValueError):
     """A DeepFashion2 annotation that breaks the format; the message says where and why."""
 
 
