@@ -183,7 +183,7 @@ def reconnect(model, repeats: int, down_s: float, max_delay_s: float) -> dict:
 
     def consume():
         for r in pipe:
-            times.append((r.index, time.monotonic()))
+            times.append((r.info.index, time.monotonic()))
             if stop.is_set():
                 break
 
