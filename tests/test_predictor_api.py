@@ -11,8 +11,8 @@ import df2infer
 from df2infer.backends.base import Backend, resolve_device
 from df2infer.images import ImageError
 from df2infer.ops.decode import decode_detections
-from df2infer.ops.options import DecodeOptions
 from df2infer.ops.letterbox import to_input_batch
+from df2infer.ops.options import DecodeOptions
 from df2infer.results import Detections
 
 

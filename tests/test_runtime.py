@@ -18,13 +18,13 @@ import df2infer
 from df2infer.backends.base import DeviceError, ModelLoadError
 from df2infer.contract import ContractError
 from df2infer.data import spec
+from df2infer.eval.results import df2_result_entries
 from df2infer.images import ImageError, coerce_image, read_image
 from df2infer.ops import boxes as box_ops
 from df2infer.ops import landmarks as landmark_ops
 from df2infer.ops import masks as mask_ops
 from df2infer.ops.letterbox import letterbox, scale_boxes_back, to_input_batch
 from df2infer.results import Detections
-from df2infer.eval.results import df2_result_entries
 
 
 @pytest.fixture(scope="module")

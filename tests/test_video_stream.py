@@ -573,7 +573,7 @@ def test_video_sink_encoder_threads(tmp_path, threads):
     rng = np.random.default_rng(threads)
     with VideoSink(tmp_path / "v.mp4", threads=threads) as v:
         for i in range(12):
-            v.write(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), i / 30)
+            v.write_frame(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), i / 30)
     assert v.frames == 12 and _count_frames(tmp_path / "v.mp4") == 12
 
 

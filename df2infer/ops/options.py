@@ -14,11 +14,12 @@ from typing import Any
 from df2infer.errors import OptionError
 from df2infer.ops.landmarks import LANDMARK_METHODS
 
-# The one default landmark decoding. "subpixel" (argmax on the heatmap plus a quadratic refinement) and
-# "torchvision" (Keypoint R-CNN's bicubic upsampling to box size) score within 0.005 landmark AP of each
-# other on the held-out synthetic split (0.420 vs 0.424; docs/landmarks.md), and subpixel costs 2.4 instead
-# of 16.9 ms/image of postprocessing on a CPU. The held-out pin (benchmarks/results/heldout_accuracy.json)
-# is measured with subpixel, so every path (CPU, GPU kernels, CLI) defaults to it.
+# The one default landmark decoding, for every path (CPU decode, GPU kernels, CLI): "subpixel" (argmax on
+# the heatmap plus a quadratic refinement), not "torchvision" (Keypoint R-CNN's bicubic upsampling to box
+# size). The held-out pin (benchmarks/results/heldout_accuracy.json) is measured with subpixel; torchvision
+# scores a little higher (visible-landmark AP 0.427 vs 0.424 on the first 100 held-out images, 0.424 vs
+# 0.420 on all 600) at about 7x the CPU postprocessing time (16.9 vs 2.4 ms/image): not enough to move the
+# pin. Measurements and commands: docs/design.md, "Decode options".
 DEFAULT_LANDMARK_METHOD = "subpixel"
 
 # Cross-category duplicates: the bundled model often reports one garment as two or three similar
