@@ -46,7 +46,7 @@ MAKE_DEFAULT_MODEL = "make bundle  (runs python -m df2infer_export.bundle; needs
 def load_backend(model: str | os.PathLike, device: str = "auto", *, threads: int = 0, tensorrt_ep: bool = False) -> Backend:
     """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise
     (threads: ONNX Runtime's CPU threads, 0 = its default; tensorrt_ep: ONNX Runtime's TensorRT provider)."""
-    kw = {"threads": int(threads), "tensorrt_ep": bool(tensorrt_ep)}
+    threads, tensorrt_ep = int(threads), bool(tensorrt_ep)
     path = os.fspath(model)
     if is_engine_path(path):
         device = resolve_device(device, gpu_available=True)  # an engine is GPU-only: "auto" means the GPU
@@ -67,12 +67,12 @@ def load_backend(model: str | os.PathLike, device: str = "auto", *, threads: int
     auto = device == "auto"
     dev = resolve_device(device, cuda_available)
     try:
-        return OnnxRuntimeBackend(path, dev, **kw)
+        return OnnxRuntimeBackend(path, dev, threads=threads, tensorrt_ep=tensorrt_ep)
     except DeviceError as e:
         if not auto:
             raise
         log.warning("device='auto': %s; falling back to the CPU", e)
-        return OnnxRuntimeBackend(path, "cpu", **kw)
+        return OnnxRuntimeBackend(path, "cpu", threads=threads, tensorrt_ep=tensorrt_ep)
 
 
 @functools.lru_cache(maxsize=1)

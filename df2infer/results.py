@@ -296,9 +296,16 @@ class Predictions(list):
 
 @dataclass
 class FrameResult:
-    """One frame's or image's result, what every sink's write() takes: its facts (`info`: source id, display name, index, capture wall time, pts, live,
-    fps), what was found (`detections`, with track_ids when tracking; a PredictionFailure for an image that could
-    not be read) and the decoded image (None for a failure)."""
+    """One frame's or image's result, what every sink's write() takes: its facts (`info`: source id,
+    display name, index, capture wall time, pts, live, fps), what was found (`detections`, with track_ids
+    when tracking; a PredictionFailure for an image that could not be read) and the decoded image (None
+    for a failure)."""
+
+    info: FrameInfo
+    detections: Detections | PredictionFailure
+    image: np.ndarray | None = None
+    output_time: float = 0.0  # time.time() when handed to the caller (streams)
+    annotated: np.ndarray | None = None  # the drawn image, made once by sinks.annotate.annotated for every sink
 
     @property
     def ok(self) -> bool:
@@ -307,12 +314,6 @@ class FrameResult:
     def record(self, **kw: Any) -> dict[str, Any]:
         """The JSONL record (results.record) of this result."""
         return record(self.info, self.detections, **kw)
-
-    info: FrameInfo
-    detections: Detections | PredictionFailure
-    image: np.ndarray | None = None
-    output_time: float = 0.0  # time.time() when handed to the caller (streams)
-    annotated: np.ndarray | None = None  # the drawn image, made once by sinks.annotate.annotated for every sink
 
     def video_time(self) -> float | None:
         """The frame's time for a video sink: capture (wall) time for live sources; None for files and
