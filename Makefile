@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 	$(PY) -m pip install -q cuda-bindings==13.5.0
-	# cuda-bindings 12.x beside it (not importable by default): tests/test_cuda_bindings_calls.py runs the
-	# GPU code's CUDA calls through both majors (CUDA 12 drivers, Jetson; CUDA 13 drivers).
-	$(PY) -m pip install -q --upgrade --target build/cuda-bindings-12 'cuda-bindings>=12.9,<13'
+	# cuda-bindings 12.x in a venv of its own (not importable by default): tests/test_cuda_bindings_calls.py runs the
+	# GPU code's CUDA calls through both majors (CUDA 12 drivers, Jetson; CUDA 13 drivers). Its own venv, so pip checks
+	# it only against its own dependencies, not against torch's cuda-bindings 13 requirement in $(VENV).
+	rm -rf build/cuda-bindings-12 && $(PYTHON) -m venv --without-pip build/cuda-bindings-12
+	$(PY) -m pip --python build/cuda-bindings-12/bin/python install -q 'cuda-bindings>=12.9,<13'
 	touch $(STAMP)
 
 setup: $(STAMP) system-deps

@@ -209,7 +209,7 @@ def test_committed_checkpoint_finds_the_items_of_a_synthetic_image():
     the right category with box IoU >= 0.5."""
     import numpy as np
 
-    from df2infer.eval.detection import iou_xyxy
+    from df2infer.ops.boxes import box_iou
     from df2infer.ops.letterbox import letterbox
     from df2infer.synth.generator import plan, render_image
 
@@ -228,6 +228,6 @@ def test_committed_checkpoint_finds_the_items_of_a_synthetic_image():
         for it in ann.items:
             total += 1
             same = labels == it.category_id
-            if same.any() and iou_xyxy(np.asarray([it.bbox]), boxes[same]).max() >= 0.5:
+            if same.any() and box_iou(np.asarray([it.bbox]), boxes[same], np.float64).max() >= 0.5:
                 found += 1
     assert total > 0 and found / total >= 0.6, f"found {found} of {total} items"
