@@ -7,6 +7,7 @@ scheduler + iteration; --resume continues from it), model.pt (final weights, fp1
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import time
@@ -57,6 +58,31 @@ def train(
     progress: bool = True,
     log=print,
 ) -> dict:
+    """Train; afterwards torch holds no reference to the batches the DataLoader's
+    worker sent. torch.multiprocessing keeps a weak reference per storage received through shared memory
+    and prunes them only when there are many; those left at exit are finalized after torch is torn down,
+    each printing an "Exception ignored ... _free_weak_ref" traceback. So once _train's frame, with its
+    loader, worker and last batch, is gone, the dead references are dropped here, while torch is alive."""
+    from torch.multiprocessing.reductions import shared_cache
+
+    try:
+        return _train(cfg, data, out, device, resume, eval_data, half, progress, log)
+    finally:
+        gc.collect()  # the DataLoader and its iterator refer to each other
+        shared_cache.free_dead_references()
+
+
+def _train(
+    cfg: dict,
+    data: str,
+    out: str,
+    device: str = "cpu",
+    resume: bool = False,
+    eval_data: str | None = None,
+    half: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     from tqdm import tqdm
 
     from .data import DF2TorchDataset, PairBatchSampler, collate
@@ -88,9 +114,8 @@ def train(
         data, mcfg["input_size"], train=True, scale_jitter=tcfg["scale_jitter"], color_jitter=tcfg["color_jitter"], seed=tcfg["seed"]
     )
     sampler = PairBatchSampler(ds.anns, tcfg["batch_size"], tcfg["pair_fraction"], tcfg["seed"], start)
-    loader = torch.utils.data.DataLoader(
-        ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg["num_workers"], persistent_workers=tcfg["num_workers"] > 0
-    )
+    # iterated once (the sampler is endless), so the worker stops when the iterator is collected
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg["num_workers"])
     eval_folder = None
     if eval_data and tcfg["eval_every"] > 0:
         from df2infer.data import load_dataset

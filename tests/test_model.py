@@ -197,6 +197,11 @@ def test_train_cli_resume_and_predict(tmp_path, tiny):
     assert read_checkpoint(out / "last.pt")["iteration"] == 3
     assert main(["train", "--data", str(tiny), "--out", str(out), "--iters", "5", "--resume", "--no-progress", *sets]) == 0
     assert read_checkpoint(out / "last.pt")["iteration"] == 5
+    # the worker's batches came through shared memory: torch's references to them are dropped once training
+    # returns (left until exit, each would print an "Exception ignored ... _free_weak_ref" traceback there)
+    from torch.multiprocessing.reductions import shared_cache
+
+    assert not [k for k, ref in shared_cache.items() if ref.expired()], "dead shared-memory references left after training"
     res = tmp_path / "res"
     assert main(["predict-torch", "--checkpoint", str(out / "model.pt"), "--data", str(tiny), "--out", str(res), "--eval"]) == 0
     for k in ("bbox", "segm", "keys", "retrieval"):
