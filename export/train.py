@@ -7,6 +7,7 @@ scheduler + iteration; --resume continues from it), model.pt (final weights, fp1
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import random
@@ -47,32 +48,28 @@ def to_device(targets, device):
     return [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
 
 
+def drops_worker_batches(fn):
+    """`fn` (a training run), after which torch holds no reference to the batches DataLoader workers sent.
+    torch.multiprocessing keeps a weak reference per storage received through shared memory and prunes them
+    only when there are many; those left at exit are finalized after torch is torn down, each printing an
+    "Exception ignored ... _free_weak_ref" traceback. So once fn's frame, with its loader, workers and last
+    batch, is gone, the dead references are dropped here, while torch is alive."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from torch.multiprocessing.reductions import shared_cache
+
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.collect()  # a DataLoader and its iterator refer to each other
+            shared_cache.free_dead_references()
+
+    return run
+
+
+@drops_worker_batches
 def train(
-    cfg: dict,
-    data: str,
-    out: str,
-    device: str = "cpu",
-    resume: bool = False,
-    eval_data: str | None = None,
-    half: bool = False,
-    progress: bool = True,
-    log=print,
-) -> dict:
-    """Train; afterwards torch holds no reference to the batches the DataLoader's
-    worker sent. torch.multiprocessing keeps a weak reference per storage received through shared memory
-    and prunes them only when there are many; those left at exit are finalized after torch is torn down,
-    each printing an "Exception ignored ... _free_weak_ref" traceback. So once _train's frame, with its
-    loader, worker and last batch, is gone, the dead references are dropped here, while torch is alive."""
-    from torch.multiprocessing.reductions import shared_cache
-
-    try:
-        return _train(cfg, data, out, device, resume, eval_data, half, progress, log)
-    finally:
-        gc.collect()  # the DataLoader and its iterator refer to each other
-        shared_cache.free_dead_references()
-
-
-def _train(
     cfg: dict,
     data: str,
     out: str,
@@ -177,7 +174,9 @@ def _train(
 
 
 def run_eval(model, folder, out_dir, device, max_images) -> dict:
-    from .infer import evaluate, predict, summary, write_results
+    from df2infer.eval.predict import summarize
+
+    from .infer import evaluate, predict, write_results
 
     t = time.perf_counter()
     results, timing = predict(model, folder, device, max_images=max_images, progress=False)
@@ -190,5 +189,5 @@ def run_eval(model, folder, out_dir, device, max_images) -> dict:
         return rec
     if m is not None:
         (Path(out_dir) / "metrics.json").write_text(json.dumps(m, indent=1))
-        rec.update(summary(m))
+        rec.update(summarize(m))
     return rec
