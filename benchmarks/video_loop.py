@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from df2infer.latency import stats_ms
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "tests" / "stream_servers.py"
 
@@ -60,10 +62,6 @@ def start_server(port: int, fps: float) -> subprocess.Popen:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError("MJPEG server did not start")
-
-
-def pct(xs, q) -> float:
-    return round(float(np.percentile(np.asarray(xs, float), q)), 4) if len(xs) else float("nan")
 
 
 def cli_sinks(folder: Path, fps: float = 30.0):
@@ -157,6 +155,7 @@ def live(model, seconds: float, batch: int) -> dict:
         srv.kill()
         srv.wait()
     warm = ages[3:]  # the first results include the model's first calls
+    age = stats_ms(warm, (50, 99))
     return {
         "source": "MJPEG over HTTP, 320x240 at 30 fps",
         "seconds": seconds,
@@ -165,8 +164,8 @@ def live(model, seconds: float, batch: int) -> dict:
         "frames_dropped": st.dropped,
         "dropped_fraction": round(st.dropped / max(st.frames, 1), 3),
         "output_fps": s["fps"],
-        "age_s_p50": pct(warm, 50),
-        "age_s_p99": pct(warm, 99),
+        "age_s_p50": round(age["p50"] / 1e3, 4) if warm else float("nan"),
+        "age_s_p99": round(age["p99"] / 1e3, 4) if warm else float("nan"),
         "age_s_max": round(max(warm), 4) if warm else None,
     }
 

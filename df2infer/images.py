@@ -40,6 +40,15 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
     return sorted((p for p in candidates if p.is_file() and is_image_path(p)), key=lambda p: p.relative_to(root).as_posix())
 
 
+def find_image(folder: str | os.PathLike, stem: str) -> Path | None:
+    """The image named `stem` plus one of IMAGE_SUFFIXES (tried in that order) in `folder`, or None."""
+    for ext in IMAGE_SUFFIXES:
+        p = Path(folder) / (stem + ext)
+        if p.exists():
+            return p
+    return None
+
+
 def coerce_image(x: object, name: str = "image") -> np.ndarray:
     """Return `x` as a contiguous HxWx3 BGR uint8 image, or raise ImageError naming `name`.
 

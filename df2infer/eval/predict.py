@@ -117,16 +117,17 @@ def retrieval_results(queries: list[tuple[Any, Any]], gallery, k: int = 20, inde
     )
 
 
-def summarize(report: dict) -> dict[str, float | None]:
-    """The headline numbers of an evaluate_predictions report (for the benchmark's accuracy column)."""
+def summarize(report: dict, retrieval_ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float | None]:
+    """The headline numbers of an evaluate_predictions report: {box,mask,landmarks_visible,landmarks_all}_AP
+    and retrieval_top{k} (for the kinds scored); the one definition for bench, training logs and the studies."""
     s: dict[str, float | None] = {}
     for m in ("box", "mask", "landmarks_visible", "landmarks_all"):
         if m in report:
             s[f"{m}_AP"] = report[m]["overall"].get("AP")
     r = report.get("retrieval")
     if r:
-        for k in ("top1", "top5", "top20"):
-            s[f"retrieval_{k}"] = r.get(k)
+        for k in retrieval_ks:
+            s[f"retrieval_top{k}"] = r.get(f"top{k}")
     return s
 
 
