@@ -148,8 +148,16 @@ def test_private_name_check_sees_both_spellings(tmp_path):
 # layer is that of the longest prefix listed (retrieval.similarity, the embedding head's math that the
 # Predictor runs, sits below the rest of retrieval/).
 LAYERS: list[tuple[str, ...]] = [
-    # foundations: the contract, the category spec, images in, CPU/GPU facts, latency statistics
-    ("df2infer.contract", "df2infer.data.spec", "df2infer.images", "df2infer.cpu_features", "df2infer.gpu", "df2infer.latency"),
+    # foundations: the error family, the contract, the category spec, images in, CPU/GPU facts, latency statistics
+    (
+        "df2infer.errors",
+        "df2infer.contract",
+        "df2infer.data.spec",
+        "df2infer.images",
+        "df2infer.cpu_features",
+        "df2infer.gpu",
+        "df2infer.latency",
+    ),
     # data: the artifact's metadata, results, the DeepFashion2/COCO formats
     ("df2infer.artifact", "df2infer.results", "df2infer.data"),
     ("df2infer.ops", "df2infer.retrieval.similarity"),  # numpy references and their CUDA twins
