@@ -32,6 +32,8 @@ import sys
 import threading
 from urllib.parse import quote, unquote
 
+from df2infer.errors import InputError
+
 MASK = "***"
 MIN_SECRET_LEN = 4  # shorter secrets are redacted where they stand in a URL, not searched for everywhere
 
@@ -46,7 +48,7 @@ _lock = threading.Lock()
 _known: set[str] = set()
 
 
-class CredentialError(ValueError):
+class CredentialError(InputError, ValueError):
     """A `${NAME}` that cannot be expanded, or a credentials-bearing file others can read."""
 
 

@@ -95,7 +95,7 @@ def test_pipeline_stop_hands_out_every_queued_file_frame(tmp_path, fake):
     p = Pipeline([str(folder)], fake, batch=1, queue_size=8, loop=True)
     got = []
     for r in p:
-        got.append(r.index)
+        got.append(r.info.index)
         if len(got) == 3:
             time.sleep(0.5)  # the reader fills its queue (8) and waits with one more decoded frame
             p.stop()
