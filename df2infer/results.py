@@ -267,7 +267,7 @@ class PredictionFailure:
 
     @property
     def message(self) -> str:
-        return str(self.error)
+        return redact(str(self.error))
 
     def __len__(self) -> int:
         return 0

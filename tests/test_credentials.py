@@ -30,6 +30,7 @@ from df2infer.credentials import (
     remember,
     secrets_in,
 )
+from df2infer.results import FrameInfo, PredictionFailure, record
 from df2infer.stream import Pipeline, ReconnectPolicy, SourceError, parse_source
 from df2infer.stream.sources import expand_sources
 
@@ -143,6 +144,15 @@ def test_unset_variable_names_the_variable_not_the_rest(monkeypatch):
     with pytest.raises(SourceError, match="CAM_NOPE") as e:
         parse_source("rtsp://admin:Wombat4711@cam/${CAM_NOPE}")
     assert "Wombat4711" not in str(e.value)
+
+
+def test_frame_info_and_records_redact_whatever_name_they_are_given():
+    info = FrameInfo(3, "rtsp://admin:Wombat4711@cam/1", index=7)
+    assert info.display_name == "rtsp://admin:***@cam/1"
+    fail = PredictionFailure(0, "rtsp://admin:Wombat4711@cam/1", OSError("cannot read rtsp://admin:Wombat4711@cam/1"))
+    line = json.dumps(record(info, fail))
+    assert "Wombat4711" not in line and json.loads(line)["source"] == "rtsp://admin:***@cam/1"
+    assert json.loads(line)["error"] == "cannot read rtsp://admin:***@cam/1"
 
 
 # ------------------------------------------------------------------------------------------------
