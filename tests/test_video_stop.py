@@ -86,6 +86,29 @@ def test_signal_runs_every_decoded_frame(sig, tmp_path, fake, clip):
     assert _count_frames(videos[1]) == live_n
 
 
+def test_a_second_signal_ends_the_run_with_the_files_closed(tmp_path, fake, clip):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "df2infer", "video", clip, "--loop", "--model", fake, "--out", str(out), "--summary-every", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    jl = out / "detections.jsonl"
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and not (jl.exists() and len(jl.read_text().splitlines()) >= 20):
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    recs = [json.loads(x) for x in jl.read_text().splitlines()]  # every line complete
+    stats = _per_source(err)
+    assert [r["frame_index"] for r in recs] == list(range(len(recs))) and len(recs) <= stats[0]["read"]
+    assert _count_frames(next(out.glob("*.mp4"))) == len(recs)  # the video was closed: every written frame plays
+
+
 def test_pipeline_stop_hands_out_every_queued_file_frame(tmp_path, fake):
     """The Python API: stop() while the file's queue is full; the iteration still yields each frame read."""
     folder = tmp_path / "imgs"
