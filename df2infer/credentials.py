@@ -46,6 +46,7 @@ _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?")
 
 _lock = threading.Lock()
 _known: set[str] = set()
+_shown: dict[str, str] = {}  # redact()'s answers (a stream's name recurs every frame); cleared when a secret is learnt
 
 
 class CredentialError(InputError, ValueError):
@@ -111,6 +112,7 @@ def remember(text: str) -> None:
     if new:
         with _lock:
             _known.update(new)
+            _shown.clear()
 
 
 def _redact_url(m: re.Match) -> str:
@@ -133,13 +135,21 @@ def redact(text: str) -> str:
     """`text` with its secrets and every remembered secret replaced by `***` (see the module doc)."""
     if not text:
         return text
-    out = _URL.sub(_redact_url, text)
-    out = _PAIR.sub(_redact_pair, out)
+    hit = _shown.get(text)
+    if hit is not None:
+        return hit
     with _lock:
         known = sorted(_known, key=len, reverse=True)
+    out = _URL.sub(_redact_url, text)
+    out = _PAIR.sub(_redact_pair, out)
     for s in known:
         if s in out:
             out = out.replace(s, MASK)
+    with _lock:
+        if len(known) == len(_known):  # no secret learnt meanwhile (the set only grows): the answer holds
+            if len(_shown) > 4096:
+                _shown.clear()
+            _shown[text] = out
     return out
 
 
