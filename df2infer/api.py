@@ -45,6 +45,7 @@ MAKE_DEFAULT_MODEL = "make bundle  (runs python -m df2infer_export.bundle; needs
 def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backend:
     """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise."""
     path = os.fspath(model)
+    trust_engine_code = bool(kw.pop("trust_engine_code", False))
     if is_engine_path(path):
         device = resolve_device(device, gpu_available=True)  # an engine is GPU-only: "auto" means the GPU
         if device == "cpu":
@@ -58,7 +59,7 @@ def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backen
                 f"{path}: the TensorRT backend cannot be imported ({e}); install the [gpu] extra "
                 "(tensorrt, cuda-python) on a machine with an NVIDIA GPU"
             ) from e
-        return TensorRTBackend(path, device)
+        return TensorRTBackend(path, device, trust_engine_code=trust_engine_code)
     from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend, cuda_available
 
     auto = device == "auto"
@@ -90,7 +91,8 @@ def load(model: str | os.PathLike | Backend | None = None, device: str = "auto",
     model   path to a df2infer .onnx (ONNX Runtime) or .engine/.plan (TensorRT), a Backend instance,
             or None for the bundled model (df2infer/models/default.onnx)
     device  "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
-    kw      backend options (ONNX Runtime: threads=, tensorrt_ep=)
+    kw      backend options (ONNX Runtime: threads=, tensorrt_ep=; TensorRT: trust_engine_code=True lets a
+            VERSION_COMPATIBLE engine run the host code it carries, refused otherwise)
     """
     if model is not None and not isinstance(model, (str, os.PathLike)):
         if not isinstance(model, Backend):

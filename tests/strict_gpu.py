@@ -264,6 +264,7 @@ class SimGpu:
         self.errors: list[tuple[str, str, str]] = []  # (call, status, why) of every failed call
         self.trt_errors: list[str] = []  # what the fake TensorRT logged as errors
         self.trt_version = "10.3.0.30"
+        self.plugins_ok = True  # what init_libnvinfer_plugins returns
         self.trt: Any = None  # the fake tensorrt module, once made
         self.engine_fn: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
         self.engine_inputs: list[dict[str, np.ndarray]] = []  # what every engine run read
@@ -995,8 +996,8 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
 
     def init_libnvinfer_plugins(logger: Any, namespace: str) -> bool:
         rec("init_libnvinfer_plugins", namespace)
-        registry["builtin"] = True
-        return True
+        registry["builtin"] = gpu.plugins_ok
+        return gpu.plugins_ok
 
     class PluginRegistry:
         def load_library(self, path: str) -> Any:

@@ -11,12 +11,13 @@ the kernels' stated tolerances (docs/cuda_kernels.md). Nothing here touches a GP
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not installed (make setup installs it)")
+
+from fake_gpu import names, write_fake_engine  # noqa: E402
+from strict_gpu import Device, engine_blob  # noqa: E402
 
 from df2infer.api import Predictor  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
@@ -26,9 +27,6 @@ from df2infer.data import spec  # noqa: E402
 from df2infer.gpu.cuda_check import CudaError  # noqa: E402
 from df2infer.ops.cuda import selfcheck  # noqa: E402
 from df2infer.ops.letterbox import to_input_batch  # noqa: E402
-
-from fake_gpu import names, write_fake_engine  # noqa: E402
-from strict_gpu import Device, engine_blob  # noqa: E402
 
 CONTRACT = Contract(input_height=96, input_width=128, max_detections=6, heatmap_size=16, embedding_dim=8, max_batch=4)
 H, W, N = CONTRACT.input_height, CONTRACT.input_width, CONTRACT.max_detections
