@@ -16,8 +16,9 @@ INSTALL_HINT = (
 )
 # What the `jetson` extra pins (pyproject.toml): cuda-bindings' runtime module statically links the CUDA runtime of
 # its own version, and a Jetson's driver runs no newer runtime than its own CUDA (no minor-version compatibility
-# there without NVIDIA's cuda-compat package). JetPack 6.1/6.2 ship CUDA 12.6.
-JETSON_CUDA_BINDINGS = "cuda-bindings>=12.6,<12.7"
+# there without NVIDIA's cuda-compat package). JetPack 6.1/6.2 ship CUDA 12.6; cuda-bindings itself starts at 12.8,
+# so the pin is the cuda-python 12.6 release, which already has the cuda.bindings modules.
+JETSON_CUDA_BINDINGS = "cuda-python>=12.6.2,<12.7"
 
 
 class CudaError(RuntimeError):
