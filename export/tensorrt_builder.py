@@ -49,7 +49,7 @@ from df2infer.artifact import (
 )
 from df2infer.backends.tensorrt_backend import TensorRTUnavailable, require_tensorrt, tensorrt_dims
 from df2infer.contract import INPUT_NAME, Contract, ContractError
-from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
+from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
 
 from .calibration import calibration_batch, list_calibration_images
 
@@ -372,7 +372,10 @@ class EngineBuilder:
             cuda_call(self.cudart, self.cudart.cudaSetDevice(device_index), f"cudaSetDevice({device_index})")
             self.gpu_name, self.compute_capability = device_properties(self.cudart, device_index)
         except CudaError as e:
-            raise BuildError(f"no usable CUDA GPU to build on ({e}); TensorRT builds engines on the GPU that will run them") from None
+            why = driver_runtime_problem(self.cudart)
+            raise BuildError(
+                f"no usable CUDA GPU to build on ({e}{': ' + why if why else ''}); TensorRT builds engines on the GPU that will run them"
+            ) from None
         self.trt_logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
         if hasattr(trt, "init_libnvinfer_plugins"):
             trt.init_libnvinfer_plugins(self.trt_logger, "")
