@@ -70,7 +70,7 @@ def on_thread(fn):
 @pytest.mark.parametrize("index", [0, 1])
 def test_1_predict_on_another_thread_than_load(strict_gpu, tmp_path, index):
     """Loaded on the main thread, predicting on another: before the fix the kernels' first driver call there
-    failed with CUDA_ERROR_INVALID_CONTEXT, and on cuda:1 the runtime calls went to device 0's context."""
+    failed with CUDA_ERROR_INVALID_CONTEXT."""
     sim, outputs = make_sim(strict_gpu, devices=[ORIN, Device(1, name="Orin")])
     imgs = frames()
     ref = Predictor(HostBackend(outputs)).predict_batch(imgs, conf=0.3)
@@ -82,6 +82,19 @@ def test_1_predict_on_another_thread_than_load(strict_gpu, tmp_path, index):
     assert_same_detections(got, ref, "subpixel")
     assert sim.launches[0] == "letterbox_kernel" and len(sim.engine_inputs) == 1
     assert not sim.errors, sim.errors
+
+
+def test_1_runtime_calls_on_another_thread_reach_the_chosen_device(strict_gpu, tmp_path):
+    """cudaSetDevice ran at load only: on another thread the runtime and TensorRT used device 0's primary context,
+    and the backend's device-1 stream was an invalid handle there (no kernels here to make the context current)."""
+    sim, outputs = make_sim(strict_gpu, devices=[ORIN, Device(1, name="Orin")])
+    backend = tb.TensorRTBackend(engine_file(tmp_path), "cuda:1", gpu_ops=False)
+    try:
+        out = on_thread(lambda: backend.run(np.zeros((2, 3, H, W), np.float32)))
+        assert {a.device for a in sim.allocations.values() if a.kind == "device"} == {1}  # engine and buffers on cuda:1
+    finally:
+        backend.close()
+    assert np.array_equal(out["boxes"], outputs["boxes"][:2]) and not sim.errors, sim.errors
 
 
 def test_1_cuda_driver_works_on_a_thread_it_was_not_made_on(strict_gpu):
