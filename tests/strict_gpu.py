@@ -1390,3 +1390,57 @@ def install_globally(gpu: SimGpu) -> SimGpu:
         if name.startswith("cuda.bindings."):
             setattr(cuda.bindings, name.rsplit(".", 1)[1], mod)
     return gpu
+
+
+CONFIG_ENV = "DF2INFER_TEST_STRICT_GPU_CONFIG"
+
+
+def subprocess_env(config: dict, base: dict | None = None) -> dict[str, str]:
+    """Environment for a subprocess on the stand-ins. config: SimGpu options (`devices` as lists of Device fields),
+    `trt_version`, `engine_outputs` (an .npz of outputs by name, sliced to each run's batch) and `report` (a JSON
+    file written at exit: seed, what is still allocated, failed calls, TensorRT errors, launches, engine runs)."""
+    env = dict(os.environ if base is None else base)
+    env[SWITCH_ENV] = "1"
+    env[CONFIG_ENV] = json.dumps(config)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOK_DIR), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def install_from_environment() -> SimGpu:
+    """The subprocess side of subprocess_env (called by strict_gpu_hook/sitecustomize.py)."""
+    import atexit
+    import sys
+
+    config = json.loads(os.environ.get(CONFIG_ENV) or "{}")
+    options = {k: config[k] for k in ("driver_version", "runtime_version", "seed", "eager") if k in config}
+    if "devices" in config:
+        options["devices"] = [Device(**{**d, "cc": tuple(d.get("cc", (8, 7)))}) for d in config["devices"]]
+    if config.get("shim_dir"):
+        options["shim_dir"] = Path(config["shim_dir"])
+    gpu = SimGpu(**options)
+    if config.get("trt_version"):
+        gpu.trt_version = config["trt_version"]
+    if config.get("engine_outputs"):
+        with np.load(config["engine_outputs"]) as data:
+            outputs = {k: data[k] for k in data.files}
+        gpu.engine_fn = lambda inputs: {k: v[: len(next(iter(inputs.values())))] for k, v in outputs.items()}
+    install_globally(gpu)
+    print(gpu.describe(), file=sys.stderr)
+
+    def report() -> None:
+        import gc
+
+        gc.collect()
+        data = {
+            "seed": gpu.seed,
+            "live": gpu.live(),
+            "errors": gpu.errors,
+            "trt_errors": gpu.trt_errors,
+            "launches": gpu.launches,
+            "engine_runs": len(gpu.engine_inputs),
+        }
+        if config.get("report"):
+            Path(config["report"]).write_text(json.dumps(data))
+
+    atexit.register(report)
+    return gpu
