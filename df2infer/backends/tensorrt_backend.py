@@ -7,7 +7,9 @@ and the ONNX file's sha256. Loading checks it first (df2infer.artifact.check_eng
 refuses, naming the file and both values, an engine built for another compute capability or another
 TensorRT version, instead of failing deep inside deserialization. The version rule is TensorRT's: an
 engine built without BuilderFlag.VERSION_COMPATIBLE loads only on the exact TensorRT version that built it (10.3.0.26 and
-10.3.0.30 differ); one built with it loads on the same major version, same or newer.
+10.3.0.30 differ); one built with it loads on the same major version, same or newer, and across the major
+steps TensorRT documents (10 -> 11; df2infer.artifact.engine_version_problem). Such an engine carries host code
+(TensorRT's lean runtime, plugin libraries) that runs in this process: it loads only with trust_engine_code=True.
 
 TensorRT's plugins (the ONNX parser imports RoiAlign as the ROIAlign_TRT plugin) are registered with
 `trt.init_libnvinfer_plugins(logger, "")` before deserializing: without it an engine built in another process
