@@ -236,6 +236,36 @@ def test_a_subprocess_runs_on_the_stand_ins_when_test_code_switches_them_on(tmp_
         assert {"device memory", "pinned memory", "streams", "modules"} <= set(got["live"]), got
 
 
+@pytest.mark.parametrize("trust", [False, True])
+def test_the_cli_runs_on_the_stand_ins_and_asks_before_running_engine_code(tmp_path, shim_dir, trust):
+    """`df2infer detect` in a subprocess on the stand-ins, with a version-compatible engine: refused (exit 2,
+    naming the flag, TensorRT never asked) unless --trust-engine-code."""
+    cv2 = pytest.importorskip("cv2")
+    np.savez(tmp_path / "outputs.npz", **engine_outputs())
+    blob = sg.engine_blob(
+        CONTRACT, version_compatible=True, plugins=("ROIAlign_TRT",), vc_plugin_libraries=(sg.vc_plugin_library("10.3.0.30"),)
+    )
+    path = write_fake_engine(tmp_path, CONTRACT, payload=blob, version_compatible=True)
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((50, 60, 3), 128, np.uint8))
+    report = tmp_path / "report.json"
+    config = {"devices": [{"index": 0, "name": "Orin"}], "report": str(report), "shim_dir": str(shim_dir)}
+    config["engine_outputs"] = str(tmp_path / "outputs.npz")
+    env = sg.subprocess_env(config)
+    env["DF2INFER_KERNEL_CACHE"] = str(tmp_path / "kernels")
+    cmd = [sys.executable, "-m", "df2infer", "detect", str(image), "--model", str(path), "--device", "cuda:0"]
+    cmd += ["--out", str(tmp_path / "out"), "--no-draw"] + (["--trust-engine-code"] if trust else [])
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    got = json.loads(report.read_text())
+    assert got["live"] == {}, got
+    if trust:
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert got["engine_runs"] == 1 and (tmp_path / "out" / "detections.jsonl").is_file()
+    else:
+        assert done.returncode == 2 and "--trust-engine-code" in done.stderr, done.stderr[-3000:]
+        assert got["engine_runs"] == 0 and not got["trt_errors"]
+
+
 def test_the_shipped_runtime_never_reads_the_switch():
     text = "\n".join(p.read_text() for p in (ROOT / "df2infer").rglob("*.py"))
     assert sg.SWITCH_ENV not in text and sg.CONFIG_ENV not in text and "strict_gpu" not in text

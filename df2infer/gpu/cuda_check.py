@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from df2infer.errors import ModelError
+
 INSTALL_HINT = (
     "install cuda-python (`pip install cuda-python`, which provides cuda.bindings; on a Jetson `pip install "
     "'df2infer[jetson]'`, the release matching JetPack 6's CUDA 12.6) and make sure an NVIDIA driver and GPU are present"
@@ -21,8 +23,8 @@ INSTALL_HINT = (
 JETSON_CUDA_BINDINGS = "cuda-python>=12.6.2,<12.7"
 
 
-class CudaError(RuntimeError):
-    """A CUDA runtime call failed, or cuda-python is missing."""
+class CudaError(ModelError, RuntimeError):
+    """A CUDA call failed, or cuda-python is missing: the model cannot run on this device."""
 
 
 def import_cudart() -> Any:
