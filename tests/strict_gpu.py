@@ -1206,8 +1206,12 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
             for i, n in enumerate(names):
                 setattr(self, n, i)
 
-    BuilderFlag = _Flags(("FP16", "INT8", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "TF32"))
-    NetworkDefinitionCreationFlag = _Flags(("STRONGLY_TYPED",))
+    # The API of the version: TensorRT 11 removed the weak-typing flags and the INT8 calibrator (deprecated since
+    # 10.12); strongly typed networks exist since 9 (8.x has EXPLICIT_BATCH instead).
+    major = int(trt.__version__.split(".")[0])
+    weak = ("FP16", "INT8") if major < 11 else ()
+    BuilderFlag = _Flags((*weak, "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "TF32"))
+    NetworkDefinitionCreationFlag = _Flags(("STRONGLY_TYPED",) if major >= 9 else ("EXPLICIT_BATCH",))
     OnnxParserFlag = _Flags(("NATIVE_INSTANCENORM",))
 
     class MemoryPoolType:
@@ -1351,8 +1355,10 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
             )
 
     for name, value in dict(locals()).items():
-        if name not in ("gpu", "version", "trt", "rec", "registry", "error", "_registry"):
+        if name not in ("gpu", "version", "trt", "rec", "registry", "error", "_registry", "major"):
             setattr(trt, name, value)
+    if major >= 11:
+        del trt.IInt8EntropyCalibrator2
     return trt
 
 
