@@ -8,7 +8,8 @@
                         (retrieval.gallery.GalleryError)
       ModelError        the model cannot be loaded or run: artifact.ModelLoadError (and
                         EngineCompatibilityError), contract.ContractError, backends.base.DeviceError,
-                        MissingPartError (the artifact lacks an optional part, e.g. the similarity head)
+                        gpu.cuda_check.CudaError (a CUDA call failed), MissingPartError (the artifact lacks
+                        an optional part, e.g. the similarity head)
 
 Each public subclass also keeps the builtin base it had before the family existed (ValueError or
 RuntimeError), so code written as `except ValueError` still catches it.
