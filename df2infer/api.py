@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -198,6 +199,9 @@ class Predictor:
         self.timings = StageTimings()
         self._similarity: Any = None
         self._buf: np.ndarray | None = None
+        # One backend call at a time: a backend's staging buffers, stream and outputs (and _buf) serve one batch;
+        # calls from several threads wait their turn (tests/test_gpu_end_to_end.py).
+        self._infer_lock = threading.Lock()
         # A capability of the backend, not a backend name: frames go to the GPU when it offers that.
         self._pipeline: DevicePipelineBackend | None = (
             backend if isinstance(backend, DevicePipelineBackend) and backend.frames_on_device else None
@@ -350,6 +354,10 @@ class Predictor:
 
     def _infer(self, images: list[np.ndarray], paths: list[str | None], opts: DecodeOptions) -> list[Detections]:
         """One backend call on BGR uint8 images (at most max_batch): preprocess, run, decode; paths: each image's file or None."""
+        with self._infer_lock:
+            return self._infer_locked(images, paths, opts)
+
+    def _infer_locked(self, images: list[np.ndarray], paths: list[str | None], opts: DecodeOptions) -> list[Detections]:
         if self._pipeline is not None:
             return self._infer_on_device(self._pipeline, images, paths, opts)
         t = time.perf_counter()

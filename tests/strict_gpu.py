@@ -943,8 +943,11 @@ def engine_blob(
     max_batch: int | None = None,
     min_batch: int = 1,
     dtypes: dict[str, str] | None = None,
+    onnx: str | None = None,
 ) -> bytes:
-    """A serialized engine for the fake runtime: the contract's tensors, batch min_batch..max_batch."""
+    """A serialized engine for the fake runtime: the contract's tensors, batch min_batch..max_batch. `onnx`: the graph
+    the engine computes (the fake builder records the parsed file); without an `engine_fn` the fake execution runs it
+    with ONNX Runtime on the CPU, so the engine's outputs are the graph's (the file must still exist then)."""
     from df2infer.contract import INPUT_NAME
 
     mb = int(max_batch if max_batch is not None else contract.max_batch)
@@ -959,8 +962,25 @@ def engine_blob(
         "inputs": {INPUT_NAME: [dt.get(INPUT_NAME, "FLOAT"), [-1, *chw]]},
         "outputs": outputs,
         "profile": {INPUT_NAME: [[min_batch, *chw], [min_batch, *chw], [mb, *chw]]},
+        "onnx": onnx,
     }
     return ENGINE_MAGIC + json.dumps(meta).encode()
+
+
+_ORT_SESSIONS: dict[str, Any] = {}
+
+
+def run_onnx(path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What an engine built from `path` computes: the ONNX graph in ONNX Runtime on the CPU (one session per file)."""
+    import onnxruntime as ort
+
+    if path not in _ORT_SESSIONS:
+        if not Path(path).is_file():
+            raise GpuModelError(f"the fake engine runs {path} with ONNX Runtime, but the file is gone")
+        _ORT_SESSIONS[path] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    sess = _ORT_SESSIONS[path]
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, inputs)))
 
 
 def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
@@ -1100,7 +1120,12 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
                         gpu.region(addresses[n], nbytes, device=True, what=f"engine input {n}")
                         inputs[n] = np.frombuffer(ctypes.string_at(host, nbytes), dt).reshape(shp).copy()
                     gpu.engine_inputs.append(inputs)
-                    outs = gpu.engine_fn(inputs) if gpu.engine_fn is not None else {}
+                    if gpu.engine_fn is not None:
+                        outs = gpu.engine_fn(inputs)
+                    elif meta.get("onnx"):
+                        outs = run_onnx(meta["onnx"], inputs)
+                    else:
+                        outs = {}
                     for n, shp in out_shapes.items():
                         dt = np.dtype(nptype(meta["outputs"][n][0]))
                         arr = np.ascontiguousarray(outs[n], dt) if n in outs else np.zeros(shp, dt)
@@ -1231,6 +1256,7 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
             self.outputs: list[ITensor] = []
             self.plugins: list[str] = []
             self.contract: Any = None
+            self.onnx_path: str | None = None
 
         @property
         def num_inputs(self) -> int:
@@ -1274,6 +1300,7 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
             for name, shape in net.contract.output_shapes(-1).items():
                 net.outputs.append(ITensor(name, tuple(shape), False))
             net.plugins = sorted({PLUGIN_OPS[n.op_type] for n in model.graph.node if n.op_type in PLUGIN_OPS})
+            net.onnx_path = str(Path(path).resolve())
             return True
 
         def get_used_vc_plugin_libraries(self) -> list[str]:
@@ -1352,6 +1379,7 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
                 vc_plugin_libraries=tuple(config.plugins_to_serialize) if vc else (),
                 max_batch=hi[0],
                 min_batch=lo[0],
+                onnx=network.onnx_path,
             )
 
     for name, value in dict(locals()).items():
