@@ -23,7 +23,7 @@ import sys, numpy as np
 sys.path.insert(0, "benchmarks")
 import int8_study as S
 from df2infer.artifact import read_onnx_contract
-from df2infer_export.calibration import calibration_batch, list_calibration_images
+from df2infer.engine.calibration import calibration_batch, list_calibration_images
 c = read_onnx_contract(S.FP32)
 files = list_calibration_images(S.calibration_dir(), 64)
 np.save(S.WORK / "calib64.npy", calibration_batch(files, c))  # the images the INT8 calibration reads, same letterbox

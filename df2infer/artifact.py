@@ -243,7 +243,7 @@ def read_engine_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
     if not sidecar.is_file():
         raise ModelLoadError(
             f"{engine_path}: no sidecar {sidecar} next to the engine. TensorRT engines built by df2infer carry their "
-            "contract, TensorRT version and GPU there; rebuild it with df2infer_export.tensorrt_builder.build_engine "
+            "contract, TensorRT version and GPU there; rebuild it with df2infer.engine.builder.build_engine "
             "(`df2infer export ... --engine`)."
         )
     try:

@@ -40,8 +40,8 @@ import onnx
 
 from df2infer.artifact import INT8_ACTIVATIONS_KEY, INT8_WEIGHT_RANGE_KEY, file_sha256, read_onnx_contract, write_onnx_metadata
 from df2infer.contract import METADATA_KEY, Contract
+from df2infer.engine.calibration import ImageFolderReader, list_calibration_images
 
-from .calibration import ImageFolderReader, list_calibration_images
 from .lint import iter_graphs
 
 log = logging.getLogger(__name__)

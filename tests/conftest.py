@@ -57,3 +57,19 @@ def strict_gpu(monkeypatch, tmp_path_factory, shim_dir):
     gc.collect()  # TensorRT objects free their device memory when collected, as the real bindings do
     for gpu in made:
         assert not gpu.live(), f"left allocated after the test ({gpu.describe()}): {gpu.live()}"
+
+
+STATIC_ONNX_SIZE = (192, 256)  # (h, w): small, to keep CI cheap
+
+
+@pytest.fixture(scope="session")
+def static_onnx(tmp_path_factory) -> Path:
+    """A static-head export of the bundled checkpoint at STATIC_ONNX_SIZE, max_batch 4: what TensorRT builds (the
+    bundled default.onnx has gated heads, which the engine builder refuses). Needs torch (the export side)."""
+    try:
+        from df2infer_export.onnx_export import export_onnx
+    except ImportError as e:
+        missing(f"the export side needs torch (make setup installs it): {e}")
+    checkpoint = Path(__file__).resolve().parent.parent / "export" / "checkpoints" / "match_rcnn_small_synth.pt"
+    path = tmp_path_factory.mktemp("static-onnx") / "static.onnx"
+    return Path(export_onnx(checkpoint, path, input_size=STATIC_ONNX_SIZE, max_batch=4, gate_heads=False, simplify=False))

@@ -1314,9 +1314,16 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
             rec("profile.set_shape", name, lo, opt, hi)
             self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
 
+    timing_tag = f"timing cache of TensorRT {trt.__version__} on {gpu.devices[0].name}".encode()
+
     class ITimingCache:
+        """What TensorRT keeps: a blob tied to the TensorRT version and the GPU (a mismatch is refused on set)."""
+
+        def __init__(self, data: bytes) -> None:
+            self.data = bytes(data)
+
         def serialize(self) -> bytes:
-            return b"timing"
+            return timing_tag
 
     class IBuilderConfig:
         def __init__(self) -> None:
@@ -1340,13 +1347,17 @@ def make_tensorrt(gpu: SimGpu, version: str | None = None) -> types.ModuleType:
             return len(self.profiles) - 1
 
         def create_timing_cache(self, data: bytes) -> ITimingCache:
-            return ITimingCache()
+            rec("config.create_timing_cache", bytes(data))
+            return ITimingCache(data)
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
-            return True
+            ok = not cache.data or cache.data == timing_tag or ignore_mismatch
+            rec("config.set_timing_cache", cache.data, ok)
+            return ok
 
         def get_timing_cache(self) -> ITimingCache:
-            return ITimingCache()
+            rec("config.get_timing_cache")
+            return ITimingCache(timing_tag)
 
     class Builder:
         def __init__(self, logger: Any) -> None:
@@ -1432,7 +1443,8 @@ CONFIG_ENV = "DF2INFER_TEST_STRICT_GPU_CONFIG"
 def subprocess_env(config: dict, base: dict | None = None) -> dict[str, str]:
     """Environment for a subprocess on the stand-ins. config: SimGpu options (`devices` as lists of Device fields),
     `trt_version`, `engine_outputs` (an .npz of outputs by name, sliced to each run's batch) and `report` (a JSON
-    file written at exit: seed, what is still allocated, failed calls, TensorRT errors, launches, engine runs)."""
+    file written at exit: seed, what is still allocated, failed calls, TensorRT errors, launches, engine runs, the
+    TensorRT calls with their arguments)."""
     env = dict(os.environ if base is None else base)
     env[SWITCH_ENV] = "1"
     env[CONFIG_ENV] = json.dumps(config)
@@ -1472,9 +1484,10 @@ def install_from_environment() -> SimGpu:
             "trt_errors": gpu.trt_errors,
             "launches": gpu.launches,
             "engine_runs": len(gpu.engine_inputs),
+            "trt_log": [list(entry) for entry in gpu.log if entry[0].startswith("trt.")],
         }
         if config.get("report"):
-            Path(config["report"]).write_text(json.dumps(data))
+            Path(config["report"]).write_text(json.dumps(data, default=repr))
 
     atexit.register(report)
     return gpu

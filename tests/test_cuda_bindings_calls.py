@@ -29,8 +29,8 @@ rt = pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not i
 from df2infer import artifact  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.contract import Contract  # noqa: E402
+from df2infer.engine import builder  # noqa: E402
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem  # noqa: E402
-from df2infer_export import tensorrt_builder as builder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_gpu import CheckedCudart, fake_tensorrt  # noqa: E402
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BINDINGS_12 = ROOT / "build" / "cuda-bindings-12" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
 EXPECT_MAJOR = "DF2INFER_EXPECT_CUDA_BINDINGS_MAJOR"
 CONTRACT = Contract(input_height=64, input_width=96, max_detections=10)
-# What the GPU code calls (tensorrt_backend, tensorrt_builder, cuda_check); the scenario must reach them all.
+# What the GPU code calls (tensorrt_backend, engine.builder, cuda_check); the scenario must reach them all.
 EXPECTED_CALLS = {
     "cudaSetDevice",
     "cudaGetDeviceProperties",

@@ -163,7 +163,7 @@ def test_contract_rejects_a_non_bool_gate():
 
 def test_tensorrt_refuses_gated_graphs(gated_onnx):
     from df2infer import artifact
-    from df2infer_export import tensorrt_builder as builder
+    from df2infer.engine import builder
 
     info = artifact.read_onnx_info(gated_onnx)
     with pytest.raises(ContractError, match="static heads"):

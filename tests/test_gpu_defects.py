@@ -25,10 +25,10 @@ from df2infer.api import Predictor  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.backends.base import DeviceError  # noqa: E402
 from df2infer.contract import INPUT_NAME  # noqa: E402
+from df2infer.engine import builder  # noqa: E402
 from df2infer.ops.cuda.launch import CudaDriver  # noqa: E402
 from df2infer.ops.cuda.pipeline import GpuPreprocessor  # noqa: E402
 from df2infer.ops.letterbox import to_input_batch  # noqa: E402
-from df2infer_export import tensorrt_builder as builder  # noqa: E402
 
 ORIN = Device(0, name="Orin")
 

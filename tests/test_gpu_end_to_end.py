@@ -1,6 +1,6 @@
 """`df2infer video` on a TensorRT engine, end to end on the strict stand-ins (tests/strict_gpu.py).
 
-The engine is built by the real builder (df2infer_export.tensorrt_builder.build_engine, on the fake TensorRT)
+The engine is built by the real builder (df2infer.engine.builder.build_engine, on the fake TensorRT)
 from a static-head export of the bundled checkpoint at a small input size; the fake engine computes that ONNX
 graph with ONNX Runtime on the CPU, so the detections are the model's. The CLI runs as a subprocess with its
 reader, inference and sink threads, on the GPU path (letterbox and decode kernels through the CPU shim, device
@@ -19,31 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import missing
 
 pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not installed (make setup installs it)")
 
 import strict_gpu as sg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT = ROOT / "export" / "checkpoints" / "match_rcnn_small_synth.pt"
-SIZE = (192, 256)  # (h, w): small, to keep CI cheap
-
-
-@pytest.fixture(scope="module")
-def static_onnx(tmp_path_factory) -> Path:
-    """A static-head export of the bundled checkpoint (the bundled default.onnx has gated heads, which TensorRT refuses)."""
-    try:
-        from df2infer_export.onnx_export import export_onnx
-    except ImportError as e:
-        missing(f"the export side needs torch (make setup installs it): {e}")
-    path = tmp_path_factory.mktemp("onnx") / "static.onnx"
-    return Path(export_onnx(CHECKPOINT, path, input_size=SIZE, max_batch=4, gate_heads=False, simplify=False))
 
 
 @pytest.fixture(scope="module")
 def engine(static_onnx, shim_dir, tmp_path_factory) -> Path:
-    from df2infer_export.tensorrt_builder import build_engine
+    from df2infer.engine.builder import build_engine
 
     with pytest.MonkeyPatch.context() as mp:
         gpu = sg.install(mp, sg.SimGpu(shim_dir=shim_dir, devices=[sg.Device(0, name="Orin")]))

@@ -23,7 +23,7 @@ from df2infer import artifact  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.backends.base import DeviceOutputBackend  # noqa: E402
 from df2infer.contract import OUTPUT_NAMES, Contract, ContractError  # noqa: E402
-from df2infer_export import tensorrt_builder as builder  # noqa: E402
+from df2infer.engine import builder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_gpu import names, write_fake_engine  # noqa: E402

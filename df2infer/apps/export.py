@@ -7,7 +7,7 @@
 FP16 and INT8 are made from the FP32 graph by df2infer_export.precision (FP16: sensitive ops and the
 box_decode/, nms/, postproc/ nodes kept FP32; INT8: Q/DQ, calibrated on --calib-images with a
 reusable cache DIR/calibration_cache.json). --engine builds a strongly typed TensorRT engine per
-precision with df2infer_export.tensorrt_builder (needs TensorRT; a clear error without it). Prints the
+precision with df2infer.engine.builder (needs TensorRT; a clear error without it). Prints the
 export time, file sizes and the op histogram of each graph.
 
 --heads gated (the default without --engine) gives the CPU graphs: the mask, landmark and matching
@@ -86,7 +86,7 @@ def _check_args(args: argparse.Namespace) -> tuple[str, list[str]]:
         if args.calib_method not in CALIBRATION_METHODS:
             raise CliExit(2, f"df2infer export: --calib-method {args.calib_method!r}: expected one of {CALIBRATION_METHODS}")
     if args.engine:
-        from df2infer_export.tensorrt_builder import TensorRTUnavailable, require_tensorrt
+        from df2infer.engine.builder import TensorRTUnavailable, require_tensorrt
 
         try:
             require_tensorrt()
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if "fp32" not in precisions:
         fp32.unlink()
     if args.engine:
-        from df2infer_export.tensorrt_builder import build_engine
+        from df2infer.engine.builder import build_engine
 
         for prec, onnx_path in artifacts.items():
             t = time.perf_counter()

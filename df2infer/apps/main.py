@@ -12,7 +12,23 @@ import argparse
 import sys
 from types import ModuleType
 
-from df2infer.apps import bench, convert, demo, detect, eval, export, index, info, predict_torch, search, synth, train, validate, video
+from df2infer.apps import (
+    bench,
+    build_engine,
+    convert,
+    demo,
+    detect,
+    eval,
+    export,
+    index,
+    info,
+    predict_torch,
+    search,
+    synth,
+    train,
+    validate,
+    video,
+)
 from df2infer.apps.common import CliExit
 
 # verb -> (module, one-line help), in the order `df2infer --help` lists them.
@@ -24,6 +40,7 @@ VERBS: dict[str, tuple[ModuleType, str]] = {
     "train": (train, "train Match R-CNN on a DeepFashion2-format folder (needs the export extra: torch)"),
     "predict-torch": (predict_torch, "PyTorch eager inference writing the official result files (needs the export extra)"),
     "export": (export, "export a checkpoint to ONNX (FP32/FP16/INT8) or a TensorRT engine (needs the export extra)"),
+    "build-engine": (build_engine, "build a TensorRT engine from an exported ONNX file, on the GPU that will run it (no torch)"),
     "detect": (detect, "detect clothing in images; writes annotated images and JSON"),
     "video": (video, "detect clothing in video files, cameras and streams (RTSP, HTTP, CSI), several at once"),
     "index": (index, "build a retrieval gallery: detect + embed catalog (shop) images (resumable)"),

@@ -1,4 +1,4 @@
-"""TensorRT backend: runs a serialized engine (`.engine` / `.plan`) built by export/tensorrt_builder.py.
+"""TensorRT backend: runs a serialized engine (`.engine` / `.plan`) built by df2infer/engine/builder.py.
 
 An engine only runs on the GPU architecture and the TensorRT version it was built with, so every engine
 travels with a sidecar `<engine>.json` (df2infer.artifact.engine_sidecar_path) holding the contract, the TensorRT version,
@@ -448,7 +448,7 @@ class TensorRTBackend:
 
     def run(self, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
         """float32 [B, 3, H, W] (other real dtypes are cast) -> {output name: host array [B, ...]}.
-        min_head_score is ignored: engines are built from static-head graphs only (tensorrt_builder.check_buildable)."""
+        min_head_score is ignored: engines are built from static-head graphs only (df2infer.engine.builder.check_buildable)."""
         self._check_open()
         self._device_out = None
         b = self._upload_host_batch(batch)

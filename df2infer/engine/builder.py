@@ -49,9 +49,8 @@ from df2infer.artifact import (
 )
 from df2infer.backends.tensorrt_backend import TensorRTUnavailable, require_tensorrt, tensorrt_dims
 from df2infer.contract import INPUT_NAME, Contract, ContractError
+from df2infer.engine.calibration import calibration_batch, list_calibration_images
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
-
-from .calibration import calibration_batch, list_calibration_images
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -195,8 +194,8 @@ def check_buildable(info: OnnxInfo) -> None:
     if info.contract.gated_heads:
         raise ContractError(
             f"{info.path}: a gated-head graph (contract gated_heads=true): its heads run on a row count known only "
-            "at run time, which TensorRT cannot build; export with static heads (`df2infer export ... --engine`, "
-            "or --heads static)"
+            "at run time, which TensorRT cannot build. Export one with static heads from the checkpoint on any machine "
+            "with `df2infer export CHECKPOINT.pt --out DIR --heads static` and build from that"
         )
 
 
@@ -231,7 +230,7 @@ class CalibrationBatches:
     """Calibration input, batch by batch, as the graph takes it: float32 [batch_size, 3, H, W], RGB 0..255.
 
     `source` is an array [N, 3, H, W] already preprocessed, a `.npy` file of one, a directory of images, or a
-    sequence of image paths (a directory is listed by export/calibration.py, as for ONNX Runtime INT8; read and
+    sequence of image paths (a directory is listed by df2infer/engine/calibration.py, as for ONNX Runtime INT8; read and
     letterboxed with df2infer.ops.letterbox, the runtime's own preprocessing).
     Only whole batches are used (TensorRT calibrates with a fixed batch size).
     """

@@ -1,5 +1,5 @@
 """INT8 calibration images: the one reader shared by the ONNX Runtime (precision.to_int8_qdq) and the
-TensorRT (tensorrt_builder.CalibrationBatches) paths, so one `--calib-images` folder calibrates the same
+TensorRT (df2infer.engine.builder.CalibrationBatches) paths, so one `--calib-images` folder calibrates the same
 images, letterboxed exactly as the runtime does, for both.
 """
 
