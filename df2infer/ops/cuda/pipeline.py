@@ -251,6 +251,40 @@ class PostResult:
     instance_map: np.ndarray | None = None  # int16 [h, w]: 0, or 1 + the first detection whose mask is on
 
 
+@dataclass
+class _PostPlan:
+    """GpuPostprocessor.plan's result: the batch's host tables (by name, in upload order) and the sizes of the
+    kernels' work and outputs."""
+
+    n: int  # detections kept over the batch
+    tables: dict[str, np.ndarray]
+    w_total: int  # sampling-weight entries (0 when neither masks nor instance maps are wanted)
+    mask_total: int  # mask pixels (0 when masks are not wanted)
+    map_total: int  # instance-map pixels (0 when not wanted)
+    cubic_total: int  # torchvision method: cubic coefficient rows
+    col_total: int  # torchvision method: column maxima
+    want_masks: bool
+    want_landmarks: bool
+    instance_maps: bool
+    landmark_method: str
+
+
+@dataclass
+class _PostPacked:
+    """GpuPostprocessor.pack's result: device addresses of the tables, the scratch and the results."""
+
+    table: dict[str, int]
+    cubic: int
+    best: int
+    best_row: int
+    taps: int
+    weights: int
+    result: dict[str, int]
+    result_offsets: dict[str, int]
+    result_nbytes: int
+    result_used: int
+
+
 class GpuPostprocessor:
     """Masks and landmarks of all kept detections of a batch, on the GPU, from the engine's device outputs.
 
@@ -284,10 +318,23 @@ class GpuPostprocessor:
         """masks: device [B, N, M, M] float32; heatmaps: device [B, N, C, K, K] float32 (pointers or CUDA
         arrays; either may be None when not wanted). Synchronizes the driver's stream once at the end.
         options: a DecodeOptions, which then sets mask_threshold, landmark_method, want_masks and want_landmarks
-        (the Predictor's path); the separate keywords serve the kernel checks and benchmarks."""
+        (the Predictor's path); the separate keywords serve the kernel checks and benchmarks.
+        Four steps: plan (host-side tables), pack (one upload), launch (the kernels), unpack (one download)."""
         if options is not None:
             mask_threshold, landmark_method = options.mask_threshold, options.landmark_method
             want_masks, want_landmarks = options.masks, options.landmarks
+        plan = self.plan(items, landmark_method, want_masks=want_masks, want_landmarks=want_landmarks, instance_maps=instance_maps)
+        packed = self.pack(plan)
+        launches = self.launch(plan, packed, masks, heatmaps, float(mask_threshold))
+        out = self.unpack(plan, packed, items)
+        self.last_launches = launches
+        return out
+
+    def plan(
+        self, items: Sequence[PostItem], landmark_method: str, *, want_masks: bool, want_landmarks: bool, instance_maps: bool
+    ) -> _PostPlan:
+        """The batch's tables on the host: the kept rows, their boxes and labels, each mask's pixel extent and
+        offset, the sampling-weight offsets, the instance maps' offsets and the torchvision method's sizes."""
         if landmark_method not in LANDMARK_METHODS:
             raise ValueError(f"landmark_method {landmark_method!r}, expected one of {LANDMARK_METHODS}")
         if want_landmarks and landmark_method == "torchvision" and self.K > MAX_HEATMAP_SIZE:
@@ -311,10 +358,8 @@ class GpuPostprocessor:
         areas = (extents[:, 2] - extents[:, 0]).astype(np.int64) * (extents[:, 3] - extents[:, 1])
         mask_off = np.concatenate([[0], np.cumsum(areas)]).astype(np.int64)
         # sampling weights: one entry per row and per column of each extent (paste_masks_weights)
-        woff = np.concatenate([[0], np.cumsum((extents[:, 3] - extents[:, 1]).astype(np.int64) + (extents[:, 2] - extents[:, 0]))]).astype(
-            np.int64
-        )
-        w_total = int(woff[-1]) if (want_masks or instance_maps) else 0
+        spans = (extents[:, 3] - extents[:, 1]).astype(np.int64) + (extents[:, 2] - extents[:, 0])
+        woff = np.concatenate([[0], np.cumsum(spans)]).astype(np.int64)
         dims = np.array([it.image_size for it in items], np.int32).reshape(-1, 2)
         map_off = np.concatenate([[0], np.cumsum(dims[:, 0].astype(np.int64) * dims[:, 1])]).astype(np.int64)
         # torchvision method: resized map size per detection, as ops.landmarks._heatmaps_torchvision
@@ -327,160 +372,125 @@ class GpuPostprocessor:
         # one column-maximum entry per (detection, own landmark, resized column)
         own = self.counts[labels].astype(np.int64) if n else np.zeros(0, np.int64)
         col_off = np.concatenate([[0], np.cumsum(own * sizes[:, 0])]).astype(np.int64)
-        col_total = int(col_off[-1])
-        use_tv = want_landmarks and landmark_method == "torchvision"
+        return _PostPlan(
+            n=n,
+            tables={
+                "rows": rows,
+                "boxes": boxes,
+                "extents": extents,
+                "mask_off": mask_off,
+                "woff": woff,
+                "labels": labels,
+                "counts": self.counts,
+                "sizes": sizes,
+                "table_off": table_off,
+                "col_off": col_off,
+                "det_begin": det_begin,
+                "dims": dims,
+                "map_off": map_off,
+            },
+            w_total=int(woff[-1]) if (want_masks or instance_maps) else 0,
+            mask_total=int(mask_off[-1]) if want_masks else 0,
+            map_total=int(map_off[-1]) if instance_maps else 0,
+            cubic_total=int(table_off[-1]),
+            col_total=int(col_off[-1]),
+            want_masks=want_masks,
+            want_landmarks=want_landmarks,
+            instance_maps=instance_maps,
+            landmark_method=landmark_method,
+        )
 
+    def pack(self, plan: _PostPlan) -> _PostPacked:
+        """Lay the tables and the kernels' scratch out in one device buffer and upload the tables in one copy;
+        lay the results out in another."""
+        use_tv = plan.want_landmarks and plan.landmark_method == "torchvision"
         tables = _Pack()
-        for name, arr in (
-            ("rows", rows),
-            ("boxes", boxes),
-            ("extents", extents),
-            ("mask_off", mask_off),
-            ("woff", woff),
-            ("labels", labels),
-            ("counts", self.counts),
-            ("sizes", sizes),
-            ("table_off", table_off),
-            ("col_off", col_off),
-            ("det_begin", det_begin),
-            ("dims", dims),
-            ("map_off", map_off),
-        ):
+        for name, arr in plan.tables.items():
             tables.add(name, arr)
-        # scratch after the uploaded tables: cubic coefficients, column maxima and their rows
+        # scratch after the uploaded tables: cubic coefficients, column maxima and their rows, mask sampling weights
         cubic_at = tables.nbytes
-        best_at = _align(cubic_at + (int(table_off[-1]) * 5 * 4 if use_tv else 0))
-        row_at = _align(best_at + (col_total * 4 if use_tv else 0))
-        taps_at = _align(row_at + (col_total * 4 if use_tv else 0))
-        weights_at = _align(taps_at + w_total * 2 * 4)
-        tables.nbytes = _align(weights_at + w_total * 2 * 4)
+        best_at = _align(cubic_at + (plan.cubic_total * 5 * 4 if use_tv else 0))
+        row_at = _align(best_at + (plan.col_total * 4 if use_tv else 0))
+        taps_at = _align(row_at + (plan.col_total * 4 if use_tv else 0))
+        weights_at = _align(taps_at + plan.w_total * 2 * 4)
+        tables.nbytes = _align(weights_at + plan.w_total * 2 * 4)
         self._tables.reserve(tables.nbytes)
         assert self._tables.host is not None
-        t = tables.write(self._tables.host)
+        offsets = tables.write(self._tables.host)
         dev = self._tables.device
-        p = {k: dev + v for k, v in t.items()}
+        if plan.n or plan.instance_maps:
+            self.driver.upload(dev, self._tables.host[:cubic_at])
 
         results = _Pack()
-        mask_total = int(mask_off[-1]) if want_masks else 0
-        results.add("masks", np.zeros(mask_total, np.uint8))
-        results.add("landmarks", np.zeros((n * self.C * 3) if want_landmarks else 0, np.float32))
-        results.add("maps", np.zeros(int(map_off[-1]) if instance_maps else 0, np.int16))
-        roffs = {name: off for name, _, off in results.parts}
+        results.add("masks", np.zeros(plan.mask_total, np.uint8))
+        results.add("landmarks", np.zeros((plan.n * self.C * 3) if plan.want_landmarks else 0, np.float32))
+        results.add("maps", np.zeros(plan.map_total, np.int16))
         self._results.reserve(results.nbytes)
-        rdev = self._results.device
+        used = max((off + arr.nbytes for _, arr, off in results.parts if arr.nbytes), default=0)
+        return _PostPacked(
+            table={k: dev + v for k, v in offsets.items()},
+            cubic=dev + cubic_at,
+            best=dev + best_at,
+            best_row=dev + row_at,
+            taps=dev + taps_at,
+            weights=dev + weights_at,
+            result={name: self._results.device + off for name, _, off in results.parts},
+            result_offsets={name: off for name, _, off in results.parts},
+            result_nbytes=results.nbytes,
+            result_used=used,
+        )
 
+    def launch(self, plan: _PostPlan, packed: _PostPacked, masks: Any, heatmaps: Any, mask_threshold: float) -> list[tuple]:
+        """Enqueue the kernels on the driver's stream; returns (kernel, grid, block, args) of each."""
         launches: list[tuple] = []
 
-        def launch(kernel: str, grid: tuple, block: tuple, args: tuple) -> None:
+        def go(kernel: str, grid: tuple, block: tuple, args: tuple) -> None:
             self.driver.launch(kernel, grid, block, args)
             launches.append((kernel, grid, block, args))
 
-        drv = self.driver
-        if n or instance_maps:
-            drv.upload(dev, self._tables.host[:cubic_at])
-        taps, weights = dev + taps_at, dev + weights_at
-        if n and w_total:
-            g, b = grid_1d(w_total)
-            launch("paste_masks_weights", g, b, (p["boxes"], p["extents"], p["woff"], n, self.M, self.M, taps, weights))
-        if n and want_masks and mask_total:
-            g, b = grid_1d(mask_total)
-            launch(
-                "paste_masks_compact",
-                g,
-                b,
-                (
-                    masks,
-                    p["rows"],
-                    p["extents"],
-                    p["mask_off"],
-                    p["woff"],
-                    taps,
-                    weights,
-                    n,
-                    self.M,
-                    self.M,
-                    float(mask_threshold),
-                    rdev + roffs["masks"],
-                ),
-            )
-        if instance_maps and int(map_off[-1]):
-            g, b = grid_1d(int(map_off[-1]))
-            launch(
-                "paste_masks_instance_map",
-                g,
-                b,
-                (
-                    masks,
-                    p["rows"],
-                    p["extents"],
-                    p["woff"],
-                    taps,
-                    weights,
-                    p["det_begin"],
-                    p["dims"],
-                    p["map_off"],
-                    len(items),
-                    self.M,
-                    self.M,
-                    float(mask_threshold),
-                    rdev + roffs["maps"],
-                ),
-            )
-        if n and want_landmarks:
+        n, p, M = plan.n, packed.table, self.M
+        taps, weights = packed.taps, packed.weights
+        if n and plan.w_total:
+            go("paste_masks_weights", *grid_1d(plan.w_total), (p["boxes"], p["extents"], p["woff"], n, M, M, taps, weights))
+        if n and plan.want_masks and plan.mask_total:
+            args = (masks, p["rows"], p["extents"], p["mask_off"], p["woff"], taps, weights, n, M, M, mask_threshold)
+            go("paste_masks_compact", *grid_1d(plan.mask_total), (*args, packed.result["masks"]))
+        if plan.instance_maps and plan.map_total:
+            images = len(plan.tables["dims"])
+            args = (masks, p["rows"], p["extents"], p["woff"], taps, weights, p["det_begin"], p["dims"], p["map_off"], images)
+            go("paste_masks_instance_map", *grid_1d(plan.map_total), (*args, M, M, mask_threshold, packed.result["maps"]))
+        if n and plan.want_landmarks:
             g, b = grid_1d(n * self.C, 64)
-            lm_out = rdev + roffs["landmarks"]
-            if landmark_method == "subpixel":
-                launch(
-                    "landmarks_subpixel",
-                    g,
-                    b,
-                    (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"], n, self.C, self.K, self.K, lm_out),
-                )
+            lm_out, C, K = packed.result["landmarks"], self.C, self.K
+            if plan.landmark_method == "subpixel":
+                go("landmarks_subpixel", g, b, (heatmaps, p["rows"], p["boxes"], p["labels"], p["counts"], n, C, K, K, lm_out))
             else:
-                gt, bt = grid_1d(int(table_off[-1]))
-                launch("landmarks_cubic_tables", gt, bt, (p["sizes"], p["table_off"], n, self.K, self.K, dev + cubic_at))
-                gc, bc = grid_1d(col_total, 128)
-                launch(
-                    "landmarks_torchvision_columns",
-                    gc,
-                    bc,
-                    (
-                        heatmaps,
-                        p["rows"],
-                        p["sizes"],
-                        p["table_off"],
-                        dev + cubic_at,
-                        p["col_off"],
-                        n,
-                        self.C,
-                        self.K,
-                        self.K,
-                        dev + best_at,
-                        dev + row_at,
-                    ),
-                )
-                launch(
-                    "landmarks_torchvision",
-                    g,
-                    b,
-                    (p["boxes"], p["labels"], p["counts"], p["sizes"], p["col_off"], dev + best_at, dev + row_at, n, self.C, lm_out),
-                )
-        out_host = np.empty(results.nbytes, np.uint8) if self._results.host is None else self._results.host[: results.nbytes]
-        used = max((off + arr.nbytes for _, arr, off in results.parts if arr.nbytes), default=0)
-        if used:
-            drv.download(out_host[:used], rdev)
-        drv.synchronize()
-        self.last_launches = launches
+                go("landmarks_cubic_tables", *grid_1d(plan.cubic_total), (p["sizes"], p["table_off"], n, K, K, packed.cubic))
+                args = (heatmaps, p["rows"], p["sizes"], p["table_off"], packed.cubic, p["col_off"], n, C, K, K)
+                go("landmarks_torchvision_columns", *grid_1d(plan.col_total, 128), (*args, packed.best, packed.best_row))
+                args = (p["boxes"], p["labels"], p["counts"], p["sizes"], p["col_off"], packed.best, packed.best_row, n, C, lm_out)
+                go("landmarks_torchvision", g, b, args)
+        return launches
 
-        mask_bytes = out_host[roffs["masks"] : roffs["masks"] + mask_total]
-        lm_bytes = out_host[roffs["landmarks"] : roffs["landmarks"] + n * self.C * 3 * 4 * int(want_landmarks)]
-        lms = lm_bytes.view(np.float32).reshape(n, self.C, 3) if want_landmarks else None
-        maps_flat = out_host[roffs["maps"] : roffs["maps"] + int(map_off[-1]) * 2 * int(instance_maps)].view(np.int16)
+    def unpack(self, plan: _PostPlan, packed: _PostPacked, items: Sequence[PostItem]) -> list[PostResult]:
+        """Download the results in one copy, synchronize, and cut them per image."""
+        host = self._results.host
+        out_host = np.empty(packed.result_nbytes, np.uint8) if host is None else host[: packed.result_nbytes]
+        if packed.result_used:
+            self.driver.download(out_host[: packed.result_used], self._results.device)
+        self.driver.synchronize()
+
+        n, t, roffs = plan.n, plan.tables, packed.result_offsets
+        extents, mask_off, labels, det_begin, map_off = t["extents"], t["mask_off"], t["labels"], t["det_begin"], t["map_off"]
+        mask_bytes = out_host[roffs["masks"] : roffs["masks"] + plan.mask_total]
+        lm_bytes = out_host[roffs["landmarks"] : roffs["landmarks"] + n * self.C * 3 * 4 * int(plan.want_landmarks)]
+        lms = lm_bytes.view(np.float32).reshape(n, self.C, 3) if plan.want_landmarks else None
+        maps_flat = out_host[roffs["maps"] : roffs["maps"] + plan.map_total * 2].view(np.int16)
         out = []
         for i, it in enumerate(items):
             lo, hi = int(det_begin[i]), int(det_begin[i + 1])
             res = PostResult(masks=None, mask_boxes=None, landmarks=None)
-            if want_masks:
+            if plan.want_masks:
                 res.mask_boxes = extents[lo:hi].copy()
                 res.masks = []
                 for d in range(lo, hi):
@@ -488,7 +498,7 @@ class GpuPostprocessor:
                     res.masks.append(mask_bytes[mask_off[d] : mask_off[d + 1]].reshape(y1 - y0, x1 - x0).astype(bool))
             if lms is not None:
                 res.landmarks = [lms[d, : int(self.counts[labels[d]])].copy() for d in range(lo, hi)]
-            if instance_maps:
+            if plan.instance_maps:
                 h, w = it.image_size
                 res.instance_map = maps_flat[map_off[i] : map_off[i + 1]].reshape(h, w).copy()
             out.append(res)
