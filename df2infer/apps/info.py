@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
     feats = cpu_features()  # this CPU: what an INT8 file needs from it
     report["cpu_features"] = feats.as_dict()
+    from df2infer.gpu.status import gpu_kernels_status
+
+    on, why = gpu_kernels_status()  # whether an engine's letterbox and decode would run on the GPU here
+    report["gpu_kernels"] = f"on ({why})" if on else f"off: {why}"
     status = 0
     if contract_text is None:
         report["contract_error"] = f"{path}: no df2infer contract (metadata key {METADATA_KEY!r})"
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     for k in ("producer", "ir_version", "opsets", "nodes", "sidecar"):
         if k in report:
             print(f"  {k}: {report[k]}")
+    print(f"  gpu kernels: {report['gpu_kernels']}")
     if "contract" in report:
         print("contract:")
         for k, v in report["contract"].items():

@@ -18,6 +18,22 @@ def _f(v, nd: int = 1) -> str:
     return f"{v:.{nd}f}"
 
 
+def jetson_line(j: dict) -> str:
+    """'L4T 36.4.3, power mode MAXN (mode 0), jetson_clocks on' (unknown where a value could not be read)."""
+    clocks = {True: "on", False: "off", None: "unknown"}[j.get("jetson_clocks")]
+    return f"L4T {j.get('l4t') or 'unknown'}, power mode {j.get('power_mode') or 'unknown'}, jetson_clocks {clocks}"
+
+
+def gpu_lines(machine: dict) -> list[str]:
+    """The header's GPU lines: whether the GPU kernels are on (or why not) and, on a Jetson, its settings."""
+    lines = []
+    if machine.get("gpu_kernels"):
+        lines.append(f"- GPU kernels: {machine['gpu_kernels']}")
+    if machine.get("jetson"):
+        lines.append(f"- Jetson: {jetson_line(machine['jetson'])}")
+    return lines
+
+
 def format_markdown(report: dict) -> str:
     m = report["machine"]
     cfg = report["config"]
@@ -29,6 +45,7 @@ def format_markdown(report: dict) -> str:
     )
     if m.get("cpu_features"):
         L.append(f"- CPU features: {m['cpu_features']}")
+    L += gpu_lines(m)
     L.append(
         f"- software: onnxruntime {m.get('onnxruntime', '-')}, numpy {m.get('numpy')}, opencv {m.get('opencv')} "
         f"({m.get('opencv_threads')} threads), python {m.get('python')}, {m.get('platform')}"

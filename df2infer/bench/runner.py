@@ -251,6 +251,13 @@ def machine_info() -> dict:
     from df2infer.cpu_features import cpu_features
 
     info["cpu_features"] = cpu_features().summary()  # INT8 speed and exactness depend on them
+    from df2infer.gpu.status import gpu_kernels_status, jetson_info
+
+    on, why = gpu_kernels_status()  # whether an engine's letterbox and decode would run on the GPU here
+    info["gpu_kernels"] = f"on ({why})" if on else f"off: {why}"
+    jetson = jetson_info()  # Jetson latencies depend on the power mode and the clocks
+    if jetson is not None:
+        info["jetson"] = jetson
     try:
         info["loadavg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:

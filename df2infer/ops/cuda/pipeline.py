@@ -449,6 +449,7 @@ class GpuPostprocessor:
             launches.append((kernel, grid, block, args))
 
         n, p, M = plan.n, packed.table, self.M
+        args: tuple  # each kernel's arguments, as launch.KERNEL_SIGNATURES lists them
         taps, weights = packed.taps, packed.weights
         if n and plan.w_total:
             go("paste_masks_weights", *grid_1d(plan.w_total), (p["boxes"], p["extents"], p["woff"], n, M, M, taps, weights))
