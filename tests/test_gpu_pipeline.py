@@ -26,6 +26,7 @@ from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract  # noqa: E402
 from df2infer.data import spec  # noqa: E402
 from df2infer.gpu.cuda_check import CudaError  # noqa: E402
 from df2infer.ops.cuda import selfcheck  # noqa: E402
+from df2infer.ops.cuda.engine_pipeline import COMPACT_OUTPUTS  # noqa: E402
 from df2infer.ops.letterbox import to_input_batch  # noqa: E402
 
 CONTRACT = Contract(input_height=96, input_width=128, max_detections=6, heatmap_size=16, embedding_dim=8, max_batch=4)
@@ -149,7 +150,7 @@ def test_frames_go_up_once_and_only_compact_results_come_back(gpu):
     # cuda runtime: no host->device copy (the kernels' driver uploads the frames); device->host only the compact outputs
     runtime_copies = [e for e in log if e[0] == "cuda.cudaMemcpyAsync"]
     assert {int(e[4]) for e in runtime_copies} == {2}  # cudaMemcpyDeviceToHost
-    assert {e[2] for e in runtime_copies} == {buffers[n] for n in tb.COMPACT_OUTPUTS}
+    assert {e[2] for e in runtime_copies} == {buffers[n] for n in COMPACT_OUTPUTS}
     # every enqueue is on the backend's stream: the driver's copies and launches, and the engine
     assert {int(e[-1]) for e in log if e[0] == "trt.execute_async_v3"} == {stream}
     driver = [e for e in log if e[0] in ("cuda.cuMemcpyHtoDAsync", "cuda.cuLaunchKernel", "cuda.cuMemcpyDtoHAsync")]

@@ -1,5 +1,5 @@
 """`df2infer info` and the bench header say whether the GPU kernels are on and why not; on a Jetson the bench header
-records the L4T version, the power mode and jetson_clocks (df2infer.gpu.status), read here from fixed texts."""
+records the L4T version, the power mode and jetson_clocks (df2infer.ops.cuda.status), read here from fixed texts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import strict_gpu as sg
 
 from df2infer.bench import report as bench_report
-from df2infer.gpu import status
+from df2infer.ops.cuda import status
 
 ROOT = Path(__file__).resolve().parent.parent
 

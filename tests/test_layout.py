@@ -162,7 +162,7 @@ LAYERS: list[tuple[str, ...]] = [
     # data: the artifact's metadata, results, the DeepFashion2/COCO formats
     ("df2infer.artifact", "df2infer.results", "df2infer.data"),
     ("df2infer.ops", "df2infer.retrieval.similarity"),  # numpy references and their CUDA twins
-    ("df2infer.backends",),
+    ("df2infer.backends", "df2infer.engine"),  # engine runners and the engine builder
     ("df2infer.api", "df2infer"),  # load(), the Predictor
     ("df2infer.stream", "df2infer.sinks", "df2infer.retrieval"),  # the runtime rooms
     ("df2infer.synth", "df2infer.eval"),  # data tools

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     feats = cpu_features()  # this CPU: what an INT8 file needs from it
     report["cpu_features"] = feats.as_dict()
-    from df2infer.gpu.status import gpu_kernels_status
+    from df2infer.ops.cuda.status import gpu_kernels_status
 
     on, why = gpu_kernels_status()  # whether an engine's letterbox and decode would run on the GPU here
     report["gpu_kernels"] = f"on ({why})" if on else f"off: {why}"

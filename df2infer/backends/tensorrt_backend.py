@@ -30,16 +30,13 @@ Device inputs (`run_device`) are read on this backend's stream after the produce
 outputs (`run_device_outputs`) stay on the GPU for GPU postprocessing, exported as `DeviceArray`s that name
 this backend's stream.
 
-GPU pre- and postprocessing (the CUDA kernels of df2infer.ops.cuda, docs/cuda_kernels.md): at load the backend
-creates a CudaDriver on its own stream, a GpuPreprocessor writing into the engine's input buffer and, when the
-mask and heatmap outputs are float32, a GpuPostprocessor. `run_frames` uploads the frames once, letterboxes them
-on the GPU straight into the engine input, runs the engine (through run_device_outputs) and copies back only
-num_dets, boxes, scores, labels and embeddings; `postprocess_device` pastes the masks and decodes the landmarks
-of the detections the host kept, where the engine wrote them, and copies back only the compact masks and the
-landmarks. All of it is one stream. On an integrated GPU (Jetson) the frames are staged in mapped pinned memory
-the kernel reads in place (CudaDriver.host_buffer / mapped_pointer), so no upload happens at all. If the
-kernels' driver cannot be created (no cuda.bindings.driver, no NVRTC) the backend logs why and the Predictor
-uses the CPU letterbox and decode (frames_on_device is False). This is the DevicePipelineBackend protocol.
+GPU pre- and postprocessing live beside the kernels, in df2infer.ops.cuda.engine_pipeline.GpuPipeline, which
+wraps any runner with device outputs; this backend is such a runner (input_device_ptr, check_batch,
+run_device_outputs, copy_outputs_and_sync) and makes one pipeline at load on its own stream, exposing its
+run_frames / postprocess_device (the DevicePipelineBackend protocol). If the kernels cannot run (no
+cuda.bindings.driver, no NVRTC) the pipeline is not made, the reason is logged and the Predictor uses the CPU
+letterbox and decode (frames_on_device is False). On an integrated GPU (Jetson) the frames are staged in mapped
+pinned memory the kernel reads in place, so no upload happens at all.
 
 Nothing here imports tensorrt or cuda-python at module import: the CPU path never needs them.
 """
@@ -71,6 +68,7 @@ from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 if TYPE_CHECKING:
     import tensorrt as trt
 
+    from df2infer.ops.cuda.engine_pipeline import GpuPipeline
     from df2infer.ops.cuda.launch import Driver
     from df2infer.ops.cuda.pipeline import GpuPostprocessor, GpuPreprocessor, PostResult
     from df2infer.ops.decode import KeptDetections
@@ -132,9 +130,6 @@ ENGINE_CODE_REFUSED = (
     "from: df2infer.load(..., trust_engine_code=True) or the CLI's --trust-engine-code; or rebuild it here without "
     "version compatibility"
 )
-
-# What run_frames copies back when masks and landmarks are computed on the GPU.
-COMPACT_OUTPUTS = ("num_dets", "boxes", "scores", "labels", "embeddings")
 
 
 def kernel_driver(device_index: int, stream: int) -> Driver:
@@ -202,10 +197,7 @@ class TensorRTBackend:
         trust_engine_code: bool = False,
     ) -> None:
         self._closed = True  # close() is safe even if __init__ fails half way
-        self._kdrv: Any = None  # the CUDA kernels' driver (df2infer.ops.cuda), on self._stream
-        self.gpu_pre: GpuPreprocessor | None = None
-        self.gpu_post: GpuPostprocessor | None = None
-        self._device_out: dict[str, DeviceArray] | None = None  # outputs of the last run_frames
+        self._gpu: GpuPipeline | None = None  # the kernels around this engine (df2infer.ops.cuda), on self._stream
         self._buffers: dict[str, _Buffer] = {}
         self._stream: Any = None
         self._event: Any = None
@@ -316,41 +308,22 @@ class TensorRTBackend:
                 raise RuntimeError(f"{self.path}: set_tensor_address({name!r}) failed")
 
     def _load_gpu_ops(self, index: int) -> None:
-        """The CUDA kernels on this backend's stream; a missing driver or NVRTC is logged, not fatal."""
-        from df2infer.ops.cuda.pipeline import GpuPostprocessor, GpuPreprocessor
+        """The GPU pipeline on this backend's stream; when the kernels cannot run it logs why (not fatal)."""
+        from df2infer.ops.cuda.engine_pipeline import GpuPipeline
 
-        c = self.contract
-        try:
-            self._kdrv = kernel_driver(index, int(self._stream))
-            load = getattr(self._kdrv, "load_kernels", None)
-            if load is not None:
-                load()  # NVRTC compile (disk-cached) now: a missing NVRTC falls back here, not at the first batch
-        except (ImportError, OSError, RuntimeError) as e:  # CudaError, KernelCompileError, a missing driver library
-            log.warning(
-                "%s: GPU preprocessing and postprocessing unavailable (%s: %s); letterbox and decode run on the CPU",
-                self.path,
-                type(e).__name__,
-                e,
-            )
-            if self._kdrv is not None:
-                self._kdrv.close()
-                self._kdrv = None
-            return
-        if self.input_dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
-            log.warning(
-                "%s: engine input dtype %s; the GPU letterbox writes float32/float16 only, so it runs on the CPU",
-                self.path,
-                self.input_dtype,
-            )
-            return
-        self.gpu_pre = GpuPreprocessor(self._kdrv, (c.input_height, c.input_width), c.pad_value, out_dtype=self.input_dtype)
-        float_outputs = all(self._buffers[n].dtype == np.float32 for n in ("masks", "landmark_heatmaps"))
-        if float_outputs:
-            self.gpu_post = GpuPostprocessor(
-                self._kdrv, detections=c.max_detections, mask_size=c.mask_size, heatmap_size=c.heatmap_size, channels=c.max_landmarks
-            )
-        else:
-            log.info("%s: mask/heatmap outputs are not float32; masks and landmarks are decoded on the CPU", self.path)
+        self._gpu = GpuPipeline.create(self, lambda: kernel_driver(index, int(self._stream)))
+
+    @property
+    def gpu_pre(self) -> GpuPreprocessor | None:
+        return self._gpu.pre if self._gpu is not None else None
+
+    @property
+    def gpu_post(self) -> GpuPostprocessor | None:
+        return self._gpu.post if self._gpu is not None else None
+
+    @property
+    def _kdrv(self) -> Driver | None:
+        return self._gpu.driver if self._gpu is not None else None
 
     def _allocate(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> _Buffer:
         cudart = self._cudart
@@ -379,7 +352,7 @@ class TensorRTBackend:
         cudart = self._cudart
         cuda_call(cudart, cudart.cudaSetDevice(self.device_index), f"cudaSetDevice({self.device_index})")
 
-    def _check_batch(self, batch: int) -> None:
+    def check_batch(self, batch: int) -> None:
         if not 1 <= batch <= self.max_batch:
             raise ValueError(
                 f"{self.path}: batch {batch}, this engine takes 1..{self.max_batch} (its optimization profile); split larger batches"
@@ -398,7 +371,16 @@ class TensorRTBackend:
         if not self._context.execute_async_v3(int(self._stream)):
             raise RuntimeError(f"{self.path}: execute_async_v3 failed (see TensorRT's log above)")
 
-    def _copy_outputs_and_sync(self, batch: int, names: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
+    @property
+    def input_device_ptr(self) -> int:
+        """The engine's input buffer on the device (the GPU letterbox writes into it)."""
+        return self._buffers[INPUT_NAME].device_ptr
+
+    def output_dtype(self, name: str) -> np.dtype:
+        return self._buffers[name].dtype
+
+    def copy_outputs_and_sync(self, batch: int, names: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
+        """Copy the named outputs of the last `batch` images to the pinned host buffers and wait for the stream."""
         cudart = self._cudart
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for name in names:
@@ -428,7 +410,7 @@ class TensorRTBackend:
         if batch.ndim != 4 or batch.shape[1:] != want:
             raise ValueError(f"{self.path}: input batch shape {batch.shape}, expected [B, {want[0]}, {want[1]}, {want[2]}]")
         b = int(batch.shape[0])
-        self._check_batch(b)
+        self.check_batch(b)
         inp = self._buffers[INPUT_NAME]
         cudart = self._cudart
         # The previous call's copy out of the pinned buffer may still be queued (run_device_outputs does not wait):
@@ -450,10 +432,10 @@ class TensorRTBackend:
         """float32 [B, 3, H, W] (other real dtypes are cast) -> {output name: host array [B, ...]}.
         min_head_score is ignored: engines are built from static-head graphs only (df2infer.engine.builder.check_buildable)."""
         self._check_open()
-        self._device_out = None
+        self._forget_device_outputs()
         b = self._upload_host_batch(batch)
         self._execute()
-        return self._copy_outputs_and_sync(b)
+        return self.copy_outputs_and_sync(b)
 
     def _wait_for_producer(self, stream: int) -> None:
         """Order this backend's stream after all work enqueued so far on the producer's `stream`."""
@@ -464,7 +446,7 @@ class TensorRTBackend:
     def _enqueue_device_input(self, ptr_or_array: Any, batch: int, producer_stream: int | None) -> None:
         """Point the engine's input at a device buffer (after ordering on its producer) and enqueue the engine."""
         batch = int(batch)
-        self._check_batch(batch)
+        self.check_batch(batch)
         c = self.contract
         shape = (batch, 3, c.input_height, c.input_width)
         if isinstance(ptr_or_array, (int, np.integer)) and not isinstance(ptr_or_array, bool):
@@ -500,9 +482,9 @@ class TensorRTBackend:
         With a raw pointer and no producer_stream the caller must have finished writing the buffer.
         """
         self._check_open()
-        self._device_out = None
+        self._forget_device_outputs()
         self._enqueue_device_input(ptr_or_array, batch, producer_stream)
-        return self._copy_outputs_and_sync(int(batch))
+        return self.copy_outputs_and_sync(int(batch))
 
     def run_device_outputs(self, inputs: Any, batch: int | None = None, *, producer_stream: int | None = None) -> dict[str, DeviceArray]:
         """Run and leave the outputs on the GPU: {output name: DeviceArray [batch, ...]}, views of this backend's
@@ -532,37 +514,23 @@ class TensorRTBackend:
     def run_frames(
         self, images: Sequence[np.ndarray], min_head_score: float | None = None
     ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]:
-        """BGR uint8 HxWx3 frames (1..max_batch, any sizes) -> (host outputs, each frame's LetterboxInfo).
-
-        One upload of the frames (none on an integrated GPU), the GPU letterbox into the engine's input buffer,
-        the engine, then copies of num_dets/boxes/scores/labels/embeddings only when device_postprocessing (the
-        masks and heatmaps stay on the GPU for postprocess_device), of every output otherwise; one stream, one
-        synchronization. min_head_score is ignored, as in run()."""
+        """BGR uint8 HxWx3 frames (1..max_batch, any sizes) -> (host outputs, each frame's LetterboxInfo), through
+        the GPU pipeline (ops.cuda.engine_pipeline.GpuPipeline.run_frames). min_head_score is ignored, as in run()."""
         self._check_open()
-        if self.gpu_pre is None:
+        if self._gpu is None:
             raise RuntimeError(f"{self.path}: GPU preprocessing is not available (see the warning at load); use run()")
-        b = len(images)
-        self._check_batch(b)
-        self._device_out = None
-        inp = self._buffers[INPUT_NAME].device_ptr
-        infos = self.gpu_pre(images, inp)  # queued on this backend's stream, so the engine reads it in order
-        device_out = self.run_device_outputs(inp, b)
-        outputs = self._copy_outputs_and_sync(b, COMPACT_OUTPUTS if self.gpu_post is not None else OUTPUT_NAMES)
-        self._device_out = device_out
-        return outputs, infos
+        return self._gpu.run_frames(images)
 
     def postprocess_device(self, kept: Sequence[KeptDetections], options: DecodeOptions = DEFAULT_OPTIONS) -> list[PostResult]:
-        """Masks and landmarks of `kept` (ops.decode.keep_detections of the last run_frames' outputs) from the
-        engine's mask and heatmap outputs where they lie on the GPU; only the compact results come back."""
-        from df2infer.ops.cuda.pipeline import PostItem
-
+        """Masks and landmarks of `kept` from the last run_frames' device outputs (GpuPipeline.postprocess_device)."""
         self._check_open()
-        if self.gpu_post is None:
+        if self._gpu is None:
             raise RuntimeError(f"{self.path}: GPU postprocessing is not available (device_postprocessing is False)")
-        if self._device_out is None:
-            raise RuntimeError(f"{self.path}: postprocess_device needs the outputs of run_frames, and another call has replaced them")
-        items = [PostItem(row=k.b, idx=k.idx, boxes=k.boxes, labels=k.labels, image_size=k.image_size) for k in kept]
-        return self.gpu_post(items, self._device_out["masks"], self._device_out["landmark_heatmaps"], options=options)
+        return self._gpu.postprocess_device(kept, options)
+
+    def _forget_device_outputs(self) -> None:
+        if self._gpu is not None:
+            self._gpu.forget_outputs()
 
     # ---------------------------------------------------------------- teardown
     def close(self) -> None:
@@ -575,11 +543,9 @@ class TensorRTBackend:
         if self._stream is not None:
             cudart.cudaStreamSynchronize(self._stream)
         # The kernels' buffers and modules live on this stream's work: released before the stream goes.
-        self._device_out = None
-        for part in (self.gpu_post, self.gpu_pre, self._kdrv):
-            if part is not None:
-                part.close()
-        self.gpu_post = self.gpu_pre = self._kdrv = None
+        if self._gpu is not None:
+            self._gpu.close()
+            self._gpu = None
         for buf in self._buffers.values():
             cudart.cudaFree(buf.device_ptr)
             cudart.cudaFreeHost(buf.host_ptr)

@@ -251,7 +251,7 @@ def machine_info() -> dict:
     from df2infer.cpu_features import cpu_features
 
     info["cpu_features"] = cpu_features().summary()  # INT8 speed and exactness depend on them
-    from df2infer.gpu.status import gpu_kernels_status, jetson_info
+    from df2infer.ops.cuda.status import gpu_kernels_status, jetson_info
 
     on, why = gpu_kernels_status()  # whether an engine's letterbox and decode would run on the GPU here
     info["gpu_kernels"] = f"on ({why})" if on else f"off: {why}"
