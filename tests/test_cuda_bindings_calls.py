@@ -30,7 +30,7 @@ from df2infer import artifact  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.contract import Contract  # noqa: E402
 from df2infer.engine import builder  # noqa: E402
-from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem  # noqa: E402
+from df2infer.ops.cuda.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_gpu import CheckedCudart, fake_tensorrt  # noqa: E402
@@ -77,7 +77,7 @@ def run_gpu_code(monkeypatch, tmp_path: Path) -> CheckedCudart:
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(log, version="10.3.0.30", contract=CONTRACT))
     for mod in (tb, builder):
         monkeypatch.setattr(mod, "import_cudart", lambda: cudart)
-    import df2infer.gpu.cuda_check as cc_mod
+    import df2infer.ops.cuda.cuda_check as cc_mod
 
     monkeypatch.setattr(cc_mod, "import_cudart", lambda: cudart)
 

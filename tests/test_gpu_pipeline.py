@@ -24,8 +24,8 @@ from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.backends.base import DevicePipelineBackend  # noqa: E402
 from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract  # noqa: E402
 from df2infer.data import spec  # noqa: E402
-from df2infer.gpu.cuda_check import CudaError  # noqa: E402
 from df2infer.ops.cuda import selfcheck  # noqa: E402
+from df2infer.ops.cuda.cuda_check import CudaError  # noqa: E402
 from df2infer.ops.cuda.engine_pipeline import COMPACT_OUTPUTS  # noqa: E402
 from df2infer.ops.letterbox import to_input_batch  # noqa: E402
 

@@ -156,7 +156,6 @@ LAYERS: list[tuple[str, ...]] = [
         "df2infer.data.spec",
         "df2infer.images",
         "df2infer.cpu_features",
-        "df2infer.gpu",
         "df2infer.latency",
     ),
     # data: the artifact's metadata, results, the DeepFashion2/COCO formats

@@ -26,7 +26,7 @@ from df2infer import artifact  # noqa: E402
 from df2infer.api import Predictor  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.contract import INPUT_NAME  # noqa: E402
-from df2infer.gpu.cuda_check import CudaError  # noqa: E402
+from df2infer.ops.cuda.cuda_check import CudaError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

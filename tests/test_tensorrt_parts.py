@@ -18,8 +18,8 @@ from df2infer.backends import tensorrt_backend as tb
 from df2infer.backends.base import ModelLoadError
 from df2infer.contract import Contract, ContractError
 from df2infer.engine import builder
-from df2infer.gpu.cuda_array import parse_cuda_array_interface
-from df2infer.gpu.cuda_check import CudaError, cuda_call
+from df2infer.ops.cuda.cuda_array import parse_cuda_array_interface
+from df2infer.ops.cuda.cuda_check import CudaError, cuda_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_gpu import write_fake_engine  # noqa: E402

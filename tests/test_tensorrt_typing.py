@@ -14,7 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trt_stubs  # noqa: E402
 
-FILES = ["df2infer/engine/builder.py", "df2infer/backends/tensorrt_backend.py", "df2infer/gpu/cuda_array.py", "df2infer/gpu/cuda_check.py"]
+FILES = [
+    "df2infer/engine/builder.py",
+    "df2infer/backends/tensorrt_backend.py",
+    "df2infer/ops/cuda/cuda_array.py",
+    "df2infer/ops/cuda/cuda_check.py",
+]
 
 
 # 3.10: JetPack 6's Python (mypy checks the syntax and standard library of that version); 3.11: mypy.ini's.

@@ -26,7 +26,7 @@ layer); TensorRT documents engines with data-dependent shapes and loops as not c
 would fail on every call. `use_cuda_graph=True` is refused with that reason (docs/tensorrt.md).
 
 Device inputs (`run_device`) are read on this backend's stream after the producer's work: see
-`df2infer.gpu.cuda_array.stream_to_wait_on` for the `__cuda_array_interface__` stream rule. Device
+`df2infer.ops.cuda.cuda_array.stream_to_wait_on` for the `__cuda_array_interface__` stream rule. Device
 outputs (`run_device_outputs`) stay on the GPU for GPU postprocessing, exported as `DeviceArray`s that name
 this backend's stream.
 
@@ -61,8 +61,8 @@ from df2infer.artifact import (
 )
 from df2infer.backends.base import DeviceError, parse_device
 from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
-from df2infer.gpu.cuda_array import DeviceArray, parse_cuda_array_interface, stream_to_wait_on
-from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
+from df2infer.ops.cuda.cuda_array import DeviceArray, parse_cuda_array_interface, stream_to_wait_on
+from df2infer.ops.cuda.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
 from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ from df2infer.artifact import (
 from df2infer.backends.tensorrt_backend import TensorRTUnavailable, require_tensorrt, tensorrt_dims
 from df2infer.contract import INPUT_NAME, Contract, ContractError
 from df2infer.engine.calibration import calibration_batch, list_calibration_images
-from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
+from df2infer.ops.cuda.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from df2infer.gpu.cuda_check import CudaError
 from df2infer.ops.cuda import compiler
+from df2infer.ops.cuda.cuda_check import CudaError
 
 # Parameter kinds: "ptr" a device pointer; "i32" int; "i64" long long; "f32" float.
 _CTYPES = {"ptr": ctypes.c_void_p, "i32": ctypes.c_int32, "i64": ctypes.c_int64, "f32": ctypes.c_float}
