@@ -239,3 +239,75 @@ def test_a_kernel_compile_failure_at_load_falls_back_and_releases_the_driver(gpu
     assert "KernelCompileError" in caplog.text and "libnvrtc" in caplog.text
     # the driver it had made is released at once (the stand-in's leak check covers its stream and retain)
     assert gpu["sim"].contexts[0].driver_retains == 0
+
+
+# ------------------------------------------------------------------ the GPU pipeline wraps any runner with device outputs
+class ShimRunner:
+    """A DeviceRunner that is not TensorRT: its 'device' memory is the shim driver's, its 'engine' copies fixed
+    outputs into its device output buffers and keeps the input it was given."""
+
+    path = "shim-runner"
+    input_dtype = np.dtype(np.float32)
+
+    def __init__(self, driver, outputs: dict[str, np.ndarray]) -> None:
+        self.contract, self.driver, self.outputs = CONTRACT, driver, outputs
+        self.input_device_ptr = driver.alloc(CONTRACT.max_batch * 3 * H * W * 4)
+        self.device = {k: driver.alloc(v.nbytes) for k, v in outputs.items()}
+        self.seen: np.ndarray | None = None
+
+    def output_dtype(self, name: str) -> np.dtype:
+        return self.outputs[name].dtype
+
+    def check_batch(self, batch: int) -> None:
+        assert 1 <= batch <= CONTRACT.max_batch
+
+    def run_device_outputs(self, inputs, batch=None):
+        assert inputs == self.input_device_ptr
+        self.seen = np.empty((batch, 3, H, W), np.float32)
+        self.driver.download(self.seen, inputs)
+        for k, v in self.outputs.items():
+            self.driver.upload(self.device[k], np.ascontiguousarray(v))
+        return dict(self.device)
+
+    def copy_outputs_and_sync(self, batch, names):
+        return {n: self.outputs[n][:batch].copy() for n in names}
+
+    def close(self) -> None:
+        for ptr in (self.input_device_ptr, *self.device.values()):
+            self.driver.free(ptr)
+
+
+def test_gpu_pipeline_wraps_a_runner_that_is_not_tensorrt(shim_dir):
+    """GpuPipeline on a non-TensorRT runner: the runner reads the CPU letterbox's batch bit for bit, and the masks of
+    the kept detections equal the CPU decode's."""
+    from df2infer.ops.cuda import shim
+    from df2infer.ops.cuda.engine_pipeline import GpuPipeline
+    from df2infer.ops.decode import decode_detections, keep_detections
+    from df2infer.ops.options import DecodeOptions
+
+    driver = shim.ShimDriver(shim_dir)
+    outputs = engine_outputs()
+    runner = ShimRunner(driver, outputs)
+    pipe = GpuPipeline(runner, driver)
+    try:
+        imgs = frames()
+        host, infos = pipe.run_frames(imgs)
+        ref_batch, ref_infos = to_input_batch(imgs, CONTRACT)
+        assert runner.seen is not None and np.array_equal(runner.seen, ref_batch)
+        assert infos == ref_infos
+        assert set(host) == set(COMPACT_OUTPUTS)  # masks and heatmaps stayed on the "device"
+        opts = DecodeOptions(conf=0.3, landmarks=False)
+        kept = [keep_detections(host, b, infos[b], conf=0.3) for b in range(len(imgs))]
+        got = pipe.postprocess_device(kept, opts)
+        n = 0
+        for b, res in enumerate(got):
+            ref = decode_detections(outputs, b, ref_infos[b], opts)
+            assert np.array_equal(res.mask_boxes, ref.mask_boxes)
+            assert len(res.masks) == len(ref.masks)
+            for a, r in zip(res.masks, ref.masks):
+                assert np.array_equal(a, r)
+            n += len(ref.masks)
+        assert n > 0
+    finally:
+        runner.close()
+        pipe.close()  # closes the driver last
