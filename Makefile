@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision come from this machine's local wheel store (see README, "Install").
-	# `cpu`: the CPU onnxruntime (GPU users install `gpu` or `gpu-cu12` instead; see README, "Install").
-	$(PY) -m pip install -q -e '.[export,dev,cpu,retrieval]'
+	# `cpu`: the CPU onnxruntime (GPU users install `gpu` or `gpu-cu12` instead; see README, "Install"); `openvino`: the
+	# second CPU backend (tests/test_openvino_backend.py).
+	$(PY) -m pip install -q -e '.[export,dev,cpu,retrieval,openvino]'
 	# TensorRT itself cannot be installed without an NVIDIA GPU; its type stubs let mypy check our
 	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1

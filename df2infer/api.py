@@ -42,9 +42,28 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 MAKE_DEFAULT_MODEL = "make bundle  (runs python -m df2infer_export.bundle; needs the export extra: pip install -e .[export])"
 
 
-def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backend:
-    """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise."""
+BACKENDS = ("auto", "onnxruntime", "openvino")
+
+
+def load_backend(model: str | os.PathLike, device: str = "auto", *, backend: str = "auto", **kw) -> Backend:
+    """The backend for a model file: TensorRT for .engine/.plan; for ONNX files ONNX Runtime or OpenVINO
+    (`backend`; "auto": ONNX Runtime on a GPU, on the CPU the backend that backends.cpu_choice picks)."""
     path = os.fspath(model)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
+    if is_engine_path(path) and backend != "auto":
+        raise ValueError(f"{path}: a TensorRT engine runs on TensorRT; backend={backend!r} is for ONNX files")
+    if backend == "openvino" or (backend == "auto" and not is_engine_path(path) and resolve_device(device, _ort_cuda) == "cpu"):
+        from df2infer.backends.cpu_choice import choose_cpu_backend
+
+        chosen = backend if backend == "openvino" else choose_cpu_backend(path)
+        if chosen == "openvino":
+            from df2infer.backends.openvino_backend import OpenVinoBackend
+
+            unknown = set(kw) - {"threads"}
+            if unknown:
+                raise TypeError(f"backend='openvino' takes threads= only, not {sorted(unknown)}")
+            return OpenVinoBackend(path, "cpu" if device == "auto" else device, **kw)
     if is_engine_path(path):
         device = resolve_device(device, gpu_available=True)  # an engine is GPU-only: "auto" means the GPU
         if device == "cpu":
@@ -72,6 +91,15 @@ def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backen
         return OnnxRuntimeBackend(path, "cpu", **kw)
 
 
+def _ort_cuda() -> bool:
+    from df2infer.backends.onnxruntime_backend import cuda_available
+
+    try:
+        return cuda_available()
+    except ImportError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def _blas_controller():
     from threadpoolctl import ThreadpoolController
@@ -84,13 +112,15 @@ def _single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def load(model: str | os.PathLike | Backend | None = None, device: str = "auto", **kw) -> Predictor:
+def load(model: str | os.PathLike | Backend | None = None, device: str = "auto", *, backend: str = "auto", **kw) -> Predictor:
     """Load a model artifact and return a Predictor.
 
     model   path to a df2infer .onnx (ONNX Runtime) or .engine/.plan (TensorRT), a Backend instance,
             or None for the bundled model (df2infer/models/default.onnx)
     device  "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
-    kw      backend options (ONNX Runtime: threads=, tensorrt_ep=)
+    backend for ONNX files: "onnxruntime", "openvino" (CPU only; extra `openvino`) or "auto" (ONNX Runtime on a
+            GPU; on the CPU the measured rule of df2infer.backends.cpu_choice, printed by `df2infer info`)
+    kw      backend options (ONNX Runtime: threads=, tensorrt_ep=; OpenVINO: threads=)
     """
     if model is not None and not isinstance(model, (str, os.PathLike)):
         if not isinstance(model, Backend):
@@ -102,7 +132,7 @@ def load(model: str | os.PathLike | Backend | None = None, device: str = "auto",
                 f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; or pass load(model='path/to/model.onnx')"
             )
         model = DEFAULT_MODEL
-    return Predictor(load_backend(model, device, **kw))
+    return Predictor(load_backend(model, device, backend=backend, **kw))
 
 
 class StageTimings:

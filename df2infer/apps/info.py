@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
                 v = d.pop(k)
                 d[f"{k}_shape"] = [len(v), len(v[0])] if v and isinstance(v[0], list) else [len(v)]
             report["contract"] = d
+            if report["format"] == "onnx":
+                from df2infer.backends.cpu_choice import RULE_TEXT, choose_cpu_backend
+
+                report["cpu_backend"] = {"chosen": choose_cpu_backend(path, precision=c.precision), "rule": RULE_TEXT}
             if c.precision == "int8" and report["format"] == "onnx":  # an engine runs on the GPU, not these kernels
                 reason = int8_refusal(int8_weight_range(c, str(path)), feats)
                 report["int8_on_this_cpu"] = "ok" if reason is None else f"refused: {reason}"
@@ -94,4 +98,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"this CPU: {feats.summary()}")
     if "int8_on_this_cpu" in report:
         print(f"INT8 on this CPU: {report['int8_on_this_cpu']}")
+    if "cpu_backend" in report:
+        print(f"CPU backend (device='cpu', backend='auto'): {report['cpu_backend']['chosen']}  [{report['cpu_backend']['rule']}]")
     return status
