@@ -67,6 +67,7 @@ INT8_SENSITIVE_FLOAT_LAYERS: tuple[str, ...] = (
     "/box_head/fc6/Gemm",
     "/box_head/fc7/Gemm",
     "/keypoint_predictor/MatMul",
+    "/landmark_predictor/MatMul",  # the same scorer in the sub-pixel landmark predictor (deploy.SubpixelLandmarkPredictor)
 )
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = "df2infer.calibration_cache"

@@ -252,6 +252,26 @@ def test_subpixel_mask_predictor_equals_torchvision():
         torch.testing.assert_close(SubpixelMaskPredictor(ref)(x), ref(x), atol=1e-5, rtol=1e-5)
 
 
+def test_subpixel_landmark_predictor_equals_the_deconv_predictor():
+    """The 3x3-conv + DepthToSpace form equals LandmarkPredictor (ConvTranspose 4x4 stride 2 padding 1, ReLU,
+    gathered scorer rows), on every category, with a non-zero deconv bias and scorer bias."""
+    from df2infer_export.deploy import SubpixelLandmarkPredictor
+    from df2infer_export.model.landmark_head import LandmarkPredictor
+
+    torch.manual_seed(0)
+    ref = LandmarkPredictor(6, deconvs=1).eval()
+    with torch.no_grad():
+        ref.upsample[0].bias.normal_()
+        ref.score_weight.normal_()
+        ref.score_bias.normal_()
+    x = torch.randn(13, 6, 7, 9)
+    labels = torch.arange(1, 14)
+    with torch.no_grad():
+        want = ref(x, labels)
+        torch.testing.assert_close(SubpixelLandmarkPredictor(ref)(x, labels), want, atol=1e-5, rtol=1e-5)
+    assert want.shape == (13, 39, 14, 18)
+
+
 def test_lint_warns_that_gated_graphs_are_onnx_runtime_only(gated_onnx):
     from df2infer_export.lint import lint_onnx
 
