@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.errors import InputError
+
 from . import int8_scan
 from .int8_scan import Int8Scan
 from .policy import DEFAULT_POLICY, RankingPolicy
@@ -53,7 +55,7 @@ class Match:
     style: int = -1  # -1: unknown
 
 
-class GalleryError(ValueError):
+class GalleryError(InputError, ValueError):
     pass
 
 
