@@ -55,9 +55,9 @@ def load_backend(
     threads, tensorrt_ep = int(threads), bool(tensorrt_ep)
     path = os.fspath(model)
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
+        raise OptionError(f"backend={backend!r}: expected one of {BACKENDS}")
     if is_engine_path(path) and backend != "auto":
-        raise ValueError(f"{path}: a TensorRT engine runs on TensorRT; backend={backend!r} is for ONNX files")
+        raise OptionError(f"{path}: a TensorRT engine runs on TensorRT; backend={backend!r} is for ONNX files")
     cpu_auto = backend == "auto" and not tensorrt_ep and not is_engine_path(path) and resolve_device(device, _ort_cuda) == "cpu"
     if backend == "openvino" or cpu_auto:
         from df2infer.backends.cpu_choice import choose_cpu_backend
@@ -67,7 +67,7 @@ def load_backend(
             from df2infer.backends.openvino_backend import OpenVinoBackend
 
             if tensorrt_ep:
-                raise ValueError(f"{path}: tensorrt_ep=True is an ONNX Runtime option; backend='openvino' runs on the CPU")
+                raise OptionError(f"{path}: tensorrt_ep=True is an ONNX Runtime option; backend='openvino' runs on the CPU")
             return OpenVinoBackend(path, "cpu" if device == "auto" else device, threads=threads)
     if is_engine_path(path):
         device = resolve_device(device, gpu_available=True)  # an engine is GPU-only: "auto" means the GPU

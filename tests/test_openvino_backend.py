@@ -130,21 +130,26 @@ def test_load_backend_parameter_and_predictor(gated_onnx, images):
         np.testing.assert_allclose(x.boxes, y.boxes, atol=0.05)
     with pytest.raises(ValueError, match="backend='tflite'"):
         df2infer.load(str(gated_onnx), device="cpu", backend="tflite")
-    with pytest.raises(TypeError, match="tensorrt_ep"):
+    with pytest.raises(ValueError, match="tensorrt_ep"):
         df2infer.load(str(gated_onnx), device="cpu", backend="openvino", tensorrt_ep=True)
 
 
 def test_cpu_rule(gated_onnx, monkeypatch):
-    """The rule: INT8 files on OpenVINO on x86 when it is installed, everything else on ONNX Runtime."""
+    """The measured rule: ONNX Runtime for every file when both are installed (OpenVINO was slower for FP32 and
+    INT8); OpenVINO only when asked, or when ONNX Runtime is missing; the table can name OpenVINO per precision."""
     from df2infer.backends import cpu_choice
 
     monkeypatch.setattr(cpu_choice, "is_x86", lambda: True)
-    assert choose_cpu_backend(gated_onnx, precision="int8", openvino=True) == "openvino"
-    assert choose_cpu_backend(gated_onnx, precision="fp32", openvino=True) == "onnxruntime"
-    assert choose_cpu_backend(gated_onnx, precision="int8", openvino=False) == "onnxruntime"
+    for precision in ("fp32", "fp16", "int8"):
+        assert choose_cpu_backend(gated_onnx, precision=precision, openvino=True) == "onnxruntime"
     assert choose_cpu_backend(gated_onnx, openvino=True) == "onnxruntime"  # the file's contract says fp32
+    monkeypatch.setattr(cpu_choice, "X86_RULE", {"fp32": "openvino"})
+    assert choose_cpu_backend(gated_onnx, openvino=True) == "openvino"  # the rule is read from the table
+    assert choose_cpu_backend(gated_onnx, openvino=False) == "onnxruntime"
     monkeypatch.setattr(cpu_choice, "is_x86", lambda: False)
-    assert choose_cpu_backend(gated_onnx, precision="int8", openvino=True) == "onnxruntime"  # ARM: not measured
+    assert choose_cpu_backend(gated_onnx, openvino=True) == "onnxruntime"  # ARM: not measured
     monkeypatch.setattr(cpu_choice, "is_x86", lambda: True)
-    monkeypatch.setattr(cpu_choice, "choose_cpu_backend", lambda path, **kw: "openvino")
     assert df2infer.load(str(gated_onnx), device="cpu").backend.name == "openvino"  # auto follows the rule
+    monkeypatch.setattr(cpu_choice, "_onnxruntime_available", lambda: False)
+    monkeypatch.setattr(cpu_choice, "X86_RULE", {})
+    assert choose_cpu_backend(gated_onnx, openvino=True) == "openvino"  # the only backend installed

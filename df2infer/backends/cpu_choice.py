@@ -13,11 +13,14 @@ import platform
 
 from df2infer.artifact import read_onnx_contract
 
-# precision -> backend on x86, when OpenVINO is installed (see the module doc for the measurements)
-X86_RULE = {"fp32": "onnxruntime", "fp16": "onnxruntime", "int8": "openvino"}
+# precision -> backend on x86 when OpenVINO is installed. Measured (benchmarks/results/cpu_backends.md, one interleaved
+# run, 2-core AMD EPYC, AVX2, no VNNI, other jobs on the machine): OpenVINO 2026.4 was slower than ONNX Runtime
+# for both files, FP32 0.72x / 0.82x and INT8 0.69x / 0.94x of ONNX Runtime's speed on the same file at batch 1 / 4,
+# with the same held-out accuracy; so it is never picked by itself: backend="openvino" asks for it.
+X86_RULE = {"fp32": "onnxruntime", "fp16": "onnxruntime", "int8": "onnxruntime"}
 RULE_TEXT = (
-    "device='cpu', backend='auto': INT8 files on OpenVINO when it is installed on x86 (faster in the measured run, "
-    "same held-out accuracy within 0.2 AP), everything else on ONNX Runtime (benchmarks/results/cpu_backends.md)"
+    "device='cpu', backend='auto': ONNX Runtime for every file; OpenVINO only when asked (backend='openvino'): slower than "
+    "ONNX Runtime for FP32 and INT8 at batch 1 and 4 in the measured run (benchmarks/results/cpu_backends.md)"
 )
 
 
