@@ -47,11 +47,18 @@ BACKENDS = ("auto", "onnxruntime", "openvino")
 
 
 def load_backend(
-    model: str | os.PathLike, device: str = "auto", *, threads: int = 0, tensorrt_ep: bool = False, backend: str = "auto"
+    model: str | os.PathLike,
+    device: str = "auto",
+    *,
+    threads: int = 0,
+    tensorrt_ep: bool = False,
+    trust_engine_code: bool = False,
+    backend: str = "auto",
 ) -> Backend:
     """The backend for a model file: TensorRT for .engine/.plan; for ONNX files ONNX Runtime or OpenVINO
     (`backend`; "auto": ONNX Runtime on a GPU, on the CPU the backend that backends.cpu_choice picks).
-    threads: the CPU threads of ONNX Runtime / OpenVINO, 0 = their default; tensorrt_ep: ONNX Runtime's TensorRT provider."""
+    threads: the CPU threads of ONNX Runtime / OpenVINO, 0 = their default; tensorrt_ep: ONNX Runtime's TensorRT provider;
+    trust_engine_code: let a VERSION_COMPATIBLE TensorRT engine run the host code it carries."""
     threads, tensorrt_ep = int(threads), bool(tensorrt_ep)
     path = os.fspath(model)
     if backend not in BACKENDS:
@@ -82,7 +89,7 @@ def load_backend(
                 f"{path}: the TensorRT backend cannot be imported ({e}); install the [gpu] extra "
                 "(tensorrt, cuda-python) on a machine with an NVIDIA GPU"
             ) from e
-        return TensorRTBackend(path, device)
+        return TensorRTBackend(path, device, trust_engine_code=bool(trust_engine_code))
     from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend, cuda_available
 
     auto = device == "auto"
@@ -123,6 +130,7 @@ def load(
     *,
     threads: int = 0,
     tensorrt_ep: bool = False,
+    trust_engine_code: bool = False,
     backend: str = "auto",
     options: DecodeOptions | None = None,
 ) -> Predictor:
@@ -133,6 +141,8 @@ def load(
     device       "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
     threads      ONNX Runtime / OpenVINO CPU threads (0: its default)
     tensorrt_ep  ONNX Runtime with its TensorRT execution provider
+    trust_engine_code  True lets a VERSION_COMPATIBLE TensorRT engine run the host code it carries (refused
+                 otherwise: docs/tensorrt.md)
     backend      for ONNX files: "onnxruntime", "openvino" (CPU only; extra `openvino`) or "auto" (ONNX Runtime on
                  a GPU; on the CPU the measured rule of df2infer.backends.cpu_choice, printed by `df2infer info`)
     options      the Predictor's default DecodeOptions (default: DecodeOptions())
@@ -147,7 +157,8 @@ def load(
                 f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; or pass load(model='path/to/model.onnx')"
             )
         model = DEFAULT_MODEL
-    return Predictor(load_backend(model, device, threads=threads, tensorrt_ep=tensorrt_ep, backend=backend), options)
+    be = load_backend(model, device, threads=threads, tensorrt_ep=tensorrt_ep, trust_engine_code=trust_engine_code, backend=backend)
+    return Predictor(be, options)
 
 
 class StageTimings:
