@@ -4,10 +4,12 @@ A source string is parsed by `parse_source` into a SourceSpec:
 
     clip.mp4, clip.mkv ...        a video file (file mode: every frame, backpressure, never drops)
     folder/, 'imgs/*.jpg'         an image folder (sorted) or a glob (file mode)
-    0, /dev/video0                a webcam (live)
-    rtsp://..., http(s)://...     a network stream: RTSP, MJPEG, MPEG-TS, HLS .m3u8 (live)
-    csi://0                       a Jetson CSI camera (nvarguscamerasrc GStreamer pipeline; live)
-    'videotestsrc ! ... ! appsink' a GStreamer pipeline (live)
+    0                             a webcam by number (OpenCV; live)
+    rtsp://..., http(s)://...     a network stream: RTSP, MJPEG, MPEG-TS, HLS .m3u8 (OpenCV's FFmpeg; live)
+    csi://0                       a Jetson CSI camera (nvarguscamerasrc; live)           \
+    v4l2:///dev/video0, /dev/video0  a V4L2 camera (v4l2src; live)                        | GStreamer, read by
+    rtsp://... with hw_decode     nvv4l2decoder, or the software decoder the registry has | df2infer.stream.gst
+    'videotestsrc ! ... ! appsink' a GStreamer pipeline (live when its source is)        /
     cams.streams                  a text file with one source per line (# comments)
 
 Live sources keep only the newest frame: an unconsumed frame that a newer one replaces is counted
@@ -42,14 +44,6 @@ log = logging.getLogger("df2infer.stream")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".m4v", ".webm", ".ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv", ".y4m")
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
-JETPACK_OPENCV_HINT = (
-    "this OpenCV was built without GStreamer (cv2.getBuildInformation() shows 'GStreamer: NO'; the pip "
-    "wheels opencv-python[-headless] never have it). On a Jetson use JetPack's OpenCV: "
-    "`sudo apt install python3-opencv` (nvidia-opencv) and a venv made with --system-site-packages, "
-    "then `pip uninstall opencv-python-headless` in that venv so `import cv2` finds JetPack's build"
-)
-
-
 class SourceError(InputError, RuntimeError):
     """A source that cannot be parsed or opened; the message names it."""
 
@@ -77,32 +71,6 @@ class SourceSpec:
     @property
     def name(self) -> str:
         return self.text
-
-
-def gstreamer_available() -> bool:
-    import cv2
-
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line.split(":", 1)[1]
-    return False
-
-
-def csi_pipeline(sensor_id: int, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0) -> str:
-    """The Jetson CSI camera pipeline (Argus ISP -> NVMM NV12 -> BGRx -> BGR appsink)."""
-    return (
-        f"nvarguscamerasrc sensor-id={sensor_id} ! video/x-raw(memory:NVMM),width={width},height={height},"
-        f"framerate={fps}/1,format=NV12 ! nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! "
-        "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
-    )
-
-
-def jetson_rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264") -> str:
-    """An RTSP pipeline decoding on the Jetson's hardware decoder (nvv4l2decoder)."""
-    return (
-        f"rtspsrc location={url} latency={latency_ms} ! rtp{codec}depay ! {codec}parse ! nvv4l2decoder ! "
-        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
-    )
 
 
 def read_streams_file(path: str | os.PathLike) -> list[str]:
@@ -139,23 +107,18 @@ def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
     low = t.lower()
     if t.isdigit():
         return SourceSpec(t, "webcam", True, int(t), cv2.CAP_ANY)
+    if low.startswith(("csi://", "v4l2://")) or "!" in t or (hw_decode and low.startswith(("rtsp://", "rtsps://"))):
+        from df2infer.stream.gst import parse_gst_source
+
+        return parse_gst_source(t, hw_decode=hw_decode)
     if low.startswith("/dev/video"):
+        from df2infer.stream.gst import gst_available, parse_gst_source
+
+        if gst_available():  # GStreamer's v4l2src; OpenCV's V4L2 backend when the bindings are missing
+            return parse_gst_source(t)
         return SourceSpec(t, "webcam", True, t, cv2.CAP_V4L2)
-    if low.startswith("csi://"):
-        n = t[len("csi://") :]
-        if not n.isdigit():
-            raise SourceError(f"{t}: expected csi://N with N the sensor id (csi://0)")
-        if not gstreamer_available():
-            raise SourceError(f"{t}: a CSI camera needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
-        return SourceSpec(t, "gstreamer", True, csi_pipeline(int(n)), cv2.CAP_GSTREAMER)
     if low.startswith(NETWORK_SCHEMES):
-        if hw_decode and low.startswith("rtsp") and gstreamer_available():
-            return SourceSpec(t, "gstreamer", True, jetson_rtsp_pipeline(t), cv2.CAP_GSTREAMER)
         return SourceSpec(t, "network", True, t, cv2.CAP_FFMPEG)
-    if "!" in t:
-        if not gstreamer_available():
-            raise SourceError(f"{t!r}: a GStreamer pipeline needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
-        return SourceSpec(t, "gstreamer", True, t, cv2.CAP_GSTREAMER)
     if os.path.isdir(t):
         files = [str(p) for p in list_images(t)]
         if not files:
@@ -467,8 +430,13 @@ def open_sources(
             errors.append(str(e))
             log.error("%s", e)
             continue
+        cls = Source
+        if spec.kind == "gstreamer":
+            from df2infer.stream.gst import GstSource
+
+            cls = GstSource
         sources.append(
-            Source(
+            cls(
                 spec,
                 i,
                 policy=dataclasses.replace(policy) if policy else None,
