@@ -64,6 +64,8 @@ def _file_frames(sources) -> int | None:
     for s in sources:
         if s.live:
             return None
+        if s.spec.kind == "gstreamer":
+            return None  # a pipeline's length is known only at its end
         if s.spec.kind == "images":
             total += len(s.spec.target)
         else:

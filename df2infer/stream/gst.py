@@ -111,6 +111,7 @@ class GstPlan:
     description: str
     live: bool
     location: str | None = None
+    pixel_format: str = "BGR"  # what the appsink takes (when its caps are not set in the description): BGR or NV12
     choices: list[str] = field(default_factory=list)  # what the registry decided, for the log
 
 
@@ -162,7 +163,7 @@ def rtsp_plan(url: str, hardware: bool = True, codec: str = "h264", latency_ms: 
         conv = to_system_memory(pixel_format, nvidia=False)
         if hardware:
             choices.append(f"nvv4l2decoder not in the GStreamer registry: software decoder {dec}")
-    return GstPlan(f"{front} ! {dec} ! {conv} ! {appsink(True)}", live=True, location=url, choices=choices)
+    return GstPlan(f"{front} ! {dec} ! {conv} ! {appsink(True)}", live=True, location=url, pixel_format=pixel_format, choices=choices)
 
 
 def _is_live(pipeline: Any) -> bool:
@@ -175,7 +176,8 @@ def _is_live(pipeline: Any) -> bool:
         if ok != import_gst().IteratorResult.OK:
             break
         factory = el.get_factory()
-        if (factory is not None and factory.get_name() in _LIVE_BINS) or (isinstance(el, GstBase.BaseSrc) and bool(el.is_live)):  # the field set_live sets
+        # el.is_live: GstBaseSrc's field that gst_base_src_set_live sets (PyGObject shows it instead of the method)
+        if (factory is not None and factory.get_name() in _LIVE_BINS) or (isinstance(el, GstBase.BaseSrc) and bool(el.is_live)):
             return True
     return False
 
@@ -207,7 +209,7 @@ def parse_launch(description: str, what: str) -> Any:
         raise SourceError(f"{log_safe(what)}: GStreamer cannot build this pipeline: {e}") from e
 
 
-def pipeline_plan(description: str) -> GstPlan:
+def pipeline_plan(description: str, pixel_format: str = "BGR") -> GstPlan:
     """A user's pipeline string: checked by building it (no state change, no device opened); an
     appsink is added when it has none; live when one of its sources is."""
     Gst = import_gst()
@@ -223,12 +225,15 @@ def pipeline_plan(description: str) -> GstPlan:
         p.set_state(Gst.State.NULL)
     if not sinks:
         description = f"{description} ! videoconvert ! {appsink(live)}"
-    return GstPlan(description, live=live)
+    return GstPlan(description, live=live, pixel_format=pixel_format)
 
 
 def parse_gst_source(text: str, hw_decode: bool = False, pixel_format: str = "BGR") -> SourceSpec:
     """SourceSpec (kind "gstreamer", target a GstPlan) for csi://N, v4l2:///dev/videoN, /dev/videoN,
-    rtsp:// (with hw_decode) or a pipeline string."""
+    rtsp:// (with hw_decode) or a pipeline string. pixel_format: BGR (the CPU path), or NV12 (frames as
+    Nv12Image, for the GPU letterbox kernel)."""
+    if pixel_format not in ("BGR", "NV12"):
+        raise SourceError(f"{log_safe(text)}: pixel format {pixel_format!r}, expected BGR or NV12")
     import_gst()
     t = text.strip()
     low = t.lower()
@@ -241,16 +246,16 @@ def parse_gst_source(text: str, hw_decode: bool = False, pixel_format: str = "BG
                 f"{t}: a CSI camera needs NVIDIA's nvarguscamerasrc (JetPack's nvidia-l4t-gstreamer), which this "
                 "GStreamer registry lacks; a USB camera is v4l2:///dev/videoN"
             )
-        plan = GstPlan(csi_pipeline(int(n), pixel_format=pixel_format), live=True, choices=["CSI camera through nvarguscamerasrc"])
+        plan = GstPlan(csi_pipeline(int(n), pixel_format=pixel_format), live=True, pixel_format=pixel_format)
     elif low.startswith(("v4l2://", "/dev/video")):
         dev = t[len("v4l2://") :] if low.startswith("v4l2://") else t
         if not dev.startswith("/dev/"):
             raise SourceError(f"{t}: expected v4l2:///dev/videoN")
-        plan = GstPlan(v4l2_pipeline(dev, pixel_format), live=True)
+        plan = GstPlan(v4l2_pipeline(dev, pixel_format), live=True, pixel_format=pixel_format)
     elif low.startswith(("rtsp://", "rtsps://")):
         plan = rtsp_plan(t, hardware=hw_decode, pixel_format=pixel_format)
     else:
-        plan = pipeline_plan(t)
+        plan = pipeline_plan(t, pixel_format)
     return SourceSpec(t, "gstreamer", plan.live, plan)
 
 
@@ -307,13 +312,13 @@ def sample_to_image(sample: Any) -> np.ndarray | Nv12Image:
     finally:
         buf.unmap(mapped)
     if fmt == GstVideo.VideoFormat.BGR:
-        return np.ascontiguousarray(_plane(data, offsets[0], strides[0], h, 3 * w)).reshape(h, w, 3)
+        return _plane(data, offsets[0], strides[0], h, 3 * w).copy().reshape(h, w, 3)
     if fmt == GstVideo.VideoFormat.NV12:
         cw, ch = (w + 1) // 2, (h + 1) // 2
-        y = np.ascontiguousarray(_plane(data, offsets[0], strides[0], h, w))
-        uv = np.ascontiguousarray(_plane(data, offsets[1], strides[1], ch, 2 * cw)).reshape(ch, cw, 2)
+        y = _plane(data, offsets[0], strides[0], h, w).copy()
+        uv = _plane(data, offsets[1], strides[1], ch, 2 * cw).copy().reshape(ch, cw, 2)
         matrix = "bt709" if info.colorimetry.matrix == GstVideo.VideoColorMatrix.BT709 else "bt601"
-        return Nv12Image(y, uv, matrix, info.colorimetry.range == GstVideo.VideoColorRange.RANGE_0_255)
+        return Nv12Image(y, uv, matrix, info.colorimetry.range == getattr(GstVideo.VideoColorRange, "0_255"))
     raise SourceError(
         f"appsink delivered {caps.to_string()}; expected format BGR or NV12 (end the pipeline with "
         "'videoconvert ! video/x-raw,format=BGR ! appsink')"
@@ -378,7 +383,7 @@ class GstSource(Source):
         sink = sinks[0]
         sink.set_property("emit-signals", False)
         if sink.get_property("caps") is None:
-            sink.set_property("caps", Gst.Caps.from_string("video/x-raw,format={BGR,NV12}"))
+            sink.set_property("caps", Gst.Caps.from_string(f"video/x-raw,format={self.plan.pixel_format}"))
         return pipe, sink
 
     def _note_caps(self, caps: Any) -> None:
@@ -455,7 +460,7 @@ class GstSource(Source):
                             break
                         try:
                             img = sample_to_image(sample)
-                            buf_pts = sample.get_buffer().pts
+                            buf_pts = sample.get_segment().to_stream_time(Gst.Format.TIME, sample.get_buffer().pts)  # edit lists applied
                             if self.caps is None:
                                 self._note_caps(sample.get_caps())
                         finally:
@@ -488,10 +493,12 @@ class GstSource(Source):
                     if self.loop:
                         continue
                     return  # end of stream
-                self._fail(f"{log_safe(self.name)}: no frame within {self.policy.open_timeout_s:g} s" if outcome == "timeout" else f"{log_safe(self.name)}: ended before its first frame")
+                why = f"no frame within {self.policy.open_timeout_s:g} s" if outcome == "timeout" else "ended before its first frame"
+                self._fail(f"{log_safe(self.name)}: {why}")
                 return
             attempt += 1
-            what = {"eos": "the stream ended", "timeout": f"no frame within the {self.policy.read_timeout_s if got else self.policy.open_timeout_s:g} s timeout"}
+            limit = self.policy.read_timeout_s if got else self.policy.open_timeout_s
+            what = {"eos": "the stream ended", "timeout": f"no frame within the {limit:g} s timeout"}
             msg = str(error) if error is not None else f"{log_safe(self.name)}: {what.get(outcome, outcome)}"
             self.stats.note_error(msg)
             if attempt >= self.policy.max_failures:

@@ -44,6 +44,7 @@ log = logging.getLogger("df2infer.stream")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".m4v", ".webm", ".ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv", ".y4m")
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
+
 class SourceError(InputError, RuntimeError):
     """A source that cannot be parsed or opened; the message names it."""
 
@@ -430,7 +431,7 @@ def open_sources(
             errors.append(str(e))
             log.error("%s", e)
             continue
-        cls = Source
+        cls: type[Source] = Source
         if spec.kind == "gstreamer":
             from df2infer.stream.gst import GstSource
 
