@@ -338,3 +338,20 @@ def test_cli_video_reads_a_gstreamer_pipeline(gst, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
     assert [rec["frame_index"] for rec in lines] == list(range(90))  # not live: every frame, none dropped
+
+
+def test_info_lists_the_hardware_elements_the_registry_holds(gst, tmp_path):
+    fake = str(fake_model.build(tmp_path / "fake.onnx"))
+    r = subprocess.run([sys.executable, "-m", "df2infer", "info", fake, "--json"], capture_output=True, text=True, timeout=120)
+    g = json.loads(r.stdout)["gstreamer"]
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    from gi.repository import Gst
+
+    Gst.init(None)
+    assert g["version"] == "%d.%d.%d" % Gst.version()[:3]
+    want = {name: Gst.ElementFactory.find(name) is not None for name in ("nvarguscamerasrc", "nvv4l2camerasrc", "nvv4l2decoder", "nvvidconv")}
+    assert {k: g["hardware_elements"][k] for k in want} == want
+    text = subprocess.run([sys.executable, "-m", "df2infer", "info", fake], capture_output=True, text=True, timeout=120).stdout
+    assert f"GStreamer {g['version']}: NVIDIA elements found: " in text

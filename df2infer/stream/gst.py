@@ -98,6 +98,16 @@ def hardware_elements() -> dict[str, bool]:
     return {name: has_element(name) for name in HARDWARE_ELEMENTS}
 
 
+def gstreamer_report() -> dict[str, Any]:
+    """For `df2infer info`: the GStreamer version and which of NVIDIA's elements the registry holds, or why
+    the bindings cannot be used."""
+    try:
+        Gst = import_gst()
+    except SourceError as e:
+        return {"version": None, "hardware_elements": {}, "error": str(e)}
+    return {"version": ".".join(str(v) for v in Gst.version()[:3]), "hardware_elements": hardware_elements(), "error": None}
+
+
 # ------------------------------------------------------------------------------------------------
 # pipeline descriptions (NVIDIA's element names and caps: the Jetson Linux Developer Guide,
 # "Accelerated GStreamer")
