@@ -350,8 +350,9 @@ def test_info_lists_the_hardware_elements_the_registry_holds(gst, tmp_path):
     from gi.repository import Gst
 
     Gst.init(None)
-    assert g["version"] == "%d.%d.%d" % Gst.version()[:3]
-    want = {name: Gst.ElementFactory.find(name) is not None for name in ("nvarguscamerasrc", "nvv4l2camerasrc", "nvv4l2decoder", "nvvidconv")}
+    assert g["version"] == ".".join(str(v) for v in Gst.version()[:3])
+    names = ("nvarguscamerasrc", "nvv4l2camerasrc", "nvv4l2decoder", "nvvidconv")
+    want = {name: Gst.ElementFactory.find(name) is not None for name in names}
     assert {k: g["hardware_elements"][k] for k in want} == want
     text = subprocess.run([sys.executable, "-m", "df2infer", "info", fake], capture_output=True, text=True, timeout=120).stdout
     assert f"GStreamer {g['version']}: NVIDIA elements found: " in text
