@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from df2infer.stream import ReconnectPolicy, SourceError, parse_source
-from df2infer.stream.sources import open_sources
+from df2infer.stream.parse import open_sources
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_PACKAGES = "gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav"

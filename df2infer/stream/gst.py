@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.ops.nv12 import Nv12Image
 from df2infer.stream.sources import Frame, Source, SourceError, SourceSpec
 
 log = logging.getLogger("df2infer.stream")
@@ -271,21 +272,6 @@ def parse_gst_source(text: str, hw_decode: bool = False, pixel_format: str = "BG
 
 # ------------------------------------------------------------------------------------------------
 # frames out of samples
-
-
-@dataclass
-class Nv12Image:
-    """A frame as the decoder or camera gives it: y [h, w] and interleaved uv [ceil(h/2), ceil(w/2), 2],
-    uint8, with the colour matrix its caps name (bt601 or bt709) and whether it is full range."""
-
-    y: np.ndarray
-    uv: np.ndarray
-    matrix: str = "bt601"
-    full_range: bool = False
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (int(self.y.shape[0]), int(self.y.shape[1]))
 
 
 def _plane(data: bytes, offset: int, stride: int, rows: int, row_bytes: int) -> np.ndarray:

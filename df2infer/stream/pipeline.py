@@ -27,7 +27,8 @@ from df2infer.ops.options import DecodeOptions
 from df2infer.results import FrameResult
 from df2infer.stream.batching import Batcher
 from df2infer.stream.model import BatchPredictor, stream_options
-from df2infer.stream.sources import ReconnectPolicy, Source, SourceError, open_sources
+from df2infer.stream.parse import open_sources
+from df2infer.stream.sources import ReconnectPolicy, Source, SourceError
 from df2infer.stream.tracking import Tracker
 
 log = logging.getLogger("df2infer.stream")
