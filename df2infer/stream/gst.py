@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.credentials import redact
 from df2infer.ops.nv12 import Nv12Image
 from df2infer.stream.sources import Frame, Source, SourceError, SourceSpec
 
@@ -54,10 +55,8 @@ _gst: Any = None
 
 
 def log_safe(text: str) -> str:
-    """`text` with credentials replaced, for logs and errors (user:password@ in URLs, password=/token=
-    query values). The one place this module redacts; to be pointed at the package's shared helper."""
-    text = re.sub(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]*@", r"\1***@", text)
-    return re.sub(r"(?i)((?:password|passwd|pwd|token|key|secret|auth)=)[^&\s!]*", r"\1***", text)
+    """`text` with credentials replaced, for logs and errors (the package's one redaction, df2infer.credentials)."""
+    return redact(text)
 
 
 def import_gst() -> Any:

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from df2infer.credentials import CredentialError, expand_env, quiet_native_logs, redact, remember
 from df2infer.images import IMAGE_SUFFIXES, is_image_path, list_images
 from df2infer.stream.gst import GstSource, gst_available, parse_gst_source
 from df2infer.stream.sources import NETWORK_SCHEMES, ReconnectPolicy, Source, SourceError, SourceSpec, expand_sources
@@ -19,10 +20,27 @@ log = logging.getLogger("df2infer.stream")
 
 
 def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
-    """SourceSpec for one source string (see the module doc). Raises SourceError naming it."""
+    """SourceSpec for one source string (see the module doc). Raises SourceError naming it (redacted).
+    `${NAME}` references are expanded from the environment; the spec keeps the unexpanded text."""
+
+    given = text.strip()
+    try:
+        t = expand_env(given)
+    except CredentialError as e:
+        raise SourceError(str(e)) from None
+    remember(t)  # its secrets are redacted wherever they turn up from now on
+    shown = redact(given)
+    spec = _parse(t, shown, hw_decode)
+    spec.text = given
+    if spec.kind in ("network", "gstreamer"):
+        quiet_native_logs()
+    return spec
+
+
+def _parse(t: str, shown: str, hw_decode: bool) -> SourceSpec:
+    """The SourceSpec of the expanded source string t (its text is set by the caller); errors name `shown`."""
     import cv2
 
-    t = text.strip()
     low = t.lower()
     if t.isdigit():
         return SourceSpec(t, "webcam", True, int(t), cv2.CAP_ANY)
@@ -37,15 +55,15 @@ def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
     if os.path.isdir(t):
         files = [str(p) for p in list_images(t)]
         if not files:
-            raise SourceError(f"{t}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+            raise SourceError(f"{shown}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
         return SourceSpec(t, "images", False, files)
     if any(c in t for c in "*?["):
         files = sorted(f for f in glob.glob(t, recursive=True) if is_image_path(f))
         if not files:
-            raise SourceError(f"{t}: this glob matches no images")
+            raise SourceError(f"{shown}: this glob matches no images")
         return SourceSpec(t, "images", False, files)
     if not os.path.exists(t):
-        raise SourceError(f"{t}: no such file, folder, camera or stream URL")
+        raise SourceError(f"{shown}: no such file, folder, camera or stream URL")
     if is_image_path(t):
         return SourceSpec(t, "images", False, [t])
     return SourceSpec(t, "file", False, t, cv2.CAP_ANY)
@@ -67,7 +85,7 @@ def open_sources(
         try:
             spec = parse_source(t, hw_decode=hw_decode)
         except SourceError as e:
-            errors.append(str(e))
+            errors.append(redact(str(e)))
             log.error("%s", e)
             continue
         cls: type[Source] = GstSource if spec.kind == "gstreamer" else Source

@@ -17,6 +17,16 @@ in `dropped`. Network sources open and read with bounded timeouts (OpenCV's FFmp
 30 s by default); on a failure the capture is released and reopened after an exponential backoff with
 jitter; a reconnect is counted and logged; after `max_failures` consecutive failed attempts the
 source is reported as failed and stops, while the other sources go on.
+
+Credentials: a source string may hold `${NAME}` references to environment variables (expanded here,
+df2infer.credentials.expand_env). The expanded string reaches only the capture (`SourceSpec.target`);
+everything shown, logged or written uses `SourceSpec.name`, the redacted form.
+
+Stop (`Source.stop()`): the reader decodes no further frame; every frame it already decoded stays
+available to `get()` (a file's queue, and the one frame it was trying to queue), so a graceful stop
+loses nothing. A live source's newest frame is still handed out; a frame a live reader finishes
+decoding after the stop is counted in `dropped`, and a live reader still waiting on the network is
+not waited for (`done` is true once its newest frame is taken).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.credentials import CredentialError, check_private_file, redact
 from df2infer.errors import InputError
 from df2infer.images import ImageError, read_image
 from df2infer.results import FrameInfo
@@ -59,27 +70,38 @@ class Frame:
 
 @dataclass
 class SourceSpec:
-    """What a source string means. kind: file, images, webcam, network, gstreamer."""
+    """What a source string means. kind: file, images, webcam, network, gstreamer. `text` is the
+    source as given (with `${NAME}` references unexpanded); `name` is what every output shows."""
 
     text: str
     kind: str
     live: bool
-    target: Any = None  # the cv2.VideoCapture argument, or the image list
+    target: Any = None  # the cv2.VideoCapture argument (credentials expanded), or the image list
     api: int | None = None  # cv2 backend id
 
     @property
     def name(self) -> str:
-        return self.text
+        """The source as shown in logs, summaries, results and file names: credentials redacted."""
+        return redact(self.text)
+
+    def __repr__(self) -> str:  # never the text or target: they may hold a password
+        return f"SourceSpec({self.name!r}, kind={self.kind!r}, live={self.live})"
 
 
 def read_streams_file(path: str | os.PathLike) -> list[str]:
-    """Sources listed in a .streams file: one per line; blank lines and # comments skipped."""
-    out = []
+    """Sources listed in a .streams file: one per line; blank lines and # comments skipped. A file
+    holding a literal password must not be readable by other users (write ${NAME} instead)."""
     with open(path) as f:
-        for line in f:
-            s = line.strip()
-            if s and not s.startswith("#"):
-                out.append(s)
+        text = f.read()
+    try:
+        check_private_file(path, text)
+    except CredentialError as e:
+        raise SourceError(str(e)) from None
+    out = []
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not s.startswith("#"):
+            out.append(s)
     if not out:
         raise SourceError(f"{path}: a .streams file with no sources (expected one source per line)")
     return out
@@ -164,6 +186,7 @@ class Source:
         self._notify = notify or (lambda: None)
         self._stop = threading.Event()
         self._q: queue.Queue[Frame] = queue.Queue(maxsize=max(1, queue_size))
+        self._held: list[Frame] = []  # a file frame decoded when the stop came with the queue full
         self._latest: Frame | None = None
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -184,8 +207,9 @@ class Source:
         else:
             try:
                 f = self._q.get_nowait()
-            except queue.Empty:
-                f = None
+            except queue.Empty:  # the held frame comes after every queued one (the reader has stopped)
+                with self._lock:
+                    f = self._held.pop(0) if self._held else None
         if f is not None:
             self.stats.delivered += 1
         return f
@@ -193,14 +217,16 @@ class Source:
     def pending(self) -> int:
         if self.live:
             return int(self._latest is not None)
-        return self._q.qsize()
+        return self._q.qsize() + len(self._held)
 
     @property
     def done(self) -> bool:
-        """True once the reader has stopped and every frame it read has been taken."""
-        return self._done.is_set() and self.pending() == 0
+        """True once the reader has stopped (a live one: once asked to) and every frame it handed
+        over has been taken."""
+        return (self._done.is_set() or (self.live and self._stop.is_set())) and self.pending() == 0
 
     def stop(self) -> None:
+        """Decode no further frame; the frames already decoded stay available to get()."""
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
@@ -212,22 +238,29 @@ class Source:
         return FrameInfo(self.id, self.name, index, time.time(), pts, self.live, self.fps)
 
     def _publish(self, f: Frame) -> bool:
-        """Hand a frame on; False when stopping. Files block here while the queue is full."""
+        """Hand a frame on; False when stopping. Files block here while the queue is full; a file frame
+        decoded when the stop comes is kept (never lost), a live one that comes after it is dropped."""
         if self.live:
             with self._lock:
+                if self._stop.is_set():
+                    self.stats.dropped += 1
+                    return False
                 if self._latest is not None:
                     self.stats.dropped += 1
                 self._latest = f
             self._notify()
-            return not self._stop.is_set()
-        while not self._stop.is_set():
+            return True
+        while True:
             try:
                 self._q.put(f, timeout=0.1)
                 self._notify()
-                return True
+                return not self._stop.is_set()
             except queue.Full:
-                continue
-        return False
+                if self._stop.is_set():
+                    with self._lock:
+                        self._held.append(f)
+                    self._notify()
+                    return False
 
     def _sleep(self, seconds: float) -> bool:
         """Wait, or return False at once when stopping."""
@@ -240,7 +273,7 @@ class Source:
             else:
                 self._run_capture()
         except Exception as e:  # a bug or an unexpected OpenCV error: report it, never hang the pipeline
-            self.error = f"{self.name}: reader crashed: {type(e).__name__}: {e}"
+            self.error = f"{self.name}: reader crashed: {type(e).__name__}: {redact(str(e))}"
             self.stats.note_error(self.error)
             self.state = "failed"
             log.error("%s", self.error)
