@@ -377,6 +377,12 @@ class GstSource(Source):
             raise SourceError(f"{self.describe()}: {len(sinks)} appsinks; expected one")
         sink = sinks[0]
         sink.set_property("emit-signals", False)
+        # As appsink(): frames as soon as they are decoded (a live source paces itself; a file runs as fast as
+        # the consumer takes it), the newest only for live sources, backpressure otherwise. This overrides the
+        # description's own appsink settings.
+        sink.set_property("sync", False)
+        sink.set_property("max-buffers", 1 if self.live else 4)
+        sink.set_property("drop", self.live)
         if sink.get_property("caps") is None:
             sink.set_property("caps", Gst.Caps.from_string(f"video/x-raw,format={self.plan.pixel_format}"))
         return pipe, sink
