@@ -50,7 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-timeout", type=float, default=5.0, help="seconds a frame may take before the stream counts as stalled")
     p.add_argument("--backoff-max", type=float, default=8.0, help="longest wait between reconnect attempts, s (default: %(default)s)")
     p.add_argument("--max-failures", type=int, default=10, help="consecutive failed attempts before a source is dropped")
-    p.add_argument("--hw-decode", action="store_true", help="rtsp:// through GStreamer: nvv4l2decoder where the registry has it (Jetson), else its software decoder")
+    p.add_argument(
+        "--hw-decode",
+        action="store_true",
+        help="rtsp:// through GStreamer: nvv4l2decoder where present (Jetson), else software",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
