@@ -367,3 +367,22 @@ def test_info_lists_the_hardware_elements_the_registry_holds(gst, tmp_path):
     assert {k: g["hardware_elements"][k] for k in want} == want
     text = subprocess.run([sys.executable, "-m", "df2infer", "info", fake], capture_output=True, text=True, timeout=120).stdout
     assert f"GStreamer {g['version']}: NVIDIA elements found: " in text
+
+
+def test_a_cpp_exception_after_gstreamer_is_still_an_exception(gst, tmp_path):
+    """numpy, then GStreamer (which links libunwind), then ONNX Runtime refusing a bad file: the error must be
+    a Python exception, not an abort of the process (it was, before import_gst pinned libgcc_s's unwinder)."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    code = (
+        "import numpy\n"
+        "from df2infer.stream.gst import import_gst\n"
+        "import_gst()\n"
+        "import onnxruntime as ort\n"
+        "try:\n"
+        f"    ort.InferenceSession({str(bad)!r}, providers=['CPUExecutionProvider'])\n"
+        "except Exception as e:\n"
+        "    print('caught', type(e).__name__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("caught "), (r.returncode, r.stdout, r.stderr[-2000:])

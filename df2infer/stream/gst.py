@@ -59,10 +59,25 @@ def log_safe(text: str) -> str:
     return redact(text)
 
 
+def _keep_the_system_unwinder() -> None:
+    """Load libgcc_s into the global symbol scope before GStreamer. Debian's libgstreamer links libunwind,
+    which also defines the _Unwind_* functions C++ exceptions are thrown with; when numpy or OpenCV was
+    imported first, a C++ library loaded after GStreamer (ONNX Runtime) can bind them to libunwind's and
+    abort the process on its first exception (seen: a bad .onnx file after a GStreamer source, instead of
+    a ModelLoadError). With libgcc_s global first, they bind to its implementation, as without GStreamer."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:  # not glibc/GCC (no libgcc_s): nothing to pin
+        log.debug("libgcc_s.so.1 not loaded (%s); C++ exceptions keep whatever unwinder is loaded", e)
+
+
 def import_gst() -> Any:
     """The initialized `Gst` module; SourceError with what to install when the bindings are missing."""
     global _gst
     if _gst is None:
+        _keep_the_system_unwinder()
         try:
             import gi
 
