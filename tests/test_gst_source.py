@@ -301,6 +301,11 @@ def _rtsp_server(port: int) -> subprocess.Popen:
 def test_rtsp_hw_decode_falls_back_to_the_software_decoder_the_registry_has(gst, caplog):
     import socket
 
+    check = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    py = "/usr/bin/python3"
+    server_ok = os.path.exists(py) and subprocess.run([py, "-c", check], capture_output=True).returncode == 0
+    _need(server_ok, "the RTSP test server needs the system python3 with python3-gi and gir1.2-gst-rtsp-server-1.0")
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
