@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not installed (make setup installs it)")
+pytest.importorskip("cuda.bindings.runtime")
 shim = pytest.importorskip("df2infer.ops.cuda.shim")
 
 from df2infer.api import Predictor  # noqa: E402
@@ -31,6 +31,7 @@ from df2infer.ops.letterbox import to_input_batch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_gpu import HostMemoryCudart, fake_tensorrt, names, write_fake_engine  # noqa: E402
+from system_deps import require_cxx  # noqa: E402
 
 CONTRACT = Contract(input_height=96, input_width=128, max_detections=6, heatmap_size=16, embedding_dim=8, max_batch=4)
 H, W, N = CONTRACT.input_height, CONTRACT.input_width, CONTRACT.max_detections
@@ -99,10 +100,8 @@ class MappedShimDriver(shim.ShimDriver):
 @pytest.fixture(scope="module")
 def shim_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("shim")
-    try:
-        shim.build(directory)
-    except shim.ShimBuildError as e:
-        pytest.skip(f"the CUDA kernel shim cannot be built here: {e}")
+    require_cxx()  # missing: skip, or fail under CI; a compiler that fails on our sources fails the tests
+    shim.build(directory)
     return directory
 
 

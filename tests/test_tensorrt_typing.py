@@ -23,7 +23,7 @@ FILES = ["export/tensorrt_builder.py", "df2infer/backends/tensorrt_backend.py", 
     trt_stubs.installed_stubs_root() is None, reason="tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs)"
 )
 def test_tensorrt_code_typechecks_against_stubs(python_version: str) -> None:
-    mypy_api = pytest.importorskip("mypy.api", reason="mypy is not installed")
+    mypy_api = pytest.importorskip("mypy.api")
     trt_stubs.prepare_stubs(ROOT / "build" / "typing-stubs")  # the path mypy.ini's mypy_path names
     cwd = os.getcwd()
     os.chdir(ROOT)

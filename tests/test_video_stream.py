@@ -20,6 +20,7 @@ import cv2
 import fake_model
 import numpy as np
 import pytest
+from system_deps import require
 
 from df2infer.ops.options import DecodeOptions
 from df2infer.results import Detections
@@ -277,22 +278,16 @@ def test_detect_points_to_video_for_a_video_file(clip, tmp_path, fake):
 # live servers: stall, kill, restart
 
 
-SERVER_KINDS = [
-    "mjpeg",
-    "mpegts",
-    pytest.param(
-        "rtsp",
-        marks=pytest.mark.skipif(
-            not _rtsp_available(),
-            reason="no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
-            "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly (make setup does)",
-        ),
-    ),
-]
+SERVER_KINDS = ["mjpeg", "mpegts", "rtsp"]
+RTSP_PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 
 
 @pytest.mark.parametrize("kind", SERVER_KINDS)
 def test_live_stream_stall_kill_restart(kind, fake):
+    if kind == "rtsp":
+        require(
+            _rtsp_available(), "GStreamer's RTSP server (python3-gi + gst-rtsp-server)", f"apt-get install {RTSP_PACKAGES} (make test does)"
+        )
     target = Server(kind).start()
     other = Server("mjpeg", fps=15).start()
     policy = ReconnectPolicy(open_timeout_s=1.5, read_timeout_s=1.0, base_delay_s=0.1, max_delay_s=0.5, jitter=0.2, max_failures=100)
