@@ -195,6 +195,24 @@ def test_paste_masks_matches_grid_sample_reference(box):
     np.testing.assert_array_equal(full[~near], (ref >= 0.5)[~near])
 
 
+# Compact mask extents by hand, in a 22 x 24 image: [floor(x1), ceil(x2)) x [floor(y1), ceil(y2)), clipped, so
+# that every pixel whose centre lies in the box is in it and no column or row more.
+EXTENTS_BY_HAND = [
+    ((3.2, 4.7, 17.9, 15.1), (3, 4, 18, 16)),
+    ((-4.0, 2.5, 9.3, 30.0), (0, 2, 10, 22)),  # clipped left and bottom
+    ((10.0, 10.0, 11.5, 12.0), (10, 10, 12, 12)),
+    ((5.0, 6.0, 9.0, 8.0), (5, 6, 9, 8)),  # integer edges: pixel centres 5.5 .. 8.5, no ninth column
+    ((0, 0, 24, 20), (0, 0, 24, 20)),
+]
+
+
+@pytest.mark.parametrize("box,extent", EXTENTS_BY_HAND)
+def test_mask_extent_by_hand(box, extent):
+    mask = np.full((1, 7, 7), 0.9, np.float32)
+    _, ext = mask_ops.paste_masks(mask, np.array([box], np.float32), (22, 24), threshold=0.5)
+    assert tuple(int(v) for v in ext[0]) == extent
+
+
 def _planted_heatmaps(peaks, K):
     yy, xx = np.mgrid[0:K, 0:K].astype(np.float32)
     return np.stack([8.0 - ((xx - px) ** 2 + (yy - py) ** 2) / (2 * 1.5**2) for px, py in peaks]).astype(np.float32)
