@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from known_scene import dressed_people
 
 import df2infer
 from df2infer.ops.cuda import selfcheck
 from df2infer.ops.cuda.pipeline import PostItem
 from df2infer.ops.decode import keep_detections
 from df2infer.ops.letterbox import to_input_batch
-from df2infer.synth import generator, scene
 
 # non-square frames: the letterbox pads x on the portrait ones and y on the landscape ones
 FRAME_SHAPES = [(360, 640), (480, 200), (333, 517)]
-
-
-def _scene(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, 11])
-    layers = []
-    people = 2 if w >= h else 1
-    for k in range(people):
-        outfit = generator.fill_outfit([dict(generator.random_product(int(rng.integers(1, 14)), rng), style=1)], rng)
-        H = scene.placement(generator.outfit_bounds(outfit), w, h, rng, frac=0.85, center=(w * (k + 0.5) / people, h * 0.5))
-        layers += generator.body_layers(outfit, H, generator.random_skin(rng), rng) + generator.outfit_layers(outfit, H, rng)
-    img, _ = scene.render(scene.user_background(w, h, rng), layers)
-    return img
 
 
 def _driver(kind: str, tmp_path):
@@ -57,7 +45,7 @@ def test_cpu_backend_with_the_gpu_kernels_equals_the_cpu_path(kind, tmp_path):
     drv = _driver(kind, tmp_path)
     pred = df2infer.load(device="cpu")
     c = pred.contract
-    frames = [_scene(h, w, i) for i, (h, w) in enumerate(FRAME_SHAPES)]
+    frames = [dressed_people(w, h, i)[0] for i, (h, w) in enumerate(FRAME_SHAPES)]
     try:
         # letterbox on the GPU == OpenCV's (within one grey level), same geometry
         lb = selfcheck.check_letterbox(drv, frames, (c.input_height, c.input_width), pad_value=c.pad_value)

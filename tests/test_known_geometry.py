@@ -12,22 +12,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from known_scene import dressed_people
 
 import df2infer
 from df2infer.ops.boxes import box_iou
-from df2infer.synth import generator, scene
-
-
-def _scene(w: int, h: int, seed: int) -> tuple[np.ndarray, list[dict]]:
-    """One or two dressed people filling the frame, and the renderer's annotation of every garment."""
-    rng = np.random.default_rng([seed, 11])
-    layers = []
-    people = 2 if w >= h else 1
-    for k in range(people):
-        outfit = generator.fill_outfit([dict(generator.random_product(int(rng.integers(1, 14)), rng), style=1)], rng)
-        H = scene.placement(generator.outfit_bounds(outfit), w, h, rng, frac=0.85, center=(w * (k + 0.5) / people, h * 0.5))
-        layers += generator.body_layers(outfit, H, generator.random_skin(rng), rng) + generator.outfit_layers(outfit, H, rng)
-    return scene.render(scene.user_background(w, h, rng), layers)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +27,7 @@ def predictor():
 # moves boxes by up to 140 px); 480 x 200 is 93 px top and bottom.
 @pytest.mark.parametrize("w,h", [(200, 480), (480, 200)])
 def test_garments_are_found_where_they_were_drawn(predictor, w, h):
-    img, anns = _scene(w, h, seed=0)
+    img, anns = dressed_people(w, h, seed=0)
     assert len(anns) >= 2
     r = predictor.predict(img, conf=0.5)[0]
     gt = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
