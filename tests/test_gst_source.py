@@ -22,6 +22,7 @@ import cv2
 import fake_model
 import numpy as np
 import pytest
+from system_deps import require
 
 from df2infer.stream import ReconnectPolicy, SourceError, parse_source
 from df2infer.stream.parse import open_sources
@@ -31,12 +32,8 @@ SYSTEM_PACKAGES = "gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0
 
 
 def _need(ok: bool, what: str) -> None:
-    if ok:
-        return
-    msg = f"{what} (make setup installs it: pip install '.[gstreamer]'; apt-get install {SYSTEM_PACKAGES})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI: {msg}")
-    pytest.skip(msg)
+    """Skip naming what to install; under CI (make setup installs it all) fail (tests/system_deps.py)."""
+    require(ok, what, f"pip install '.[gstreamer]' and apt-get install {SYSTEM_PACKAGES} (make setup does)")
 
 
 @pytest.fixture(scope="module")
