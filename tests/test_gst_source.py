@@ -162,22 +162,20 @@ def test_a_pipeline_that_cannot_negotiate_fails_at_start_naming_element_and_reas
     # I420 into an appsink that takes BGR, with no converter between them; live, so a retry would show
     src = _source("videotestsrc is-live=true ! video/x-raw,format=I420,width=32,height=24 ! appsink")
     assert src.live
-    t0 = time.monotonic()
     frames = _read_all(src)
     assert frames == [] and src.state == "failed"
-    assert time.monotonic() - t0 < 5.0  # no retry: negotiation cannot succeed later
     assert "videotestsrc" in src.error and "not-negotiated" in src.error and "caps" in src.error, src.error
     assert src.pipeline is None  # set to NULL and dropped
-    assert src.stats.reconnects == 0 and src.stats.failures == 0
+    assert src.stats.reconnects == 0 and src.stats.failures == 0  # no retry: negotiation cannot succeed later
 
 
 def test_a_file_pipeline_is_not_paced_by_its_clock(gst):
-    """Frames of a non-live pipeline come as fast as they are taken: 5 frames at 1 fps would take 4 s at the
-    clock's pace (an appsink's default sync=true), here a fraction of a second."""
-    src = _source("videotestsrc num-buffers=5 ! video/x-raw,width=32,height=24,framerate=1/1 ! videoconvert ! appsink")
+    """Frames of a non-live pipeline come as fast as they are taken: 5 frames at 0.5 fps would take 8 s at the
+    clock's pace (an appsink's default sync=true), here a fraction of a second (bound: half the paced time)."""
+    src = _source("videotestsrc num-buffers=5 ! video/x-raw,width=32,height=24,framerate=1/2 ! videoconvert ! appsink")
     t0 = time.monotonic()
     frames = _read_all(src)
-    assert len(frames) == 5 and time.monotonic() - t0 < 3.0
+    assert len(frames) == 5 and time.monotonic() - t0 < 4.0
 
 
 def test_unknown_element_and_bad_syntax_fail_at_parse(gst):
@@ -217,7 +215,7 @@ def test_live_pipeline_keeps_the_newest_frame_and_stops_cleanly(gst):
     t_stop = time.monotonic()
     src.stop()
     src.join(5)
-    assert not src._thread.is_alive() and time.monotonic() - t_stop < 1.0 and src.state == "stopped"
+    assert not src._thread.is_alive() and time.monotonic() - t_stop < 3.0 and src.state == "stopped"  # polls every 50 ms
     assert pipe.get_state(0)[1] == Gst.State.NULL
     st = src.stats
     assert len(got) == 8 and st.dropped >= 20  # ~5 of every 6
