@@ -48,6 +48,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-failures", type=int, default=10, help="consecutive failed attempts before a source is dropped")
     p.add_argument("--hw-decode", action="store_true", help="rtsp:// through the Jetson hardware decoder (GStreamer nvv4l2decoder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--segment",
+        default=None,
+        metavar="LIMIT",
+        help="cut the JSONL and the videos into segment files every LIMIT: a duration (30s, 10m, 1h) or a size (50MB, 1GB), "
+        "or both joined by a comma (whichever comes first); a full disk then pauses writing instead of stopping the run",
+    )
+    p.add_argument(
+        "--retain",
+        default=None,
+        metavar="N|SIZE",
+        help="with --segment: keep at most N segments per file name (24), or SIZE bytes of them (2GB), or both (24,2GB); "
+        "the oldest are deleted",
+    )
 
 
 def _safe_name(text: str) -> str:
@@ -74,16 +88,42 @@ def _file_frames(sources) -> int | None:
 
 
 def _outputs(args: argparse.Namespace, pipe, out: Path):
-    """The sinks of `df2infer video`: the JSONL of every frame, an annotated video per source, the window."""
+    """The sinks of `df2infer video`: the JSONL of every frame, an annotated video per source (each cut into
+    segments with --segment), the window."""
     from df2infer.sinks.base import PerSource, Tee
     from df2infer.sinks.jsonl import JsonlSink
+    from df2infer.sinks.segments import Segmented, SegmentPolicy
     from df2infer.sinks.video import VideoSink
     from df2infer.sinks.window import WindowSink
 
-    jsonl = JsonlSink(out / "detections.jsonl", masks=args.masks_json, embeddings=args.embeddings)
-    videos = PerSource(lambda info: VideoSink(out / f"{info.source_id}_{_safe_name(info.display_name)}.mp4", fps=info.fps or 30.0))
+    def jsonl_at(path) -> JsonlSink:
+        return JsonlSink(path, masks=args.masks_json, embeddings=args.embeddings)
+
+    def video_path(info) -> Path:
+        return out / f"{info.source_id}_{_safe_name(info.display_name)}.mp4"
+
+    if args.segment:
+        try:
+            policy = SegmentPolicy.parse(args.segment, args.retain)
+        except ValueError as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        jsonl = Segmented(jsonl_at, out / "detections.jsonl", policy)
+        videos = PerSource(lambda info: Segmented(lambda p: VideoSink(p, fps=info.fps or 30.0), video_path(info), policy))
+    else:
+        if args.retain:
+            raise CliExit(2, "df2infer video: --retain needs --segment (without segments there is nothing to delete)")
+        jsonl = jsonl_at(out / "detections.jsonl")
+        videos = PerSource(lambda info: VideoSink(video_path(info), fps=info.fps or 30.0))
     sinks: list = [jsonl] + ([] if args.no_video else [videos]) + ([WindowSink(on_quit=pipe.stop)] if args.show else [])
     return Tee(sinks), jsonl, videos
+
+
+def _written(sink) -> str:
+    """What a file sink wrote, for the closing line."""
+    if hasattr(sink, "segments"):
+        skipped = f", {sink.skipped} not written: disk full" if sink.skipped else ""
+        return f"{sink.folder}/{sink.stem}.*{sink.suffix} ({len(sink.segments)} segments, {sink.written} frames{skipped})"
+    return f"{sink.path} ({sink.lines} lines)" if hasattr(sink, "lines") else str(sink.path)
 
 
 def _open_pipeline(args: argparse.Namespace):
@@ -160,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             f"{s['reconnects']} reconnects" + (f"; {s['error']}" if s["error"] else ""),
             file=sys.stderr,
         )
-    print(f"-> {out}/detections.jsonl ({jsonl.lines} lines)" + "".join(f", {v.path}" for v in videos.sinks.values()))
+    print("-> " + ", ".join(_written(s) for s in [jsonl, *videos.sinks.values()]))
     if caught:
         return 128 + caught[0]
     return 1 if summary["failed_sources"] else 0
