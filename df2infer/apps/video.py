@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hw-decode", action="store_true", help="rtsp:// through the Jetson hardware decoder (GStreamer nvv4l2decoder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1 unless given; docs/video.md)",
+    )
+    p.add_argument(
         "--segment",
         default=None,
         metavar="LIMIT",
@@ -115,7 +121,31 @@ def _outputs(args: argparse.Namespace, pipe, out: Path):
         jsonl = jsonl_at(out / "detections.jsonl")
         videos = PerSource(lambda info: VideoSink(video_path(info), fps=info.fps or 30.0))
     sinks: list = [jsonl] + ([] if args.no_video else [videos]) + ([WindowSink(on_quit=pipe.stop)] if args.show else [])
+    if args.metrics:
+        from df2infer.sinks.metrics import MetricsSink
+
+        host, port = parse_bind(args.metrics, "--metrics")
+        m = MetricsSink(port, host, pipeline=pipe, skipped=lambda: _skipped(jsonl, videos))
+        print(f"metrics: http://{host}:{m.port}/metrics", file=sys.stderr)
+        sinks.append(m)
     return Tee(sinks), jsonl, videos
+
+
+def parse_bind(text: str, option: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """[HOST:]PORT -> (host, port); the host defaults to the loopback address (nothing leaves the device unasked)."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CliExit(2, f"df2infer video: {option} {text!r}: expected [HOST:]PORT with PORT a number 0..65535")
+    return host, int(port)
+
+
+def _skipped(jsonl, videos) -> dict[str, int]:
+    """Frames each file output did not write (a full disk), for the metrics."""
+    out = {"jsonl": getattr(jsonl, "skipped", 0)}
+    for info_id, v in videos.sinks.items():
+        out[f"video[{info_id}]"] = getattr(v, "skipped", 0)
+    return out
 
 
 def _written(sink) -> str:

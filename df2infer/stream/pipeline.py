@@ -38,9 +38,12 @@ STAGES = ("decode", "batch_wait", "inference", "tracking", "sink", "age")
 class _Samples:
     def __init__(self, maxlen: int = 5000):
         self.d: dict[str, deque] = {s: deque(maxlen=maxlen) for s in STAGES}
+        self.listeners: list[Callable[[str, float], None]] = []  # Pipeline.on_stage: e.g. metrics histograms
 
     def add(self, stage: str, seconds: float) -> None:
         self.d[stage].append(seconds)
+        for fn in self.listeners:
+            fn(stage, seconds)
 
     def percentiles(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -121,6 +124,13 @@ class Pipeline:
         self.t_start: float | None = None
         self.t_end: float | None = None
         self.worker_error: BaseException | None = None
+
+    def on_stage(self, fn: Callable[[str, float], None]) -> None:
+        """Call fn(stage, seconds) for every timing sample (stages: STAGES; decode from the reader threads,
+        the others from the inference thread and the caller's), e.g. to fill metrics histograms."""
+        self.samples.listeners.append(fn)
+        for s in self.sources:
+            s.decode_listeners.append(lambda seconds: fn("decode", seconds))
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> Pipeline:

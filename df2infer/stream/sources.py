@@ -234,6 +234,7 @@ class Source:
         self.loop = loop
         self.max_frames = max_frames
         self.stats = SourceStats()
+        self.decode_listeners: list[Callable[[float], None]] = []  # fn(seconds) per decoded frame (Pipeline.on_stage)
         self.state = "starting"  # starting, running, reconnecting, finished, failed, stopped
         self.error: str | None = None
         self._notify = notify or (lambda: None)
@@ -326,7 +327,10 @@ class Source:
             self._notify()
 
     def _timed_decode(self, t0: float) -> None:
-        self.stats.decode_s.append(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        self.stats.decode_s.append(dt)
+        for fn in self.decode_listeners:
+            fn(dt)
         if len(self.stats.decode_s) > 5000:  # bounded: the summary's percentiles use the recent ones
             del self.stats.decode_s[:2500]
 
