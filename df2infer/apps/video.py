@@ -55,6 +55,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1 unless given; docs/video.md)",
     )
     p.add_argument(
+        "--mqtt",
+        default=None,
+        metavar="[mqtts://][USER@]HOST[:PORT]/TOPIC",
+        help="publish events (a summary per frame; tracks appearing and leaving) to an MQTT broker, QoS 1, under TOPIC/frame, "
+        "TOPIC/appear, TOPIC/leave; the password comes from $DF2INFER_MQTT_PASSWORD (docs/video.md)",
+    )
+    p.add_argument("--mqtt-ca", default=None, metavar="FILE", help="CA certificates for mqtts:// (default: the system's)")
+    p.add_argument(
+        "--mqtt-queue-max",
+        type=int,
+        default=100_000,
+        help="events kept on disk (OUT/mqtt_queue.sqlite) while the broker is unreachable; the oldest are dropped beyond it",
+    )
+    p.add_argument(
+        "--leave-after", type=int, default=30, help="frames without a track before its leave event (--mqtt; default: %(default)s)"
+    )
+    p.add_argument(
         "--segment",
         default=None,
         metavar="LIMIT",
@@ -128,6 +145,16 @@ def _outputs(args: argparse.Namespace, pipe, out: Path):
         m = MetricsSink(port, host, pipeline=pipe, skipped=lambda: _skipped(jsonl, videos))
         print(f"metrics: http://{host}:{m.port}/metrics", file=sys.stderr)
         sinks.append(m)
+    if args.mqtt:
+        from df2infer.sinks.mqtt import MqttSink, MqttTarget
+
+        try:
+            target = MqttTarget.parse(args.mqtt)
+        except ValueError as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        mq = MqttSink(target, out / "mqtt_queue.sqlite", max_queue=args.mqtt_queue_max, leave_after=args.leave_after, ca_file=args.mqtt_ca)
+        print(f"mqtt: {target} (events queue: {mq.queue.path})", file=sys.stderr)
+        sinks.append(mq)
     return Tee(sinks), jsonl, videos
 
 
