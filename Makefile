@@ -45,7 +45,7 @@ demo: $(STAMP)
 
 # The runtime core (with the rooms stream/, sinks/ and retrieval/) and the TensorRT code are type-checked (the TensorRT code against tensorrt-stubs, copied
 # and fixed into build/typing-stubs by tests/trt_stubs.py; see mypy.ini).
-MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer/cpu_features.py df2infer/errors.py df2infer/images.py df2infer/latency.py df2infer/results.py \
+MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer/cpu_features.py df2infer/credentials.py df2infer/errors.py df2infer/images.py df2infer/latency.py df2infer/results.py \
 	df2infer/backends df2infer/ops df2infer/gpu df2infer/stream df2infer/sinks df2infer/retrieval export/tensorrt_builder.py
 
 lint: $(STAMP)

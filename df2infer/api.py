@@ -43,9 +43,12 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 MAKE_DEFAULT_MODEL = "make bundle  (runs python -m df2infer_export.bundle; needs the export extra: pip install -e .[export])"
 
 
-def load_backend(model: str | os.PathLike, device: str = "auto", *, threads: int = 0, tensorrt_ep: bool = False) -> Backend:
+def load_backend(
+    model: str | os.PathLike, device: str = "auto", *, threads: int = 0, tensorrt_ep: bool = False, trust_engine_code: bool = False
+) -> Backend:
     """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise
-    (threads: ONNX Runtime's CPU threads, 0 = its default; tensorrt_ep: ONNX Runtime's TensorRT provider)."""
+    (threads: ONNX Runtime's CPU threads, 0 = its default; tensorrt_ep: ONNX Runtime's TensorRT provider;
+    trust_engine_code: let a VERSION_COMPATIBLE TensorRT engine run the host code it carries)."""
     threads, tensorrt_ep = int(threads), bool(tensorrt_ep)
     path = os.fspath(model)
     if is_engine_path(path):
@@ -61,7 +64,7 @@ def load_backend(model: str | os.PathLike, device: str = "auto", *, threads: int
                 f"{path}: the TensorRT backend cannot be imported ({e}); install the [gpu] extra "
                 "(tensorrt, cuda-python) on a machine with an NVIDIA GPU"
             ) from e
-        return TensorRTBackend(path, device)
+        return TensorRTBackend(path, device, trust_engine_code=bool(trust_engine_code))
     from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend, cuda_available
 
     auto = device == "auto"
@@ -93,6 +96,7 @@ def load(
     *,
     threads: int = 0,
     tensorrt_ep: bool = False,
+    trust_engine_code: bool = False,
     options: DecodeOptions | None = None,
 ) -> Predictor:
     """Load a model artifact and return a Predictor.
@@ -102,6 +106,8 @@ def load(
     device       "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
     threads      ONNX Runtime CPU threads (0: its default)
     tensorrt_ep  ONNX Runtime with its TensorRT execution provider
+    trust_engine_code  True lets a VERSION_COMPATIBLE TensorRT engine run the host code it carries (refused
+                 otherwise: docs/tensorrt.md)
     options      the Predictor's default DecodeOptions (default: DecodeOptions())
     """
     if model is not None and not isinstance(model, (str, os.PathLike)):
@@ -114,7 +120,8 @@ def load(
                 f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; or pass load(model='path/to/model.onnx')"
             )
         model = DEFAULT_MODEL
-    return Predictor(load_backend(model, device, threads=threads, tensorrt_ep=tensorrt_ep), options)
+    backend = load_backend(model, device, threads=threads, tensorrt_ep=tensorrt_ep, trust_engine_code=trust_engine_code)
+    return Predictor(backend, options)
 
 
 class StageTimings:

@@ -280,12 +280,17 @@ def engine_is_version_compatible(meta: Mapping[str, Any]) -> bool:
     return meta.get("version_compatible") is True
 
 
+# Major-version steps a VERSION_COMPATIBLE engine survives (TensorRT's engine-compatibility documentation: TensorRT 8
+# version-compatible engines run on 9 and 10, TensorRT 10 ones on 11; no other combination across majors).
+CROSS_MAJOR_COMPATIBLE = frozenset({(8, 9), (8, 10), (10, 11)})
+
+
 def engine_version_problem(built: str, installed: str, *, version_compatible: bool) -> str | None:
     """Why an engine built with TensorRT `built` cannot load on TensorRT `installed`, or None if it can.
 
     TensorRT's rule: a plain engine loads only on the exact version that built it (10.3.0.26 and 10.3.0.30
-    differ); a VERSION_COMPATIBLE engine loads on the same major version, that version or newer (compatibility
-    is forward only).
+    differ); a VERSION_COMPATIBLE engine loads on the same major version, that version or newer, and across the
+    major steps in CROSS_MAJOR_COMPATIBLE (10 -> 11, 8 -> 9/10); compatibility is forward only.
     """
     b, i = _version_tuple(built), _version_tuple(installed)
     if not b or not i:
@@ -297,7 +302,10 @@ def engine_version_problem(built: str, installed: str, *, version_compatible: bo
             )
         return None
     if b[0] != i[0]:
-        return "a VERSION_COMPATIBLE engine loads only on the TensorRT major version that built it"
+        if (b[0], i[0]) in CROSS_MAJOR_COMPATIBLE:
+            return None
+        steps = ", ".join(f"{x} -> {y}" for x, y in sorted(CROSS_MAJOR_COMPATIBLE))
+        return f"a VERSION_COMPATIBLE engine loads on its own TensorRT major version or across {steps} only"
     if i < b:
         return "a VERSION_COMPATIBLE engine loads on the TensorRT that built it or a newer one, not an older one"
     return None

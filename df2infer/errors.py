@@ -2,12 +2,14 @@
 
     Df2inferError
       InputError        something the caller gave cannot be used: an image (images.ImageError), a video
-                        source (stream.sources.SourceError), a dataset (data.annotations.AnnotationError),
+                        source (stream.sources.SourceError), a ${NAME} reference or a .streams file others
+                        can read (credentials.CredentialError), a dataset (data.annotations.AnnotationError),
                         result files (eval.results.ResultFormatError), an option (OptionError), a gallery
                         (retrieval.gallery.GalleryError)
       ModelError        the model cannot be loaded or run: artifact.ModelLoadError (and
                         EngineCompatibilityError), contract.ContractError, backends.base.DeviceError,
-                        MissingPartError (the artifact lacks an optional part, e.g. the similarity head)
+                        gpu.cuda_check.CudaError (a CUDA call failed), MissingPartError (the artifact lacks
+                        an optional part, e.g. the similarity head)
 
 Each public subclass also keeps the builtin base it had before the family existed (ValueError or
 RuntimeError), so code written as `except ValueError` still catches it.

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.credentials import redact
 from df2infer.data import spec
 
 
@@ -192,7 +193,8 @@ class FrameInfo:
     """The facts of one frame or image, held once and written by `record`.
 
     source_id     the source's number (a stream's source id; for predict()/detect, the input position)
-    display_name  the source's name as every output shows it (JSONL "source", window titles, file names)
+    display_name  the source's name as every output shows it (JSONL "source", window titles, file names),
+                  credentials redacted (df2infer.credentials.redact) whatever the producer passed
     index         the frame's number within its source (0 for a single image)
     wall_time     capture time, Unix seconds (time.time() when the reader got the frame); None for images
     pts           the frame's position in the media, seconds, where the container says (files); else None
@@ -207,6 +209,10 @@ class FrameInfo:
     pts: float | None = None
     live: bool = False
     fps: float | None = None
+
+    def __post_init__(self) -> None:
+        # every output reads display_name: whatever a producer passed, no password gets through it
+        object.__setattr__(self, "display_name", redact(self.display_name))
 
     @classmethod
     def of_input(cls, position: int, name: str) -> FrameInfo:
@@ -261,7 +267,7 @@ class PredictionFailure:
 
     @property
     def message(self) -> str:
-        return str(self.error)
+        return redact(str(self.error))
 
     def __len__(self) -> int:
         return 0

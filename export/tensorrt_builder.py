@@ -49,7 +49,7 @@ from df2infer.artifact import (
 )
 from df2infer.backends.tensorrt_backend import TensorRTUnavailable, require_tensorrt, tensorrt_dims
 from df2infer.contract import INPUT_NAME, Contract, ContractError
-from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
+from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
 
 from .calibration import calibration_batch, list_calibration_images
 
@@ -372,7 +372,10 @@ class EngineBuilder:
             cuda_call(self.cudart, self.cudart.cudaSetDevice(device_index), f"cudaSetDevice({device_index})")
             self.gpu_name, self.compute_capability = device_properties(self.cudart, device_index)
         except CudaError as e:
-            raise BuildError(f"no usable CUDA GPU to build on ({e}); TensorRT builds engines on the GPU that will run them") from None
+            why = driver_runtime_problem(self.cudart)
+            raise BuildError(
+                f"no usable CUDA GPU to build on ({e}{': ' + why if why else ''}); TensorRT builds engines on the GPU that will run them"
+            ) from None
         self.trt_logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
         if hasattr(trt, "init_libnvinfer_plugins"):
             trt.init_libnvinfer_plugins(self.trt_logger, "")
@@ -383,6 +386,7 @@ class EngineBuilder:
         self.parser: trt.OnnxParser | None = None
         self.strongly_typed = False
         self.version_compatible = False
+        self.vc_plugin_libraries: list[str] = []  # plugin libraries serialized into a version-compatible engine
         self.onnx: OnnxInfo | None = None
         self.nms_warnings: list[str] = []
 
@@ -431,8 +435,9 @@ class EngineBuilder:
         version_compatible: bool = False,
     ) -> Path:
         """Build and write the engine and its sidecar; return the engine path. version_compatible=True sets
-        BuilderFlag.VERSION_COMPATIBLE (the engine then loads on later TensorRT versions of the same major; the
-        RoiAlign plugin must then travel with it, not verified on hardware here) and records it in the sidecar."""
+        BuilderFlag.VERSION_COMPATIBLE (the engine then loads on later TensorRT versions, see
+        df2infer.artifact.engine_version_problem) and serializes the plugin libraries the parser used into it
+        (config.plugins_to_serialize), and records both in the sidecar."""
         import tensorrt as trt
 
         if self.network is None or self.onnx is None:
@@ -458,6 +463,14 @@ class EngineBuilder:
         self.version_compatible = bool(version_compatible)
         if self.version_compatible:
             cfg.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+            # A version-compatible engine cannot use the plugins of the TensorRT that runs it: the plugin libraries
+            # the parser used (RoiAlign -> ROIAlign_TRT from the VC plugin library) travel inside the engine, as
+            # NvOnnxParser.h's getUsedVCPluginLibraries says and trtexec does.
+            assert self.parser is not None
+            self.vc_plugin_libraries = [str(p) for p in self.parser.get_used_vc_plugin_libraries()]
+            if self.vc_plugin_libraries:
+                cfg.plugins_to_serialize = self.vc_plugin_libraries
+                log.info("serializing plugin libraries into the engine: %s", ", ".join(self.vc_plugin_libraries))
         precision = contract.precision
         calibrator = None
         if weak_typing_precision is not None:
@@ -520,6 +533,8 @@ class EngineBuilder:
             strongly_typed=self.strongly_typed,
             nms_warnings=self.nms_warnings,
         )
+        if self.version_compatible:
+            meta["vc_plugin_libraries"] = list(self.vc_plugin_libraries)
         sidecar = write_engine_sidecar(engine_path, meta)
         log.info("wrote %s and %s", engine_path, sidecar)
         return engine_path

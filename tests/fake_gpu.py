@@ -1,7 +1,8 @@
-"""Recording fakes for the GPU code: a fake `tensorrt` module and a checking proxy over cuda-python's runtime.
+"""Recording fakes for the CUDA argument-conversion check (tests/test_cuda_bindings_calls.py), and write_fake_engine.
 
-Neither builds nor runs anything. They let the tests drive the real TensorRT backend and engine builder on a
-machine without a GPU or TensorRT, and check *what our code calls, in which order, with which arguments*:
+The GPU code's behaviour is tested on the strict stand-ins (tests/strict_gpu.py). These fakes serve one other
+purpose: running every CUDA runtime call of the GPU code through the *real* cuda-python bindings (both majors),
+whose argument conversion they check; neither builds nor runs anything:
 
 - `fake_tensorrt(log, ...)` is a module with just the TensorRT 10 API surface our code touches (Logger,
   Runtime, init_libnvinfer_plugins, engines/contexts with name-based tensors, Builder/OnnxParser/config).
@@ -304,50 +305,6 @@ def fake_tensorrt(
 def names(log: list, prefix: str = "") -> list[str]:
     """The call names in `log` (optionally only those starting with `prefix`), in order."""
     return [entry[0] for entry in log if entry[0].startswith(prefix)]
-
-
-class HostMemoryCudart(CheckedCudart):
-    """CheckedCudart whose "device" memory is host memory: cudaMalloc hands out numpy buffers, cudaMemcpyAsync
-    copies at once and cudaFree releases, whether or not a GPU is present. With the CUDA kernels' CPU shim
-    (df2infer.ops.cuda.shim.ShimDriver) reading and writing the same addresses, the TensorRT backend's whole
-    GPU path (frames -> GPU letterbox -> engine -> GPU masks/landmarks) runs on the CPU. Every other call is
-    CheckedCudart's (cuda-python's argument conversion, placeholders without a driver)."""
-
-    def __init__(self, log: list, runtime: Any = None) -> None:
-        super().__init__(log, runtime)
-        self.memory: dict[int, np.ndarray] = {}
-        self.copies: list[tuple[str, int]] = []  # (kind name, bytes) of every cudaMemcpyAsync
-
-    def __getattr__(self, name: str) -> Any:
-        rt = self._rt
-        ok = rt.cudaError_t.cudaSuccess
-        if name == "cudaMalloc":
-
-            def malloc(nbytes: int) -> tuple:
-                self._log.append(("cuda.cudaMalloc", nbytes))
-                buf = np.zeros(max(int(nbytes), 1), np.uint8)
-                self.memory[buf.ctypes.data] = buf
-                return ok, buf.ctypes.data
-
-            return malloc
-        if name == "cudaFree":
-
-            def free(ptr: int) -> tuple:
-                self._log.append(("cuda.cudaFree", ptr))
-                self.memory.pop(int(ptr))
-                return (ok,)
-
-            return free
-        if name == "cudaMemcpyAsync":
-
-            def memcpy(dst: int, src: int, nbytes: int, kind: Any, stream: Any) -> tuple:
-                self._log.append(("cuda.cudaMemcpyAsync", dst, src, nbytes, kind, stream))
-                ctypes.memmove(int(dst), int(src), int(nbytes))
-                self.copies.append((rt.cudaMemcpyKind(kind).name, int(nbytes)))
-                return (ok,)
-
-            return memcpy
-        return super().__getattr__(name)
 
 
 def write_fake_engine(tmp_path: Path, contract: Contract, payload: bytes = b"serialized engine bytes", **meta) -> Path:

@@ -8,12 +8,16 @@ SIGCONT and kill them). Each stops itself after --duration seconds.
                                            gstreamer1.0-plugins-{base,good,ugly}); needs the system
                                            python3 with python3-gi, not the venv
 
-The HTTP servers send 320x240 frames at --fps, each showing its number.
+The HTTP servers send 320x240 frames at --fps, each showing its number. With --auth USER:PASSWORD
+they answer 401 (WWW-Authenticate: Basic) to any request without exactly those credentials, as a
+camera does, and count the refusals in the file named by --refusals (one line per 401). The RTSP
+server with --auth requires the same (gst-rtsp-server's RTSPAuth).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sys
 import threading
@@ -39,14 +43,38 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-def serve_mjpeg(port: int, fps: float) -> None:
+class _Handler(BaseHTTPRequestHandler):
+    """Basic authentication (RFC 7617) when the server was given credentials."""
+
+    auth: str | None = None  # "user:password"
+    refusals: str | None = None  # file that gets one line per refused request
+
+    def log_message(self, *a):
+        pass
+
+    def authorized(self) -> bool:
+        if self.auth is None:
+            return True
+        expected = "Basic " + base64.b64encode(self.auth.encode()).decode()
+        if self.headers.get("Authorization") == expected:
+            return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        if self.refusals:
+            with open(self.refusals, "a") as f:
+                f.write("401\n")
+        return False
+
+
+def serve_mjpeg(port: int, fps: float, handler: type[_Handler] = _Handler) -> None:
     import cv2
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+    class Handler(handler):
         def do_GET(self):
+            if not self.authorized():
+                return
             self.send_response(200)
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             self.end_headers()
@@ -67,7 +95,7 @@ def serve_mjpeg(port: int, fps: float) -> None:
     _Server(("127.0.0.1", port), Handler).serve_forever()
 
 
-def serve_mpegts(port: int, fps: float) -> None:
+def serve_mpegts(port: int, fps: float, handler: type[_Handler] = _Handler) -> None:
     import av
 
     class Sock:
@@ -79,11 +107,10 @@ def serve_mpegts(port: int, fps: float) -> None:
             self.wfile.flush()
             return len(b)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+    class Handler(handler):
         def do_GET(self):
+            if not self.authorized():
+                return
             self.send_response(200)
             self.send_header("Content-Type", "video/mp2t")
             self.end_headers()
@@ -108,7 +135,7 @@ def serve_mpegts(port: int, fps: float) -> None:
     _Server(("127.0.0.1", port), Handler).serve_forever()
 
 
-def serve_rtsp(port: int, fps: float) -> None:
+def serve_rtsp(port: int, fps: float, auth: str | None = None) -> None:
     import gi
 
     gi.require_version("Gst", "1.0")
@@ -126,6 +153,17 @@ def serve_rtsp(port: int, fps: float) -> None:
         "rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
     factory.set_shared(True)
+    if auth is not None:  # basic authentication: only this user may see and construct the media
+        user, _, password = auth.partition(":")
+        a = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "user")
+        a.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(a)
+        perms = GstRtspServer.RTSPPermissions()
+        perms.add_permission_for_role("user", "media.factory.access", True)
+        perms.add_permission_for_role("user", "media.factory.construct", True)
+        factory.set_permissions(perms)
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:
         raise SystemExit(f"rtsp: cannot listen on 127.0.0.1:{port}")
@@ -138,9 +176,15 @@ def main() -> None:
     ap.add_argument("port", type=int)
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--duration", type=float, default=90.0, help="exit after this many seconds")
+    ap.add_argument("--auth", default=None, help="USER:PASSWORD the HTTP servers require (basic authentication)")
+    ap.add_argument("--refusals", default=None, help="file that gets a line per refused (401) request")
     a = ap.parse_args()
     threading.Timer(a.duration, lambda: os._exit(0)).start()  # servers stop themselves
-    {"mjpeg": serve_mjpeg, "mpegts": serve_mpegts, "rtsp": serve_rtsp}[a.kind](a.port, a.fps)
+    if a.kind == "rtsp":
+        serve_rtsp(a.port, a.fps, a.auth)
+        return
+    handler = type("Handler", (_Handler,), {"auth": a.auth, "refusals": a.refusals})
+    {"mjpeg": serve_mjpeg, "mpegts": serve_mpegts}[a.kind](a.port, a.fps, handler)
 
 
 if __name__ == "__main__":

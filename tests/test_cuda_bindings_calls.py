@@ -29,7 +29,7 @@ rt = pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not i
 from df2infer import artifact  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
 from df2infer.contract import Contract  # noqa: E402
-from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties  # noqa: E402
+from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem  # noqa: E402
 from df2infer_export import tensorrt_builder as builder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,6 +52,7 @@ EXPECTED_CALLS = {
     "cudaMemcpy",
     "cudaStreamSynchronize",
     "cudaEventRecord",
+    "cudaEventSynchronize",
     "cudaStreamWaitEvent",
     "cudaFree",
     "cudaFreeHost",
@@ -59,6 +60,8 @@ EXPECTED_CALLS = {
     "cudaStreamDestroy",
     "cudaGetErrorName",
     "cudaGetErrorString",
+    "cudaDriverGetVersion",
+    "cudaRuntimeGetVersion",
 }
 NO_DRIVER = {"cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorInitializationError"}
 
@@ -101,6 +104,7 @@ def run_gpu_code(monkeypatch, tmp_path: Path) -> CheckedCudart:
     assert len(cal.get_batch(["images"])) == 1
     cal.free()
 
+    driver_runtime_problem(cudart)  # the version queries that explain cudaErrorInsufficientDriver
     with pytest.raises(CudaError, match="cudaErrorMemoryAllocation"):  # error text from cudaGetErrorName/String
         cuda_call(cudart, (rt.cudaError_t.cudaErrorMemoryAllocation, None), "cudaMalloc(1)")
     return cudart

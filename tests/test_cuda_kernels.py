@@ -341,126 +341,33 @@ def test_one_launch_per_kernel_one_copy_each_way(driver):
     assert [c[0] for c in driver.calls if c[0] != "alloc"] == ["synchronize", "upload", "launch"]
 
 
-# ---------------------------------------------------------------- CudaDriver against a recording fake driver API
-class _FakeCudaDriverAPI:
-    """Stands in for cuda.bindings.driver: host memory for device memory, cuLaunchKernel forwarded to the
-    CPU shim with the very kernelParams pointer CudaDriver built. Records every call."""
-
-    CU_MEMHOSTALLOC_DEVICEMAP = 2
-
-    class CUdevice_attribute:
-        CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = "major"
-        CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = "minor"
-        CU_DEVICE_ATTRIBUTE_INTEGRATED = "integrated"
-
-    def __init__(self, shim_lib, arch=87):
-        self.shim, self.arch, self.calls, self.mem, self.modules = shim_lib, arch, [], {}, {}
-
-    def _rec(self, name, *args):
-        self.calls.append((name, args))
-
-    def cuInit(self, flags):
-        self._rec("cuInit")
-        return (0,)
-
-    def cuDeviceGet(self, i):
-        return (0, 100 + i)
-
-    def cuDevicePrimaryCtxRetain(self, dev):
-        return (0, "ctx")
-
-    def cuCtxSetCurrent(self, ctx):
-        self._rec("cuCtxSetCurrent", ctx)
-        return (0,)
-
-    def cuDeviceGetAttribute(self, attr, dev):
-        return (0, {"major": self.arch // 10, "minor": self.arch % 10, "integrated": 0}[attr])
-
-    def cuStreamCreate(self, flags):
-        return (0, 77)
-
-    def cuModuleLoadData(self, image):
-        self._rec("cuModuleLoadData", len(image))
-        h = 1000 + len(self.modules)
-        self.modules[h] = image
-        return (0, h)
-
-    def cuModuleGetFunction(self, module, name):
-        return (0, name.decode())
-
-    def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
-        self._rec("cuLaunchKernel", fn, (gx, gy, gz), (bx, by, bz), shared, stream)
-        g, b = (ctypes.c_uint * 3)(gx, gy, gz), (ctypes.c_uint * 3)(bx, by, bz)
-        assert self.shim.shim_launch(fn.encode(), g, b, params) == 0
-        return (0,)
-
-    def cuMemAlloc(self, n):
-        buf = np.zeros(n, np.uint8)
-        self.mem[buf.ctypes.data] = buf
-        return (0, buf.ctypes.data)
-
-    def cuMemFree(self, p):
-        self.mem.pop(int(p))
-        return (0,)
-
-    def cuMemHostAlloc(self, n, flags):
-        self._rec("cuMemHostAlloc", n, flags)
-        return self.cuMemAlloc(n)
-
-    def cuMemFreeHost(self, p):
-        return self.cuMemFree(p)
-
-    def cuMemcpyHtoDAsync(self, dst, src, n, stream):
-        self._rec("cuMemcpyHtoDAsync", n, stream)
-        ctypes.memmove(dst, src, n)
-        return (0,)
-
-    def cuMemcpyDtoHAsync(self, dst, src, n, stream):
-        self._rec("cuMemcpyDtoHAsync", n, stream)
-        ctypes.memmove(dst, src, n)
-        return (0,)
-
-    def cuStreamSynchronize(self, s):
-        self._rec("cuStreamSynchronize", s)
-        return (0,)
-
-    def cuModuleUnload(self, m):
-        return (0,)
-
-    def cuStreamDestroy(self, s):
-        return (0,)
-
-    def cuDevicePrimaryCtxRelease(self, d):
-        return (0,)
-
-
-def test_cuda_driver_calls_through_a_fake_driver_api(driver, monkeypatch, tmp_path):
-    """CudaDriver's real code (NVRTC compile + cache, module load, cuLaunchKernel argument layout, copies on
-    the given stream) with the driver API faked; the launches run on the shim and must give the reference."""
-    import cuda.bindings
-
+# ---------------------------------------------------------------- CudaDriver on the strict stand-in GPU
+def test_cuda_driver_on_the_strict_stand_in(strict_gpu, monkeypatch, tmp_path):
+    """CudaDriver's real code (NVRTC compile + cache, module load, cuLaunchKernel argument layout, copies on its
+    stream) on the simulated GPU (tests/strict_gpu.py: device memory of its own, stream-ordered queues); the
+    launches run on the shim and must give the reference."""
     from df2infer.ops.cuda.launch import CudaDriver
 
-    compiler.nvrtc_version()  # cuda.bindings.nvrtc imports the real driver module's internals: load it first
-    fake = _FakeCudaDriverAPI(driver.lib)
-    monkeypatch.setattr(cuda.bindings, "driver", fake, raising=False)
-    monkeypatch.setitem(__import__("sys").modules, "cuda.bindings.driver", fake)
+    sim = strict_gpu()
     monkeypatch.setenv(compiler.CACHE_ENV, str(tmp_path))
-    drv = CudaDriver(0, stream=55)
-    assert drv.arch == 87 and drv.stream == 55 and not drv.integrated
+    drv = CudaDriver(0)
+    assert drv.arch == 87 and not drv.integrated
     rng = np.random.default_rng(11)
     masks, heat, items = selfcheck.realistic_batch(rng, [(30, 40), (17, 9)], detections=5, per_image=4, heatmap_size=12)
     mp, hp = selfcheck.to_device(drv, masks), selfcheck.to_device(drv, heat)
-    res = GpuPostprocessor(drv, detections=5, mask_size=28, heatmap_size=12)(items, mp, hp, landmark_method="subpixel")
+    post = GpuPostprocessor(drv, detections=5, mask_size=28, heatmap_size=12)
+    res = post(items, mp, hp, landmark_method="subpixel")
     for it, r in zip(items, res):
         ref_m, ref_e = paste_masks(masks[it.row, it.idx], it.boxes, it.image_size)
         assert np.array_equal(ref_e, r.mask_boxes) and all(np.array_equal(a, b) for a, b in zip(ref_m, r.masks))
         ref_l = decode_landmarks(heat[it.row, it.idx], it.boxes, it.labels, "subpixel")
         assert all(np.array_equal(a, b) for a, b in zip(ref_l, r.landmarks))
-    launches = [c for c in fake.calls if c[0] == "cuLaunchKernel"]
-    assert [c[1][0] for c in launches] == ["paste_masks_weights", "paste_masks_compact", "landmarks_subpixel"]
-    assert all(c[1][-1] == 55 for c in launches)  # on the backend's stream
-    assert all(c[1][-1] == 55 for c in fake.calls if c[0].startswith("cuMemcpy") or c[0] == "cuStreamSynchronize")
-    assert [c[0] for c in fake.calls].count("cuModuleLoadData") == 2  # paste_masks.cu, landmarks.cu
+    assert sim.launches == ["paste_masks_weights", "paste_masks_compact", "landmarks_subpixel"]
+    on_stream = [e for e in sim.log if e[0] in ("cuda.cuLaunchKernel", "cuda.cuMemcpyHtoDAsync", "cuda.cuMemcpyDtoHAsync")]
+    assert {int(e[9] if e[0] == "cuda.cuLaunchKernel" else e[4]) for e in on_stream} == {drv.stream}
+    assert [e[0] for e in sim.log].count("cuda.cuModuleLoadData") == 2  # paste_masks.cu, landmarks.cu: loaded at first use
     assert len(list(tmp_path.iterdir())) == 2 and all(p.suffix == ".cubin" for p in tmp_path.iterdir())
+    for ptr in (mp, hp):
+        drv.free(ptr)
+    post.close()
     drv.close()

@@ -1,24 +1,23 @@
-"""The TensorRT backend's GPU pre/postprocessing through the Predictor, run on the CPU.
+"""The TensorRT backend's GPU pre/postprocessing through the Predictor, on the strict CUDA/TensorRT stand-ins.
 
-The real TensorRTBackend and Predictor run with: the recording fake `tensorrt` (tests/fake_gpu.py) whose engine
-copies fixed outputs into the addresses TensorRT was given, cuda-python's runtime with host memory standing in
-for device memory (fake_gpu.HostMemoryCudart), and the CUDA kernels compiled for the CPU (ShimDriver). So the
-whole path frames -> GPU letterbox into the engine input -> engine outputs -> GPU mask pasting / landmark
-decoding -> Detections runs here, and must equal the CPU path's Detections on the same engine outputs: masks
-bit for bit, landmarks within the kernels' stated tolerances (docs/cuda_kernels.md). Nothing here touches a GPU.
+The real TensorRTBackend, CudaDriver and Predictor run on one simulated GPU (tests/strict_gpu.py): cuda-python's
+driver and runtime with per-thread contexts, device memory in its own address space, copies and launches queued
+per stream (run at synchronization or at seeded random points), and a TensorRT engine that copies fixed outputs
+into the addresses it was given; the CUDA kernels run through their CPU shim. So the whole path frames -> GPU
+letterbox into the engine input -> engine outputs -> GPU mask pasting / landmark decoding -> Detections runs
+here, and must equal the CPU path's Detections on the same engine outputs: masks bit for bit, landmarks within
+the kernels' stated tolerances (docs/cuda_kernels.md). Nothing here touches a GPU.
 """
 
 from __future__ import annotations
-
-import ctypes
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not installed (make setup installs it)")
-shim = pytest.importorskip("df2infer.ops.cuda.shim")
+
+from fake_gpu import names, write_fake_engine  # noqa: E402
+from strict_gpu import Device, engine_blob  # noqa: E402
 
 from df2infer.api import Predictor  # noqa: E402
 from df2infer.backends import tensorrt_backend as tb  # noqa: E402
@@ -28,9 +27,6 @@ from df2infer.data import spec  # noqa: E402
 from df2infer.gpu.cuda_check import CudaError  # noqa: E402
 from df2infer.ops.cuda import selfcheck  # noqa: E402
 from df2infer.ops.letterbox import to_input_batch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_gpu import HostMemoryCudart, fake_tensorrt, names, write_fake_engine  # noqa: E402
 
 CONTRACT = Contract(input_height=96, input_width=128, max_detections=6, heatmap_size=16, embedding_dim=8, max_batch=4)
 H, W, N = CONTRACT.input_height, CONTRACT.input_width, CONTRACT.max_detections
@@ -63,10 +59,6 @@ def frames(seed: int = 5) -> list[np.ndarray]:
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in FRAME_SHAPES]
 
 
-def write_engine(tmp_path: Path) -> Path:
-    return write_fake_engine(tmp_path, CONTRACT)
-
-
 class HostBackend:
     """The CPU path's backend: run() returns the same engine outputs for the batch it is given."""
 
@@ -82,66 +74,22 @@ class HostBackend:
         pass
 
 
-class MappedShimDriver(shim.ShimDriver):
-    """The shim as an integrated GPU (Jetson): host staging buffers are "mapped", the kernels read them in place."""
-
-    integrated = True
-
-    def host_buffer(self, nbytes: int) -> np.ndarray:
-        buf = np.zeros(max(int(nbytes), 1), np.uint8)
-        self._buffers[buf.ctypes.data] = buf
-        return buf
-
-    def mapped_pointer(self, host: np.ndarray) -> int | None:
-        return int(host.ctypes.data)
-
-
-@pytest.fixture(scope="module")
-def shim_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("shim")
-    try:
-        shim.build(directory)
-    except shim.ShimBuildError as e:
-        pytest.skip(f"the CUDA kernel shim cannot be built here: {e}")
-    return directory
-
-
 @pytest.fixture
-def gpu(monkeypatch, tmp_path, shim_dir):
-    """Fake TensorRT + host-memory cudart + the kernels on the shim. Returns a namespace of what was recorded."""
+def gpu(strict_gpu, tmp_path):
+    """One simulated GPU (an Orin-like discrete device; pass devices= to make_gpu for others) whose engine
+    returns engine_outputs(); returns a dict with the SimGpu, the outputs, and the engine file."""
     outputs = engine_outputs()
-    log: list = []
-    cudart = HostMemoryCudart(log)
-    seen_inputs: list[np.ndarray] = []
+    state: dict = {"outputs": outputs}
 
-    def execute(addresses: dict[str, int], batch: int) -> None:
-        x = np.empty((batch, 3, H, W), np.float32)
-        ctypes.memmove(x.ctypes.data, addresses[INPUT_NAME], x.nbytes)
-        seen_inputs.append(x)
-        for name in OUTPUT_NAMES:
-            src = np.ascontiguousarray(outputs[name][:batch])
-            ctypes.memmove(addresses[name], src.ctypes.data, src.nbytes)
+    def make_gpu(**kw):
+        sim = strict_gpu(devices=kw.pop("devices", [Device(0, name="Orin")]), **kw)
+        sim.engine_fn = lambda inputs: {k: v[: len(inputs[INPUT_NAME])] for k, v in outputs.items()}
+        state["sim"] = sim
+        return sim
 
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(log, contract=CONTRACT, max_batch=CONTRACT.max_batch, execute=execute))
-    monkeypatch.setattr(tb, "import_cudart", lambda: cudart)
-    monkeypatch.setattr(tb, "_environment", lambda index: ("10.3.0.30", "Orin", "8.7"))
-    state = {"driver_cls": shim.ShimDriver, "drivers": [], "streams": []}
-
-    def kernel_driver(index: int, stream: int):
-        drv = state["driver_cls"](shim_dir)
-        close = drv.close
-
-        def logged_close() -> None:
-            log.append(("kernels.close",))
-            close()
-
-        drv.close = logged_close
-        state["drivers"].append(drv)
-        state["streams"].append(stream)
-        return drv
-
-    monkeypatch.setattr(tb, "kernel_driver", kernel_driver)
-    state.update(log=log, cudart=cudart, outputs=outputs, seen=seen_inputs, engine=write_engine(tmp_path))
+    make_gpu()
+    state["make"] = make_gpu
+    state["engine"] = write_fake_engine(tmp_path, CONTRACT, payload=engine_blob(CONTRACT))
     return state
 
 
@@ -184,62 +132,55 @@ def test_predictor_on_the_gpu_path_equals_the_cpu_path(gpu, method):
     assert n >= 8 and len(ref[1].boxes) == 0  # detections were compared; an image without any
     assert sum(len(m) for d in ref for m in d.masks) and any(len(d.boxes) < NUM_DETS[i] for i, d in enumerate(ref))
     # What the engine read is the GPU letterbox: the CPU letterbox within the kernels' tolerance (1 grey level).
-    (seen,) = gpu["seen"]
+    (seen,) = [x[INPUT_NAME] for x in gpu["sim"].engine_inputs]
     expect, _ = to_input_batch(imgs, CONTRACT)
     diff = np.abs(seen - expect)
     assert diff.max() <= 1.0 and (diff > 0).mean() < 0.005
 
 
 def test_frames_go_up_once_and_only_compact_results_come_back(gpu):
-    log, cudart = gpu["log"], gpu["cudart"]
+    sim = gpu["sim"]
     with tb.TensorRTBackend(gpu["engine"]) as backend:
         stream = int(backend._stream)
         buffers = {name: backend._buffers[name].device_ptr for name in OUTPUT_NAMES}
-        log.clear()
-        cudart.copies.clear()
+        sim.log.clear()
         Predictor(backend).predict_batch(frames(), conf=0.3)
-        (drv,) = gpu["drivers"]
-        assert gpu["streams"] == [stream]  # the kernels run on the backend's stream
+    log = sim.log
     # cuda runtime: no host->device copy (the kernels' driver uploads the frames); device->host only the compact outputs
-    assert [k for k, _ in cudart.copies if k != "cudaMemcpyDeviceToHost"] == []
-    sources = {e[2] for e in log if e[0] == "cuda.cudaMemcpyAsync"}
-    assert sources == {buffers[n] for n in tb.COMPACT_OUTPUTS}
-    assert all(e[-1] == stream for e in log if e[0] == "trt.execute_async_v3")
-    ops = [c for c in drv.calls if c[0] in ("launch", "upload", "download")]
-    assert ops == [
-        ("upload", ops[0][1]),
-        ("launch", "letterbox_kernel"),  # frames + tables: one upload, one launch
-        ("upload", ops[2][1]),
-        ("launch", "paste_masks_weights"),
-        ("launch", "paste_masks_compact"),
-        ("launch", "landmarks_subpixel"),
-        ("download", ops[6][1]),
-    ]  # one table upload, one download
+    runtime_copies = [e for e in log if e[0] == "cuda.cudaMemcpyAsync"]
+    assert {int(e[4]) for e in runtime_copies} == {2}  # cudaMemcpyDeviceToHost
+    assert {e[2] for e in runtime_copies} == {buffers[n] for n in tb.COMPACT_OUTPUTS}
+    # every enqueue is on the backend's stream: the driver's copies and launches, and the engine
+    assert {int(e[-1]) for e in log if e[0] == "trt.execute_async_v3"} == {stream}
+    driver = [e for e in log if e[0] in ("cuda.cuMemcpyHtoDAsync", "cuda.cuLaunchKernel", "cuda.cuMemcpyDtoHAsync")]
+    assert {int(e[9] if e[0] == "cuda.cuLaunchKernel" else e[4]) for e in driver} == {stream}
+    ops = [e[0].removeprefix("cuda.") for e in driver]
+    assert ops == ["cuMemcpyHtoDAsync", "cuLaunchKernel", "cuMemcpyHtoDAsync", *["cuLaunchKernel"] * 3, "cuMemcpyDtoHAsync"]
+    assert sim.launches == ["letterbox_kernel", "paste_masks_weights", "paste_masks_compact", "landmarks_subpixel"]
     frame_bytes = sum(h * w * 3 for h, w in FRAME_SHAPES)
-    assert ops[0][1] >= frame_bytes
+    assert driver[0][3] >= frame_bytes  # frames and tables in one upload
 
 
 def test_integrated_gpu_reads_the_frames_in_place(gpu):
-    gpu["driver_cls"] = MappedShimDriver
+    sim = gpu["make"](devices=[Device(0, name="Orin", integrated=True)], driver_version=12060, runtime_version=12060)
     imgs = frames()
     ref = Predictor(HostBackend(gpu["outputs"])).predict_batch(imgs, conf=0.3)
     with tb.TensorRTBackend(gpu["engine"]) as backend:
         got = Predictor(backend).predict_batch(imgs, conf=0.3)
-        (drv,) = gpu["drivers"]
     assert_same_detections(got, ref, "subpixel")
-    uploads = [c for c in drv.calls if c[0] == "upload"]
+    uploads = names(sim.log, "cuda.cuMemcpyHtoDAsync")
     assert len(uploads) == 1  # only the postprocessing tables; the frames were read from mapped memory
 
 
 def test_close_releases_the_kernels_before_the_stream(gpu):
-    log = gpu["log"]
+    log = gpu["sim"].log
     backend = tb.TensorRTBackend(gpu["engine"])
     backend.close()
     calls = names(log)
-    assert calls.index("kernels.close") < calls.index("cuda.cudaStreamDestroy")
+    assert calls.index("cuda.cuModuleUnload") < calls.index("cuda.cudaStreamDestroy")
     assert backend.gpu_pre is None and backend.gpu_post is None and not backend.frames_on_device
     backend.close()  # idempotent
-    assert names(log).count("kernels.close") == 1
+    assert names(log).count("cuda.cudaStreamDestroy") == 1
 
 
 def test_without_the_kernels_the_predictor_preprocesses_on_the_cpu(gpu, monkeypatch, caplog):
@@ -256,7 +197,7 @@ def test_without_the_kernels_the_predictor_preprocesses_on_the_cpu(gpu, monkeypa
         got = Predictor(backend).predict_batch(imgs, conf=0.3)
     assert "CUDA_ERROR_NO_DEVICE" in caplog.text
     assert_same_detections(got, ref, "subpixel")
-    assert ("cudaMemcpyHostToDevice", len(imgs) * 3 * H * W * 4) in gpu["cudart"].copies  # the CPU-letterboxed batch
+    assert ("HtoD", len(imgs) * 3 * H * W * 4) in gpu["sim"].copies  # the CPU-letterboxed batch
 
 
 def test_without_masks_and_landmarks_nothing_runs_after_the_engine(gpu):
@@ -264,8 +205,7 @@ def test_without_masks_and_landmarks_nothing_runs_after_the_engine(gpu):
     ref = Predictor(HostBackend(gpu["outputs"])).predict_batch(imgs, conf=0.3, masks=False, landmarks=False)
     with tb.TensorRTBackend(gpu["engine"]) as backend:
         got = Predictor(backend).predict_batch(imgs, conf=0.3, masks=False, landmarks=False)
-        (drv,) = gpu["drivers"]
-    assert [c[1] for c in drv.calls if c[0] == "launch"] == ["letterbox_kernel"]
+    assert gpu["sim"].launches == ["letterbox_kernel"]
     for g, r in zip(got, ref):
         assert g.masks is None and g.landmarks is None
         assert np.array_equal(g.boxes, r.boxes) and np.array_equal(g.embeddings, r.embeddings)
@@ -287,19 +227,14 @@ def test_kernel_driver_is_a_cuda_driver_on_the_given_stream(monkeypatch):
 
 
 def test_a_kernel_compile_failure_at_load_falls_back_and_releases_the_driver(gpu, monkeypatch, caplog):
-    from df2infer.ops.cuda.compiler import KernelCompileError
+    from df2infer.ops.cuda import compiler
 
-    class NoNvrtc(shim.ShimDriver):
-        closed = False
+    def no_nvrtc(source_name, arch, **kw):
+        raise compiler.KernelCompileError("NVRTC cannot be loaded (libnvrtc.so.13: not found)")
 
-        def load_kernels(self) -> None:
-            raise KernelCompileError("NVRTC cannot be loaded (libnvrtc.so.13: not found)")
-
-        def close(self) -> None:
-            NoNvrtc.closed = True
-            super().close()
-
-    gpu["driver_cls"] = NoNvrtc
+    monkeypatch.setattr(compiler, "compiled_kernel", no_nvrtc)
     with tb.TensorRTBackend(gpu["engine"]) as backend:
         assert not backend.frames_on_device and backend._kdrv is None
-    assert NoNvrtc.closed and "KernelCompileError" in caplog.text and "libnvrtc" in caplog.text
+    assert "KernelCompileError" in caplog.text and "libnvrtc" in caplog.text
+    # the driver it had made is released at once (the stand-in's leak check covers its stream and retain)
+    assert gpu["sim"].contexts[0].driver_retains == 0

@@ -2,12 +2,12 @@
 
 Offline checks: ONNX Runtime is an extra (`cpu` / `gpu` / `gpu-cu12`, one distribution each, never in the core
 dependencies, so an onnxruntime-gpu user is not made to install the CPU package too); the TensorRT extras pair
-TensorRT 10.x/11.x with the cuda-bindings major of the same CUDA; the Jetson extra has no TensorRT (JetPack's
-apt package provides it) and CUDA 12 bindings.
+TensorRT 10.x/11.x with the cuda-bindings major of the same CUDA and NVRTC; the Jetson extra has no TensorRT
+(JetPack's apt package provides it) and the CUDA 12.6 bindings of JetPack 6.
 
 Online check (skipped, with the reason, when the index cannot be reached): `pip install --dry-run --no-deps`
 resolves every requirement of the x86-64 GPU extras on this machine, and the binary wheels that NVIDIA's
-TensorRT meta-package and cuda-bindings need exist for Python 3.10 on x86-64 (and cuda-bindings 12 on aarch64,
+TensorRT meta-package and cuda-bindings need exist for Python 3.10 on x86-64 (and cuda-python 12.6 on aarch64,
 for Jetson). `--no-deps`: NVIDIA's `tensorrt-cu12/13-libs` are stubs that download from pypi.nvidia.com at
 install time, which a dry run here cannot reach; the resolved meta-package pins them, and that pin is checked.
 """
@@ -68,11 +68,28 @@ def test_tensorrt_extras_match_the_cuda_major(extra, cuda):
     assert Version(f"{cuda + 1}.0.0") not in bindings
 
 
-def test_jetson_extra_has_no_tensorrt_and_cuda_12_bindings():
+@pytest.mark.parametrize("extra, cuda", [("tensorrt-cu12", 12), ("tensorrt-cu13", 13)])
+def test_x86_tensorrt_extras_bring_nvrtc_of_their_cuda_major(extra, cuda):
+    """The GPU letterbox/decode kernels are compiled by NVRTC at load; cuda-bindings ships libnvrtc only with its
+    `all` extra, so without an NVRTC wheel here they silently fall back to the CPU (one warning)."""
+    wheel = "nvidia-cuda-nvrtc-cu12" if cuda == 12 else "nvidia-cuda-nvrtc"
+    reqs = [r for r in EXTRAS[extra] if r.name.lower() == wheel or (r.name.lower() == "cuda-bindings" and "all" in r.extras)]
+    assert reqs, f"{extra} installs no NVRTC ({wheel} or cuda-bindings[all])"
+    for r in reqs:
+        if r.name.lower() == wheel:
+            assert Version(f"{cuda}.9.0") in r.specifier and Version(f"{cuda + 1}.0.0") not in r.specifier, r
+
+
+def test_jetson_extra_has_no_tensorrt_and_the_bindings_of_jetpack_6s_cuda():
+    """JetPack 6.1/6.2's driver is CUDA 12.6 and a Jetson has no minor-version compatibility: cuda-bindings' runtime
+    (statically linked, its own version) must not be newer, or every runtime call is cudaErrorInsufficientDriver."""
     assert not any(n.startswith("tensorrt") for n in names(EXTRAS["jetson"]))
-    bindings = req("jetson", "cuda-bindings").specifier
-    assert Version("12.9.10") in bindings and Version("13.0.0") not in bindings
+    assert "cuda-bindings" not in names(EXTRAS["jetson"])  # its first 12.x release is 12.8: too new for CUDA 12.6
+    bindings = req("jetson", "cuda-python").specifier
+    assert Version("12.6.2.post1") in bindings
+    assert Version("12.8.0") not in bindings and Version("12.9.10") not in bindings and Version("13.0.0") not in bindings
     assert Version("3.10") in SpecifierSet(PROJECT["requires-python"])  # JetPack 6's Python
+    assert Version("3.8") not in SpecifierSet(PROJECT["requires-python"])  # JetPack 5 is refused at install
 
 
 # ------------------------------------------------------------------------------------------ against the index
@@ -135,8 +152,9 @@ def test_x86_gpu_extras_resolve(index, tmp_path, extras):
 
 
 def test_jetson_bindings_have_aarch64_wheels_for_python_310(index, tmp_path):
-    """JetPack 6: Python 3.10 on aarch64; cuda-bindings 12 must come as a binary wheel (no CUDA toolkit build)."""
-    spec = str(req("jetson", "cuda-bindings"))
+    """JetPack 6: Python 3.10 on aarch64; cuda-python 12.6 must come as a binary wheel (no CUDA toolkit build)
+    that has the cuda.bindings modules the code imports."""
+    spec = str(req("jetson", "cuda-python"))
     # JetPack 6 is Ubuntu 22.04 (glibc 2.35): any manylinux tag up to 2.35 installs; pip takes the tags listed
     platforms = [
         a
@@ -145,4 +163,9 @@ def test_jetson_bindings_have_aarch64_wheels_for_python_310(index, tmp_path):
     ]
     done = _pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.10", *platforms, "-d", str(tmp_path), spec)
     assert done.returncode == 0, f"no aarch64 / Python 3.10 wheel for {spec}:\n{done.stderr[-2000:]}"
-    assert list(tmp_path.glob("cuda_bindings-12.*-cp310-*aarch64*.whl"))
+    (wheel,) = tmp_path.glob("cuda_python-12.6.*-cp310-*aarch64*.whl")
+    import zipfile
+
+    members = zipfile.ZipFile(wheel).namelist()
+    for module in ("driver", "runtime", "nvrtc"):
+        assert any(m.startswith(f"cuda/bindings/{module}.cpython-310-aarch64") for m in members), module

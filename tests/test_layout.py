@@ -148,9 +148,10 @@ def test_private_name_check_sees_both_spellings(tmp_path):
 # layer is that of the longest prefix listed (retrieval.similarity, the embedding head's math that the
 # Predictor runs, sits below the rest of retrieval/).
 LAYERS: list[tuple[str, ...]] = [
-    # foundations: the error family, the contract, the category spec, images in, CPU/GPU facts, latency statistics
+    # foundations: the error family, credentials (redaction), the contract, the category spec, images in, CPU/GPU facts, latency statistics
     (
         "df2infer.errors",
+        "df2infer.credentials",
         "df2infer.contract",
         "df2infer.data.spec",
         "df2infer.images",

@@ -218,3 +218,22 @@ def test_full_queue_drops_oldest_and_counts(tmp_path):
             sink.close()
         sub.stop()
         broker.kill()
+
+
+def test_password_from_the_environment_is_never_shown(tmp_path, monkeypatch, caplog):
+    """The password given in $DF2INFER_MQTT_PASSWORD reaches no log line, and is remembered by the one
+    redaction (df2infer.credentials) so any later text quoting it is masked."""
+    import logging
+
+    from df2infer.credentials import redact
+
+    pytest.importorskip("paho.mqtt", reason="pip install paho-mqtt (make setup installs it)")
+    monkeypatch.setenv("DF2INFER_MQTT_PASSWORD", "Zq7-secret-pw")
+    with caplog.at_level(logging.DEBUG):
+        sink = MqttSink(MqttTarget("127.0.0.1", _free_port(), "df2", user="shop"), tmp_path / "q.sqlite", drain_s=0.5)
+        sink.write(_frame(0, []))
+        time.sleep(1.5)  # a refused connection attempt gets logged
+        sink.close()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "shop" in text and "Zq7-secret-pw" not in text
+    assert redact("broker said: bad password Zq7-secret-pw") == "broker said: bad password ***"

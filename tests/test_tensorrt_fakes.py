@@ -1,10 +1,10 @@
-"""The TensorRT backend and engine builder driven end to end by recording fakes (tests/fake_gpu.py).
+"""The TensorRT backend and engine builder driven end to end on the strict CUDA/TensorRT stand-ins (tests/strict_gpu.py).
 
-A fake `tensorrt` module records every TensorRT call and cuda-python's real runtime bindings run the argument
-conversion of every CUDA call (without a driver they return errors, which the proxy records and replaces by
-placeholders). These tests check call order and arguments: plugin registration before deserialization, the
-exact-version engine rule, stream ordering for device inputs, no CUDA graph capture, device-resident outputs,
-the NMS box limit. Nothing here runs an engine; that needs an NVIDIA GPU and TensorRT.
+The stand-ins record every TensorRT and CUDA call and refuse what the real ones refuse (an engine whose plugins
+are not registered, a version-compatible engine without host code allowed, a pointer that is not device
+memory...). These tests check call order and arguments: plugin registration before deserialization, the
+engine version rule, stream ordering for device inputs, no CUDA graph capture, device-resident outputs, the
+NMS box limit. Nothing here runs on a GPU; see docs/tensorrt.md for what the stand-ins cannot catch.
 """
 
 from __future__ import annotations
@@ -26,38 +26,38 @@ from df2infer.contract import OUTPUT_NAMES, Contract, ContractError  # noqa: E40
 from df2infer_export import tensorrt_builder as builder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_gpu import CheckedCudart, fake_tensorrt, names, write_fake_engine  # noqa: E402
+from fake_gpu import names, write_fake_engine  # noqa: E402
+from strict_gpu import Device, engine_blob, make_tensorrt, vc_plugin_library  # noqa: E402
 
 CONTRACT = Contract(input_height=64, input_width=96, max_detections=10)
 SHAPE = (2, 3, 64, 96)
 
 
 def write_engine(tmp_path: Path, **meta) -> Path:
-    return write_fake_engine(tmp_path, CONTRACT, **meta)
+    """An engine of the stand-in TensorRT (using the RoiAlign plugin, as the deploy graphs do) and its sidecar."""
+    vc, version = bool(meta.get("version_compatible")), meta.get("tensorrt_version", "10.3.0.30")
+    libs = (vc_plugin_library(version),) if vc else ()  # what the builder serializes into a version-compatible engine
+    blob = engine_blob(CONTRACT, trt_version=version, version_compatible=vc, plugins=("ROIAlign_TRT",), vc_plugin_libraries=libs)
+    return write_fake_engine(tmp_path, CONTRACT, payload=blob, **meta)
 
 
 @pytest.fixture
-def gpu(monkeypatch):
-    """Installs the fakes; returns (log, cudart). `version` of the fake TensorRT: gpu.set_version(...)."""
-    log: list = []
-    cudart = CheckedCudart(log)
-    state = {"version": "10.3.0.30"}
+def gpu(strict_gpu, monkeypatch):
+    """The strict stand-ins (one Orin-like GPU); returns (log, sim, install): install(version=...) swaps in a
+    TensorRT of another version."""
+    sim = strict_gpu(devices=[Device(0, name="Orin")])
 
-    def install(version: str = "10.3.0.30", **kw):
-        state["version"] = version
-        monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(log, version=version, contract=CONTRACT, **kw))
+    def install(version: str = "10.3.0.30", plugins_ok: bool = True):
+        sim.plugins_ok = plugins_ok
+        monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(sim, version))
 
-    install()
-    monkeypatch.setattr(tb, "import_cudart", lambda: cudart)
-    monkeypatch.setattr(builder, "import_cudart", lambda: cudart)
-    monkeypatch.setattr(tb, "_environment", lambda index: (state["version"], "Orin", "8.7"))
-    return log, cudart, install
+    return sim.log, sim, install
 
 
 class CaiV2:
     """What a CUDA torch tensor exposes: interface version 2, no `stream` key."""
 
-    def __init__(self, ptr: int = 0x7F0000000000, **extra) -> None:
+    def __init__(self, ptr: int, **extra) -> None:
         self.__cuda_array_interface__ = {"shape": SHAPE, "typestr": "<f4", "data": (ptr, False), "version": 2, "strides": None, **extra}
 
 
@@ -75,8 +75,8 @@ def test_plugins_are_registered_before_the_engine_is_deserialized(gpu, tmp_path)
 def test_failed_plugin_registration_is_logged(gpu, tmp_path, caplog):
     _, _, install = gpu
     install(plugins_ok=False)
-    with caplog.at_level(logging.WARNING), tb.TensorRTBackend(write_engine(tmp_path)):
-        pass
+    with caplog.at_level(logging.WARNING), pytest.raises(artifact.ModelLoadError, match="could not deserialize"):
+        tb.TensorRTBackend(write_engine(tmp_path))  # the engine uses ROIAlign_TRT, which is then missing
     assert "init_libnvinfer_plugins failed" in caplog.text
 
 
@@ -92,9 +92,17 @@ def test_plain_engine_needs_the_exact_tensorrt_version(tmp_path):
 
 @pytest.mark.parametrize(
     "installed, ok",
-    [("10.3.0.26", True), ("10.3.0.30", True), ("10.13.0.35", True), ("10.1.0.27", False), ("11.0.0.1", False), ("9.0", False)],
+    [
+        ("10.3.0.26", True),
+        ("10.3.0.30", True),
+        ("10.13.0.35", True),
+        ("11.0.0.1", True),  # TensorRT 10 version-compatible engines run on TensorRT 11
+        ("10.1.0.27", False),
+        ("12.0.0.1", False),
+        ("9.0", False),
+    ],
 )
-def test_version_compatible_engine_loads_on_same_major_not_older(tmp_path, installed, ok):
+def test_version_compatible_engine_loads_on_newer_same_major_and_on_the_next(tmp_path, installed, ok):
     engine = write_engine(tmp_path, tensorrt_version="10.3.0.26", version_compatible=True)
     meta = artifact.read_engine_sidecar(engine)
 
@@ -111,7 +119,7 @@ def test_version_compatible_engine_loads_on_same_major_not_older(tmp_path, insta
 def test_version_compatible_engine_allows_host_code_before_deserializing(gpu, tmp_path):
     log, _, install = gpu
     install(version="10.4.0.26")
-    with tb.TensorRTBackend(write_engine(tmp_path, tensorrt_version="10.3.0.30", version_compatible=True)):
+    with tb.TensorRTBackend(write_engine(tmp_path, tensorrt_version="10.3.0.30", version_compatible=True), trust_engine_code=True):
         pass
     calls = names(log, "trt.")
     assert calls.index("trt.Runtime.engine_host_code_allowed") < calls.index("trt.deserialize_cuda_engine")
@@ -174,7 +182,7 @@ def test_device_input_without_stream_key_waits_on_the_legacy_default_stream(gpu,
     log, _, _ = gpu
     with tb.TensorRTBackend(write_engine(tmp_path)) as be:
         log.clear()
-        be.run_device(CaiV2(), 2)
+        be.run_device(CaiV2(be._buffers["images"].device_ptr), 2)
         stream, event = be._stream, be._event
     order = _order(log)
     assert [e[0] for e in order] == ["cuda.cudaEventRecord", "cuda.cudaStreamWaitEvent", "trt.execute_async_v3"], order
@@ -185,14 +193,17 @@ def test_device_input_without_stream_key_waits_on_the_legacy_default_stream(gpu,
 def test_device_input_with_stream_none_or_a_stream(gpu, tmp_path):
     log, _, _ = gpu
     with tb.TensorRTBackend(write_engine(tmp_path)) as be:
+        ptr = be._buffers["images"].device_ptr
         log.clear()
-        be.run_device(CaiV2(version=3, stream=None), 2)  # v3 `stream: None`: the producer guarantees readiness
+        be.run_device(CaiV2(ptr, version=3, stream=None), 2)  # v3 `stream: None`: the producer guarantees readiness
         assert [e[0] for e in _order(log)] == ["trt.execute_async_v3"]
         log.clear()
-        be.run_device(CaiV2(version=3, stream=0x1234), 2)
-        assert _order(log)[0][:1] + _order(log)[0][2:] == ("cuda.cudaEventRecord", 0x1234)
+        producer = be._cudart.cudaStreamCreateWithFlags(0)[1]
+        be.run_device(CaiV2(ptr, version=3, stream=int(producer)), 2)
+        assert _order(log)[0][:1] + _order(log)[0][2:] == ("cuda.cudaEventRecord", int(producer))
+        be._cudart.cudaStreamDestroy(producer)
         log.clear()
-        be.run_device(0x7F0000000000, 2, producer_stream=2)  # raw pointer, producer on the per-thread stream
+        be.run_device(ptr, 2, producer_stream=2)  # raw pointer, producer on the per-thread stream
         assert _order(log)[0][2] == 2 and _order(log)[-1][0] == "trt.execute_async_v3"
 
 
@@ -203,13 +214,13 @@ def test_cuda_graphs_are_refused_with_the_reason(gpu, tmp_path):
 
 
 def test_batch_changes_set_the_shape_before_every_enqueue_and_never_capture(gpu, tmp_path):
-    log, cudart, _ = gpu
+    log, sim, _ = gpu
     with tb.TensorRTBackend(write_engine(tmp_path)) as be:
         log.clear()
         for b in (2, 3, 2, 2):
             out = be.run(np.zeros((b, 3, 64, 96), np.float32))
             assert out["boxes"].shape == (b, 10, 4) and out["num_dets"].dtype == np.int32
-    assert not {"cudaStreamBeginCapture", "cudaGraphLaunch", "cudaGraphInstantiate"} & set(cudart.calls)
+    assert not {"cudaStreamBeginCapture", "cudaGraphLaunch", "cudaGraphInstantiate"} & set(sim.calls)
     shapes = [e[2][0] for e in log if e[0] == "trt.set_input_shape"]
     assert shapes == [2, 3, 2]  # set on every change of batch size, and only then
     assert names(log).count("trt.execute_async_v3") == 4
@@ -217,22 +228,20 @@ def test_batch_changes_set_the_shape_before_every_enqueue_and_never_capture(gpu,
 
 # ------------------------------------------------------------------ the seam: device-resident outputs
 def test_device_outputs_stay_on_the_gpu_and_name_the_stream(gpu, tmp_path):
-    log, cudart, _ = gpu
+    log, sim, _ = gpu
     with tb.TensorRTBackend(write_engine(tmp_path)) as be:
         assert isinstance(be, DeviceOutputBackend)
         log.clear()
-        calls_before = len(cudart.calls)
         outs = be.run_device_outputs(np.zeros((3, 3, 64, 96), np.float32))
-        new_calls = cudart.calls[calls_before:]
-        assert "cudaStreamSynchronize" not in new_calls
-        d2h = [e for e in log if e[0] == "cuda.cudaMemcpyAsync" and e[4] == cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost]
+        assert "cuda.cudaStreamSynchronize" not in names(log)
+        d2h = [e for e in log if e[0] == "cuda.cudaMemcpyAsync" and e[4] == be._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost]
         assert not d2h
         assert set(outs) == set(OUTPUT_NAMES)
         masks = outs["masks"].__cuda_array_interface__
         assert masks["shape"] == (3, 10, 28, 28) and masks["typestr"] == "<f4" and masks["version"] == 3
         assert masks["data"][0] == be._buffers["masks"].device_ptr and masks["stream"] == int(be._stream)
         assert outs["labels"].__cuda_array_interface__["typestr"] == "<i4"
-        dev = be.run_device_outputs(CaiV2(), 2)
+        dev = be.run_device_outputs(CaiV2(be._buffers["images"].device_ptr), 2)
         assert dev["boxes"].shape == (2, 10, 4)
 
 

@@ -8,7 +8,6 @@ raised when a feature is missing); it says nothing about whether a real build wo
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -60,25 +59,25 @@ def test_bad_batch_profile_is_refused_before_tensorrt(monkeypatch, tmp_path):
         builder.build_engine(tmp_path / "m.onnx", tmp_path / "m", weak_typing_precision="bf16")
 
 
-# ------------------------------------------------------------------ feature detection (fake tensorrt: control flow only)
-def _fake_trt(monkeypatch, *, version: str, flags: tuple[str, ...], strongly_typed: bool, calibrator: bool):
-    """A stand-in `tensorrt` module with only the attributes named; used to test which error our code raises."""
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    trt.Builder = type("Builder", (), {})
-    trt.Runtime = type("Runtime", (), {})
-    trt.BuilderFlag = type("BuilderFlag", (), {f: i for i, f in enumerate(flags)})
-    creation = {"STRONGLY_TYPED": 1} if strongly_typed else {"EXPLICIT_BATCH": 0}
-    trt.NetworkDefinitionCreationFlag = type("NetworkDefinitionCreationFlag", (), creation)
-    if calibrator:
-        trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {})
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    return trt
+# ------------------------------------------------------------------ feature detection, on the strict stand-in TensorRT
+@pytest.fixture
+def trt_version(strict_gpu, monkeypatch):
+    """install(version) -> the stand-in `tensorrt` of that version (its API as that version has it)."""
+    from strict_gpu import make_tensorrt
+
+    sim = strict_gpu()
+
+    def install(version: str):
+        trt = make_tensorrt(sim, version)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        return trt
+
+    return install
 
 
-def test_weak_typing_refused_where_tensorrt_removed_it(monkeypatch, tmp_path):
-    """TensorRT 11-like module (no BuilderFlag.FP16/INT8, no calibrator): fp16/int8 weak typing is a clear error."""
-    _fake_trt(monkeypatch, version="11.0.0", flags=("TF32",), strongly_typed=True, calibrator=False)
+def test_weak_typing_refused_where_tensorrt_removed_it(trt_version, tmp_path):
+    """TensorRT 11 (no BuilderFlag.FP16/INT8, no calibrator): fp16/int8 weak typing is a clear error."""
+    trt_version("11.0.0")
     with pytest.raises(builder.WeakTypingUnavailable, match=r"BuilderFlag\.FP16.*TensorRT 11\.0\.0") as e:
         builder.build_engine(tmp_path / "m.onnx", tmp_path / "m", weak_typing_precision="fp16")
     assert "leave weak_typing_precision unset" in str(e.value)
@@ -86,17 +85,17 @@ def test_weak_typing_refused_where_tensorrt_removed_it(monkeypatch, tmp_path):
         builder.build_engine(tmp_path / "m.onnx", tmp_path / "m", weak_typing_precision="int8")
 
 
-def test_weak_typing_offered_where_tensorrt_still_has_it(monkeypatch, tmp_path):
-    """JetPack 6-like module (10.3: flags and calibrator present): no refusal; the build then stops at the missing ONNX."""
-    trt = _fake_trt(monkeypatch, version="10.3.0.30", flags=("FP16", "INT8"), strongly_typed=True, calibrator=True)
+def test_weak_typing_offered_where_tensorrt_still_has_it(trt_version, tmp_path):
+    """JetPack 6's TensorRT 10.3 (flags and calibrator present): no refusal; the build then stops at the missing ONNX."""
+    trt = trt_version("10.3.0.30")
     assert builder.weak_typing_problem(trt, "int8") is None
     with pytest.raises(FileNotFoundError, match="m.onnx"):
         builder.build_engine(tmp_path / "m.onnx", tmp_path / "m", weak_typing_precision="int8")
 
 
-def test_tensorrt_without_strong_typing_asks_for_weak_precision(monkeypatch, tmp_path):
-    """JetPack 5-like module (8.5: no STRONGLY_TYPED): the default strongly typed build explains the alternative."""
-    _fake_trt(monkeypatch, version="8.5.2.2", flags=("FP16", "INT8"), strongly_typed=False, calibrator=True)
+def test_tensorrt_without_strong_typing_asks_for_weak_precision(trt_version, tmp_path):
+    """JetPack 5's TensorRT 8.5 (no STRONGLY_TYPED): the default strongly typed build explains the alternative."""
+    trt_version("8.5.2.2")
     with pytest.raises(builder.BuildError, match="weak_typing_precision"):
         builder.build_engine(tmp_path / "m.onnx", tmp_path / "m")
 

@@ -73,9 +73,10 @@ def _rtsp_available() -> bool:
 class Server:
     """A stream server subprocess on a fixed port (so it can be restarted at the same URL)."""
 
-    def __init__(self, kind: str, fps: float = 30.0):
+    def __init__(self, kind: str, fps: float = 30.0, args: tuple[str, ...] = ()):
         self.kind = kind
         self.fps = fps
+        self.args = args  # more stream_servers.py options (--auth USER:PASSWORD ...)
         self.port = _free_port()
         self.proc: subprocess.Popen | None = None
         self.url = f"rtsp://127.0.0.1:{self.port}/live" if kind == "rtsp" else f"http://127.0.0.1:{self.port}/"
@@ -83,7 +84,7 @@ class Server:
     def start(self) -> Server:
         py = SYSTEM_PYTHON if self.kind == "rtsp" else sys.executable
         self.proc = subprocess.Popen(
-            [py, str(SERVERS), self.kind, str(self.port), "--fps", str(self.fps), "--duration", "60"],
+            [py, str(SERVERS), self.kind, str(self.port), "--fps", str(self.fps), "--duration", "60", *self.args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

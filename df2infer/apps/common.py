@@ -28,9 +28,14 @@ class CliExit(Exception):
 
 
 def add_model_arguments(p: Any, *, model_help: str = "model artifact (.onnx, .engine); default: the bundled model") -> None:
-    """--model and --device (p: a parser or an argument group)."""
+    """--model, --device and --trust-engine-code (p: a parser or an argument group)."""
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument(
+        "--trust-engine-code",
+        action="store_true",
+        help="let a VERSION_COMPATIBLE TensorRT engine run the host code it carries (only for engine files you trust)",
+    )
 
 
 def add_decode_arguments(p: Any, *, conf: float = 0.3, duplicates: bool = True, landmark_method: bool = True) -> None:
@@ -79,7 +84,8 @@ def load_model(args: argparse.Namespace, prog: str, options: DecodeOptions | Non
             f"Make it with:\n    {MAKE_DEFAULT_MODEL}\nor pass another artifact: df2infer {prog} --model MODEL.onnx",
         )
     try:
-        return df2infer.load(args.model, device=getattr(args, "device", "auto"), threads=threads, options=options)
+        trust = bool(getattr(args, "trust_engine_code", False))
+        return df2infer.load(args.model, device=getattr(args, "device", "auto"), threads=threads, trust_engine_code=trust, options=options)
     except (FileNotFoundError, Df2inferError, ValueError) as e:  # ValueError: e.g. a --device string that is no device
         raise CliExit(2, f"df2infer {prog}: {e}") from e
 

@@ -4,7 +4,10 @@ Runs the model over video files, image folders/globs, cameras (0, /dev/video0, c
 streams (rtsp://, http(s):// MJPEG/MPEG-TS/HLS), GStreamer pipelines and .streams files, several at
 once, batched into one inference call. Writes DIR/detections.jsonl (one record per frame, all sources,
 flushed as written; schema in docs/video.md) and DIR/<id>_<name>.mp4 per source (annotated, fragmented MP4: plays even after a
-kill). SIGINT/SIGTERM stop the readers, finish the frames in flight and close the files. Prints a
+kill). SIGINT/SIGTERM stop the readers; every frame already decoded is still run and written, then
+the files are closed (a second signal stops at once). Credentials in source URLs are redacted in
+every output; `${NAME}` in a source is read from the environment (keeps passwords off the command
+line). Prints a
 summary every --summary-every seconds and at the end (fps, per-stage p50/p99, dropped frames,
 reconnects). Exit status: 0 done, 1 when a source failed (the others still ran), 2 on usage errors,
 130/143 after SIGINT/SIGTERM.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import sys
@@ -184,8 +188,15 @@ def _written(sink) -> str:
 
 
 def _open_pipeline(args: argparse.Namespace):
+    from df2infer.credentials import has_literal_secret
     from df2infer.stream import Pipeline, ReconnectPolicy, SourceError
 
+    if any(has_literal_secret(s) for s in args.sources):
+        print(
+            "df2infer video: warning: a password on the command line is visible to every user in the process list and "
+            "stays in the shell history; write it as ${NAME} (in single quotes) and set NAME in the environment",
+            file=sys.stderr,
+        )
     policy = ReconnectPolicy(
         open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout, max_delay_s=args.backoff_max, max_failures=args.max_failures
     )
@@ -212,6 +223,15 @@ def _open_pipeline(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from df2infer.credentials import RedactingOutput
+
+    # FFmpeg's errors (a refused password, say) are worth showing once the stream they go through is redacted
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "16")  # AV_LOG_ERROR
+    with RedactingOutput():  # whatever a native library prints (stdout too) passes the same redaction as ours
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from df2infer.stream import format_summary
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -222,7 +242,10 @@ def run(args: argparse.Namespace) -> int:
 
     def on_signal(signum, _frame):
         caught.append(signum)
-        pipe.stop()  # readers stop; the frames in flight are still written, then the files are closed
+        if len(caught) == 1:
+            pipe.stop()  # readers stop; every frame already decoded is still run and written, then the files are closed
+        else:
+            pipe.abort()  # a second signal: stop now
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     bar = None

@@ -7,7 +7,9 @@ and the ONNX file's sha256. Loading checks it first (df2infer.artifact.check_eng
 refuses, naming the file and both values, an engine built for another compute capability or another
 TensorRT version, instead of failing deep inside deserialization. The version rule is TensorRT's: an
 engine built without BuilderFlag.VERSION_COMPATIBLE loads only on the exact TensorRT version that built it (10.3.0.26 and
-10.3.0.30 differ); one built with it loads on the same major version, same or newer.
+10.3.0.30 differ); one built with it loads on the same major version, same or newer, and across the major
+steps TensorRT documents (10 -> 11; df2infer.artifact.engine_version_problem). Such an engine carries host code
+(TensorRT's lean runtime, plugin libraries) that runs in this process: it loads only with trust_engine_code=True.
 
 TensorRT's plugins (the ONNX parser imports RoiAlign as the ROIAlign_TRT plugin) are registered with
 `trt.init_libnvinfer_plugins(logger, "")` before deserializing: without it an engine built in another process
@@ -63,7 +65,7 @@ from df2infer.artifact import (
 from df2infer.backends.base import DeviceError, parse_device
 from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 from df2infer.gpu.cuda_array import DeviceArray, parse_cuda_array_interface, stream_to_wait_on
-from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
+from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, driver_runtime_problem, import_cudart
 from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 
 if TYPE_CHECKING:
@@ -119,9 +121,17 @@ def _environment(device_index: int) -> tuple[str, str, str]:
     try:
         name, cc = device_properties(cudart, device_index)
     except CudaError as e:
-        raise DeviceError(f"cuda:{device_index}: no usable CUDA device ({e})") from None
+        why = driver_runtime_problem(cudart)
+        raise DeviceError(f"cuda:{device_index}: no usable CUDA device ({e})" + (f": {why}" if why else "")) from None
     return version, name, cc
 
+
+ENGINE_CODE_REFUSED = (
+    "is VERSION_COMPATIBLE (per its sidecar): it carries host code (TensorRT's lean runtime and plugin libraries) "
+    "that TensorRT runs inside this process when it loads the engine. Load it only if you trust where the file came "
+    "from: df2infer.load(..., trust_engine_code=True) or the CLI's --trust-engine-code; or rebuild it here without "
+    "version compatibility"
+)
 
 # What run_frames copies back when masks and landmarks are computed on the GPU.
 COMPACT_OUTPUTS = ("num_dets", "boxes", "scores", "labels", "embeddings")
@@ -173,12 +183,23 @@ class TensorRTBackend:
     copy_outputs                False returns views of the pinned output buffers, valid until the next call
     use_cuda_graph              refused (ValueError): see the module doc
     gpu_ops                     False: no CUDA kernels (frames_on_device False; the Predictor preprocesses on the CPU)
+    trust_engine_code           True: allow a VERSION_COMPATIBLE engine's host code to run (refused otherwise)
+
+    Any thread may call it (one at a time): each call makes the device's context current on the calling thread
+    first, since a CUDA context is current per thread (`df2infer video` loads on one thread, infers on another).
     """
 
     name = "tensorrt"
 
     def __init__(
-        self, path: str | Path, device: str = "cuda:0", *, use_cuda_graph: bool = False, copy_outputs: bool = True, gpu_ops: bool = True
+        self,
+        path: str | Path,
+        device: str = "cuda:0",
+        *,
+        use_cuda_graph: bool = False,
+        copy_outputs: bool = True,
+        gpu_ops: bool = True,
+        trust_engine_code: bool = False,
     ) -> None:
         self._closed = True  # close() is safe even if __init__ fails half way
         self._kdrv: Any = None  # the CUDA kernels' driver (df2infer.ops.cuda), on self._stream
@@ -188,6 +209,7 @@ class TensorRTBackend:
         self._buffers: dict[str, _Buffer] = {}
         self._stream: Any = None
         self._event: Any = None
+        self._input_copied: Any = None  # recorded after each host->device copy of the pinned input buffer
         self._context: trt.IExecutionContext | None = None
         self._engine: trt.ICudaEngine | None = None
         self._runtime: trt.Runtime | None = None
@@ -199,6 +221,7 @@ class TensorRTBackend:
         if kind != "cuda":
             raise DeviceError(f"{self.path}: TensorRT engines run on a CUDA device, not {device!r}")
         self.device = f"cuda:{index}"
+        self.device_index = index
         if use_cuda_graph:
             raise ValueError(f"{self.path}: {CUDA_GRAPHS_UNSUPPORTED}")
         self.use_cuda_graph = False
@@ -209,6 +232,8 @@ class TensorRTBackend:
         self.meta = read_engine_sidecar(self.path)
         self.contract: Contract = read_engine_contract(self.path, self.meta)
         self.precision = str(self.meta.get("precision", self.contract.precision))
+        if engine_is_version_compatible(self.meta) and not trust_engine_code:
+            raise ModelLoadError(f"{self.path} {ENGINE_CODE_REFUSED}")
 
         trt_version, gpu_name, cc = _environment(index)
         check_engine_compatibility(self.meta, engine_path=self.path, tensorrt_version=trt_version, compute_capability=cc, gpu_name=gpu_name)
@@ -236,7 +261,7 @@ class TensorRTBackend:
             log.warning("%s: trt.init_libnvinfer_plugins failed; an engine using TensorRT plugins will not load", self.path)
         self._runtime = trt.Runtime(logger)
         if engine_is_version_compatible(self.meta):
-            # A VERSION_COMPATIBLE plan carries the lean runtime (host code) that TensorRT must be allowed to load.
+            # A VERSION_COMPATIBLE plan carries the lean runtime and plugins (host code); the caller trusted it (__init__).
             self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
@@ -271,6 +296,9 @@ class TensorRTBackend:
             cudart, cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags(cudaStreamNonBlocking)"
         )
         self._event = cuda_call(
+            cudart, cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags(cudaEventDisableTiming)"
+        )
+        self._input_copied = cuda_call(
             cudart, cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags(cudaEventDisableTiming)"
         )
 
@@ -343,6 +371,13 @@ class TensorRTBackend:
     def _check_open(self) -> None:
         if self._closed or self._context is None:
             raise RuntimeError(f"{self.path}: TensorRTBackend is closed")
+        self._bind()
+
+    def _bind(self) -> None:
+        """Make this device's primary context current on the calling thread (CUDA contexts are per thread): the
+        runtime, TensorRT and the kernels' driver calls then all reach this device, whichever thread calls."""
+        cudart = self._cudart
+        cuda_call(cudart, cudart.cudaSetDevice(self.device_index), f"cudaSetDevice({self.device_index})")
 
     def _check_batch(self, batch: int) -> None:
         if not 1 <= batch <= self.max_batch:
@@ -395,14 +430,18 @@ class TensorRTBackend:
         b = int(batch.shape[0])
         self._check_batch(b)
         inp = self._buffers[INPUT_NAME]
-        np.copyto(inp.host[:b], batch, casting="same_kind")
         cudart = self._cudart
+        # The previous call's copy out of the pinned buffer may still be queued (run_device_outputs does not wait):
+        # overwrite the buffer only once that copy has run.
+        cuda_call(cudart, cudart.cudaEventSynchronize(self._input_copied), "cudaEventSynchronize(input copied)")
+        np.copyto(inp.host[:b], batch, casting="same_kind")
         n = b * inp.item_bytes
         cuda_call(
             cudart,
             cudart.cudaMemcpyAsync(inp.device_ptr, inp.host_ptr, n, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream),
             f"cudaMemcpyAsync(host->device, {INPUT_NAME}, {n} bytes)",
         )
+        cuda_call(cudart, cudart.cudaEventRecord(self._input_copied, self._stream), "cudaEventRecord(input copied)")
         if b != self._batch:
             self._set_input_shape(b)
         return b
@@ -532,6 +571,7 @@ class TensorRTBackend:
             return
         self._closed = True
         cudart = self._cudart
+        cudart.cudaSetDevice(self.device_index)  # this device's context on the closing thread (see _bind)
         if self._stream is not None:
             cudart.cudaStreamSynchronize(self._stream)
         # The kernels' buffers and modules live on this stream's work: released before the stream goes.
@@ -544,9 +584,10 @@ class TensorRTBackend:
             cudart.cudaFree(buf.device_ptr)
             cudart.cudaFreeHost(buf.host_ptr)
         self._buffers.clear()
-        if self._event is not None:
-            cudart.cudaEventDestroy(self._event)
-            self._event = None
+        for event in (self._event, self._input_copied):
+            if event is not None:
+                cudart.cudaEventDestroy(event)
+        self._event = self._input_copied = None
         if self._stream is not None:
             cudart.cudaStreamDestroy(self._stream)
             self._stream = None

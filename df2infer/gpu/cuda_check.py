@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from df2infer.errors import ModelError
+
 INSTALL_HINT = (
-    "install cuda-python (`pip install cuda-python`, which provides cuda.bindings; on a Jetson use the "
-    "cuda-python release matching JetPack's CUDA) and make sure an NVIDIA driver and GPU are present"
+    "install cuda-python (`pip install cuda-python`, which provides cuda.bindings; on a Jetson `pip install "
+    "'df2infer[jetson]'`, the release matching JetPack 6's CUDA 12.6) and make sure an NVIDIA driver and GPU are present"
 )
+# What the `jetson` extra pins (pyproject.toml): cuda-bindings' runtime module statically links the CUDA runtime of
+# its own version, and a Jetson's driver runs no newer runtime than its own CUDA (no minor-version compatibility
+# there without NVIDIA's cuda-compat package). JetPack 6.1/6.2 ship CUDA 12.6; cuda-bindings itself starts at 12.8,
+# so the pin is the cuda-python 12.6 release, which already has the cuda.bindings modules.
+JETSON_CUDA_BINDINGS = "cuda-python>=12.6.2,<12.7"
 
 
-class CudaError(RuntimeError):
-    """A CUDA runtime call failed, or cuda-python is missing."""
+class CudaError(ModelError, RuntimeError):
+    """A CUDA call failed, or cuda-python is missing: the model cannot run on this device."""
 
 
 def import_cudart() -> Any:
@@ -66,6 +73,37 @@ def cuda_call(cudart: Any, result: Any, call: str) -> Any:
     if len(values) == 1:
         return values[0]
     return values
+
+
+def cuda_version_text(version: int) -> str:
+    """CUDA's integer version (12060) as text ("12.6")."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def driver_runtime_problem(cudart: Any) -> str | None:
+    """Why this CUDA runtime cannot run on this driver (a runtime newer than the driver, or a CUDA 11 driver:
+    JetPack 5), or None. cudaDriverGetVersion and cudaRuntimeGetVersion work even when the driver is too old;
+    used to explain a failed first runtime call (cudaErrorInsufficientDriver) with the fix."""
+    try:
+        driver = int(cuda_call(cudart, cudart.cudaDriverGetVersion(), "cudaDriverGetVersion"))
+        runtime = int(cuda_call(cudart, cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion"))
+    except (CudaError, AttributeError):
+        return None
+    if driver == 0:
+        return None  # no driver at all: the original error says so
+    if driver < 12000:
+        return (
+            f"the NVIDIA driver supports CUDA {cuda_version_text(driver)} only; df2infer's GPU path needs a CUDA 12 or 13 "
+            "driver (on a Jetson: JetPack 6 or 7; JetPack 5 is CUDA 11.4 and Python 3.8, which this package does not support)"
+        )
+    if runtime > driver:
+        return (
+            f"cuda-bindings carries the CUDA runtime {cuda_version_text(runtime)}, newer than the driver's CUDA "
+            f"{cuda_version_text(driver)}; on a Jetson (JetPack 6: CUDA 12.6) install the matching bindings with "
+            f"`pip install 'df2infer[jetson]'` ({JETSON_CUDA_BINDINGS}) or NVIDIA's cuda-compat package; elsewhere "
+            "update the NVIDIA driver or install cuda-bindings of the driver's CUDA version"
+        )
+    return None
 
 
 def device_properties(cudart: Any, index: int) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """Prometheus metrics of the loop (`df2infer video --metrics [HOST:]PORT`), served over HTTP at /metrics by
 prometheus_client on a registry of its own.
 
-Metrics (every `source` label is the source's display name, FrameInfo.display_name, never a URL's credentials):
+Metrics (every `source` label is the source's display name, FrameInfo.display_name: credentials redacted):
 
     df2infer_frames_total{source}                 counter   frames the loop processed (every sink got them)
     df2infer_fps                                  gauge     frames per second over the last `window_s` seconds
@@ -98,13 +98,16 @@ class _PipelineCollector:
     def collect(self) -> Iterable[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        from df2infer.credentials import redact
+
         dropped = CounterMetricFamily("df2infer_dropped_frames", "live frames replaced by newer ones before inference", labels=["source"])
         reconnects = CounterMetricFamily("df2infer_reconnects", "reconnects", labels=["source"])
         up = GaugeMetricFamily("df2infer_source_up", "1 while the source is reading", labels=["source"])
         for s in getattr(self.sink.pipeline, "sources", []):
-            dropped.add_metric([s.name], s.stats.dropped)
-            reconnects.add_metric([s.name], s.stats.reconnects)
-            up.add_metric([s.name], 1.0 if s.state == "running" else 0.0)
+            name = redact(s.name)  # the same text as FrameInfo.display_name
+            dropped.add_metric([name], s.stats.dropped)
+            reconnects.add_metric([name], s.stats.reconnects)
+            up.add_metric([name], 1.0 if s.state == "running" else 0.0)
         skipped = CounterMetricFamily("df2infer_output_skipped_frames", "frames an output did not write", labels=["output"])
         for name, n in (self.sink.skipped() if self.sink.skipped else {}).items():
             skipped.add_metric([name], n)

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from df2infer.credentials import redact, remember
 from df2infer.results import FrameResult
 from df2infer.sinks.base import Sink
 from df2infer.sinks.events import EventBuilder
@@ -45,12 +46,13 @@ class MqttTarget:
     def parse(cls, text: str) -> MqttTarget:
         """[mqtt://|mqtts://][USER@]HOST[:PORT]/TOPIC; PORT 1883 (mqtt) or 8883 (mqtts) by default. A password in
         the URL is refused (it would show in `ps` and in shell history): give it in $DF2INFER_MQTT_PASSWORD."""
+        shown = redact(text if "://" in text else "mqtt://" + text)
         m = re.fullmatch(r"(?:(mqtts?)://)?(?:([^@/]*)@)?(\[[^\]]+\]|[^:/@]+)(?::(\d+))?/(.+)", text)
         if not m:
-            raise ValueError(f"--mqtt {_redact(text)!r}: expected [mqtts://][USER@]HOST[:PORT]/TOPIC")
+            raise ValueError(f"--mqtt {shown!r}: expected [mqtts://][USER@]HOST[:PORT]/TOPIC")
         scheme, user, host, port, topic = m.groups()
         if user is not None and ":" in user:
-            raise ValueError(f"--mqtt {_redact(text)!r}: no password in the URL; set ${MQTT_PASSWORD_ENV} instead")
+            raise ValueError(f"--mqtt {shown!r}: no password in the URL; set ${MQTT_PASSWORD_ENV} instead")
         if any(ch in topic for ch in "#+"):
             raise ValueError(f"--mqtt: topic {topic!r} has a wildcard (# or +); publishing needs a plain topic")
         tls = scheme == "mqtts"
@@ -59,10 +61,6 @@ class MqttTarget:
     def __str__(self) -> str:
         user = f"{self.user}@" if self.user else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}/{self.topic}"
-
-
-def _redact(text: str) -> str:
-    return re.sub(r"//([^@/:]*):[^@/]*@", r"//\1:***@", re.sub(r"^([^@/:]*):[^@/]*@", r"\1:***@", text))
 
 
 class DiskQueue:
@@ -146,7 +144,10 @@ class MqttSink(Sink):
         self._last_state = ""
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"df2infer-{self.events.run_id}", clean_session=True)
         if target.user:
-            c.username_pw_set(target.user, password if password is not None else os.environ.get(MQTT_PASSWORD_ENV))
+            pw = password if password is not None else os.environ.get(MQTT_PASSWORD_ENV)
+            if pw:
+                remember(f"mqtt://{target.user}:{pw}@{target.host}/")  # redacted wherever it might turn up
+            c.username_pw_set(target.user, pw)
         if target.tls:
             c.tls_set(ca_certs=ca_file)
         c.max_inflight_messages_set(inflight)

@@ -9,6 +9,11 @@ with Pipeline(["clip.mp4", "rtsp://cam/1"], model="model.onnx") as p:
     for r in p:                      # FrameResult: info (FrameInfo), detections, image
         print(r.info.display_name, r.info.index, r.detections.names, r.detections.track_ids)
 Pipeline(...).run(callback)          # the callback form; returns the summary
+
+Stopping: `stop()` (safe from a signal handler) is graceful: the readers decode no further frame,
+and every frame already decoded is still run and handed to the caller before the iteration ends (a
+file source loses nothing; a live source's newest frame is run). `abort()` ends at once, dropping
+the frames in flight; leaving the iteration early (break, close()) aborts.
 """
 
 from __future__ import annotations
@@ -116,7 +121,7 @@ class Pipeline:
         if output_queue is None:  # live: one result waiting at most (frame age); files: some slack
             output_queue = 1 if any(s.live for s in self.sources) else 4
         self._out: queue.Queue = queue.Queue(maxsize=max(1, output_queue))
-        self._stop = threading.Event()
+        self._abort = threading.Event()
         self._worker: threading.Thread | None = None
         self.samples = _Samples()
         self.results = 0
@@ -144,14 +149,19 @@ class Pipeline:
         return self
 
     def stop(self) -> None:
-        """Ask everything to stop (safe from a signal handler); iteration ends after the frames in flight."""
-        self._stop.set()
-        self.batcher.stop.set()
+        """Stop reading (safe from a signal handler): the readers decode no further frame; the
+        iteration ends once every frame already decoded has been run and handed out."""
         for s in self.sources:
             s.stop()
 
-    def close(self, timeout: float = 10.0) -> None:
+    def abort(self) -> None:
+        """Stop at once (safe from a signal handler): frames not yet run are dropped."""
         self.stop()
+        self._abort.set()
+        self.batcher.stop.set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.abort()
         # unblock a worker waiting on a full output queue
         while self._worker is not None and self._worker.is_alive():
             try:
@@ -176,12 +186,12 @@ class Pipeline:
                 self._out.put(item, timeout=0.1)
                 return True
             except queue.Full:
-                if self._stop.is_set() and item is not _END:
+                if self._abort.is_set() and item is not _END:
                     return False
 
     def _work(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._abort.is_set():  # after stop(): until the readers' decoded frames are all run
                 t0 = time.perf_counter()
                 frames = self.batcher.next_batch()
                 t1 = time.perf_counter()

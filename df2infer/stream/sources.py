@@ -15,6 +15,16 @@ in `dropped`. Network sources open and read with bounded timeouts (OpenCV's FFmp
 30 s by default); on a failure the capture is released and reopened after an exponential backoff with
 jitter; a reconnect is counted and logged; after `max_failures` consecutive failed attempts the
 source is reported as failed and stops, while the other sources go on.
+
+Credentials: a source string may hold `${NAME}` references to environment variables (expanded here,
+df2infer.credentials.expand_env). The expanded string reaches only the capture (`SourceSpec.target`);
+everything shown, logged or written uses `SourceSpec.name`, the redacted form.
+
+Stop (`Source.stop()`): the reader decodes no further frame; every frame it already decoded stays
+available to `get()` (a file's queue, and the one frame it was trying to queue), so a graceful stop
+loses nothing. A live source's newest frame is still handed out; a frame a live reader finishes
+decoding after the stop is counted in `dropped`, and a live reader still waiting on the network is
+not waited for (`done` is true once its newest frame is taken).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.credentials import CredentialError, check_private_file, expand_env, quiet_native_logs, redact, remember
 from df2infer.errors import InputError
 from df2infer.images import IMAGE_SUFFIXES, ImageError, is_image_path, list_images, read_image
 from df2infer.results import FrameInfo
@@ -66,17 +77,22 @@ class Frame:
 
 @dataclass
 class SourceSpec:
-    """What a source string means. kind: file, images, webcam, network, gstreamer."""
+    """What a source string means. kind: file, images, webcam, network, gstreamer. `text` is the
+    source as given (with `${NAME}` references unexpanded); `name` is what every output shows."""
 
     text: str
     kind: str
     live: bool
-    target: Any = None  # the cv2.VideoCapture argument, or the image list
+    target: Any = None  # the cv2.VideoCapture argument (credentials expanded), or the image list
     api: int | None = None  # cv2 backend id
 
     @property
     def name(self) -> str:
-        return self.text
+        """The source as shown in logs, summaries, results and file names: credentials redacted."""
+        return redact(self.text)
+
+    def __repr__(self) -> str:  # never the text or target: they may hold a password
+        return f"SourceSpec({self.name!r}, kind={self.kind!r}, live={self.live})"
 
 
 def gstreamer_available() -> bool:
@@ -106,13 +122,19 @@ def jetson_rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264") -
 
 
 def read_streams_file(path: str | os.PathLike) -> list[str]:
-    """Sources listed in a .streams file: one per line; blank lines and # comments skipped."""
-    out = []
+    """Sources listed in a .streams file: one per line; blank lines and # comments skipped. A file
+    holding a literal password must not be readable by other users (write ${NAME} instead)."""
     with open(path) as f:
-        for line in f:
-            s = line.strip()
-            if s and not s.startswith("#"):
-                out.append(s)
+        text = f.read()
+    try:
+        check_private_file(path, text)
+    except CredentialError as e:
+        raise SourceError(str(e)) from None
+    out = []
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not s.startswith("#"):
+            out.append(s)
     if not out:
         raise SourceError(f"{path}: a .streams file with no sources (expected one source per line)")
     return out
@@ -132,10 +154,27 @@ def expand_sources(texts: list[str]) -> list[str]:
 
 
 def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
-    """SourceSpec for one source string (see the module doc). Raises SourceError naming it."""
+    """SourceSpec for one source string (see the module doc). Raises SourceError naming it (redacted).
+    `${NAME}` references are expanded from the environment; the spec keeps the unexpanded text."""
+
+    given = text.strip()
+    try:
+        t = expand_env(given)
+    except CredentialError as e:
+        raise SourceError(str(e)) from None
+    remember(t)  # its secrets are redacted wherever they turn up from now on
+    shown = redact(given)
+    spec = _parse(t, shown, hw_decode)
+    spec.text = given
+    if spec.kind in ("network", "gstreamer"):
+        quiet_native_logs()
+    return spec
+
+
+def _parse(t: str, shown: str, hw_decode: bool) -> SourceSpec:
+    """The SourceSpec of the expanded source string t (its text is set by the caller); errors name `shown`."""
     import cv2
 
-    t = text.strip()
     low = t.lower()
     if t.isdigit():
         return SourceSpec(t, "webcam", True, int(t), cv2.CAP_ANY)
@@ -144,9 +183,9 @@ def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
     if low.startswith("csi://"):
         n = t[len("csi://") :]
         if not n.isdigit():
-            raise SourceError(f"{t}: expected csi://N with N the sensor id (csi://0)")
+            raise SourceError(f"{shown}: expected csi://N with N the sensor id (csi://0)")
         if not gstreamer_available():
-            raise SourceError(f"{t}: a CSI camera needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
+            raise SourceError(f"{shown}: a CSI camera needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
         return SourceSpec(t, "gstreamer", True, csi_pipeline(int(n)), cv2.CAP_GSTREAMER)
     if low.startswith(NETWORK_SCHEMES):
         if hw_decode and low.startswith("rtsp") and gstreamer_available():
@@ -154,20 +193,20 @@ def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
         return SourceSpec(t, "network", True, t, cv2.CAP_FFMPEG)
     if "!" in t:
         if not gstreamer_available():
-            raise SourceError(f"{t!r}: a GStreamer pipeline needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
+            raise SourceError(f"{shown!r}: a GStreamer pipeline needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
         return SourceSpec(t, "gstreamer", True, t, cv2.CAP_GSTREAMER)
     if os.path.isdir(t):
         files = [str(p) for p in list_images(t)]
         if not files:
-            raise SourceError(f"{t}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+            raise SourceError(f"{shown}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
         return SourceSpec(t, "images", False, files)
     if any(c in t for c in "*?["):
         files = sorted(f for f in glob.glob(t, recursive=True) if is_image_path(f))
         if not files:
-            raise SourceError(f"{t}: this glob matches no images")
+            raise SourceError(f"{shown}: this glob matches no images")
         return SourceSpec(t, "images", False, files)
     if not os.path.exists(t):
-        raise SourceError(f"{t}: no such file, folder, camera or stream URL")
+        raise SourceError(f"{shown}: no such file, folder, camera or stream URL")
     if is_image_path(t):
         return SourceSpec(t, "images", False, [t])
     return SourceSpec(t, "file", False, t, cv2.CAP_ANY)
@@ -240,6 +279,7 @@ class Source:
         self._notify = notify or (lambda: None)
         self._stop = threading.Event()
         self._q: queue.Queue[Frame] = queue.Queue(maxsize=max(1, queue_size))
+        self._held: list[Frame] = []  # a file frame decoded when the stop came with the queue full
         self._latest: Frame | None = None
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -260,8 +300,9 @@ class Source:
         else:
             try:
                 f = self._q.get_nowait()
-            except queue.Empty:
-                f = None
+            except queue.Empty:  # the held frame comes after every queued one (the reader has stopped)
+                with self._lock:
+                    f = self._held.pop(0) if self._held else None
         if f is not None:
             self.stats.delivered += 1
         return f
@@ -269,14 +310,16 @@ class Source:
     def pending(self) -> int:
         if self.live:
             return int(self._latest is not None)
-        return self._q.qsize()
+        return self._q.qsize() + len(self._held)
 
     @property
     def done(self) -> bool:
-        """True once the reader has stopped and every frame it read has been taken."""
-        return self._done.is_set() and self.pending() == 0
+        """True once the reader has stopped (a live one: once asked to) and every frame it handed
+        over has been taken."""
+        return (self._done.is_set() or (self.live and self._stop.is_set())) and self.pending() == 0
 
     def stop(self) -> None:
+        """Decode no further frame; the frames already decoded stay available to get()."""
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
@@ -288,22 +331,29 @@ class Source:
         return FrameInfo(self.id, self.name, index, time.time(), pts, self.live, self.fps)
 
     def _publish(self, f: Frame) -> bool:
-        """Hand a frame on; False when stopping. Files block here while the queue is full."""
+        """Hand a frame on; False when stopping. Files block here while the queue is full; a file frame
+        decoded when the stop comes is kept (never lost), a live one that comes after it is dropped."""
         if self.live:
             with self._lock:
+                if self._stop.is_set():
+                    self.stats.dropped += 1
+                    return False
                 if self._latest is not None:
                     self.stats.dropped += 1
                 self._latest = f
             self._notify()
-            return not self._stop.is_set()
-        while not self._stop.is_set():
+            return True
+        while True:
             try:
                 self._q.put(f, timeout=0.1)
                 self._notify()
-                return True
+                return not self._stop.is_set()
             except queue.Full:
-                continue
-        return False
+                if self._stop.is_set():
+                    with self._lock:
+                        self._held.append(f)
+                    self._notify()
+                    return False
 
     def _sleep(self, seconds: float) -> bool:
         """Wait, or return False at once when stopping."""
@@ -316,7 +366,7 @@ class Source:
             else:
                 self._run_capture()
         except Exception as e:  # a bug or an unexpected OpenCV error: report it, never hang the pipeline
-            self.error = f"{self.name}: reader crashed: {type(e).__name__}: {e}"
+            self.error = f"{self.name}: reader crashed: {type(e).__name__}: {redact(str(e))}"
             self.stats.note_error(self.error)
             self.state = "failed"
             log.error("%s", self.error)
@@ -468,7 +518,7 @@ def open_sources(
         try:
             spec = parse_source(t, hw_decode=hw_decode)
         except SourceError as e:
-            errors.append(str(e))
+            errors.append(redact(str(e)))
             log.error("%s", e)
             continue
         sources.append(

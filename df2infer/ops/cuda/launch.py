@@ -115,6 +115,7 @@ class Driver(Protocol):
     def alloc(self, nbytes: int) -> int: ...
     def free(self, ptr: int) -> None: ...
     def host_buffer(self, nbytes: int) -> np.ndarray: ...
+    def free_host(self, host: np.ndarray) -> None: ...
     def upload(self, dst: int, src: np.ndarray) -> None: ...
     def download(self, dst: np.ndarray, src: int) -> None: ...
     def synchronize(self) -> None: ...
@@ -137,7 +138,9 @@ class CudaDriver:
     """The kernels on a real GPU through cuda.bindings.driver, all work on one stream.
 
     `stream`: a CUstream handle (int) to run on, e.g. the TensorRT backend's; None creates one. The
-    device's primary context (the one the CUDA runtime and TensorRT use) is made current. Modules are
+    device's primary context (the one the CUDA runtime and TensorRT use) is made current on the calling thread
+    by every method, since a context is current per thread and the driver may be used on another thread than
+    the one that made it (driver calls there would fail with CUDA_ERROR_INVALID_CONTEXT). Modules are
     compiled (compiler.compiled_kernel, disk-cached) and loaded at first use of one of their kernels.
     On an integrated GPU (Jetson) host staging buffers are mapped, pinned memory the GPU reads in place.
     """
@@ -167,7 +170,12 @@ class CudaDriver:
         self._host: list[tuple[int, np.ndarray]] = []
         self.launches = 0
 
+    def _bind(self) -> None:
+        """This device's primary context, current on the calling thread (cheap when it already is)."""
+        _cu(self._cu, self._cu.cuCtxSetCurrent(self._ctx), "cuCtxSetCurrent")
+
     def function(self, kernel: str) -> Any:
+        self._bind()
         fn = self._functions.get(kernel)
         if fn is None:
             src = KERNEL_SOURCE[kernel]
@@ -186,43 +194,63 @@ class CudaDriver:
 
     def launch(self, kernel: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: Sequence[Any]) -> None:
         params = pack_params(kernel, args)
+        fn = self.function(kernel)  # binds the context
         _cu(
             self._cu,
-            self._cu.cuLaunchKernel(self.function(kernel), *grid, *block, 0, self.stream, params.address, 0),
+            self._cu.cuLaunchKernel(fn, *grid, *block, 0, self.stream, params.address, 0),
             f"cuLaunchKernel({kernel}, grid={grid}, block={block})",
         )
         self.launches += 1
 
     def alloc(self, nbytes: int) -> int:
+        self._bind()
         return int(_cu(self._cu, self._cu.cuMemAlloc(max(int(nbytes), 1)), f"cuMemAlloc({nbytes})"))
 
     def free(self, ptr: int) -> None:
+        self._bind()
         _cu(self._cu, self._cu.cuMemFree(ptr), "cuMemFree")
 
     def host_buffer(self, nbytes: int) -> np.ndarray:
         """Pinned host memory (mapped into the GPU's address space on an integrated GPU) as uint8 [nbytes]."""
+        self._bind()
         flags = self._cu.CU_MEMHOSTALLOC_DEVICEMAP if self.integrated else 0
         ptr = int(_cu(self._cu, self._cu.cuMemHostAlloc(max(int(nbytes), 1), flags), f"cuMemHostAlloc({nbytes})"))
         arr = np.ctypeslib.as_array((ctypes.c_uint8 * max(int(nbytes), 1)).from_address(ptr))
         self._host.append((ptr, arr))
         return arr
 
+    def free_host(self, host: np.ndarray) -> None:
+        """Free a host_buffer now (not at close): a staging buffer that grew, on a Jetson out of shared DRAM."""
+        for i, (ptr, arr) in enumerate(self._host):
+            if arr is host:
+                self._bind()
+                del self._host[i]
+                _cu(self._cu, self._cu.cuMemFreeHost(ptr), "cuMemFreeHost")
+                return
+        raise ValueError("CudaDriver.free_host: not a host_buffer of this driver (or freed already)")
+
     def mapped_pointer(self, host: np.ndarray) -> int | None:
         """The device address of a host_buffer on an integrated GPU (zero-copy), else None."""
         if not self.integrated:
             return None
+        self._bind()
         return int(_cu(self._cu, self._cu.cuMemHostGetDevicePointer(host.ctypes.data, 0), "cuMemHostGetDevicePointer"))
 
     def upload(self, dst: int, src: np.ndarray) -> None:
+        self._bind()
         _cu(self._cu, self._cu.cuMemcpyHtoDAsync(dst, src.ctypes.data, src.nbytes, self.stream), f"cuMemcpyHtoDAsync({src.nbytes})")
 
     def download(self, dst: np.ndarray, src: int) -> None:
+        self._bind()
         _cu(self._cu, self._cu.cuMemcpyDtoHAsync(dst.ctypes.data, src, dst.nbytes, self.stream), f"cuMemcpyDtoHAsync({dst.nbytes})")
 
     def synchronize(self) -> None:
+        self._bind()
         _cu(self._cu, self._cu.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
 
     def close(self) -> None:
+        if self._ctx is not None:
+            self._cu.cuCtxSetCurrent(self._ctx)  # unchecked: close must release what it can
         for ptr, _ in self._host:
             self._cu.cuMemFreeHost(ptr)
         self._host.clear()

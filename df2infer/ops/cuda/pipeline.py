@@ -57,28 +57,34 @@ class _Pack:
 
 
 class _Scratch:
-    """A device buffer and its pinned host twin that grow to the largest size asked for."""
+    """A device buffer and its pinned host twin that grow to the largest size asked for. `device=False`: the
+    host buffer only (an integrated GPU reads it in place; a device twin would take shared DRAM for nothing).
+    Growing frees the old buffers at once: the caller has synchronized (their last use has run)."""
 
-    def __init__(self, driver: Driver):
+    def __init__(self, driver: Driver, *, device: bool = True):
         self.driver = driver
+        self.with_device = device
         self.device = 0
         self.host: np.ndarray | None = None
         self.capacity = 0
 
-    def reserve(self, nbytes: int, host: bool = True) -> None:
+    def reserve(self, nbytes: int) -> None:
         if nbytes <= self.capacity:
             return
         cap = max(_align(int(nbytes * 1.25), 4096), 4096)
-        if self.device:
-            self.driver.free(self.device)
-        self.device = self.driver.alloc(cap)
-        self.host = self.driver.host_buffer(cap) if host else None
+        self.close()
+        if self.with_device:
+            self.device = self.driver.alloc(cap)
+        self.host = self.driver.host_buffer(cap)
         self.capacity = cap
 
     def close(self) -> None:
         if self.device:
             self.driver.free(self.device)
             self.device = 0
+        if self.host is not None:
+            self.driver.free_host(self.host)
+            self.host = None
         self.capacity = 0
 
 
@@ -152,7 +158,9 @@ class GpuPreprocessor:
         self.pad = float(np.asarray(pad_value).astype(np.uint8))  # exactly what letterbox() fills with
         self.alpha = tuple(float(a) for a in alpha)
         self.beta = tuple(float(b) for b in beta)
-        self._scratch = _Scratch(driver)
+        # An integrated GPU (Jetson) reads the pinned staging buffer in place: no device twin, no upload.
+        self._zero_copy = bool(getattr(driver, "integrated", False)) and hasattr(driver, "mapped_pointer")
+        self._scratch = _Scratch(driver, device=not self._zero_copy)
         self.last_launches: list[tuple] = []  # (kernel, grid, block, args) of the last call, for benchmarks
 
     def __call__(self, images: Sequence[np.ndarray], out: Any) -> list[LetterboxInfo]:
@@ -191,7 +199,7 @@ class GpuPreprocessor:
         for i, img in enumerate(images):
             host[frame_off[i] : frame_off[i] + img.nbytes] = np.ascontiguousarray(img).reshape(-1)
         offs = pack.write(host)
-        base = self.driver.mapped_pointer(host) if hasattr(self.driver, "mapped_pointer") else None
+        base = self.driver.mapped_pointer(host) if self._zero_copy else None  # type: ignore[attr-defined]
         if base is None:
             self.driver.upload(self._scratch.device, host[: pack.nbytes])
             base = self._scratch.device

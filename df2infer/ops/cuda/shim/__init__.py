@@ -117,6 +117,9 @@ class ShimDriver:
     def host_buffer(self, nbytes: int) -> np.ndarray:
         return np.zeros(max(int(nbytes), 1), np.uint8)
 
+    def free_host(self, host: np.ndarray) -> None:
+        self.calls.append(("free_host", int(host.nbytes)))
+
     def mapped_pointer(self, host: np.ndarray) -> int | None:
         return None
 
