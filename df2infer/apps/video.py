@@ -59,6 +59,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1 unless given; docs/video.md)",
     )
     p.add_argument(
+        "--serve",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="a live page (annotated pictures and figures) at http://HOST:PORT/; HOST 127.0.0.1 unless given; "
+        "bound elsewhere it needs a token ($DF2INFER_WEB_TOKEN or --serve-token-file)",
+    )
+    p.add_argument("--serve-token-file", default=None, metavar="FILE", help="the page's token: the first line of FILE")
+    p.add_argument("--serve-cert", default=None, metavar="PEM", help="serve the page over HTTPS with this certificate")
+    p.add_argument("--serve-key", default=None, metavar="PEM", help="the certificate's private key (when not in --serve-cert)")
+    p.add_argument(
         "--mqtt",
         default=None,
         metavar="[mqtts://][USER@]HOST[:PORT]/TOPIC",
@@ -149,6 +159,17 @@ def _outputs(args: argparse.Namespace, pipe, out: Path):
         m = MetricsSink(port, host, pipeline=pipe, skipped=lambda: _skipped(jsonl, videos))
         print(f"metrics: http://{host}:{m.port}/metrics", file=sys.stderr)
         sinks.append(m)
+    if args.serve:
+        from df2infer.sinks.web import WebSink, load_token
+
+        host, port = parse_bind(args.serve, "--serve")
+        try:
+            token = load_token(args.serve_token_file)
+            web = WebSink(port, host, token=token, pipeline=pipe, certfile=args.serve_cert, keyfile=args.serve_key)
+        except (ValueError, OSError) as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        print(f"page: {web.url}" + (" (add ?token=<your token> once)" if web.token else ""), file=sys.stderr)  # never the token
+        sinks.append(web)
     if args.mqtt:
         from df2infer.sinks.mqtt import MqttSink, MqttTarget
 
