@@ -69,6 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serve-cert", default=None, metavar="PEM", help="serve the page over HTTPS with this certificate")
     p.add_argument("--serve-key", default=None, metavar="PEM", help="the certificate's private key (when not in --serve-cert)")
     p.add_argument(
+        "--rtsp-out",
+        default=None,
+        metavar="[HOST:]PORT[/PATH]",
+        help="serve each source's annotated stream at rtsp://HOST:PORT/PATH/<source id> (H.264; PATH: live; HOST 127.0.0.1 unless given)",
+    )
+    p.add_argument(
         "--mqtt",
         default=None,
         metavar="[mqtts://][USER@]HOST[:PORT]/TOPIC",
@@ -170,6 +176,17 @@ def _outputs(args: argparse.Namespace, pipe, out: Path):
             raise CliExit(2, f"df2infer video: {e}") from e
         print(f"page: {web.url}" + (" (add ?token=<your token> once)" if web.token else ""), file=sys.stderr)  # never the token
         sinks.append(web)
+    if args.rtsp_out:
+        from df2infer.sinks.rtsp import RtspOutSink
+
+        bind, _, path = args.rtsp_out.partition("/")
+        host, port = parse_bind(bind, "--rtsp-out")
+        try:
+            rtsp = RtspOutSink(port, host, path=path or "live")
+        except (RuntimeError, OSError) as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        print(f"rtsp out: {rtsp.url(0).rsplit('/', 1)[0]}/<source id>", file=sys.stderr)
+        sinks.append(rtsp)
     if args.mqtt:
         from df2infer.sinks.mqtt import MqttSink, MqttTarget
 
