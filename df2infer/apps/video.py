@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-timeout", type=float, default=5.0, help="seconds a frame may take before the stream counts as stalled")
     p.add_argument("--backoff-max", type=float, default=8.0, help="longest wait between reconnect attempts, s (default: %(default)s)")
     p.add_argument("--max-failures", type=int, default=10, help="consecutive failed attempts before a source is dropped")
+    p.add_argument("--vid-stride", type=int, default=1, help="process every N-th frame of each source (default: every frame)")
+    p.add_argument("--max-fps", type=float, default=None, help="process at most this many frames per second of each source")
     p.add_argument("--hw-decode", action="store_true", help="rtsp:// through the Jetson hardware decoder (GStreamer nvv4l2decoder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -251,8 +253,10 @@ def _open_pipeline(args: argparse.Namespace):
             policy=policy,
             max_frames=args.max_frames,
             hw_decode=args.hw_decode,
+            vid_stride=args.vid_stride,
+            max_fps=args.max_fps,
         )
-    except SourceError as e:
+    except (SourceError, ValueError) as e:
         raise CliExit(2, f"df2infer video: {e}") from e
     for err in pipe.errors:
         print(f"df2infer video: skipped: {err}", file=sys.stderr)

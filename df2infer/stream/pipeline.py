@@ -32,7 +32,7 @@ from df2infer.ops.options import DecodeOptions
 from df2infer.results import FrameResult
 from df2infer.stream.batching import Batcher
 from df2infer.stream.model import BatchPredictor, stream_options
-from df2infer.stream.sources import ReconnectPolicy, Source, SourceError, open_sources
+from df2infer.stream.sources import FrameGate, ReconnectPolicy, Source, SourceError, open_sources
 from df2infer.stream.tracking import Tracker
 
 log = logging.getLogger("df2infer.stream")
@@ -74,6 +74,9 @@ class Pipeline:
     loop             restart files at their end (for soak tests)
     policy           ReconnectPolicy: timeouts, backoff, failures before a source is dropped
     output_queue     results waiting for the caller (default 1 with a live source, else 4)
+    vid_stride       process every n-th frame of each source (1: all); the others are not decoded
+    max_fps          process at most this many frames per second of each source (files: media time)
+                     (both counted per source as `skipped`, apart from the live sources' `dropped`)
     """
 
     def __init__(
@@ -92,6 +95,8 @@ class Pipeline:
         device: str = "auto",
         max_frames: int | None = None,
         hw_decode: bool = False,
+        vid_stride: int = 1,
+        max_fps: float | None = None,
     ):
         import df2infer
 
@@ -106,6 +111,9 @@ class Pipeline:
             self.sources, self.errors = open_sources(
                 [str(s) for s in sources], policy=policy, queue_size=queue_size, loop=loop, hw_decode=hw_decode, max_frames=max_frames
             )
+        if vid_stride != 1 or max_fps is not None:
+            for s in self.sources:
+                s.gate = FrameGate(vid_stride, max_fps)
         if not self.sources:
             raise SourceError("no usable source: " + "; ".join(self.errors or ["none given"]))
         self.batcher = Batcher(self.sources, max_batch, batch_timeout_s)
@@ -261,6 +269,7 @@ class Pipeline:
                 "frames": s.stats.frames,
                 "delivered": s.stats.delivered,
                 "dropped": s.stats.dropped,
+                "skipped": s.stats.skipped,
                 "reconnects": s.stats.reconnects,
                 "failures": s.stats.failures,
                 "error": s.error,
@@ -274,6 +283,7 @@ class Pipeline:
             "fps": round(self.results / elapsed, 2),
             "stages": stages,
             "dropped": sum(s.stats.dropped for s in self.sources),
+            "skipped": sum(s.stats.skipped for s in self.sources),
             "reconnects": sum(s.stats.reconnects for s in self.sources),
             "failed_sources": [s.name for s in self.sources if s.state == "failed"] + self.errors,
             "sources": per_source,
@@ -283,9 +293,10 @@ class Pipeline:
 def format_summary(s: dict) -> str:
     st = ", ".join(f"{k} {v['p50_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in s["stages"].items())
     failed = f", failed: {'; '.join(s['failed_sources'])}" if s["failed_sources"] else ""
+    skipped = f"skipped {s['skipped']} (stride/max fps), " if s.get("skipped") else ""
     return (
         f"{s['frames']} frames in {s['elapsed_s']:.1f} s ({s['fps']:.1f} fps); ms p50/p99: {st}; "
-        f"dropped {s['dropped']}, reconnects {s['reconnects']}{failed}"
+        f"dropped {s['dropped']}, {skipped}reconnects {s['reconnects']}{failed}"
     )
 
 
