@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision come from this machine's local wheel store (see README, "Install").
 	# `cpu`: the CPU onnxruntime (GPU users install `gpu` or `gpu-cu12` instead; see README, "Install").
-	$(PY) -m pip install -q -e '.[export,dev,cpu,retrieval]'
+	$(PY) -m pip install -q -e '.[export,dev,cpu,retrieval,bench]'
 	# TensorRT itself cannot be installed without an NVIDIA GPU; its type stubs let mypy check our
 	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
