@@ -164,7 +164,7 @@ def _outputs(args: argparse.Namespace, pipe, out: Path):
         from df2infer.sinks.metrics import MetricsSink
 
         host, port = parse_bind(args.metrics, "--metrics")
-        m = MetricsSink(port, host, pipeline=pipe, skipped=lambda: _skipped(jsonl, videos))
+        m = MetricsSink(port, host, pipeline=pipe, skipped=lambda: _skipped(jsonl, videos, sinks))
         print(f"metrics: http://{host}:{m.port}/metrics", file=sys.stderr)
         sinks.append(m)
     if args.serve:
@@ -211,11 +211,16 @@ def parse_bind(text: str, option: str, default_host: str = "127.0.0.1") -> tuple
     return host, int(port)
 
 
-def _skipped(jsonl, videos) -> dict[str, int]:
-    """Frames each file output did not write (a full disk), for the metrics."""
+def _skipped(jsonl, videos, sinks: list) -> dict[str, int]:
+    """Frames each output did not write (files: a full disk; RTSP out: a client's encoder behind), for the metrics."""
     out = {"jsonl": getattr(jsonl, "skipped", 0)}
     for info_id, v in videos.sinks.items():
         out[f"video[{info_id}]"] = getattr(v, "skipped", 0)
+    for s in sinks:
+        if s is not jsonl and isinstance(getattr(s, "skipped", None), int):  # RtspOutSink -> "rtspout"
+            out[type(s).__name__.removesuffix("Sink").lower()] = s.skipped
+        if isinstance(getattr(s, "dropped", None), int):  # MqttSink: events dropped from a full queue
+            out[type(s).__name__.removesuffix("Sink").lower()] = s.dropped
     return out
 
 
