@@ -237,3 +237,41 @@ def test_password_from_the_environment_is_never_shown(tmp_path, monkeypatch, cap
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "shop" in text and "Zq7-secret-pw" not in text
     assert redact("broker said: bad password Zq7-secret-pw") == "broker said: bad password ***"
+
+
+def test_cli_every_output_on(tmp_path):
+    """`df2infer video --track` with the JSONL/video segments, the page, the metrics and MQTT on: the run ends
+    cleanly, the subscriber gets one frame event per JSONL line, appear events for tracks, and no output
+    prints the MQTT password."""
+    import sys
+
+    import fake_model
+
+    from df2infer.synth.video import make_video
+
+    port = _free_port()
+    broker = Broker(tmp_path, port)
+    broker.start()
+    sub = Subscriber(port, "df2/#")
+    try:
+        assert sub.subscribed.wait(10)
+        clip, _ = make_video(tmp_path / "clip", frames=20, size=(160, 96))
+        model = fake_model.build(tmp_path / "fake.onnx")
+        out = tmp_path / "out"
+        cmd = [sys.executable, "-m", "df2infer", "video", str(clip), "--model", str(model), "--out", str(out), "--no-progress", "--track"]
+        cmd += ["--segment", "1MB", "--serve", "0", "--metrics", "0", "--mqtt", f"shop@127.0.0.1:{port}/df2"]
+        env = {**os.environ, "DF2INFER_MQTT_PASSWORD": "Pw-not-shown-77"}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+        assert "Pw-not-shown-77" not in r.stdout + r.stderr
+        lines = [json.loads(x) for p in sorted(out.glob("detections.*.jsonl")) for x in p.read_text().splitlines()]
+        assert len(lines) == 20
+        end = time.monotonic() + 10
+        while time.monotonic() < end and sum(1 for e in list(sub.events.values()) if e["type"] == "frame") < 20:
+            time.sleep(0.1)
+        frames = sorted(e["frame_index"] for e in sub.events.values() if e["type"] == "frame")
+        assert frames == [rec["frame_index"] for rec in lines]
+        assert any(e["type"] == "appear" for e in sub.events.values())
+    finally:
+        sub.stop()
+        broker.kill()
