@@ -275,3 +275,32 @@ def test_cli_every_output_on(tmp_path):
     finally:
         sub.stop()
         broker.kill()
+
+
+def test_mqtts_to_a_tls_listener(tmp_path):
+    """mqtts:// with --mqtt-ca: events reach a mosquitto listening with TLS only (self-signed certificate)."""
+    from tls_cert import self_signed
+
+    cert, key = self_signed(tmp_path)
+    port, plain = _free_port(), _free_port()
+    broker = Broker(tmp_path, plain)  # the subscriber uses the plain loopback listener; the sink only the TLS one
+    broker.conf.write_text(broker.conf.read_text() + f"listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\n")
+    broker.start()
+    sub = Subscriber(plain, "df2/#")
+    sink = None
+    try:
+        assert sub.subscribed.wait(10)
+        sink = MqttSink(MqttTarget.parse(f"mqtts://127.0.0.1:{port}/df2"), tmp_path / "q.sqlite", ca_file=str(cert))
+        for i in range(5):
+            sink.write(_frame(i, []))
+        sink.close()
+        end = time.monotonic() + 10
+        want = {f"{sink.events.run_id}-{k}" for k in range(1, 6)}
+        while time.monotonic() < end and not want <= set(sub.ids):
+            time.sleep(0.1)
+        assert want <= set(sub.ids)
+    finally:
+        if sink is not None:
+            sink.close()
+        sub.stop()
+        broker.kill()

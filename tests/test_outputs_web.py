@@ -118,3 +118,24 @@ def test_page_in_headless_chromium(tmp_path, live_page):
 def test_binding_elsewhere_needs_a_token():
     with pytest.raises(ValueError, match="needs a token"):
         WebSink(0, "0.0.0.0")
+
+
+def test_page_over_https_with_a_token(tmp_path):
+    """--serve-cert: the page answers over TLS (verified against the test's own CA), with the token only."""
+    import ssl
+
+    from tls_cert import self_signed
+
+    cert, key = self_signed(tmp_path)
+    web = WebSink(0, "127.0.0.1", token=TOKEN, certfile=str(cert), keyfile=str(key))
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        body = urllib.request.urlopen(f"https://127.0.0.1:{web.port}/stats.json?token={TOKEN}", context=ctx, timeout=10).read()
+        assert b'"sources"' in body
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"https://127.0.0.1:{web.port}/stats.json", context=ctx, timeout=10)
+        assert e.value.code == 401
+        with pytest.raises(OSError):  # plain HTTP to the TLS port gets no page (refused handshake)
+            urllib.request.urlopen(f"http://127.0.0.1:{web.port}/stats.json?token={TOKEN}", timeout=10)
+    finally:
+        web.close()
