@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import system_deps
 
 from df2infer.results import Detections, FrameInfo, FrameResult
 from df2infer.sinks.events import EventBuilder
@@ -27,12 +28,9 @@ MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exist
 
 
 def _need_mosquitto() -> str:
-    if MOSQUITTO is None:
-        msg = "needs Debian's mosquitto broker: sudo apt-get install mosquitto (make setup installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI: " + msg)
-        pytest.skip(msg)
+    system_deps.require(MOSQUITTO is not None, "Debian's mosquitto broker", "sudo apt-get install mosquitto (make setup installs it)")
     pytest.importorskip("paho.mqtt", reason="pip install paho-mqtt (make setup installs it)")
+    assert MOSQUITTO is not None
     return MOSQUITTO
 
 

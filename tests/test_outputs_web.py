@@ -18,6 +18,7 @@ import cv2
 import fake_model
 import numpy as np
 import pytest
+import system_deps
 
 from df2infer.sinks.web import WebSink
 from df2infer.stream import Pipeline
@@ -37,11 +38,8 @@ TOKEN = "t0k-" + os.urandom(6).hex()
 
 
 def _chromium(tmp_path, name: str, url: str, *args: str) -> subprocess.CompletedProcess:
-    if CHROMIUM is None:
-        msg = "needs Debian's chromium: sudo apt-get install chromium (make setup installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI: " + msg)
-        pytest.skip(msg)
+    system_deps.require(CHROMIUM is not None, "Debian's chromium (headless)", "sudo apt-get install chromium (make setup installs it)")
+    assert CHROMIUM is not None
     profile = tmp_path / f"profile-{name}"  # a fresh profile each time: no cookie carried over
     cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=900,700", "--virtual-time-budget=4000", *args, url]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90)

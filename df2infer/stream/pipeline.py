@@ -22,12 +22,10 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
+from df2infer.latency import LatencySamples, stats_ms
 from df2infer.ops.options import DecodeOptions
 from df2infer.results import FrameResult
 from df2infer.stream.batching import Batcher
@@ -40,23 +38,17 @@ log = logging.getLogger("df2infer.stream")
 STAGES = ("decode", "batch_wait", "inference", "tracking", "sink", "age")
 
 
-class _Samples:
-    def __init__(self, maxlen: int = 5000):
-        self.d: dict[str, deque] = {s: deque(maxlen=maxlen) for s in STAGES}
-        self.listeners: list[Callable[[str, float], None]] = []  # Pipeline.on_stage: e.g. metrics histograms
+class _ObservedSamples(LatencySamples):
+    """The pipeline's stage samples, also handed to listeners (Pipeline.on_stage: e.g. metrics histograms)."""
+
+    def __init__(self, stages, maxlen: int = 5000):
+        super().__init__(stages, maxlen)
+        self.listeners: list[Callable[[str, float], None]] = []
 
     def add(self, stage: str, seconds: float) -> None:
-        self.d[stage].append(seconds)
+        super().add(stage, seconds)
         for fn in self.listeners:
             fn(stage, seconds)
-
-    def percentiles(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for s, v in self.d.items():
-            if v:
-                p50, p99 = np.percentile(np.fromiter(v, float), [50, 99])
-                out[s] = {"p50_ms": round(float(p50) * 1e3, 2), "p99_ms": round(float(p99) * 1e3, 2), "n": len(v)}
-        return out
 
 
 _END = object()
@@ -131,7 +123,7 @@ class Pipeline:
         self._out: queue.Queue = queue.Queue(maxsize=max(1, output_queue))
         self._abort = threading.Event()
         self._worker: threading.Thread | None = None
-        self.samples = _Samples()
+        self.samples = _ObservedSamples(STAGES)
         self.results = 0
         self.batches = 0
         self.t_start: float | None = None
@@ -256,11 +248,11 @@ class Pipeline:
         sink = the caller's time per frame, age = capture to output), per-source counts."""
         end = self.t_end if self.t_end is not None else time.perf_counter()
         elapsed = max(end - (self.t_start or end), 1e-9)
-        stages = self.samples.percentiles()
+        stages = self.samples.percentiles_ms()
         decode = [x for s in self.sources for x in s.stats.decode_s[-5000:]]  # kept per source by the readers
         if decode:
-            p50, p99 = np.percentile(decode, [50, 99])
-            stages = {"decode": {"p50_ms": round(float(p50) * 1e3, 2), "p99_ms": round(float(p99) * 1e3, 2), "n": len(decode)}, **stages}
+            st = stats_ms(decode, (50, 99))
+            stages = {"decode": {"p50_ms": round(st["p50"], 2), "p99_ms": round(st["p99"], 2), "n": len(decode)}, **stages}
         per_source = [
             {
                 "id": s.id,
