@@ -4,6 +4,7 @@ pipeline's own batch counter, not from the metrics code."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import cv2
@@ -75,3 +76,28 @@ def test_metrics_scraped_during_and_after_a_run(tmp_path):
     assert end[("df2infer_frame_age_seconds_count", src)] == n
     assert end[("df2infer_output_skipped_frames_total", (("output", "jsonl"),))] == 3
     assert end[("df2infer_fps", ())] > 0
+
+
+def test_a_camera_password_never_reaches_the_metrics(tmp_path):
+    """A source URL with a password (a camera that is down: the source keeps reconnecting): its label is the
+    redacted name and the password is in no byte of the scrape; the source is reported down."""
+    import socket
+
+    from df2infer.stream import ReconnectPolicy
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    url = f"rtsp://admin:Sup3r-Secret-9@127.0.0.1:{port}/stream1"
+    model = str(fake_model.build(tmp_path / "fake.onnx"))
+    policy = ReconnectPolicy(open_timeout_s=0.5, read_timeout_s=0.5, max_delay_s=0.5, max_failures=1000)
+    pipe = Pipeline([url], model, policy=policy)
+    metrics = MetricsSink(0, pipeline=pipe)
+    with pipe, metrics:
+        pipe.start()
+        time.sleep(1.5)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read().decode()
+    assert "Sup3r-Secret-9" not in text
+    values = {(s.name, tuple(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    label = (("source", f"rtsp://admin:***@127.0.0.1:{port}/stream1"),)
+    assert values[("df2infer_source_up", label)] == 0.0
