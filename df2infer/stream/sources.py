@@ -142,6 +142,32 @@ class ReconnectPolicy:
         return self.max_delay_s * (1 + self.jitter)
 
 
+class FrameGate:
+    """Which frames of a source to process: every `vid_stride`-th, and at most `max_fps` per second (media time
+    for files, wall time for live sources). keep(index, t) is asked before a frame is decoded, so a frame
+    passed over costs no decoding (OpenCV's grab())."""
+
+    def __init__(self, vid_stride: int = 1, max_fps: float | None = None):
+        if int(vid_stride) < 1:
+            raise ValueError(f"--vid-stride {vid_stride}: expected 1 or more (1 = every frame)")
+        if max_fps is not None and not max_fps > 0:
+            raise ValueError(f"--max-fps {max_fps}: expected a positive number of frames per second")
+        self.stride = int(vid_stride)
+        self.period = 1.0 / max_fps if max_fps else 0.0
+        self._due: float | None = None
+
+    def keep(self, index: int, t: float) -> bool:
+        if index % self.stride:
+            return False
+        if not self.period:
+            return True
+        if self._due is not None and t < self._due - 1e-9:
+            return False
+        # the next slot one period on (an even cadence), restarted when the source fell more than a period behind
+        self._due = self._due + self.period if self._due is not None and t - self._due < self.period else t + self.period
+        return True
+
+
 @dataclass
 class SourceStats:
     frames: int = 0  # frames read
@@ -151,6 +177,7 @@ class SourceStats:
     failures: int = 0  # failed open/read attempts, all told
     errors: list = field(default_factory=list)  # messages of the failures (last 20)
     decode_s: list = field(default_factory=list)  # per-frame read+decode seconds (bounded)
+    skipped: int = 0  # frames passed over on purpose (FrameGate: --vid-stride, --max-fps), not decoded
 
     def note_error(self, msg: str) -> None:
         self.failures += 1
@@ -181,6 +208,8 @@ class Source:
         self.loop = loop
         self.max_frames = max_frames
         self.stats = SourceStats()
+        self.decode_listeners: list[Callable[[float], None]] = []  # fn(seconds) per decoded frame (Pipeline.on_stage)
+        self.gate: FrameGate | None = None  # which frames to process (Pipeline's vid_stride / max_fps)
         self.state = "starting"  # starting, running, reconnecting, finished, failed, stopped
         self.error: str | None = None
         self._notify = notify or (lambda: None)
@@ -284,7 +313,10 @@ class Source:
             self._notify()
 
     def _timed_decode(self, t0: float) -> None:
-        self.stats.decode_s.append(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        self.stats.decode_s.append(dt)
+        for fn in self.decode_listeners:
+            fn(dt)
         if len(self.stats.decode_s) > 5000:  # bounded: the summary's percentiles use the recent ones
             del self.stats.decode_s[:2500]
 
@@ -296,6 +328,10 @@ class Source:
             for path in files:
                 if self._stop.is_set() or (self.max_frames is not None and index >= self.max_frames):
                     return
+                if self.gate is not None and not self.gate.keep(index, index / (self.fps or 30.0)):
+                    self.stats.skipped += 1
+                    index += 1
+                    continue
                 t0 = time.perf_counter()
                 try:
                     img = read_image(path)
@@ -366,6 +402,12 @@ class Source:
                     if self.max_frames is not None and index >= self.max_frames:
                         return
                     t0 = time.perf_counter()
+                    if self.gate is not None and not self.gate.keep(index, time.time() if self.live else index / (self.fps or 30.0)):
+                        if not cap.grab():  # passed over: demuxed, not decoded
+                            break
+                        self.stats.skipped += 1
+                        index += 1
+                        continue
                     ok, img = cap.read()
                     if not ok or img is None:
                         break
