@@ -152,6 +152,17 @@ def test_file_through_decodebin_every_frame_with_backpressure(gst, tmp_path):
     assert max(abs(float(f.image.mean()) - m) for f, m in zip(frames, cv_means)) < 2.5
 
 
+def test_vid_stride_applies_to_a_gstreamer_source(gst):
+    from df2infer.stream.sources import FrameGate
+
+    src = _source("videotestsrc num-buffers=10 ! video/x-raw,width=64,height=48 ! videoconvert ! appsink")
+    src.gate = FrameGate(vid_stride=3)  # as Pipeline(vid_stride=3) sets it
+    frames = _read_all(src)
+    # 10 buffers, every third kept: indexes 0, 3, 6, 9 by hand; the other 6 counted as skipped
+    assert [f.info.index for f in frames] == [0, 3, 6, 9]
+    assert src.stats.skipped == 6
+
+
 def test_eos_ends_a_pipeline_after_its_last_buffer(gst):
     src = _source("videotestsrc num-buffers=7 ! video/x-raw,width=64,height=48 ! videoconvert ! appsink")
     frames = _read_all(src)

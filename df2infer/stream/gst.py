@@ -474,6 +474,11 @@ class GstSource(Source):
                         if isinstance(sample, str):
                             outcome = sample
                             break
+                        if self.gate is not None and not self.gate.keep(index, time.time() if self.live else index / (self.fps or 30.0)):
+                            del sample  # passed over (--vid-stride / --max-fps): decoded by the pipeline, never copied out
+                            self.stats.skipped += 1
+                            index += 1
+                            continue
                         try:
                             img = sample_to_image(sample)
                             buf_pts = sample.get_segment().to_stream_time(Gst.Format.TIME, sample.get_buffer().pts)  # edit lists applied
