@@ -31,6 +31,7 @@ from df2infer.backends.base import Backend, DeviceError, DevicePipelineBackend, 
 from df2infer.contract import Contract
 from df2infer.errors import OptionError
 from df2infer.images import ImageError, coerce_image, read_image
+from df2infer.latency import stats_ms
 from df2infer.ops.decode import assemble_detections, decode_detections, keep_detections
 from df2infer.ops.letterbox import to_input_batch
 from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
@@ -192,17 +193,17 @@ class StageTimings:
         for s in self.STAGES:
             if not self.samples[s]:
                 continue
-            t = np.asarray(self.samples[s]) * 1e3
+            st = stats_ms(self.samples[s], (50, 90, 99))
             n = int(np.sum(self.images[s]))
-            p50, p90, p99 = np.percentile(t, [50, 90, 99])
+            total_ms = st["mean"] * st["n"]
             out[s] = {
-                "batches": len(t),
+                "batches": st["n"],
                 "images": n,
-                "total_ms": float(t.sum()),
-                "per_image_ms": float(t.sum() / max(n, 1)),
-                "p50_ms": float(p50),
-                "p90_ms": float(p90),
-                "p99_ms": float(p99),
+                "total_ms": total_ms,
+                "per_image_ms": total_ms / max(n, 1),
+                "p50_ms": st["p50"],
+                "p90_ms": st["p90"],
+                "p99_ms": st["p99"],
             }
         return out
 

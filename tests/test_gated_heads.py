@@ -207,10 +207,13 @@ def test_tensorrt_refuses_gated_graphs(gated_onnx):
         builder.check_buildable(info)
 
 
-def test_export_cli_engine_needs_static_heads(tmp_path):
+def test_export_cli_engine_needs_static_heads(tmp_path, capsys):
+    """Refused for the gated heads themselves (exit 2 alone would also be "TensorRT is not installed")."""
     from df2infer.apps.main import main
 
     assert main(["export", str(tmp_path / "m.pt"), "--out", str(tmp_path), "--engine", "--heads", "gated"]) == 2
+    err = capsys.readouterr().err
+    assert "--engine needs --heads static" in err and "TensorRT cannot build gated heads" in err
 
 
 # ---------------------------------------------------------------- packed-level RoiAlign, sub-pixel mask predictor

@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     feats = cpu_features()  # this CPU: what an INT8 file needs from it
     report["cpu_features"] = feats.as_dict()
+    from df2infer.stream.gst import gstreamer_report
+
+    report["gstreamer"] = gstreamer_report()  # which camera / decoder elements a video source would use
     status = 0
     if contract_text is None:
         report["contract_error"] = f"{path}: no df2infer contract (metadata key {METADATA_KEY!r})"
@@ -96,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
     if "other_metadata" in report:
         print("other metadata:", ", ".join(sorted(report["other_metadata"])))
     print(f"this CPU: {feats.summary()}")
+    g = report["gstreamer"]
+    if g["version"] is None:
+        print(f"GStreamer: {g['error']}")
+    else:
+        found = [k for k, v in g["hardware_elements"].items() if v]
+        print(f"GStreamer {g['version']}: NVIDIA elements found: {', '.join(found) or 'none'} (of {', '.join(g['hardware_elements'])})")
     if "int8_on_this_cpu" in report:
         print(f"INT8 on this CPU: {report['int8_on_this_cpu']}")
     if "cpu_backend" in report:
