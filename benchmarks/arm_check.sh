@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The CPU path and the INT8 file on aarch64, without ARM hardware: an aarch64 Debian userland run by qemu-user
+# (benchmarks/arm_rootfs.sh, cached in build/arm64-root), this checkout's wheel installed into it with its `cpu`
+# extra (aarch64 wheels from the package index), then, against x86 runs of the same images on this host:
+#   1. FP32: df2infer.load().predict on the first ARM_FP32_IMAGES synthetic images: same labels, boxes within 1e-3 px;
+#   2. INT8 (the bundled file) on the first ARM_INT8_IMAGES images under each QEMU_CPU in ARM_INT8_CPUS
+#      (max: dotprod + i8mm; cortex-a76: dotprod only; cortex-a57: neither): detections against x86 INT8 and
+#      aarch64 FP32, AP against the synthetic ground truth, minus FP32, with a paired bootstrap's sd;
+#   3. the INT8 refusal rule reading each emulated CPU's features (getauxval; /proc/cpuinfo shows the host);
+#   4. `pip install --dry-run "df2infer[jetson]"` for aarch64 / Python 3.10 (pip's --platform / --python-version).
+# Writes benchmarks/results/arm_check_aarch64.{json,md} and arm_jetson_dry_run_aarch64.txt. Needs root (chroot,
+# binfmt_misc) and network to the package index. Everything emulated runs under `nice -n 19`.
+# Cost on a loaded 2-core x86 (see the result file): ~8 min for the userland (once), ~2 min of pip, then
+# ~20-60 s per FP32 image and ~5-15 s per INT8 image emulated. Not in CI (`make test`): `make arm-check`.
+# Usage: benchmarks/arm_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+PY=${PY:-.venv/bin/python}
+ROOT=${ARM_ROOT:-build/arm64-root}
+WORK=${ARM_WORK:-build/arm-check}
+FP32_IMAGES=${ARM_FP32_IMAGES:-6}
+INT8_IMAGES=${ARM_INT8_IMAGES:-40}
+HOST_IMAGES=${ARM_HOST_IMAGES:-200}  # x86 FP32 and INT8 on the host: the INT8-minus-FP32 AP on a set big enough to resolve 1 point
+INT8_CPUS=${ARM_INT8_CPUS:-max cortex-a57}
+FEATURE_CPUS=${ARM_FEATURE_CPUS:-max cortex-a76 cortex-a57}
+BOOTSTRAP=${ARM_BOOTSTRAP:-20}
+NICE=(nice -n 19)
+t_start=$(date +%s)
+say() { echo "arm_check [$(( $(date +%s) - t_start )) s]: $*"; }
+
+benchmarks/arm_rootfs.sh "$ROOT"
+mkdir -p "$WORK"
+
+# The chroot's /proc, /dev and /sys, and the work folder (data in, results out) at /mnt/arm-check; undone on exit.
+MNT="$ROOT/mnt/arm-check"
+mounts=()
+cleanup() { for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"; done; }
+trap cleanup EXIT
+bind() { mkdir -p "$2"; mount "${@:3}" "$1" "$2"; mounts+=("$2"); }
+bind proc "$ROOT/proc" -t proc
+bind /dev "$ROOT/dev" --bind
+bind /sys "$ROOT/sys" --bind
+bind "$REPO/$WORK" "$MNT" --bind
+
+# pip inside the root reaches the host's package index: the host's CA bundle and index settings (never its credentials
+# in any log: they are passed through the environment, not printed).
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/host-ca-bundle.crt"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+pip_env=(PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180)
+idx=$($PY -m pip config get global.index-url 2>/dev/null || true)
+[ -n "${PIP_INDEX_URL:-$idx}" ] && pip_env+=(PIP_INDEX_URL="${PIP_INDEX_URL:-$idx}")
+extra_env=()
+in_root() { env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "${pip_env[@]}" "${extra_env[@]}" "${NICE[@]}" chroot "$ROOT" "$@"; }
+
+# 0. This checkout as a wheel; installed into the root's venv with the `cpu` extra (dependencies once, the wheel every time).
+say "building the wheel from this checkout"
+rm -rf "$WORK/wheel" && $PY -m pip wheel -q --no-deps -w "$WORK/wheel" . >/dev/null
+whl=$(basename "$WORK"/wheel/df2infer-*.whl)
+cp benchmarks/arm_check.py "$WORK/arm_check.py"
+VENV=/opt/df2infer-venv
+if [ ! -x "$ROOT$VENV/bin/python" ]; then say "creating $VENV in the root"; in_root python3 -m venv "$VENV"; fi
+say "installing df2infer[cpu] into the aarch64 root"
+in_root "$VENV/bin/python" -m pip install -q "/mnt/arm-check/wheel/$whl[cpu]"
+in_root "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "/mnt/arm-check/wheel/$whl"
+in_root "$VENV/bin/python" -m pip freeze > "$WORK/arm_pip_freeze.txt"
+
+# The image set (host), and the x86 references (host; same script, same images).
+$PY benchmarks/arm_check.py data --out "$WORK/data" --images "$HOST_IMAGES"
+say "x86 FP32 and INT8 on $HOST_IMAGES images (host)"
+$PY benchmarks/arm_check.py predict --model fp32 --data "$WORK/data" --images "$HOST_IMAGES" --out "$WORK/pred_x86_fp32.json" --warmup
+$PY benchmarks/arm_check.py predict --model int8 --data "$WORK/data" --images "$HOST_IMAGES" --out "$WORK/pred_x86_int8.json" --warmup
+
+run_arm() {  # QEMU_CPU (qemu-user reads it: the emulated CPU model), then arm_check.py's arguments
+    extra_env=(QEMU_CPU="$1"); shift
+    in_root "$VENV/bin/python" /mnt/arm-check/arm_check.py "$@"
+    extra_env=()
+}
+rm -f "$WORK"/pred_arm_*.json "$WORK"/features_*.json
+for cpu in $FEATURE_CPUS; do
+    say "3. features and the INT8 refusal under QEMU_CPU=$cpu"
+    run_arm "$cpu" features --out "/mnt/arm-check/features_$cpu.json"
+done
+say "1. FP32 on $FP32_IMAGES images under QEMU_CPU=max"
+run_arm max predict --model fp32 --data /mnt/arm-check/data --images "$FP32_IMAGES" --out /mnt/arm-check/pred_arm_fp32.json --progress
+for cpu in $INT8_CPUS; do
+    say "2. INT8 on $INT8_IMAGES images under QEMU_CPU=$cpu"
+    run_arm "$cpu" predict --model int8 --data /mnt/arm-check/data --images "$INT8_IMAGES" --out "/mnt/arm-check/pred_arm_int8_$cpu.json" --progress
+done
+
+say "4. pip install --dry-run df2infer[jetson] for aarch64, Python 3.10"
+jet="benchmarks/results/arm_jetson_dry_run_aarch64.txt"
+{
+    echo "# pip install --dry-run \"df2infer[jetson]\" for linux aarch64 (glibc 2.35, JetPack 6 / Ubuntu 22.04), CPython 3.10"
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ), $($PY -m pip --version | cut -d' ' -f1-2), wheels only (--only-binary=:all:)"
+    $PY -m pip install --dry-run --ignore-installed --only-binary=:all: --python-version 3.10 --implementation cp \
+        --platform manylinux_2_35_aarch64 --platform manylinux2014_aarch64 --platform linux_aarch64 \
+        "$WORK/wheel/$whl[jetson]" 2>&1 | grep -v '^  \(Downloading\|Using cached\|Obtaining\)' || echo "EXIT STATUS $?"
+} > "$jet"
+tail -n 3 "$jet"
+
+say "report"
+$PY benchmarks/arm_check.py report --work "$WORK" --data "$WORK/data" --bootstrap "$BOOTSTRAP" --load "$(uptime | sed 's/.*load average: //')" \
+    --minutes "$(( ($(date +%s) - t_start + 59) / 60 ))"
