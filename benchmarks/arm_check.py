@@ -50,13 +50,21 @@ def cmd_predict(a) -> None:
     import onnxruntime as ort
 
     import df2infer
+    from df2infer.artifact import file_sha256
     from df2infer.cpu_features import cpu_features
     from df2infer.sinks.result_files import df2_result_entries
 
+    model = _model_path(a.model)
+    sha = file_sha256(model if model is not None else Path(df2infer.__file__).parent / "models" / "default.onnx")
+    if a.reuse and Path(a.out).is_file():
+        old = json.loads(Path(a.out).read_text())
+        if old.get("model_sha256") == sha and len(old["images"]) == a.images:
+            print(f"arm_check: reusing {a.out} (same model file, {a.images} images)")
+            return
     paths = sorted(str(p) for p in (Path(a.data) / "image").glob("*.jpg"))[: a.images]
     if len(paths) < a.images:
         raise SystemExit(f"arm_check predict: {a.data}/image has {len(paths)} images, expected at least {a.images}")
-    predictor = df2infer.load(_model_path(a.model), device="cpu")
+    predictor = df2infer.load(model, device="cpu")
     if a.warmup:  # session start-up is not per-image time (skipped under emulation, where one image costs ~20 s)
         predictor.predict(paths[0], conf=CONF)
     images, entries = [], {k: [] for k in METRICS.values()}
@@ -81,6 +89,7 @@ def cmd_predict(a) -> None:
             print(f"  {a.model} {len(images)}/{len(paths)}  {time.perf_counter() - t0:.0f} s", flush=True)
     out = {
         "model": a.model,
+        "model_sha256": sha,
         "machine": platform.machine(),
         "qemu_cpu": os.environ.get("QEMU_CPU"),
         "cpu_features": cpu_features().summary(),
@@ -435,6 +444,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--warmup", action="store_true", help="one untimed image first")
+    p.add_argument("--reuse", action="store_true", help="keep OUT when it holds this model file's run on as many images")
     p = sub.add_parser("features")
     p.add_argument("--out", required=True)
     p = sub.add_parser("report")

@@ -20,7 +20,7 @@ PY=${PY:-.venv/bin/python}
 ROOT=${ARM_ROOT:-build/arm64-root}
 WORK=${ARM_WORK:-build/arm-check}
 FP32_IMAGES=${ARM_FP32_IMAGES:-6}
-INT8_IMAGES=${ARM_INT8_IMAGES:-40}
+INT8_IMAGES=${ARM_INT8_IMAGES:-32}
 HOST_IMAGES=${ARM_HOST_IMAGES:-200}  # x86 FP32 and INT8 on the host: the INT8-minus-FP32 AP on a set big enough to resolve 1 point
 INT8_CPUS=${ARM_INT8_CPUS:-max cortex-a57}
 FEATURE_CPUS=${ARM_FEATURE_CPUS:-max cortex-a76 cortex-a57}
@@ -32,7 +32,10 @@ say() { echo "arm_check [$(( $(date +%s) - t_start )) s]: $*"; }
 benchmarks/arm_rootfs.sh "$ROOT"
 mkdir -p "$WORK"
 
-# The chroot's /proc, /dev and /sys, and the work folder (data in, results out) at /mnt/arm-check; undone on exit.
+# The chroot's /proc and /dev, and the work folder (data in, results out) at /mnt/arm-check; undone on exit.
+# Not /sys: with the host's /sys and the host's /proc/cpuinfo (qemu-user shows the x86 one) ONNX Runtime's bundled
+# cpuinfo library crashes the import (SIGSEGV, onnxruntime 1.32); without /sys it fails to initialize and ONNX Runtime
+# reads dotprod / i8mm / SVE from getauxval(AT_HWCAP / AT_HWCAP2), i.e. from the emulated CPU, as df2infer does.
 MNT="$ROOT/mnt/arm-check"
 mounts=()
 cleanup() { for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"; done; }
@@ -40,7 +43,6 @@ trap cleanup EXIT
 bind() { mkdir -p "$2"; mount "${@:3}" "$1" "$2"; mounts+=("$2"); }
 bind proc "$ROOT/proc" -t proc
 bind /dev "$ROOT/dev" --bind
-bind /sys "$ROOT/sys" --bind
 bind "$REPO/$WORK" "$MNT" --bind
 
 # pip inside the root reaches the host's package index: the host's CA bundle and index settings (never its credentials
@@ -51,7 +53,7 @@ pip_env=(PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt PIP_DISABLE_PIP_VERSION_CHEC
 idx=$($PY -m pip config get global.index-url 2>/dev/null || true)
 [ -n "${PIP_INDEX_URL:-$idx}" ] && pip_env+=(PIP_INDEX_URL="${PIP_INDEX_URL:-$idx}")
 extra_env=()
-in_root() { env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "${pip_env[@]}" "${extra_env[@]}" "${NICE[@]}" chroot "$ROOT" "$@"; }
+in_root() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PYTHONFAULTHANDLER=1 "${pip_env[@]}" "${extra_env[@]}" "${NICE[@]}" chroot "$ROOT" "$@"; }
 
 # 0. This checkout as a wheel; installed into the root's venv with the `cpu` extra (dependencies once, the wheel every time).
 say "building the wheel from this checkout"
@@ -68,8 +70,8 @@ in_root "$VENV/bin/python" -m pip freeze > "$WORK/arm_pip_freeze.txt"
 # The image set (host), and the x86 references (host; same script, same images).
 $PY benchmarks/arm_check.py data --out "$WORK/data" --images "$HOST_IMAGES"
 say "x86 FP32 and INT8 on $HOST_IMAGES images (host)"
-$PY benchmarks/arm_check.py predict --model fp32 --data "$WORK/data" --images "$HOST_IMAGES" --out "$WORK/pred_x86_fp32.json" --warmup
-$PY benchmarks/arm_check.py predict --model int8 --data "$WORK/data" --images "$HOST_IMAGES" --out "$WORK/pred_x86_int8.json" --warmup
+$PY benchmarks/arm_check.py predict --model fp32 --data "$WORK/data" --images "$HOST_IMAGES" --out "$WORK/pred_x86_fp32.json" --warmup --reuse
+$PY benchmarks/arm_check.py predict --model int8 --data "$WORK/data" --images "$HOST_IMAGES" --out "$WORK/pred_x86_int8.json" --warmup --reuse
 
 run_arm() {  # QEMU_CPU (qemu-user reads it: the emulated CPU model), then arm_check.py's arguments
     extra_env=(QEMU_CPU="$1"); shift
@@ -95,7 +97,7 @@ jet="benchmarks/results/arm_jetson_dry_run_aarch64.txt"
     echo "# $(date -u +%Y-%m-%dT%H:%MZ), $($PY -m pip --version | cut -d' ' -f1-2), wheels only (--only-binary=:all:)"
     $PY -m pip install --dry-run --ignore-installed --only-binary=:all: --python-version 3.10 --implementation cp \
         --platform manylinux_2_35_aarch64 --platform manylinux2014_aarch64 --platform linux_aarch64 \
-        "$WORK/wheel/$whl[jetson]" 2>&1 | grep -v '^  \(Downloading\|Using cached\|Obtaining\)' || echo "EXIT STATUS $?"
+        "$WORK/wheel/$whl[jetson]" 2>&1 | grep -E '^(Collecting|Would install|ERROR)' || echo "pip failed (exit status of the pipe: $?)"
 } > "$jet"
 tail -n 3 "$jet"
 
