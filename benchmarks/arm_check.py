@@ -46,6 +46,19 @@ def cmd_data(a) -> None:
     generate(a.out, a.images, SEED, log=None)
 
 
+def code_sha256() -> str:
+    """One hash of the installed df2infer package's Python files: a run is reused only with the same code."""
+    import hashlib
+
+    import df2infer
+
+    pkg = Path(df2infer.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def cmd_predict(a) -> None:
     import onnxruntime as ort
 
@@ -56,10 +69,12 @@ def cmd_predict(a) -> None:
 
     model = _model_path(a.model)
     sha = file_sha256(model if model is not None else Path(df2infer.__file__).parent / "models" / "default.onnx")
+    code = code_sha256()
     if a.reuse and Path(a.out).is_file():
         old = json.loads(Path(a.out).read_text())
-        if old.get("model_sha256") == sha and len(old["images"]) == a.images:
-            print(f"arm_check: reusing {a.out} (same model file, {a.images} images)")
+        key = (old.get("model_sha256"), old.get("code_sha256"), len(old["images"]), old.get("qemu_cpu"))
+        if key == (sha, code, a.images, os.environ.get("QEMU_CPU")):
+            print(f"arm_check: reusing {a.out} (same model file, code, {a.images} images, QEMU_CPU)")
             return
     paths = sorted(str(p) for p in (Path(a.data) / "image").glob("*.jpg"))[: a.images]
     if len(paths) < a.images:
@@ -90,6 +105,7 @@ def cmd_predict(a) -> None:
     out = {
         "model": a.model,
         "model_sha256": sha,
+        "code_sha256": code,
         "machine": platform.machine(),
         "qemu_cpu": os.environ.get("QEMU_CPU"),
         "cpu_features": cpu_features().summary(),
@@ -102,6 +118,34 @@ def cmd_predict(a) -> None:
     }
     Path(a.out).write_text(json.dumps(out))
     print(f"arm_check: {a.model} on {len(paths)} images, {out['seconds_per_image']:.2f} s/image ({out['machine']}, {out['cpu_features']})")
+
+
+def cmd_stages(a) -> None:
+    """Where x86 and aarch64 part: the decoded image, the letterboxed input, and the FP32 graph's raw outputs on that
+    input and (with --inputs-from, another machine's npz) on the other machine's input, for the first N images."""
+    import hashlib
+
+    import df2infer
+    from df2infer.images import read_image
+    from df2infer.ops.letterbox import to_input_batch
+
+    predictor = df2infer.load(_model_path(a.model), device="cpu")
+    backend = predictor.backend
+    other = np.load(a.inputs_from) if a.inputs_from else None
+    paths = sorted(str(p) for p in (Path(a.data) / "image").glob("*.jpg"))[: a.images]
+    out: dict[str, np.ndarray] = {}
+    for i, path in enumerate(paths):
+        img = read_image(path)
+        batch, _ = to_input_batch([img], backend.contract)
+        out[f"{i}/decoded_md5"] = np.array(hashlib.md5(img.tobytes()).hexdigest())
+        out[f"{i}/input"] = batch
+        for k, v in backend.run(batch).items():
+            out[f"{i}/own/{k}"] = v
+        if other is not None:
+            for k, v in backend.run(other[f"{i}/input"]).items():
+                out[f"{i}/other/{k}"] = v
+    np.savez(a.out, **out)
+    print(f"arm_check: stages of {len(paths)} images -> {a.out}")
 
 
 def cmd_features(a) -> None:
@@ -225,6 +269,35 @@ def match_detections(ref: dict, got: dict, conf: float = 0.3, iou: float = 0.5) 
     }
 
 
+def compare_stages(x86_npz: Path, arm_npz: Path) -> dict:
+    """Per image: is the decoded image the same, how many input values differ (and by how much), and the largest
+    difference of each raw graph output on each machine's own input and on the same (x86) input."""
+    x, a = np.load(x86_npz), np.load(arm_npz)
+    images = sorted({int(k.split("/")[0]) for k in x.files} & {int(k.split("/")[0]) for k in a.files})
+    out: dict = {"images": []}
+    worst_same_input: dict[str, float] = {}
+    for i in images:
+        xi, ai = x[f"{i}/input"], a[f"{i}/input"]
+        rec: dict = {
+            "decoded_identical": str(x[f"{i}/decoded_md5"]) == str(a[f"{i}/decoded_md5"]),
+            "input_values_differing": int((xi != ai).sum()),
+            "input_values": int(xi.size),
+            "input_max_diff": float(np.abs(xi - ai).max()),
+            "own_input": {},
+            "same_input": {},
+        }
+        for k in sorted(key.split("/", 2)[2] for key in x.files if key.startswith(f"{i}/own/")):
+            ref = x[f"{i}/own/{k}"].astype(np.float64)
+            for side, got in (("own_input", a[f"{i}/own/{k}"]), ("same_input", a[f"{i}/other/{k}"])):
+                rec[side][k] = float(np.abs(ref - got).max()) if ref.shape == got.shape and ref.size else None
+            if rec["same_input"][k] is not None:
+                worst_same_input[k] = max(worst_same_input.get(k, 0.0), rec["same_input"][k])
+        out["images"].append(rec)
+    out["same_input_max_diff"] = worst_same_input
+    out["pass"] = all(r["same_input"].get("labels") == 0 for r in out["images"]) and worst_same_input.get("boxes", 1.0) <= BOX_TOL
+    return out
+
+
 def _score(dataset, runs: list[dict], ids: list[int]) -> list[dict[str, float]]:
     """AP (points) of each run on the images `ids` (repeats allowed: a bootstrap draw), one dict per run."""
     import dataclasses
@@ -285,6 +358,8 @@ def cmd_report(a) -> None:
         "aarch64": {"onnxruntime": runs["pred_arm_fp32"]["onnxruntime"], "python": runs["pred_arm_fp32"]["python"]},
         "seconds_per_image": {n.removeprefix("pred_"): round(r["seconds_per_image"], 3) for n, r in runs.items()},
         "fp32_arm_vs_x86": compare_detections(x86_fp32, runs["pred_arm_fp32"], BOX_TOL),
+        "fp32_stages": compare_stages(work / "stages_x86.npz", work / "stages_arm_max.npz"),
+        "int8_stages": compare_stages(work / "stages_int8_x86.npz", work / "stages_int8_arm_max.npz"),
         "int8": {},
         "features": feats,
     }
@@ -306,7 +381,7 @@ def cmd_report(a) -> None:
     # AP. The host set: x86 INT8 minus x86 FP32 on every image (cheap here, enough images to resolve 1 point).
     # The emulated set (the first INT8 images): aarch64 INT8 minus x86 INT8 (paired and nearly identical, so
     # little noise) and minus x86 FP32 (FP32 on aarch64 being x86's, check 1).
-    report["ap_host_set"] = score_runs(Path(a.data), {"x86 fp32": x86_fp32, "x86 int8": x86_int8}, ["x86 fp32"], a.bootstrap)
+    report["ap_host_set"] = score_runs(Path(a.data), {"x86 fp32": x86_fp32, "x86 int8": x86_int8}, ["x86 fp32"], a.host_bootstrap)
     ap_ids = {im["image_id"] for im in next(iter(int8_runs.values()))["images"]}
     arm = {f"aarch64 int8 ({n.removeprefix('pred_arm_int8_')})": r for n, r in int8_runs.items()}
     scored = {"x86 fp32": x86_fp32, "x86 int8": x86_int8, **arm}
@@ -314,7 +389,8 @@ def cmd_report(a) -> None:
     report["ap_emulated_set"] = score_runs(Path(a.data), scored, ["x86 fp32", "x86 int8"], a.bootstrap)
     report["minutes"] = a.minutes
     checks = {
-        "fp32 aarch64 = x86 (labels, boxes within 1e-3 px)": report["fp32_arm_vs_x86"]["pass"],
+        "fp32 graph, same input tensor: aarch64 = x86 (labels, boxes within 1e-3 px)": report["fp32_stages"]["pass"],
+        "fp32 from the JPEG (predict): aarch64 = x86 (labels, boxes within 1e-3 px)": report["fp32_arm_vs_x86"]["pass"],
         "features read from the hwcaps under every QEMU_CPU": all(_features_ok(f) for f in feats.values()),
     }
     report["checks"] = checks
@@ -361,7 +437,15 @@ def _markdown(r: dict) -> str:
         "",
         "## FP32: aarch64 against x86, same images",
         "",
-        _cmp_line(r["fp32_arm_vs_x86"]),
+        f"df2infer.load().predict from the JPEG files: {_cmp_line(r['fp32_arm_vs_x86'])}",
+        "",
+        "Stage by stage (`arm_check.py stages`: the decoded image, the letterboxed input tensor, the graph's raw outputs on "
+        "each machine's own input and on the x86 input tensor):",
+        "",
+        "| image | decoded image identical | input values differing (max diff) | boxes: own input / same input | scores | masks | "
+        "landmark heatmaps |",
+        "|---|---|---|---|---|---|---|",
+        *[_stage_row(i, rec) for i, rec in enumerate(r["fp32_stages"]["images"])],
         "",
         "## INT8 on aarch64, per emulated CPU",
         "",
@@ -373,6 +457,16 @@ def _markdown(r: dict) -> str:
             f"| {v['qemu_cpu']} | {v['cpu_features']} | {_cmp_line(v['vs_x86_int8'])} | {_match_line(v['matched_vs_x86_int8'])} | "
             f"{_match_line(v['matched_vs_x86_fp32'])} |"
         )
+    L += [
+        "",
+        "INT8 stage by stage under QEMU_CPU=max (the graph's raw outputs on each machine's own input and on the x86 input "
+        "tensor; the same columns as FP32's):",
+        "",
+        "| image | decoded image identical | input values differing (max diff) | boxes: own input / same input | scores | masks | "
+        "landmark heatmaps |",
+        "|---|---|---|---|---|---|---|",
+        *[_stage_row(i, rec) for i, rec in enumerate(r["int8_stages"]["images"])],
+    ]
     for k, v in r.get("int8_between_qemu_cpus", {}).items():
         L += ["", f"Between emulated CPUs ({k.replace('pred_arm_int8_', '')}): {_cmp_line(v)}"]
     for key, title in (("ap_host_set", "x86 only, the host set"), ("ap_emulated_set", "the emulated set")):
@@ -414,6 +508,16 @@ def _ap_table(ap: dict, title: str) -> list[str]:
     return L
 
 
+def _stage_row(i: int, rec: dict) -> str:
+    def both(k: str) -> str:
+        return f"{rec['own_input'][k]:.3g} / {rec['same_input'][k]:.3g}"
+
+    return (
+        f"| {i + 1} | {rec['decoded_identical']} | {rec['input_values_differing']} of {rec['input_values']} ({rec['input_max_diff']:g}) | "
+        f"{both('boxes')} | {both('scores')} | {both('masks')} | {both('landmark_heatmaps')} |"
+    )
+
+
 def _match_line(m: dict) -> str:
     if not m["matched"]:
         return f"0 of {m['reference_detections']} matched"
@@ -444,18 +548,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--warmup", action="store_true", help="one untimed image first")
-    p.add_argument("--reuse", action="store_true", help="keep OUT when it holds this model file's run on as many images")
+    p.add_argument("--reuse", action="store_true", help="keep OUT if it holds this model and code on as many images, same QEMU_CPU")
+    p = sub.add_parser("stages")
+    p.add_argument("--model", choices=("fp32", "int8"), default="fp32")
+    p.add_argument("--data", required=True)
+    p.add_argument("--images", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--inputs-from", default=None)
     p = sub.add_parser("features")
     p.add_argument("--out", required=True)
     p = sub.add_parser("report")
     p.add_argument("--work", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", default=str(RESULTS / "arm_check_aarch64"))
-    p.add_argument("--bootstrap", type=int, default=50)
+    p.add_argument("--bootstrap", type=int, default=20, help="draws for the emulated set's AP differences")
+    p.add_argument("--host-bootstrap", type=int, default=10, help="draws for the host set's (~10 s each on 200 images)")
     p.add_argument("--load", default="", help="the host's load average during the run (uptime)")
     p.add_argument("--minutes", type=int, default=None, help="the whole check's wall time, for the record")
     a = ap.parse_args(argv)
-    {"data": cmd_data, "predict": cmd_predict, "features": cmd_features, "report": cmd_report}[a.cmd](a)
+    {"data": cmd_data, "predict": cmd_predict, "stages": cmd_stages, "features": cmd_features, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

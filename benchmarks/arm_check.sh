@@ -3,6 +3,7 @@
 # (benchmarks/arm_rootfs.sh, cached in build/arm64-root), this checkout's wheel installed into it with its `cpu`
 # extra (aarch64 wheels from the package index), then, against x86 runs of the same images on this host:
 #   1. FP32: df2infer.load().predict on the first ARM_FP32_IMAGES synthetic images: same labels, boxes within 1e-3 px;
+#      and stage by stage on ARM_STAGE_IMAGES (decoded image, letterboxed input, the graph on both machines' inputs);
 #   2. INT8 (the bundled file) on the first ARM_INT8_IMAGES images under each QEMU_CPU in ARM_INT8_CPUS
 #      (max: dotprod + i8mm; cortex-a76: dotprod only; cortex-a57: neither): detections against x86 INT8 and
 #      aarch64 FP32, AP against the synthetic ground truth, minus FP32, with a paired bootstrap's sd;
@@ -10,8 +11,9 @@
 #   4. `pip install --dry-run "df2infer[jetson]"` for aarch64 / Python 3.10 (pip's --platform / --python-version).
 # Writes benchmarks/results/arm_check_aarch64.{json,md} and arm_jetson_dry_run_aarch64.txt. Needs root (chroot,
 # binfmt_misc) and network to the package index. Everything emulated runs under `nice -n 19`.
-# Cost on a loaded 2-core x86 (see the result file): ~8 min for the userland (once), ~2 min of pip, then
-# ~20-60 s per FP32 image and ~5-15 s per INT8 image emulated. Not in CI (`make test`): `make arm-check`.
+# Cost measured on the shared 2-core x86 at load 8-20 (benchmarks/results/arm_check_aarch64.md): the userland 28 min
+# (once; ~7 min on an idle machine), its venv + pip 7 min (once), then ~25 min of checks (emulated: FP32 ~37 s/image,
+# INT8 18-30 s/image) and ~3 min of report. Not in CI (`make test`): `make arm-check`.
 # Usage: benchmarks/arm_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +21,14 @@ REPO=$(pwd)
 PY=${PY:-.venv/bin/python}
 ROOT=${ARM_ROOT:-build/arm64-root}
 WORK=${ARM_WORK:-build/arm-check}
-FP32_IMAGES=${ARM_FP32_IMAGES:-6}
-INT8_IMAGES=${ARM_INT8_IMAGES:-32}
+FP32_IMAGES=${ARM_FP32_IMAGES:-3}
+INT8_IMAGES=${ARM_INT8_IMAGES:-16}
+STAGE_IMAGES=${ARM_STAGE_IMAGES:-2}
 HOST_IMAGES=${ARM_HOST_IMAGES:-200}  # x86 FP32 and INT8 on the host: the INT8-minus-FP32 AP on a set big enough to resolve 1 point
 INT8_CPUS=${ARM_INT8_CPUS:-max cortex-a57}
 FEATURE_CPUS=${ARM_FEATURE_CPUS:-max cortex-a76 cortex-a57}
-BOOTSTRAP=${ARM_BOOTSTRAP:-20}
+BOOTSTRAP=${ARM_BOOTSTRAP:-20}            # paired bootstrap draws, the emulated set
+HOST_BOOTSTRAP=${ARM_HOST_BOOTSTRAP:-10}  # and the host set (each draw scores 200 images twice: ~10-30 s here)
 NICE=(nice -n 19)
 t_start=$(date +%s)
 say() { echo "arm_check [$(( $(date +%s) - t_start )) s]: $*"; }
@@ -78,16 +82,23 @@ run_arm() {  # QEMU_CPU (qemu-user reads it: the emulated CPU model), then arm_c
     in_root "$VENV/bin/python" /mnt/arm-check/arm_check.py "$@"
     extra_env=()
 }
-rm -f "$WORK"/pred_arm_*.json "$WORK"/features_*.json
+rm -f "$WORK"/features_*.json  # the emulated predictions are reused when model, code, image count and QEMU_CPU match
 for cpu in $FEATURE_CPUS; do
     say "3. features and the INT8 refusal under QEMU_CPU=$cpu"
     run_arm "$cpu" features --out "/mnt/arm-check/features_$cpu.json"
 done
 say "1. FP32 on $FP32_IMAGES images under QEMU_CPU=max"
-run_arm max predict --model fp32 --data /mnt/arm-check/data --images "$FP32_IMAGES" --out /mnt/arm-check/pred_arm_fp32.json --progress
+run_arm max predict --model fp32 --data /mnt/arm-check/data --images "$FP32_IMAGES" --out /mnt/arm-check/pred_arm_fp32.json --progress --reuse
+say "1b. FP32 and INT8 stage by stage (decoded image, input tensor, raw outputs on both inputs) on $STAGE_IMAGES images"
+$PY benchmarks/arm_check.py stages --data "$WORK/data" --images "$STAGE_IMAGES" --out "$WORK/stages_x86.npz"
+run_arm max stages --data /mnt/arm-check/data --images "$STAGE_IMAGES" --out /mnt/arm-check/stages_arm_max.npz \
+    --inputs-from /mnt/arm-check/stages_x86.npz
+$PY benchmarks/arm_check.py stages --model int8 --data "$WORK/data" --images "$STAGE_IMAGES" --out "$WORK/stages_int8_x86.npz"
+run_arm max stages --model int8 --data /mnt/arm-check/data --images "$STAGE_IMAGES" --out /mnt/arm-check/stages_int8_arm_max.npz \
+    --inputs-from /mnt/arm-check/stages_int8_x86.npz
 for cpu in $INT8_CPUS; do
     say "2. INT8 on $INT8_IMAGES images under QEMU_CPU=$cpu"
-    run_arm "$cpu" predict --model int8 --data /mnt/arm-check/data --images "$INT8_IMAGES" --out "/mnt/arm-check/pred_arm_int8_$cpu.json" --progress
+    run_arm "$cpu" predict --model int8 --data /mnt/arm-check/data --images "$INT8_IMAGES" --out "/mnt/arm-check/pred_arm_int8_$cpu.json" --progress --reuse
 done
 
 say "4. pip install --dry-run df2infer[jetson] for aarch64, Python 3.10"
@@ -102,5 +113,6 @@ jet="benchmarks/results/arm_jetson_dry_run_aarch64.txt"
 tail -n 3 "$jet"
 
 say "report"
-$PY benchmarks/arm_check.py report --work "$WORK" --data "$WORK/data" --bootstrap "$BOOTSTRAP" --load "$(uptime | sed 's/.*load average: //')" \
+rm -f $(ls "$WORK"/pred_arm_int8_*.json | grep -v -F -f <(for c in $INT8_CPUS; do echo "_$c.json"; done))  # other CPUs' runs
+$PY benchmarks/arm_check.py report --work "$WORK" --data "$WORK/data" --bootstrap "$BOOTSTRAP" --host-bootstrap "$HOST_BOOTSTRAP" --load "$(uptime | sed 's/.*load average: //')" \
     --minutes "$(( ($(date +%s) - t_start + 59) / 60 ))"
