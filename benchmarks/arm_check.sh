@@ -14,7 +14,11 @@
 # Cost measured on the shared 2-core x86 at load 8-20 (benchmarks/results/arm_check_aarch64.md): the userland 28 min
 # (once; ~7 min on an idle machine), its venv + pip 7 min (once), then ~25 min of checks (emulated: FP32 ~37 s/image,
 # INT8 18-30 s/image) and ~3 min of report. Not in CI (`make test`): `make arm-check`.
-# Usage: benchmarks/arm_check.sh
+# Usage: benchmarks/arm_check.sh      (environment: ARM_FP32_IMAGES=3 ARM_INT8_IMAGES=16 ARM_STAGE_IMAGES=2 ARM_HOST_IMAGES=200
+#        ARM_INT8_CPUS="max cortex-a57" ARM_FEATURE_CPUS="max cortex-a76 cortex-a57" ARM_BOOTSTRAP=20 ARM_HOST_BOOTSTRAP=10
+#        ARM_OUT=benchmarks/results/arm_check_aarch64; emulated runs are reused when model, code, images and QEMU_CPU match)
+# Exit status 1 when a check fails: today the FP32 predict-from-JPEG check does (OpenCV's resize differs by 1 gray level
+# on aarch64; see docs/int8.md, "ARM, under emulation").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -114,5 +118,5 @@ tail -n 3 "$jet"
 
 say "report"
 rm -f $(ls "$WORK"/pred_arm_int8_*.json | grep -v -F -f <(for c in $INT8_CPUS; do echo "_$c.json"; done))  # other CPUs' runs
-$PY benchmarks/arm_check.py report --work "$WORK" --data "$WORK/data" --bootstrap "$BOOTSTRAP" --host-bootstrap "$HOST_BOOTSTRAP" --load "$(uptime | sed 's/.*load average: //')" \
+$PY benchmarks/arm_check.py report --work "$WORK" --data "$WORK/data" --out "${ARM_OUT:-benchmarks/results/arm_check_aarch64}" --bootstrap "$BOOTSTRAP" --host-bootstrap "$HOST_BOOTSTRAP" --load "$(uptime | sed 's/.*load average: //')" \
     --minutes "$(( ($(date +%s) - t_start + 59) / 60 ))"
