@@ -11,7 +11,8 @@ On a GPU, for realistic inputs (4 frames of 1280x720 / 1920x1080 / 640x480 / 720
 2. times each kernel (launches only, tables ready) and the whole class call, against torchvision's
    paste_masks_in_image / heatmaps_to_keypoints on the same GPU and inputs, and against the kernel's
    DRAM-bandwidth floor (the bytes it must move / the GPU's peak bandwidth);
-3. prints one table and writes JSON. Targets (issue 13): pasting and preprocessing at >= 50% of DRAM
+3. runs the `gpu`-marked tests (tests/test_gpu_smoke.py) and records their outcome as env["gpu_tests"];
+4. prints one table and writes JSON. Targets (issue 13): pasting and preprocessing at >= 50% of DRAM
    bandwidth; pasting and landmark decoding each >= 10x torchvision's GPU functions.
 Without a CUDA device it stops at once with "no CUDA device" (exit status 2).
 """
@@ -307,11 +308,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"gpu_check: {e}; run it on a machine with an NVIDIA GPU, or use --shim", file=sys.stderr)
                 return 2
             raise
+    if not args.shim:
+        env["gpu_tests"] = gpu_tests()
     print(json.dumps(env))
     print(format_table(rows, TABLE_COLUMNS))
     args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=2, default=str))
     print(f"wrote {args.json}")
-    return 0
+    return 0 if env.get("gpu_tests", "passed") == "passed" else 1
+
+
+def gpu_tests() -> str:
+    """The `gpu`-marked tests on this GPU (tests/test_gpu_smoke.py: the CPU backend with the GPU kernels through
+    the real driver, compared with the CPU path): "passed", or what pytest said (a skip is not a pass here)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-ra", "-m", "gpu", "-p", "no:cacheprovider", str(root / "tests" / "test_gpu_smoke.py")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    print(done.stdout[-3000:], done.stderr[-2000:], sep="", file=sys.stderr)
+    last = (done.stdout.strip().splitlines() or [""])[-1]
+    return "passed" if done.returncode == 0 and "skipped" not in last else f"pytest exit {done.returncode}: {last}"
 
 
 if __name__ == "__main__":

@@ -90,6 +90,38 @@ def time_search(fn, queries: np.ndarray, batch: int, min_queries: int, budget_s:
     }
 
 
+def _scan(g: Gallery, scan: str, q: np.ndarray) -> np.ndarray:
+    g.scan = scan
+    return g.search_ids(q, K, policy=POLICY)[0]
+
+
+def time_interleaved(fns: dict, queries: np.ndarray, batch: int, rounds: int) -> dict:
+    """ms per query of each function, measured in turns on the same query batches (round r: every function
+    once, in rotated order), so a busy machine's load falls on all of them alike; one warm-up call each."""
+    names = list(fns)
+    for f in fns.values():
+        f(queries[:batch])
+    t: dict = {n: [] for n in names}
+    for r in range(rounds):
+        i = (r * batch) % max(1, len(queries) - batch + 1)
+        q = queries[i : i + batch]
+        for n in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            fns[n](q)
+            t[n].append((time.perf_counter() - t0) / len(q))
+    return {
+        n: {
+            "batch": batch,
+            "calls": rounds,
+            "queries": rounds * batch,
+            "ms_per_query": 1000 * float(np.mean(v)),
+            "ms_per_query_p50": 1000 * float(np.median(v)),
+            "queries_per_s": 1.0 / float(np.mean(v)),
+        }
+        for n, v in t.items()
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
@@ -105,7 +137,13 @@ def main(argv=None) -> int:
         help="BLAS and FAISS (OpenMP) threads; 0: the libraries' defaults. One thread measured faster on "
         "this shared 2-core machine (other jobs keep the cores busy; spinning threads wait for them)",
     )
-    ap.add_argument("--methods", default="numpy,faiss,milvus", help="any of numpy, faiss, milvus (default: all)")
+    ap.add_argument(
+        "--methods",
+        default="numpy,faiss,milvus",
+        help="any of numpy, faiss, milvus, scans (default: numpy,faiss,milvus). scans: Gallery.search with the int8 scan "
+        "(exact, float64 rerank) and the float32 scan, and the bare product q @ E.T, timed in turns in one run",
+    )
+    ap.add_argument("--rounds", type=int, default=8, help="scans: rounds of turns per batch size")
     ap.add_argument("--faiss-kinds", default="flat,flat16,ivf,hnsw", help="FAISS kinds to measure")
     ap.add_argument("--ivf-nprobe", default="32", help="IVF lists probed, comma-separated values (one row each)")
     ap.add_argument("--name", default="retrieval_scale", help="result file stem (default: %(default)s)")
@@ -168,22 +206,53 @@ def main(argv=None) -> int:
         print(f"gallery {size}: made in {time.perf_counter() - t0:.1f} s", flush=True)
         # the floor of any exact scan on this machine, in the same run: the bare matrix product, no top-k
         emb = g.embeddings
-        rows.append(
-            {
-                "size": size,
-                "method": "bare numpy q @ E.T (floor, no top-k)",
-                "planted_at_20": None,
-                "recall_at_20": None,
-                "single": time_search(lambda q, emb=emb: q @ emb.T, args_q, 1, args.min_queries),
-                "batch32": time_search(lambda q, emb=emb: q @ emb.T, args_q, 32, max(args.min_queries, 128)),
-            }
-        )
-        print(
-            f"{size:>8} bare q @ E.T            single {rows[-1]['single']['ms_per_query']:8.2f} ms/q  "
-            f"batch32 {rows[-1]['batch32']['ms_per_query']:7.2f} ms/q",
-            flush=True,
-        )
         methods = args.methods.split(",")
+        if methods != ["scans"]:  # (scans times the bare product itself, in turns)
+            rows.append(
+                {
+                    "size": size,
+                    "method": "bare numpy q @ E.T (floor, no top-k)",
+                    "planted_at_20": None,
+                    "recall_at_20": None,
+                    "single": time_search(lambda q, emb=emb: q @ emb.T, args_q, 1, args.min_queries),
+                    "batch32": time_search(lambda q, emb=emb: q @ emb.T, args_q, 32, max(args.min_queries, 128)),
+                }
+            )
+            print(
+                f"{size:>8} bare q @ E.T            single {rows[-1]['single']['ms_per_query']:8.2f} ms/q  "
+                f"batch32 {rows[-1]['batch32']['ms_per_query']:7.2f} ms/q",
+                flush=True,
+            )
+        if "scans" in methods:
+            t1 = time.perf_counter()
+            g.scan = "int8"
+            g.search_ids(args_q[:1], K, policy=POLICY)  # packs the int8 codes (once per gallery; kept across searches)
+            build = time.perf_counter() - t1
+            fns = {
+                "bare numpy q @ E.T (floor, no top-k)": lambda q, emb=emb: q @ emb.T,
+                "Gallery.search float32 scan (exact_topk)": lambda q, g=g: _scan(g, "float32", q),
+                "Gallery.search int8 scan + float64 rerank (exact)": lambda q, g=g: _scan(g, "int8", q),
+            }
+            ref = np.concatenate([_scan(g, "float32", args_q[i : i + 32]) for i in range(0, len(args_q), 32)])
+            got = np.concatenate([_scan(g, "int8", args_q[i : i + 32]) for i in range(0, len(args_q), 32)])
+            single = time_interleaved(fns, args_q, 1, args.rounds * 4)
+            batched = time_interleaved(fns, args_q, 32, args.rounds)
+            for name in fns:
+                ids = got if "int8" in name else ref
+                r = {"size": size, "method": name, "single": single[name], "batch32": batched[name], "interleaved": True}
+                r["planted_at_20"] = None if "bare" in name else float(np.mean([p in row for p, row in zip(planted, ids)]))
+                r["recall_at_20"] = None if "bare" in name else float(np.mean([len(set(a) & set(b)) / K for a, b in zip(ids, ref)]))
+                if "int8" in name:
+                    r["build_s"] = build
+                    r["same_ids_as_float32_scan"] = float(np.mean(got == ref))
+                rows.append(r)
+                sq, bq = r["single"]["ms_per_query"], r["batch32"]["ms_per_query"]
+                print(f"{size:>8} {name:<48} single {sq:8.2f} ms/q  batch32 {bq:7.2f} ms/q", flush=True)
+            g.scan = "auto"
+        if methods == ["scans"]:
+            del g
+            gc.collect()
+            continue
         exact = (
             record(size, "numpy exact fp32", lambda q, g=g: g.search_ids(q, K, policy=POLICY)[0])
             if "numpy" in methods

@@ -8,7 +8,15 @@
 3. reconnect: the server is killed, stays down --down seconds, restarts; time from its restart to the
    first new frame out of the loop (default ReconnectPolicy), several times;
 4. memory: RSS of this process over --rss-duration seconds of a looping file through the loop with
-   sinks; growth = last sample vs the sample after the warm-up (first 10% of the run).
+   sinks; growth = last sample vs the sample after the warm-up (first 10% of the run);
+5. outputs (--sections outputs): the cost of each output on the loop, side by side, interleaved per rep:
+   model only, files (JSONL + MP4), files + RTSP out (one OpenCV client reading), files + page (a client
+   polling the picture 5x/s and the figures 1x/s), files + MQTT (a local mosquitto), all on (+ metrics).
+   The clients run on the same machine and their CPU counts against the loop: an upper bound of the cost;
+6. capacity (--sections capacity): 1, 2, 3, ... live MJPEG sources of 640x360 at 15 fps (the test server on
+   127.0.0.1) with every output on (files, RTSP out with a client on source 0, the page with a polling
+   client, MQTT to a local mosquitto, metrics); each count runs --capacity-seconds after a 3 s warm-up; the
+   capacity is the largest count at which at most 1% of the frames read were dropped.
 
     .venv/bin/python benchmarks/video_loop.py --rss-duration 600 --out benchmarks/results/video_loop.json
 """
@@ -48,9 +56,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, fps: float) -> subprocess.Popen:
+def start_server(port: int, fps: float, size: str | None = None) -> subprocess.Popen:
     p = subprocess.Popen(
-        [sys.executable, str(SERVER), "mjpeg", str(port), "--fps", str(fps), "--duration", "900"],
+        [sys.executable, str(SERVER), "mjpeg", str(port), "--fps", str(fps), "--duration", "900"] + (["--size", size] if size else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -229,6 +237,210 @@ def reconnect(model, repeats: int, down_s: float, max_delay_s: float) -> dict:
     }
 
 
+def outputs(model, clip: Path, frames: list, batch: int, reps: int, tmp: Path) -> dict:
+    """Section 5: loop fps with each output on, relative to the model alone (see the module doc)."""
+    import shutil
+    import urllib.request
+
+    import cv2
+
+    from df2infer.sinks.base import Tee
+    from df2infer.stream import Pipeline
+    from df2infer.stream.model import BatchPredictor
+
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    mq_port = free_port()
+    broker = subprocess.Popen([mosquitto, "-p", str(mq_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+
+    def rtsp_client(sink, stop):
+        while not sink._mounted and not stop.is_set():  # noqa: SLF001 - the stream exists after the first frame
+            time.sleep(0.05)
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+        cap = cv2.VideoCapture(sink.url(0), cv2.CAP_FFMPEG)
+        while not stop.is_set() and cap.read()[0]:
+            pass
+        cap.release()
+
+    def page_client(sink, stop):
+        k = 0
+        while not stop.is_set():
+            for path in ["frame/0.jpg"] + (["stats.json"] if k % 5 == 0 else []):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/{path}", timeout=2).read()
+                except OSError:
+                    pass  # no picture before the first frame
+            k += 1
+            time.sleep(0.2)
+
+    def make(kind: str, rep: int):
+        from df2infer.sinks.metrics import MetricsSink
+        from df2infer.sinks.mqtt import MqttSink, MqttTarget
+        from df2infer.sinks.rtsp import RtspOutSink
+        from df2infer.sinks.web import WebSink
+
+        sinks, clients = [cli_sinks(tmp / f"out-{kind}-{rep}")], []
+        if kind in ("rtsp", "all"):
+            r = RtspOutSink(free_port())
+            sinks.append(r)
+            clients.append((rtsp_client, r))
+        if kind in ("page", "all"):
+            w = WebSink(0)
+            sinks.append(w)
+            clients.append((page_client, w))
+        if kind in ("mqtt", "all"):
+            sinks.append(MqttSink(MqttTarget("127.0.0.1", mq_port, "bench"), tmp / f"q-{kind}-{rep}.sqlite", drain_s=30))
+        if kind == "all":
+            sinks.append(MetricsSink(0))
+        return Tee(sinks), clients
+
+    kinds = ["files", "rtsp", "page", "mqtt", "all"]
+    bp = BatchPredictor(model)
+    bp.predict_batch(frames[:batch])
+    fps: dict[str, list[float]] = {k: [] for k in ["model_only", *kinds]}
+    try:
+        for rep in range(reps):
+            t = time.perf_counter()
+            for i in range(0, len(frames), batch):
+                bp.predict_batch(frames[i : i + batch])
+            fps["model_only"].append(len(frames) / (time.perf_counter() - t))
+            for kind in kinds:
+                sink, clients = make(kind, rep)
+                stop = threading.Event()
+                threads = [threading.Thread(target=fn, args=(s, stop), daemon=True) for fn, s in clients]
+                for th in threads:
+                    th.start()
+                pipe = Pipeline([str(clip)], model, batch=batch, max_frames=len(frames))
+                n = 0
+                t = time.perf_counter()
+                with sink:
+                    for r in pipe:
+                        sink.write(r)
+                        n += 1
+                    fps[kind].append(n / (time.perf_counter() - t))  # the MQTT drain at close is not the loop's time
+                stop.set()
+                for th in threads:
+                    th.join(10)
+                assert n == len(frames), f"{kind}: the loop delivered {n} of {len(frames)} frames"
+            print("  rep", rep, {k: round(v[-1], 2) for k, v in fps.items()}, flush=True)
+    finally:
+        broker.kill()
+        broker.wait()
+    med = {k: float(np.median(v)) for k, v in fps.items()}
+    return {
+        "frames": len(frames),
+        "batch": batch,
+        "reps": reps,
+        "fps": {k: [round(x, 3) for x in v] for k, v in fps.items()},
+        "fps_median": {k: round(v, 3) for k, v in med.items()},
+        "ratio_to_model_only": {k: round(float(np.median([a / b for a, b in zip(fps[k], fps["model_only"])])), 3) for k in kinds},
+        "how": "per rep: model alone on decoded frames, then the loop on the file with each output set; ratio = median over reps",
+    }
+
+
+def capacity(model, batch: int, seconds: float, max_sources: int, tmp: Path) -> dict:
+    """Section 6 (see the module doc)."""
+    import shutil
+    import urllib.request
+
+    import cv2
+
+    from df2infer.sinks.base import Tee
+    from df2infer.sinks.metrics import MetricsSink
+    from df2infer.sinks.mqtt import MqttSink, MqttTarget
+    from df2infer.sinks.rtsp import RtspOutSink
+    from df2infer.sinks.web import WebSink
+    from df2infer.stream import Pipeline
+
+    mq_port = free_port()
+    broker = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-p", str(mq_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    rows = []
+    try:
+        for n in range(1, max_sources + 1):
+            ports = [free_port() for _ in range(n)]
+            servers = [start_server(p, 15.0, "640x360") for p in ports]
+            rtsp, web = RtspOutSink(free_port()), WebSink(0)
+            sink = Tee(
+                [
+                    cli_sinks(tmp / f"cap{n}", fps=15.0),
+                    rtsp,
+                    web,
+                    MqttSink(MqttTarget("127.0.0.1", mq_port, "cap"), tmp / f"cap{n}.sqlite", drain_s=10),
+                    MetricsSink(0),
+                ]
+            )
+            stop = threading.Event()
+
+            def rtsp_client(rtsp=rtsp, stop=stop):
+                while not rtsp._mounted and not stop.is_set():  # noqa: SLF001 - the stream exists after the first frame
+                    time.sleep(0.05)
+                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+                cap = cv2.VideoCapture(rtsp.url(0), cv2.CAP_FFMPEG)
+                while not stop.is_set() and cap.read()[0]:
+                    pass
+                cap.release()
+
+            def page_client(web=web, stop=stop):
+                while not stop.is_set():
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{web.port}/frame/0.jpg", timeout=2).read()
+                    except OSError:
+                        pass  # no picture before the first frame
+                    time.sleep(0.2)
+
+            clients = [threading.Thread(target=f, daemon=True) for f in (rtsp_client, page_client)]
+            for c in clients:
+                c.start()
+            pipe = Pipeline([f"http://127.0.0.1:{p}/" for p in ports], model, batch=batch)
+            t0 = time.monotonic()
+            base = None
+            out = 0
+            with sink:
+                for r in pipe:
+                    sink.write(r)
+                    now = time.monotonic()
+                    if base is None and now - t0 > 3.0:  # after the warm-up
+                        base = [(s.stats.frames, s.stats.dropped) for s in pipe.sources], now
+                    elif base is not None:
+                        out += 1
+                        if now - base[1] > seconds:
+                            break
+                read = sum(s.stats.frames for s in pipe.sources) - sum(f for f, _ in base[0]) if base else 0
+                dropped = sum(s.stats.dropped for s in pipe.sources) - sum(d for _, d in base[0]) if base else 0
+                elapsed = time.monotonic() - base[1] if base else 0.0
+                pipe.close()
+            stop.set()
+            for c in clients:
+                c.join(10)
+            for srv in servers:
+                srv.kill()
+                srv.wait()
+            row = {
+                "sources": n,
+                "frames_read": read,
+                "dropped": dropped,
+                "dropped_fraction": round(dropped / max(read, 1), 3),
+                "output_fps": round(out / max(elapsed, 1e-9), 2),
+            }
+            rows.append(row)
+            print("  ", row, flush=True)
+            if row["dropped_fraction"] > 0.01:
+                break
+    finally:
+        broker.kill()
+        broker.wait()
+    ok = [r["sources"] for r in rows if r["dropped_fraction"] <= 0.01]
+    return {
+        "source": "MJPEG over HTTP, 640x360 at 15 fps each",
+        "outputs": "files (JSONL + MP4), RTSP out (client on source 0), page (client polling), MQTT, metrics",
+        "seconds_per_count": seconds,
+        "rows": rows,
+        "capacity_sources": max(ok) if ok else 0,
+    }
+
+
 def rss(model, clip: Path, seconds: float, batch: int, tmp: Path) -> dict:
     from df2infer.stream import Pipeline
 
@@ -277,6 +489,8 @@ def main() -> int:
     ap.add_argument("--down", type=float, default=3.0, help="seconds the server stays down before each restart")
     ap.add_argument("--rss-duration", type=float, default=600.0, help="seconds of the looping-source memory run")
     ap.add_argument("--sections", default="throughput,live,reconnect,rss", help="which parts to run (default: all)")
+    ap.add_argument("--capacity-seconds", type=float, default=20.0, help="seconds measured per source count (section 6)")
+    ap.add_argument("--capacity-max", type=int, default=8, help="most sources tried (section 6)")
     ap.add_argument("--out", default="benchmarks/results/video_loop.json")
     a = ap.parse_args()
 
@@ -313,6 +527,14 @@ def main() -> int:
             print("3. server restart -> first new frame (default policy, then --backoff-max 1)", flush=True)
             report["reconnect"] = reconnect(model, a.restarts, a.down, ReconnectPolicy().max_delay_s)
             report["reconnect_backoff_max_1s"] = reconnect(model, a.restarts, a.down, 1.0)
+        if "outputs" in sections:
+            print("5. the cost of each output (model only, files, + RTSP, + page, + MQTT, all on)", flush=True)
+            report["outputs"] = outputs(model, clip, frames, a.batch, a.reps, tmp)
+            print(json.dumps(report["outputs"]["ratio_to_model_only"]), flush=True)
+        if "capacity" in sections:
+            print("6. capacity: live 640x360 15 fps sources with every output on, until frames drop", flush=True)
+            report["capacity"] = capacity(model, a.batch, a.capacity_seconds, a.capacity_max, tmp)
+            print(json.dumps({k: v for k, v in report["capacity"].items() if k != "rows"}), flush=True)
         if "rss" in sections:
             print(f"4. RSS over {a.rss_duration:.0f} s of a looping source", flush=True)
             report["rss"] = rss(model, clip, a.rss_duration, a.batch, tmp)

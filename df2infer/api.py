@@ -32,6 +32,7 @@ from df2infer.backends.base import Backend, DeviceError, DevicePipelineBackend, 
 from df2infer.contract import Contract
 from df2infer.errors import OptionError
 from df2infer.images import ImageError, coerce_image, read_image
+from df2infer.latency import stats_ms
 from df2infer.ops.decode import assemble_detections, decode_detections, keep_detections
 from df2infer.ops.letterbox import to_input_batch
 from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
@@ -44,14 +45,39 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 MAKE_DEFAULT_MODEL = "make bundle  (runs python -m df2infer_export.bundle; needs the export extra: pip install -e .[export])"
 
 
+BACKENDS = ("auto", "onnxruntime", "openvino")
+
+
 def load_backend(
-    model: str | os.PathLike, device: str = "auto", *, threads: int = 0, tensorrt_ep: bool = False, trust_engine_code: bool = False
+    model: str | os.PathLike,
+    device: str = "auto",
+    *,
+    threads: int = 0,
+    tensorrt_ep: bool = False,
+    trust_engine_code: bool = False,
+    backend: str = "auto",
 ) -> Backend:
-    """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise
-    (threads: ONNX Runtime's CPU threads, 0 = its default; tensorrt_ep: ONNX Runtime's TensorRT provider;
-    trust_engine_code: let a VERSION_COMPATIBLE TensorRT engine run the host code it carries)."""
+    """The backend for a model file: TensorRT for .engine/.plan; for ONNX files ONNX Runtime or OpenVINO
+    (`backend`; "auto": ONNX Runtime on a GPU, on the CPU the backend that backends.cpu_choice picks).
+    threads: the CPU threads of ONNX Runtime / OpenVINO, 0 = their default; tensorrt_ep: ONNX Runtime's TensorRT provider;
+    trust_engine_code: let a VERSION_COMPATIBLE TensorRT engine run the host code it carries."""
     threads, tensorrt_ep = int(threads), bool(tensorrt_ep)
     path = os.fspath(model)
+    if backend not in BACKENDS:
+        raise OptionError(f"backend={backend!r}: expected one of {BACKENDS}")
+    if is_engine_path(path) and backend != "auto":
+        raise OptionError(f"{path}: a TensorRT engine runs on TensorRT; backend={backend!r} is for ONNX files")
+    cpu_auto = backend == "auto" and not tensorrt_ep and not is_engine_path(path) and resolve_device(device, _ort_cuda) == "cpu"
+    if backend == "openvino" or cpu_auto:
+        from df2infer.backends.cpu_choice import choose_cpu_backend
+
+        chosen = backend if backend == "openvino" else choose_cpu_backend(path)
+        if chosen == "openvino":
+            from df2infer.backends.openvino_backend import OpenVinoBackend
+
+            if tensorrt_ep:
+                raise OptionError(f"{path}: tensorrt_ep=True is an ONNX Runtime option; backend='openvino' runs on the CPU")
+            return OpenVinoBackend(path, "cpu" if device == "auto" else device, threads=threads)
     if is_engine_path(path):
         device = resolve_device(device, gpu_available=True)  # an engine is GPU-only: "auto" means the GPU
         if device == "cpu":
@@ -79,6 +105,15 @@ def load_backend(
         return OnnxRuntimeBackend(path, "cpu", threads=threads, tensorrt_ep=tensorrt_ep)
 
 
+def _ort_cuda() -> bool:
+    from df2infer.backends.onnxruntime_backend import cuda_available
+
+    try:
+        return cuda_available()
+    except ImportError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def _blas_controller():
     from threadpoolctl import ThreadpoolController
@@ -98,6 +133,7 @@ def load(
     threads: int = 0,
     tensorrt_ep: bool = False,
     trust_engine_code: bool = False,
+    backend: str = "auto",
     options: DecodeOptions | None = None,
 ) -> Predictor:
     """Load a model artifact and return a Predictor.
@@ -105,10 +141,12 @@ def load(
     model        path to a df2infer .onnx (ONNX Runtime) or .engine/.plan (TensorRT), a Backend instance,
                  or None for the bundled model (df2infer/models/default.onnx)
     device       "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
-    threads      ONNX Runtime CPU threads (0: its default)
+    threads      ONNX Runtime / OpenVINO CPU threads (0: its default)
     tensorrt_ep  ONNX Runtime with its TensorRT execution provider
     trust_engine_code  True lets a VERSION_COMPATIBLE TensorRT engine run the host code it carries (refused
                  otherwise: docs/tensorrt.md)
+    backend      for ONNX files: "onnxruntime", "openvino" (CPU only; extra `openvino`) or "auto" (ONNX Runtime on
+                 a GPU; on the CPU the measured rule of df2infer.backends.cpu_choice, printed by `df2infer info`)
     options      the Predictor's default DecodeOptions (default: DecodeOptions())
     """
     if model is not None and not isinstance(model, (str, os.PathLike)):
@@ -121,8 +159,8 @@ def load(
                 f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; or pass load(model='path/to/model.onnx')"
             )
         model = DEFAULT_MODEL
-    backend = load_backend(model, device, threads=threads, tensorrt_ep=tensorrt_ep, trust_engine_code=trust_engine_code)
-    return Predictor(backend, options)
+    be = load_backend(model, device, threads=threads, tensorrt_ep=tensorrt_ep, trust_engine_code=trust_engine_code, backend=backend)
+    return Predictor(be, options)
 
 
 class StageTimings:
@@ -156,17 +194,17 @@ class StageTimings:
         for s in self.STAGES:
             if not self.samples[s]:
                 continue
-            t = np.asarray(self.samples[s]) * 1e3
+            st = stats_ms(self.samples[s], (50, 90, 99))
             n = int(np.sum(self.images[s]))
-            p50, p90, p99 = np.percentile(t, [50, 90, 99])
+            total_ms = st["mean"] * st["n"]
             out[s] = {
-                "batches": len(t),
+                "batches": st["n"],
                 "images": n,
-                "total_ms": float(t.sum()),
-                "per_image_ms": float(t.sum() / max(n, 1)),
-                "p50_ms": float(p50),
-                "p90_ms": float(p90),
-                "p99_ms": float(p99),
+                "total_ms": total_ms,
+                "per_image_ms": total_ms / max(n, 1),
+                "p50_ms": st["p50"],
+                "p90_ms": st["p90"],
+                "p99_ms": st["p99"],
             }
         return out
 

@@ -7,8 +7,10 @@ the runtime refuses an artifact whose schema or version it does not understand, 
 Graph input
   images            float32 [B, 3, H, W]  RGB, values 0..255, letterboxed (see df2infer.ops.letterbox);
                     mean/std normalization happens inside the graph. B is dynamic; H, W fixed.
-Optional graph input, in artifacts with gated_heads = true (the CPU default)
-  min_head_score    float32 [1]            an overridable initializer, default 0.0. The mask,
+Second graph input, in artifacts with gated_heads = true (the CPU default)
+  min_head_score    float32 [1]            a real graph input (files exported before had it as an
+                    overridable initializer with default 0.0; those still load). Backends always
+                    feed it (the Predictor's `conf`; 0.0 = every detection). The mask,
                     landmark and matching heads run only on the first K detection rows, K = the
                     largest number of detections with score >= min_head_score in any image of the
                     batch (at least 1); output rows >= K have zero masks, heatmaps and embeddings

@@ -2,6 +2,7 @@
 
     cpu_features()                      this CPU (cached): CpuFeatures
     parse_cpu_features(text, machine)   the pure part, tested on fixed /proc/cpuinfo texts
+    arm_hwcap_flags(hwcap, hwcap2)      ARM feature names from the kernel's AT_HWCAP / AT_HWCAP2 bits
     int8_refusal(weight_range, feats)   None when INT8 weights in `weight_range` are exact on that CPU,
                                         else the reason (a sentence naming the features)
 
@@ -12,6 +13,10 @@ weights are silently clipped and the detections collapse. With weights in [-64, 
 onnxruntime.quantization's reduce_range) a pair is at most 2 * 255 * 64 = 32640 and nothing
 saturates. VNNI (AVX512-VNNI, AVX-VNNI, AMX) accumulates in int32, and ARM's kernels (NEON widening
 multiplies, dotprod sdot/udot, i8mm) accumulate in int32 too: 8-bit weights are exact there.
+
+On Linux ARM the features come from getauxval(AT_HWCAP / AT_HWCAP2), what the kernel (or qemu-user)
+grants this process; /proc/cpuinfo is the fallback. Under qemu-user emulation /proc/cpuinfo describes
+the host's x86 CPU while the hwcaps describe the emulated one (benchmarks/arm_check.sh checks both).
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
 ARM_MACHINES = ("aarch64", "arm64", "armv8l", "armv8b")
 # Largest |weight| with no int16 saturation in ONNX Runtime's u8 x s8 pair sums (vpmaddubsw).
 INT16_PAIR_SAFE_WEIGHT = 32767 // (2 * 255)  # 64
+
+
+# Linux arch/arm64/include/uapi/asm/hwcap.h: bit -> the name /proc/cpuinfo's `Features` line uses.
+# Only the bits worth naming here (SIMD and the integer / bf16 dot products).
+ARM_HWCAP_BITS = {0: "fp", 1: "asimd", 20: "asimddp", 22: "sve"}
+ARM_HWCAP2_BITS = {1: "sve2", 9: "svei8mm", 13: "i8mm", 14: "bf16"}
+AT_HWCAP, AT_HWCAP2 = 16, 26  # <elf.h> auxiliary vector keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +130,38 @@ def parse_cpu_features(cpuinfo: str, machine: str) -> CpuFeatures:
     return CpuFeatures(machine=machine, model=model, flags=frozenset(f.lower() for f in flags), known=found)
 
 
+def arm_hwcap_flags(hwcap: int, hwcap2: int) -> frozenset[str]:
+    """The feature names (as in /proc/cpuinfo's `Features`) of the set bits of AT_HWCAP and AT_HWCAP2."""
+    names = {n for bit, n in ARM_HWCAP_BITS.items() if hwcap >> bit & 1}
+    return frozenset(names | {n for bit, n in ARM_HWCAP2_BITS.items() if hwcap2 >> bit & 1})
+
+
+def read_hwcaps() -> tuple[int, int] | None:
+    """(AT_HWCAP, AT_HWCAP2) of this process from the C library's getauxval; None where there is none."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        getauxval = libc.getauxval
+    except (OSError, AttributeError, TypeError):  # no libc found by that name, or a libc without getauxval (musl < 1.1.0)
+        return None
+    getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+    return int(getauxval(AT_HWCAP)), int(getauxval(AT_HWCAP2))
+
+
+def _arm_linux_features(machine: str, cpuinfo: str | None, hwcaps: tuple[int, int] | None) -> CpuFeatures:
+    # The hwcaps decide the flags; /proc/cpuinfo only names the model, and only when it describes an ARM CPU
+    # (its `Features` line; under qemu-user it shows the host's x86 `flags` and `model name`).
+    if hwcaps is None or hwcaps == (0, 0):
+        return parse_cpu_features(cpuinfo, machine) if cpuinfo is not None else CpuFeatures(machine=machine, known=False)
+    model = ""
+    if cpuinfo is not None and any(line.lower().startswith("features") for line in cpuinfo.splitlines()):
+        model = parse_cpu_features(cpuinfo, machine).model
+    return CpuFeatures(machine=machine, model=model, flags=arm_hwcap_flags(*hwcaps))
+
+
 def _macos_arm_features(machine: str) -> CpuFeatures:
     # Every Apple silicon core has dotprod; i8mm from M2 on (sysctl hw.optional.arm.FEAT_I8MM).
     import subprocess
@@ -132,16 +176,26 @@ def _macos_arm_features(machine: str) -> CpuFeatures:
     return CpuFeatures(machine=machine, model=platform.processor(), flags=frozenset(flags))
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_features() -> CpuFeatures:
-    """This machine's CpuFeatures (Linux: /proc/cpuinfo; macOS on Apple silicon: sysctl;
-    elsewhere the flags are unknown, which int8_refusal treats as 'no VNNI' on x86)."""
-    machine = platform.machine() or "unknown"
+def read_cpuinfo() -> str | None:
+    """The text of /proc/cpuinfo; None where there is none (macOS, Windows, a chroot without /proc)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return parse_cpu_features(f.read(), machine)
+            return f.read()
     except OSError:
-        pass
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> CpuFeatures:
+    """This machine's CpuFeatures (Linux ARM: getauxval's hwcaps, else /proc/cpuinfo; other Linux:
+    /proc/cpuinfo; macOS on Apple silicon: sysctl; elsewhere the flags are unknown, which int8_refusal
+    treats as 'no VNNI' on x86)."""
+    machine = platform.machine() or "unknown"
+    cpuinfo = read_cpuinfo()
+    if machine.lower() in ARM_MACHINES and platform.system() == "Linux":
+        return _arm_linux_features(machine, cpuinfo, read_hwcaps())
+    if cpuinfo is not None:
+        return parse_cpu_features(cpuinfo, machine)
     if platform.system() == "Darwin" and machine.lower() in ARM_MACHINES:
         return _macos_arm_features(machine)
     return CpuFeatures(machine=machine, model=platform.processor(), known=False)

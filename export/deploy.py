@@ -38,7 +38,9 @@ What the graph does, and where it differs from the eager model (export/model, to
              torchvision's predictor computed sub-pixel (SubpixelMaskPredictor: 1x1 convs at the RoI
              resolution + DepthToSpace, same sums as its ConvTranspose); mask logits gathered at the
              predicted class (GatherElements) and sigmoid; landmark logits of the predicted class's
-             39 slots (landmark_logits with labels); embeddings. Padding rows are zeroed.
+             39 slots, the 4x4 stride-2 deconv computed sub-pixel too (SubpixelLandmarkPredictor: one 3x3
+             conv to the 4 sub-pixels, the 39 gathered scorer rows, DepthToSpace of the 39 logit maps);
+             embeddings. Padding rows are zeroed.
 Node names: box decoding under `box_decode/`, NMS and keep masks under `nms/`, level mapping,
 score filtering and output gathering under `postproc/` (df2infer_export.precision keeps them FP32).
 """
@@ -279,6 +281,59 @@ class SubpixelMaskPredictor(nn.Module):
         return nn.functional.pixel_shuffle(nn.functional.conv2d(x, self.w_logits, self.b_logits), self.factor)
 
 
+class SubpixelLandmarkPredictor(nn.Module):
+    """The landmark predictor (model.landmark_head.LandmarkPredictor: a 4x4 stride-2 padding-1 ConvTranspose2d,
+    ReLU, then the category's 39 gathered 1x1 scorer rows) computed at the RoI resolution and shuffled up once at
+    the end: output pixel (2m + a, 2n + b) of the deconv only sees inputs m-1..m+1, n-1..n+1, so the deconv is one
+    3x3 convolution to 4 * C channels (one per sub-pixel (a, b); kernel taps 3 - 2 * (d + 1) + a ... see below)
+    and pixel_shuffle places them; the scorer runs on each sub-pixel's C channels before the shuffle, so only the
+    39 logit maps are shuffled. The same sums; ONNX Runtime's CPU ConvTranspose has no INT8 kernel and is slow in
+    FP32, while the 3x3 convolution is an ordinary (quantizable) Conv. Needs exactly one deconv (deconvs=1)."""
+
+    def __init__(self, predictor: nn.Module):
+        super().__init__()
+        deconvs = [m for m in predictor.upsample.modules() if isinstance(m, nn.ConvTranspose2d)]
+        if len(deconvs) != 1:
+            raise ValueError(f"SubpixelLandmarkPredictor needs exactly one ConvTranspose2d, got {len(deconvs)}")
+        d = deconvs[0]
+        if (
+            d.kernel_size != (4, 4)
+            or d.stride != (2, 2)
+            or d.padding != (1, 1)
+            or d.output_padding != (0, 0)
+            or d.groups != 1
+            or d.dilation != (1, 1)
+        ):
+            raise ValueError(f"SubpixelLandmarkPredictor needs a 4x4 stride-2 padding-1 deconv: {d}")
+        w = d.weight.detach()  # [C_in, C, 4, 4]
+        c_in, c = w.shape[:2]
+        # 1-D: output 2m + a takes input m + o (o in -1, 0, 1) through tap t = 2 * (m - i) + a + 1 = a + 1 - 2 * o,
+        # when 0 <= t <= 3. Channel c * 4 + (2 * a + b) of the 3x3 conv is sub-pixel (a, b) (pixel_shuffle's order).
+        w3 = w.new_zeros(c, 2, 2, c_in, 3, 3)
+        for a in range(2):
+            for b in range(2):
+                for oy in (-1, 0, 1):
+                    for ox in (-1, 0, 1):
+                        ty, tx = a + 1 - 2 * oy, b + 1 - 2 * ox
+                        if 0 <= ty <= 3 and 0 <= tx <= 3:
+                            w3[:, a, b, :, oy + 1, ox + 1] = w[:, :, ty, tx].t()
+        self.register_buffer("w_up", w3.reshape(c * 4, c_in, 3, 3).clone(), persistent=False)
+        bias = d.bias.detach() if d.bias is not None else w.new_zeros(c)
+        self.register_buffer("b_up", bias.repeat_interleave(4).clone(), persistent=False)
+        self.score_weight, self.score_bias = predictor.score_weight, predictor.score_bias
+        self.register_buffer("slots", predictor.slots.clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(nn.functional.conv2d(x, self.w_up, self.b_up, padding=1))  # [R, 4C, P, P]
+        r, c4, h, w = x.shape
+        c = c4 // 4
+        w_ext = torch.cat([self.score_weight, self.score_weight.new_zeros(1, c)], 0)
+        b_ext = torch.cat([self.score_bias, self.score_bias.new_zeros(1)], 0)
+        idx = self.slots[labels]  # [R, 39]
+        out = torch.bmm(w_ext[idx], x.reshape(r, c, 4 * h * w)) + b_ext[idx][:, :, None]  # [R, 39, 4 P P]
+        return nn.functional.pixel_shuffle(out.reshape(r, idx.shape[1] * 4, h, w), 2)
+
+
 class Candidates(nn.Module):
     """Box-head candidates: softmax scores, validity (score > thresh, size >= 1e-2, proposal valid)."""
 
@@ -393,6 +448,7 @@ class DeployMatchRCNN(nn.Module):
         self.postproc_levels, self.postproc_candidates, self.postproc_gather = RoILevels(), Candidates(), Gather()
         self.postproc_gate = HeadRows()
         self.mask_predictor = SubpixelMaskPredictor(rh.mask_predictor)
+        self.landmark_predictor = SubpixelLandmarkPredictor(rh.keypoint_predictor)
         # glue code between the blocks, scoped so that it stays FP32 in the FP16 graph
         self.postproc_rpn, self.postproc_rois, self.postproc_det, self.postproc_out = Stage(), Stage(), Stage(), Stage()
         self.eval()
@@ -491,7 +547,7 @@ class DeployMatchRCNN(nn.Module):
             if size not in pooled:
                 pooled[size] = self._pool(packed, head_boxes, size)
         mlog = self.mask_predictor(rh.mask_head(pooled[rh.mask_roi_pool.output_size[0]]))  # [B*R, 13, M, M]
-        heat = rh.landmark_logits(pooled[rh.keypoint_roi_pool.output_size[0]], head_labels.reshape(-1))
+        heat = self.landmark_predictor(rh.keypoint_head(pooled[rh.keypoint_roi_pool.output_size[0]]), head_labels.reshape(-1))
         emb = rh.embed(pooled[rh.match_roi_pool.output_size[0]])
         masks, heat, emb, labels = self.postproc_out(self._outputs, mlog, head_labels, heat, emb, keep, det_labels, back)
         return num_dets, det_boxes, det_scores, labels, masks, heat, emb

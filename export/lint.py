@@ -102,7 +102,8 @@ def load_op_table(path: str | Path | None = None) -> dict[str, OpSupport]:
     if path is None and _TABLE is not None:
         return _TABLE
     if path is None:
-        text = resources.files("export").joinpath("data/onnx_ops_tensorrt10.tsv").read_text(encoding="utf-8")
+        # this package, whatever it is imported as (df2infer_export when installed; not "export" on sys.path)
+        text = resources.files(__package__ or "df2infer_export").joinpath("data/onnx_ops_tensorrt10.tsv").read_text(encoding="utf-8")
     else:
         text = Path(path).read_text(encoding="utf-8")
     table: dict[str, OpSupport] = {}

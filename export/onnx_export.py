@@ -3,8 +3,9 @@
     export_onnx(checkpoint, out_path, *, input_size=None, max_detections=50, num_proposals=None,
                 opset=17, simplify=True, gate_heads=False) -> Path
 
-gate_heads=True gives the CPU graph: an optional `min_head_score` input (an overridable initializer,
-default 0.0) and the heads run only on the detections at or above it (df2infer.contract). TensorRT
+gate_heads=True gives the CPU graph: a second graph input `min_head_score` (float32 [1], a real input, not
+an initializer: OpenVINO would fold an input that is also an initializer away, and ONNX Runtime skips some
+graph optimizations for it) and the heads run only on the detections at or above it (df2infer.contract). TensorRT
 needs static heads (gate_heads=False): the gated row count is known only at run time.
 
 Steps: build df2infer_export.deploy.DeployMatchRCNN; torch.onnx.export (TorchScript exporter, batch axis
@@ -108,8 +109,9 @@ def test_inputs(height: int, width: int, batches=(1, 3), seed: int = 0) -> list[
 
 
 def ort_run(path_or_bytes, batch: np.ndarray, min_head_score: float | None = None) -> dict[str, np.ndarray]:
-    """Run a deploy graph in ONNX Runtime (CPU). A gated-head graph gets `min_head_score` when
-    given, and 0.0 when it has the input but no default yet (during export)."""
+    """Run a deploy graph in ONNX Runtime (CPU). A gated-head graph gets `min_head_score` when given,
+    and 0.0 (every detection) when not; files of the older form, where the input was an overridable
+    initializer with default 0.0, get it only when given."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -123,16 +125,6 @@ def ort_run(path_or_bytes, batch: np.ndarray, min_head_score: float | None = Non
     ):
         feed[HEAD_SCORE_INPUT] = np.array([min_head_score or 0.0], np.float32)
     return dict(zip(OUTPUT_NAMES, s.run(list(OUTPUT_NAMES), feed)))
-
-
-def add_head_score_default(model: onnx.ModelProto, value: float = 0.0) -> None:
-    """Make the gated graph's `min_head_score` input optional: an initializer of the same name is
-    its default (ONNX IR >= 4; ONNX Runtime lists it under get_overridable_initializers())."""
-    g = model.graph
-    if not any(i.name == HEAD_SCORE_INPUT for i in g.input):
-        raise ExportError(f"graph has no input {HEAD_SCORE_INPUT!r} to give a default")
-    if not any(t.name == HEAD_SCORE_INPUT for t in g.initializer):
-        g.initializer.append(onnx.numpy_helper.from_array(np.array([value], np.float32), HEAD_SCORE_INPUT))
 
 
 def compare_outputs(a: dict, b: dict, *, atol: float = 1e-4, rtol: float = 1e-4) -> list[str]:
@@ -273,8 +265,6 @@ def export_onnx(
     if simplify:
         m, slim_msg = _simplify(m, inputs, reference)
     log.info(slim_msg)
-    if deploy.gate_heads:
-        add_head_score_default(m)
     contract = deploy_contract(deploy, checkpoint_info=info, max_batch=max_batch, opset=opset)
     del m.metadata_props[:]
     write_onnx_contract(m, contract, str(out))
@@ -306,7 +296,6 @@ def export_onnx(
 
 __all__ = [
     "ExportError",
-    "add_head_score_default",
     "compare_outputs",
     "deploy_contract",
     "export_onnx",

@@ -39,7 +39,8 @@ import numpy as np
 import onnx
 
 from df2infer.artifact import INT8_ACTIVATIONS_KEY, INT8_WEIGHT_RANGE_KEY, file_sha256, read_onnx_contract, write_onnx_metadata
-from df2infer.contract import METADATA_KEY, Contract
+from df2infer.backends.base import head_score_feed
+from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, METADATA_KEY, Contract
 from df2infer.engine.calibration import ImageFolderReader, list_calibration_images
 
 from .lint import iter_graphs
@@ -66,6 +67,7 @@ INT8_SENSITIVE_FLOAT_LAYERS: tuple[str, ...] = (
     "/box_head/fc6/Gemm",
     "/box_head/fc7/Gemm",
     "/keypoint_predictor/MatMul",
+    "/landmark_predictor/MatMul",  # the same scorer in the sub-pixel landmark predictor (deploy.SubpixelLandmarkPredictor)
 )
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = "df2infer.calibration_cache"
@@ -261,7 +263,10 @@ def _check_io_types(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
 def _smoke_run(path: Path, contract: Contract) -> None:
     sess = _ort_session(path)
     x = np.full((1, 3, contract.input_height, contract.input_width), contract.pad_value, np.float32)
-    sess.run(None, {sess.get_inputs()[0].name: x})
+    feed = {INPUT_NAME: x}
+    if HEAD_SCORE_INPUT in {i.name for i in sess.get_inputs()}:
+        feed[HEAD_SCORE_INPUT] = head_score_feed(None)
+    sess.run(None, feed)
 
 
 # ---------------------------------------------------------------------------------------------------

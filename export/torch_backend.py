@@ -3,7 +3,7 @@
     predictor = df2infer.load(TorchBackend("model.pt", device="cpu"))
     results = df2infer.eval.predict.predict_results(predictor, dataset)
 
-`run(batch)` runs the eager MatchRCNN (export/model/match_rcnn.py) under torch.no_grad() and packs
+`run(batch)` runs the eager MatchRCNN (export/model/match_rcnn.py) under torch.inference_mode() and packs
 its per-image outputs into the contract's padded arrays (df2infer.contract: num_dets int32 [B],
 boxes [B, N, 4], scores [B, N], labels int32 [B, N], masks [B, N, M, M], landmark_heatmaps
 [B, N, 39, K, K], embeddings [B, N, D]; rows >= num_dets are zeros). Everything downstream (box
@@ -75,7 +75,7 @@ class TorchBackend:
         saved = rh.detections_per_img
         rh.detections_per_img = N
         try:
-            with torch.no_grad():
+            with torch.inference_mode():  # the matched eager baseline: no autograd bookkeeping at all
                 outs = self.model(x)
         finally:
             rh.detections_per_img = saved

@@ -178,7 +178,11 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=90.0, help="exit after this many seconds")
     ap.add_argument("--auth", default=None, help="USER:PASSWORD the HTTP servers require (basic authentication)")
     ap.add_argument("--refusals", default=None, help="file that gets a line per refused (401) request")
+    ap.add_argument("--size", default=None, help="WxH of the HTTP servers' frames (default: 320x240)")
     a = ap.parse_args()
+    if a.size:
+        global W, H
+        W, H = (int(v) for v in a.size.lower().split("x"))
     threading.Timer(a.duration, lambda: os._exit(0)).start()  # servers stop themselves
     if a.kind == "rtsp":
         serve_rtsp(a.port, a.fps, a.auth)

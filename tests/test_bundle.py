@@ -64,6 +64,16 @@ def _compare(a: dict, b: dict, *, box_atol: float, prob_atol: float) -> None:
     np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=prob_atol)
 
 
+@pytest.mark.parametrize("name", [bundle.FP32_NAME, bundle.INT8_NAME])
+def test_bundled_gate_is_a_real_graph_input(name):
+    """min_head_score is a graph input and no initializer (OpenVINO folds an input that is also an initializer)."""
+    import onnx
+
+    m = onnx.load(str(bundle.MODELS / name), load_external_data=False)
+    assert [i.name for i in m.graph.input] == ["images", "min_head_score"]
+    assert "min_head_score" not in {t.name for t in m.graph.initializer}
+
+
 def test_bundled_fp32_matches_fresh_export(fresh, images):
     fp32, _ = fresh
     assert _contract(fp32).model["checkpoint_sha256"] == _contract(bundle.MODELS / bundle.FP32_NAME).model["checkpoint_sha256"]

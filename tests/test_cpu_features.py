@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from df2infer.cpu_features import INT16_PAIR_SAFE_WEIGHT, CpuFeatures, cpu_features, int8_refusal, parse_cpu_features
+from df2infer.cpu_features import (
+    INT16_PAIR_SAFE_WEIGHT,
+    CpuFeatures,
+    arm_hwcap_flags,
+    cpu_features,
+    int8_refusal,
+    parse_cpu_features,
+    read_hwcaps,
+)
 
 EPYC_AVX2 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -153,3 +161,69 @@ def test_malformed_weight_range_names_the_file(tmp_path):
     path = _int8_tiny(tmp_path, "wide")
     with pytest.raises(ContractError, match=r"int8_wide\.onnx.*int8_weight_range.*'wide'.*\[min, max\]"):
         OnnxRuntimeBackend(path, "cpu")
+
+
+# Linux arch/arm64/include/uapi/asm/hwcap.h, copied by hand: HWCAP_FP (1 << 0), HWCAP_ASIMD (1 << 1),
+# HWCAP_ASIMDDP (1 << 20), HWCAP_SVE (1 << 22); HWCAP2_SVE2 (1 << 1), HWCAP2_I8MM (1 << 13), HWCAP2_BF16 (1 << 14).
+HWCAP_CORTEX_A57 = (1 << 0) | (1 << 1) | (1 << 7)  # fp asimd crc32: no dot products
+HWCAP_ORIN = (1 << 0) | (1 << 1) | (1 << 20)  # + asimddp (Cortex-A78AE)
+HWCAP_GRAVITON3 = (1 << 0) | (1 << 1) | (1 << 20) | (1 << 22), (1 << 13) | (1 << 14)  # + sve; hwcap2: i8mm bf16
+
+
+def test_arm_hwcap_bits_name_the_features():
+    assert arm_hwcap_flags(HWCAP_CORTEX_A57, 0) == {"fp", "asimd"}
+    assert arm_hwcap_flags(HWCAP_ORIN, 0) == {"fp", "asimd", "asimddp"}
+    assert arm_hwcap_flags(*HWCAP_GRAVITON3) == {"fp", "asimd", "asimddp", "sve", "i8mm", "bf16"}
+    assert arm_hwcap_flags(0, 1 << 13) == {"i8mm"} and arm_hwcap_flags(0, 1 << 14) == {"bf16"}
+    # i8mm lives in AT_HWCAP2 only: bit 13 of AT_HWCAP is HWCAP_JSCVT
+    assert "i8mm" not in arm_hwcap_flags(1 << 13, 0)
+
+
+@pytest.mark.parametrize(
+    "hwcaps,dotprod,i8mm",
+    [((HWCAP_CORTEX_A57, 0), False, False), ((HWCAP_ORIN, 0), True, False), (HWCAP_GRAVITON3, True, True)],
+)
+def test_arm_linux_reads_the_hwcaps_not_the_hosts_cpuinfo(hwcaps, dotprod, i8mm, monkeypatch):
+    """Under qemu-user, /proc/cpuinfo shows the x86 host (with avx512_vnni here) while getauxval shows the
+    emulated ARM CPU: the features must come from the hwcaps, and the host's model name must not be shown."""
+    import df2infer.cpu_features as cf
+
+    monkeypatch.setattr(cf.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(cf.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(cf, "read_cpuinfo", lambda: CASCADE_LAKE)
+    monkeypatch.setattr(cf, "read_hwcaps", lambda: hwcaps)
+    cf.cpu_features.cache_clear()
+    try:
+        f = cf.cpu_features()
+    finally:
+        cf.cpu_features.cache_clear()
+    assert f.is_arm and f.known and (f.dotprod, f.i8mm) == (dotprod, i8mm)
+    assert "avx512_vnni" not in f.flags and f.model == ""
+    assert f.summary() == f"aarch64: dotprod {'yes' if dotprod else 'no'}, i8mm {'yes' if i8mm else 'no'}"
+    assert int8_refusal([-127, 127], f) is None  # ARM accumulates in int32 with or without dotprod / i8mm
+
+
+def test_arm_linux_without_hwcaps_falls_back_to_cpuinfo(monkeypatch):
+    import df2infer.cpu_features as cf
+
+    monkeypatch.setattr(cf.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(cf.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(cf, "read_cpuinfo", lambda: JETSON_ORIN)
+    for hw in (None, (0, 0)):
+        monkeypatch.setattr(cf, "read_hwcaps", lambda hw=hw: hw)
+        cf.cpu_features.cache_clear()
+        f = cf.cpu_features()
+        assert f.known and f.dotprod and not f.i8mm
+    monkeypatch.setattr(cf, "read_cpuinfo", lambda: None)
+    cf.cpu_features.cache_clear()
+    assert not cf.cpu_features().known
+    cf.cpu_features.cache_clear()
+
+
+def test_this_process_has_hwcaps():
+    # glibc's getauxval exists on every Linux this runs on (x86 too: there AT_HWCAP holds CPUID bits)
+    import platform
+
+    hw = read_hwcaps()
+    if platform.system() == "Linux":
+        assert hw is not None and all(isinstance(v, int) for v in hw)

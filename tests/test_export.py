@@ -122,13 +122,25 @@ def test_contract_metadata(model, onnx_path):
     assert json.loads(c.to_json()) == json.loads(meta[METADATA_KEY])
 
 
-def test_runtime_loads_and_predicts(onnx_path, images):
+def test_runtime_predicts_what_the_deploy_graph_outputs(onnx_path, deploy, images):
+    """The exported file through df2infer.load().predict equals the PyTorch deploy graph's own outputs on the
+    same frames (square input: the letterbox is the identity): the same detections, boxes, scores and labels,
+    a mask per detection and its category's landmarks. A decoder that drops or moves detections fails."""
     import df2infer
+    from df2infer.data import spec
 
     pred = df2infer.load(str(onnx_path), device="cpu")
-    frame = np.ascontiguousarray(images[0][0].transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8)  # BGR HWC
-    res = pred.predict(frame, conf=0.0)
-    assert res is not None
+    frames = [np.ascontiguousarray(np.rint(im.transpose(1, 2, 0)[:, :, ::-1])).astype(np.uint8) for im in images[1]]  # BGR HWC
+    ref = _deploy_outputs(deploy, np.stack([f[:, :, ::-1].transpose(2, 0, 1) for f in frames]).astype(np.float32))
+    res = pred.predict(frames, conf=0.0, suppress_iou=None)
+    assert sum(len(r) for r in res) > 0, "the random-init model detects something in these frames (test_deploy_matches_eager)"
+    for b, r in enumerate(res):
+        n = int(ref["num_dets"][b])
+        assert len(r) == n
+        np.testing.assert_array_equal(r.labels, ref["labels"][b, :n])
+        np.testing.assert_allclose(r.scores, ref["scores"][b, :n], atol=1e-4)
+        np.testing.assert_allclose(r.boxes, np.clip(ref["boxes"][b, :n], 0, SIZE), atol=1e-2)
+        assert len(r.masks) == n and [len(lm) for lm in r.landmarks] == [spec.category(int(c)).num_landmarks for c in r.labels]
 
 
 def test_export_cli_rejects_bad_precision(tmp_path):

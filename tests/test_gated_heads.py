@@ -3,8 +3,9 @@
 Gated heads (df2infer.contract, gated_heads): the mask/landmark/matching heads run only on the first
 K detection rows, K = the most detections at or above `min_head_score` in any image of the batch.
 Checked here: the default (no input fed) equals the static graph; with a threshold, every row at or
-above it is unchanged and rows beyond K are zeros; the exported ONNX file carries the input as an
-optional one, the runtime feeds its `conf`, and TensorRT paths refuse the graph.
+above it is unchanged and rows beyond K are zeros; the exported ONNX file carries the input as a real
+graph input (not an initializer, which OpenVINO folds away), files of the older form (an overridable
+initializer) still load and run, the runtime feeds its `conf`, and TensorRT paths refuse the graph.
 """
 
 from __future__ import annotations
@@ -81,15 +82,19 @@ def test_gated_deploy_keeps_rows_above_the_gate_and_zeros_the_rest(model, images
         assert ref[i][:, k:].any(), "the static graph computes those rows (else the test shows nothing)"
 
 
-def test_gated_onnx_has_an_optional_input_and_matches(model, images, gated_onnx):
+def test_gated_onnx_has_a_real_gate_input_and_matches(model, images, gated_onnx):
+    import onnx
     import onnxruntime as ort
 
     from df2infer_export.deploy import DeployMatchRCNN
     from df2infer_export.onnx_export import ort_run
 
+    m = onnx.load(str(gated_onnx))
+    assert [i.name for i in m.graph.input] == ["images", HEAD_SCORE_INPUT]
+    assert HEAD_SCORE_INPUT not in {t.name for t in m.graph.initializer}
     s = ort.InferenceSession(str(gated_onnx), providers=["CPUExecutionProvider"])
-    assert [i.name for i in s.get_inputs()] == ["images"]
-    assert [i.name for i in s.get_overridable_initializers()] == [HEAD_SCORE_INPUT]
+    assert [i.name for i in s.get_inputs()] == ["images", HEAD_SCORE_INPUT]
+    assert s.get_overridable_initializers() == []
     static = DeployMatchRCNN(model, max_detections=N, num_proposals=P)
     with torch.no_grad():
         ref = [t.numpy() for t in static(images)]
@@ -135,24 +140,56 @@ def test_runtime_feeds_conf_to_a_gated_model(model, images, gated_onnx, tmp_path
             np.testing.assert_allclose(lg, lr, atol=1e-2)
 
 
-def test_contract_says_gated_but_graph_has_no_gate(gated_onnx, tmp_path):
+def _old_form(gated_onnx, tmp_path):
+    """The gated file as exported before: min_head_score both a graph input and an initializer (default 0.0)."""
+    import onnx
+
+    m = onnx.load(str(gated_onnx))
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(1, np.float32), HEAD_SCORE_INPUT))
+    path = tmp_path / "old_form.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+def test_old_files_with_the_gate_as_an_initializer_still_load(images, gated_onnx, tmp_path):
+    import onnxruntime as ort
+
+    from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    old = _old_form(gated_onnx, tmp_path)
+    assert [i.name for i in ort.InferenceSession(str(old), providers=["CPUExecutionProvider"]).get_overridable_initializers()] == [
+        HEAD_SCORE_INPUT
+    ]
+    new_be, old_be = OnnxRuntimeBackend(gated_onnx), OnnxRuntimeBackend(old)
+    x = images.numpy()
+    scores = new_be.run(x)["scores"]
+    thr = _threshold_between_rows(torch.from_numpy(scores))
+    for gate in (None, thr):
+        a, b = new_be.run(x, min_head_score=gate), old_be.run(x, min_head_score=gate)
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=f"{name} at gate {gate}")
+    # the gate reaches the old file too (not its default): rows past K are zeros
+    k = int((scores >= np.float32(thr)).sum(1).max())
+    assert not old_be.run(x, min_head_score=thr)["masks"][:, k:].any() and old_be.run(x)["masks"][:, k:].any()
+
+
+def test_contract_says_gated_but_graph_has_no_gate(model, tmp_path):
     """A static graph whose contract claims gated heads is refused by name."""
     import onnx
 
+    from df2infer.artifact import read_onnx_contract, write_onnx_contract
     from df2infer.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from df2infer.contract import METADATA_KEY
+    from df2infer_export.onnx_export import export_onnx
 
-    m = onnx.load(str(gated_onnx))
-    g = m.graph
-    keep = [t for t in g.initializer if t.name != HEAD_SCORE_INPUT]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    static = export_onnx(model, tmp_path / "static.onnx", max_detections=N, num_proposals=P, max_batch=4)
+    m = onnx.load(str(static))
+    c = read_onnx_contract(m)
+    c.gated_heads = True
+    write_onnx_contract(m, c)
     path = tmp_path / "broken.onnx"
     onnx.save(m, str(path))
     with pytest.raises(ContractError, match=HEAD_SCORE_INPUT):
         OnnxRuntimeBackend(path)
-    c = Contract.from_metadata({p.key: p.value for p in m.metadata_props})
-    assert c.gated_heads and METADATA_KEY
 
 
 def test_contract_rejects_a_non_bool_gate():
@@ -170,10 +207,13 @@ def test_tensorrt_refuses_gated_graphs(gated_onnx):
         builder.check_buildable(info)
 
 
-def test_export_cli_engine_needs_static_heads(tmp_path):
+def test_export_cli_engine_needs_static_heads(tmp_path, capsys):
+    """Refused for the gated heads themselves (exit 2 alone would also be "TensorRT is not installed")."""
     from df2infer.apps.main import main
 
     assert main(["export", str(tmp_path / "m.pt"), "--out", str(tmp_path), "--engine", "--heads", "gated"]) == 2
+    err = capsys.readouterr().err
+    assert "--engine needs --heads static" in err and "TensorRT cannot build gated heads" in err
 
 
 # ---------------------------------------------------------------- packed-level RoiAlign, sub-pixel mask predictor
@@ -213,6 +253,26 @@ def test_subpixel_mask_predictor_equals_torchvision():
     x = torch.randn(5, 16, 14, 14)
     with torch.no_grad():
         torch.testing.assert_close(SubpixelMaskPredictor(ref)(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_subpixel_landmark_predictor_equals_the_deconv_predictor():
+    """The 3x3-conv + DepthToSpace form equals LandmarkPredictor (ConvTranspose 4x4 stride 2 padding 1, ReLU,
+    gathered scorer rows), on every category, with a non-zero deconv bias and scorer bias."""
+    from df2infer_export.deploy import SubpixelLandmarkPredictor
+    from df2infer_export.model.landmark_head import LandmarkPredictor
+
+    torch.manual_seed(0)
+    ref = LandmarkPredictor(6, deconvs=1).eval()
+    with torch.no_grad():
+        ref.upsample[0].bias.normal_()
+        ref.score_weight.normal_()
+        ref.score_bias.normal_()
+    x = torch.randn(13, 6, 7, 9)
+    labels = torch.arange(1, 14)
+    with torch.no_grad():
+        want = ref(x, labels)
+        torch.testing.assert_close(SubpixelLandmarkPredictor(ref)(x, labels), want, atol=1e-5, rtol=1e-5)
+    assert want.shape == (13, 39, 14, 18)
 
 
 def test_lint_warns_that_gated_graphs_are_onnx_runtime_only(gated_onnx):

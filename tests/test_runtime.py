@@ -23,7 +23,7 @@ from df2infer.images import ImageError, coerce_image, read_image
 from df2infer.ops import boxes as box_ops
 from df2infer.ops import landmarks as landmark_ops
 from df2infer.ops import masks as mask_ops
-from df2infer.ops.letterbox import letterbox, scale_boxes_back, to_input_batch
+from df2infer.ops.letterbox import letterbox, to_input_batch
 from df2infer.results import Detections
 
 
@@ -40,24 +40,54 @@ def predictor(model_path):
 # ---------------------------------------------------------------- preprocess
 
 
-@pytest.mark.parametrize("h,w", [(300, 200), (100, 400), (128, 160), (57, 33)])
-def test_letterbox_geometry_and_round_trip(h, w):
+# The letterbox of an h x w image into the fake graph's 128 x 160 input, worked out by hand (not by the code
+# under test): scale = min(128 / h, 160 / w); new_w, new_h = round(w * scale), round(h * scale); the pads are
+# the floor halves of what is left, pad_x = (160 - new_w) // 2, pad_y = (128 - new_h) // 2.
+LETTERBOX_BY_HAND = {
+    # (h, w): (scale, new_w, new_h, pad_x, pad_y)
+    (300, 200): (128 / 300, 85, 128, 37, 0),  # 200 * 0.4267 = 85.3 -> 85; (160 - 85) // 2 = 37
+    (100, 400): (0.4, 160, 40, 0, 44),  # width-bound: 100 * 0.4 = 40; (128 - 40) // 2 = 44
+    (128, 160): (1.0, 160, 128, 0, 0),
+    (57, 33): (128 / 57, 74, 128, 43, 0),  # 33 * 2.2456 = 74.1 -> 74; (160 - 74) // 2 = 43
+    (90, 120): (4 / 3, 160, 120, 0, 4),  # width-bound: 90 * 4/3 = 120; (128 - 120) // 2 = 4
+    (100, 120): (1.28, 154, 128, 3, 0),  # 120 * 1.28 = 153.6 -> 154; (160 - 154) // 2 = 3
+    (110, 120): (128 / 110, 140, 128, 10, 0),  # 120 * 1.1636 = 139.6 -> 140
+    (120, 120): (128 / 120, 128, 128, 16, 0),
+    (130, 120): (128 / 130, 118, 128, 21, 0),  # 120 * 0.9846 = 118.2 -> 118; (160 - 118) // 2 = 21
+    (140, 120): (128 / 140, 110, 128, 25, 0),  # 120 * 0.9143 = 109.7 -> 110
+}
+
+
+@pytest.mark.parametrize("h,w", sorted(LETTERBOX_BY_HAND))
+def test_letterbox_geometry_by_hand(h, w):
+    scale, new_w, new_h, pad_x, pad_y = LETTERBOX_BY_HAND[(h, w)]
     img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
     canvas, info = letterbox(img, (128, 160), pad_value=114)
     assert canvas.shape == (128, 160, 3) and canvas.dtype == np.uint8
-    scale = min(128 / h, 160 / w)
-    new_w, new_h = round(w * scale), round(h * scale)
-    assert info.scale == pytest.approx(scale)
-    assert info.pad_x == (160 - new_w) // 2 and info.pad_y == (128 - new_h) // 2
-    # padding is the fill value, the image region is not
-    if info.pad_x:
-        assert (canvas[:, : info.pad_x] == 114).all() and (canvas[:, info.pad_x + new_w :] == 114).all()
-    if info.pad_y:
-        assert (canvas[: info.pad_y] == 114).all() and (canvas[info.pad_y + new_h :] == 114).all()
+    assert (info.scale, info.pad_x, info.pad_y, info.orig_h, info.orig_w) == (pytest.approx(scale), pad_x, pad_y, h, w)
+    # the pads hold the fill value on every side, and the image region is the resized image
+    region = np.zeros((128, 160), bool)
+    region[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = True
+    assert (canvas[~region] == 114).all()
+    resized = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (w, h) else img
+    np.testing.assert_array_equal(canvas[region].reshape(new_h, new_w, 3), resized)
+    # points: forward x * scale + pad, back (x - pad) / scale, with the hand numbers
     pts = np.array([[0, 0], [w, h], [w / 3, h / 2]], np.float32)
-    np.testing.assert_allclose(info.to_original(info.to_input(pts)), pts, atol=1e-3)
-    # the corner of the image lands on the corner of the resized region
-    np.testing.assert_allclose(info.to_input(np.array([w, h], np.float32)), [info.pad_x + new_w, info.pad_y + new_h], atol=0.51)
+    fwd = pts * np.float32(scale) + np.array([pad_x, pad_y], np.float32)
+    np.testing.assert_allclose(info.to_input(pts), fwd, atol=1e-4)
+    np.testing.assert_allclose(info.to_original(fwd), pts, atol=1e-3)
+
+
+def test_letterbox_points_by_hand():
+    """Two cases written out in full: a 100 x 400 image (pads top and bottom) and a 300 x 200 one (left and right)."""
+    _, wide = letterbox(np.zeros((100, 400, 3), np.uint8), (128, 160))
+    # scale 0.4, pad_y 44: (10, 20) -> (4, 52); (400, 100) -> (160, 84)
+    np.testing.assert_allclose(wide.to_input(np.array([[10, 20], [400, 100]], np.float32)), [[4, 52], [160, 84]], atol=1e-4)
+    np.testing.assert_allclose(wide.to_original(np.array([[4, 52], [0, 44]], np.float32)), [[10, 20], [0, 0]], atol=1e-4)
+    _, tall = letterbox(np.zeros((300, 200, 3), np.uint8), (128, 160))
+    # scale 128/300, pad_x 37: (150, 75) -> (37 + 64, 32); (200, 300) -> (37 + 85.33, 128)
+    np.testing.assert_allclose(tall.to_input(np.array([[150, 75], [200, 300]], np.float32)), [[101, 32], [122.3333, 128]], atol=1e-3)
+    np.testing.assert_allclose(tall.to_original(np.array([[37, 0], [101, 32]], np.float32)), [[0, 0], [150, 75]], atol=1e-3)
 
 
 def test_to_input_batch_rgb_float_and_pad():
@@ -165,6 +195,24 @@ def test_paste_masks_matches_grid_sample_reference(box):
     np.testing.assert_array_equal(full[~near], (ref >= 0.5)[~near])
 
 
+# Compact mask extents by hand, in a 22 x 24 image: [floor(x1), ceil(x2)) x [floor(y1), ceil(y2)), clipped, so
+# that every pixel whose centre lies in the box is in it and no column or row more.
+EXTENTS_BY_HAND = [
+    ((3.2, 4.7, 17.9, 15.1), (3, 4, 18, 16)),
+    ((-4.0, 2.5, 9.3, 30.0), (0, 2, 10, 22)),  # clipped left and bottom
+    ((10.0, 10.0, 11.5, 12.0), (10, 10, 12, 12)),
+    ((5.0, 6.0, 9.0, 8.0), (5, 6, 9, 8)),  # integer edges: pixel centres 5.5 .. 8.5, no ninth column
+    ((0, 0, 24, 20), (0, 0, 24, 20)),
+]
+
+
+@pytest.mark.parametrize("box,extent", EXTENTS_BY_HAND)
+def test_mask_extent_by_hand(box, extent):
+    mask = np.full((1, 7, 7), 0.9, np.float32)
+    _, ext = mask_ops.paste_masks(mask, np.array([box], np.float32), (22, 24), threshold=0.5)
+    assert tuple(int(v) for v in ext[0]) == extent
+
+
 def _planted_heatmaps(peaks, K):
     yy, xx = np.mgrid[0:K, 0:K].astype(np.float32)
     return np.stack([8.0 - ((xx - px) ** 2 + (yy - py) ** 2) / (2 * 1.5**2) for px, py in peaks]).astype(np.float32)
@@ -192,24 +240,39 @@ def test_decode_landmarks_recovers_planted_peaks(method):
         assert (o[:, 2] > 7.5).all() and (o[:, 2] <= 8.1).all()  # bicubic may overshoot a little
 
 
-def test_decode_landmarks_torchvision_integer_grid():
-    """torchvision semantics: argmax on the ceil(w) x ceil(h) bicubic map, +0.5, scaled by w / ceil(w)."""
+def test_decode_landmarks_torchvision_by_hand():
+    """torchvision semantics by hand: the K x K map is upsampled (bicubic, align_corners=False) to the
+    ceil(w) x ceil(h) box, the argmax pixel d becomes the continuous c = d + 0.5 (Heckbert), scaled by w / ceil(w).
+    K = 8 over a 24-pixel box is 3 pixels per cell: cell j's center is pixel 3 j + 1, a single maximum (no tie).
+    A peak at cell (row 3, col 5) -> pixel (16, 10) -> (16.5, 10.5) from the box corner."""
     K = 8
-    maps = np.full((1, 39, K, K), -5.0, np.float32)
-    maps[0, :, 3, 5] = 5.0
-    box = np.array([[0.0, 0.0, 16.0, 16.0]], np.float32)  # 2 px per cell
-    out = landmark_ops.decode_landmarks(maps, box, np.array([9]), "torchvision")[0]
-    assert len(out) == spec.category(9).num_landmarks
-    np.testing.assert_allclose(
-        out[:, :2],
-        np.tile(
-            [
-                [10.5, 6.5],
-            ],
-            (len(out), 1),
-        ),
-        atol=0.51,
-    )
+    maps = np.full((2, 39, K, K), -5.0, np.float32)
+    maps[:, :, 3, 5] = 5.0
+    boxes = np.array([[0.0, 0.0, 24.0, 24.0], [100.0, 50.0, 124.0, 74.0]], np.float32)
+    out = landmark_ops.decode_landmarks(maps, boxes, np.array([9, 9]), "torchvision")
+    assert [len(o) for o in out] == [spec.category(9).num_landmarks] * 2
+    np.testing.assert_allclose(out[0][:, :2], np.tile([16.5, 10.5], (len(out[0]), 1)), atol=1e-5)
+    np.testing.assert_allclose(out[1][:, :2], np.tile([116.5, 60.5], (len(out[1]), 1)), atol=1e-5)
+
+
+def test_decode_landmarks_torchvision_equals_torchvision():
+    """The `torchvision` method against torchvision's own heatmaps_to_keypoints, on boxes with fractional sizes."""
+    torch = pytest.importorskip("torch")
+    roi_heads = pytest.importorskip("torchvision.models.detection.roi_heads")
+    K = 14
+    rng = np.random.default_rng(0)
+    boxes = np.array([[3.3, 7.9, 40.2, 61.7], [100.0, 50.0, 124.0, 74.0], [0.5, 0.25, 9.75, 30.5], [12, 30, 13.2, 31.7]], np.float32)
+    labels = np.array([1, 8, 9, 4])
+    # one smooth maximum per map, so that the argmax does not hinge on float ties between the two bicubic codes
+    yy, xx = np.mgrid[0:K, 0:K]
+    peaks = rng.uniform(1, K - 2, (len(boxes), 39, 2))
+    d2 = (xx - peaks[..., 0, None, None]) ** 2 + (yy - peaks[..., 1, None, None]) ** 2
+    maps = (6 - d2 / 3.0 + 0.01 * rng.normal(size=d2.shape)).astype(np.float32)
+    ours = landmark_ops.decode_landmarks(maps, boxes, labels, "torchvision")
+    for i, o in enumerate(ours):
+        xy, score = roi_heads.heatmaps_to_keypoints(torch.from_numpy(maps[i : i + 1, : len(o)]), torch.from_numpy(boxes[i : i + 1]))
+        np.testing.assert_allclose(o[:, :2], xy[0, :, :2].numpy(), atol=1e-4)
+        np.testing.assert_allclose(o[:, 2], score[0].numpy(), atol=1e-4)
 
 
 def test_suppress_overlaps():
@@ -333,22 +396,55 @@ def test_device_errors(model_path, tmp_path):
     assert df2infer.load(model_path, device="auto").device == "cpu"
 
 
-def test_no_bundled_model_message():
-    from df2infer.api import DEFAULT_MODEL, MAKE_DEFAULT_MODEL
+def test_no_bundled_model_message(monkeypatch, tmp_path):
+    """A checkout without the bundled model (it is committed, so this runs with the path pointed elsewhere)."""
+    from df2infer import api
 
-    if DEFAULT_MODEL.is_file():
-        pytest.skip("the bundled model exists")
+    missing = tmp_path / "models" / "default.onnx"
+    monkeypatch.setattr(api, "DEFAULT_MODEL", missing)
     with pytest.raises(FileNotFoundError) as e:
         df2infer.load()
-    assert str(DEFAULT_MODEL) in str(e.value) and MAKE_DEFAULT_MODEL.split()[0] in str(e.value)
+    assert str(missing) in str(e.value) and api.MAKE_DEFAULT_MODEL.split()[0] in str(e.value)
 
 
 # ---------------------------------------------------------------- predict
 
 
 def _expected_boxes(h, w):
-    _, info = letterbox(np.zeros((h, w, 3), np.uint8), (fm.H, fm.W))
-    return scale_boxes_back(fm.BOXES[: fm.NUM_DETS], info)
+    """The fake model's boxes (input pixels) in the h x w image, from the hand-derived letterbox: (x - pad) / scale, clipped."""
+    scale, _, _, pad_x, pad_y = LETTERBOX_BY_HAND[(h, w)]
+    b = (fm.BOXES[: fm.NUM_DETS].astype(np.float64) - [pad_x, pad_y, pad_x, pad_y]) / scale
+    return np.clip(b, 0, [w, h, w, h])
+
+
+# The fake model's first three boxes back in image pixels, written out: [10, 20, 70, 100], [80, 10, 150, 120],
+# [30, 30, 60, 60] in the 128 x 160 input.
+BOXES_BY_HAND = {
+    # scale 1.28, pad_x 3
+    (100, 120): [[5.46875, 15.625, 52.34375, 78.125], [60.15625, 7.8125, 114.84375, 93.75], [21.09375, 23.4375, 44.53125, 46.875]],
+    (90, 120): [[7.5, 12.0, 52.5, 72.0], [60.0, 4.5, 112.5, 87.0], [22.5, 19.5, 45.0, 42.0]],  # scale 4/3, pad_y 4
+}
+
+
+@pytest.mark.parametrize("h,w", sorted(BOXES_BY_HAND))
+def test_boxes_masks_landmarks_back_in_image_pixels_by_hand(predictor, h, w):
+    """A non-square image (100 x 120 pads x by 3, 90 x 120 pads y by 4): boxes, mask centres and landmarks in
+    image pixels, against numbers worked out by hand from the fake model's planted outputs."""
+    r = predictor.predict(np.full((h, w, 3), 90, np.uint8), conf=0.3, landmark_method="subpixel")[0]
+    want = np.array(BOXES_BY_HAND[(h, w)])
+    np.testing.assert_allclose(r.boxes, want, atol=1e-3)
+    # the fake mask is a disk at the box centre (radius 0.4 of the box): the pasted pixels' centroid is the box centre
+    for m, (x0, y0, _, _), b in zip(r.masks, r.mask_boxes, want):
+        ys, xs = np.nonzero(m)
+        centroid = [x0 + xs.mean() + 0.5, y0 + ys.mean() + 0.5]  # pixel centres
+        np.testing.assert_allclose(centroid, [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2], atol=0.3)
+    # planted heatmap peaks (quadratic, on cell centres): x = x1 + (col + 0.5) * box width / K, exactly for subpixel
+    pk = fm.peak_cells()
+    for i, lm in enumerate(r.landmarks):
+        k = len(lm)
+        bw, bh = want[i, 2] - want[i, 0], want[i, 3] - want[i, 1]
+        np.testing.assert_allclose(lm[:, 0], want[i, 0] + (pk[i, :k, 1] + 0.5) * bw / fm.K, atol=0.01)
+        np.testing.assert_allclose(lm[:, 1], want[i, 1] + (pk[i, :k, 0] + 0.5) * bh / fm.K, atol=0.01)
 
 
 def test_predict_paths_arrays_generators_with_a_corrupt_file(predictor, tmp_path, caplog):

@@ -195,7 +195,7 @@ def test_cuda_array_interface_missing():
 
 # ------------------------------------------------------------------ cuda-python error checking
 def test_cuda_call_names_the_call_and_cuda_error_string():
-    rt = pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed")
+    rt = pytest.importorskip("cuda.bindings.runtime")
     assert cuda_call(rt, (rt.cudaError_t.cudaSuccess, 42), "x") == 42
     with pytest.raises(CudaError) as e:
         cuda_call(rt, (rt.cudaError_t.cudaErrorMemoryAllocation, None), "cudaMalloc(1024)")

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trt_stubs  # noqa: E402
+from system_deps import require  # noqa: E402
 
 FILES = [
     "df2infer/engine/builder.py",
@@ -24,11 +25,9 @@ FILES = [
 
 # 3.10: JetPack 6's Python (mypy checks the syntax and standard library of that version); 3.11: mypy.ini's.
 @pytest.mark.parametrize("python_version", ["3.10", "3.11"])
-@pytest.mark.skipif(
-    trt_stubs.installed_stubs_root() is None, reason="tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs)"
-)
 def test_tensorrt_code_typechecks_against_stubs(python_version: str) -> None:
-    mypy_api = pytest.importorskip("mypy.api", reason="mypy is not installed")
+    require(trt_stubs.installed_stubs_root() is not None, "tensorrt-stubs", "pip install --no-deps tensorrt-stubs==10.13.0.35.1")
+    mypy_api = pytest.importorskip("mypy.api")
     trt_stubs.prepare_stubs(ROOT / "build" / "typing-stubs")  # the path mypy.ini's mypy_path names
     cwd = os.getcwd()
     os.chdir(ROOT)

@@ -20,14 +20,21 @@ import cv2
 import fake_model
 import numpy as np
 import pytest
+from system_deps import require
 
 from df2infer.ops.options import DecodeOptions
 from df2infer.results import Detections
 from df2infer.stream import Pipeline, ReconnectPolicy, SourceError, parse_source
-from df2infer.stream.sources import expand_sources, gstreamer_available
+from df2infer.stream.gst import gst_available
+from df2infer.stream.sources import expand_sources
 from df2infer.stream.tracking import Tracker
 
 HERE = Path(__file__).resolve().parent
+# No wall-clock speed is asserted: waits are bounded by the configured timeouts plus this slack, generous for a
+# loaded shared machine (a wait returns as soon as its condition holds, so the slack costs nothing when all is well).
+SLACK_S = 10.0
+SERVER_START_S = 2.5  # a stream server subprocess binding its port
+CONSUMER_PERIOD_S = 0.1
 SERVERS = HERE / "stream_servers.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -46,6 +53,16 @@ def clip(tmp_path_factory) -> tuple[str, int]:
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     return str(path), n
+
+
+def _wait_until(cond, timeout_s: float) -> bool:
+    """Poll cond() until it holds or timeout_s + SLACK_S pass."""
+    end = time.monotonic() + timeout_s + SLACK_S
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return bool(cond())
 
 
 def _free_port() -> int:
@@ -151,7 +168,7 @@ class Collector:
 
 def test_parse_sources_and_errors(tmp_path):
     assert parse_source("0").kind == "webcam" and parse_source("0").live
-    assert parse_source("/dev/video3").kind == "webcam"
+    assert parse_source("/dev/video3").kind == ("gstreamer" if gst_available() else "webcam")  # v4l2src, else OpenCV
     for url in ("rtsp://cam/1", "http://h/x.mjpg", "https://h/live.m3u8"):
         s = parse_source(url)
         assert s.kind == "network" and s.live
@@ -165,14 +182,22 @@ def test_parse_sources_and_errors(tmp_path):
     assert expand_sources([str(lst), "x.mp4"]) == ["rtsp://a/1", "http://b/2", "x.mp4"]
 
 
-@pytest.mark.skipif(gstreamer_available(), reason="this OpenCV has GStreamer")
-def test_gstreamer_and_csi_fail_at_once_without_gstreamer():
-    for src in ("csi://0", "videotestsrc ! videoconvert ! appsink"):
-        t = time.monotonic()
-        with pytest.raises(SourceError, match="GStreamer") as e:
+def test_gstreamer_sources_without_the_bindings_fail_at_once_saying_what_to_install(monkeypatch):
+    """At once: refused while parsing, before any capture or pipeline is opened, saying what to install."""
+    from df2infer.stream import gst
+
+    def no_capture(*a, **k):
+        raise AssertionError(f"a capture was opened for {a}")
+
+    monkeypatch.setattr(cv2, "VideoCapture", no_capture)
+    monkeypatch.setattr(gst, "_gst", None)
+    monkeypatch.setitem(sys.modules, "gi", None)  # import gi -> ImportError, as without PyGObject
+    for src in ("csi://0", "videotestsrc ! videoconvert ! appsink", "v4l2:///dev/video0"):
+        with pytest.raises(SourceError, match="PyGObject") as e:
             parse_source(src)
-        assert "JetPack" in str(e.value) and "getBuildInformation" in str(e.value)
-        assert time.monotonic() - t < 1.0
+        assert "df2infer[gstreamer]" in str(e.value) and "python3-gi" in str(e.value)
+    assert parse_source("/dev/video0").kind == "webcam"  # OpenCV's V4L2 reader then
+    assert parse_source("rtsp://cam/1", hw_decode=False).kind == "network"
 
 
 def test_backoff_is_exponential_capped_and_jittered():
@@ -278,55 +303,53 @@ def test_detect_points_to_video_for_a_video_file(clip, tmp_path, fake):
 # live servers: stall, kill, restart
 
 
-SERVER_KINDS = [
-    "mjpeg",
-    "mpegts",
-    pytest.param(
-        "rtsp",
-        marks=pytest.mark.skipif(
-            not _rtsp_available(),
-            reason="no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
-            "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly (make setup does)",
-        ),
-    ),
-]
+# rtsp-hw: the GStreamer source (rtspsrc, the hardware-decode path; here the registry's software decoder)
+SERVER_KINDS = ["mjpeg", "mpegts", "rtsp", "rtsp-hw"]
+RTSP_PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 
 
 @pytest.mark.parametrize("kind", SERVER_KINDS)
 def test_live_stream_stall_kill_restart(kind, fake):
-    target = Server(kind).start()
+    hw = kind == "rtsp-hw"
+    if kind in ("rtsp", "rtsp-hw"):
+        require(
+            _rtsp_available(), "GStreamer's RTSP server (python3-gi + gst-rtsp-server)", f"apt-get install {RTSP_PACKAGES} (make test does)"
+        )
+    if hw:
+        require(gst_available(), "GStreamer's Python bindings (PyGObject) in the venv", "pip install '.[gstreamer]' (make setup does)")
+    target = Server("rtsp" if hw else kind).start()
     other = Server("mjpeg", fps=15).start()
     policy = ReconnectPolicy(open_timeout_s=1.5, read_timeout_s=1.0, base_delay_s=0.1, max_delay_s=0.5, jitter=0.2, max_failures=100)
-    pipe = Pipeline([target.url, other.url], fake, batch=2, policy=policy)
+    pipe = Pipeline([target.url, other.url], fake, batch=2, policy=policy, hw_decode=hw)
+    assert (type(pipe.sources[0]).__name__ == "GstSource") == hw and type(pipe.sources[1]).__name__ == "Source"
     col = Collector(pipe)
     try:
         col.thread.start()
         assert col.wait_for(0, 0, timeout=20, n=5) is not None, f"no frames from {target.url}"
         assert col.wait_for(1, 0, timeout=10, n=5) is not None
-        # stall: the read times out, the source reconnects; the other source keeps producing
+        # stall: the other source keeps producing while this one hangs; this one's read times out
+        failures_before = pipe.sources[0].stats.failures  # (the first open may have been refused before the server was up)
         target.signal(signal.SIGSTOP)
         t_stall = time.monotonic()
-        time.sleep(2.5)
-        assert col.count(1, after=t_stall + 0.3) >= 10
-        assert pipe.sources[0].state == "reconnecting" or pipe.sources[0].stats.failures >= 1
+        assert col.wait_for(1, t_stall, timeout=policy.read_timeout_s + SLACK_S, n=10) is not None, "the other source stopped too"
+        stalled = _wait_until(lambda: pipe.sources[0].stats.failures > failures_before, policy.read_timeout_s)
+        assert stalled, f"{kind}: the stall was not noticed within read_timeout_s {policy.read_timeout_s} s (+ slack)"
         target.signal(signal.SIGCONT)
         t_back = time.monotonic()
-        bound = policy.open_timeout_s + policy.read_timeout_s + policy.worst_delay_s + 2.0
-        t_new = col.wait_for(0, t_back, timeout=bound + 5)
-        assert t_new is not None and t_new - t_back <= bound, f"{kind}: no frame within {bound:.1f} s of SIGCONT"
+        # back within one read timeout, one open and the longest back-off, plus slack
+        bound = policy.open_timeout_s + policy.read_timeout_s + policy.worst_delay_s + SLACK_S
+        assert _wait_until(lambda: pipe.sources[0].stats.reconnects >= 1, bound - SLACK_S), f"{kind}: no reconnect after the stall"
+        assert col.wait_for(0, t_back, timeout=bound) is not None, f"{kind}: no frame within {bound:.1f} s of SIGCONT"
         # kill and restart at the same URL
         target.kill()
         t_kill = time.monotonic()
-        time.sleep(1.5)
-        assert col.count(1, after=t_kill + 0.3) >= 10
+        assert col.wait_for(1, t_kill, timeout=SLACK_S, n=10) is not None, "the other source stopped with the killed one"
         reconnects_before = pipe.sources[0].stats.reconnects
         target.start()
         t_restart = time.monotonic()
-        bound = policy.worst_delay_s + policy.open_timeout_s + 2.5  # + server start-up
-        t_new = col.wait_for(0, t_restart, timeout=bound + 5)
-        assert t_new is not None, f"{kind}: no frame after the server restarted"
-        assert t_new - t_restart <= bound, f"{kind}: first frame {t_new - t_restart:.2f} s after restart > {bound:.2f} s"
-        assert pipe.sources[0].stats.reconnects > reconnects_before >= 1
+        bound = policy.worst_delay_s + policy.open_timeout_s + SERVER_START_S + SLACK_S
+        assert _wait_until(lambda: pipe.sources[0].stats.reconnects > reconnects_before, bound - SLACK_S), f"{kind}: no reconnect"
+        assert col.wait_for(0, t_restart, timeout=bound) is not None, f"{kind}: no frame within {bound:.1f} s of the server's restart"
         assert pipe.sources[1].state == "running"
     finally:
         pipe.stop()
@@ -358,25 +381,30 @@ def test_dead_source_is_dropped_after_max_failures_others_continue(fake):
 
 
 def test_live_source_keeps_only_the_newest_frame(fake):
-    """A consumer slower than the camera: frames are dropped and counted, the age stays bounded."""
+    """A consumer slower than the camera: frames are dropped and counted, the newest is delivered, the age stays flat."""
     srv = Server("mjpeg", fps=30).start().wait_ready()
     pipe = Pipeline([srv.url], fake, batch=1)
-    ages = []
+    ages, indices = [], []
     try:
         for r in pipe:
             r.output_time = time.time()
             ages.append(r.age_s)
-            time.sleep(0.1)  # a 10 fps consumer
+            indices.append(r.info.index)
+            time.sleep(CONSUMER_PERIOD_S)  # a 10 fps consumer
             if len(ages) >= 25:
                 break
     finally:
         pipe.close()
         srv.stop()
     st = pipe.sources[0].stats
-    assert st.dropped >= 20  # ~2 of every 3 frames
-    assert st.frames == st.delivered + st.dropped + pipe.sources[0].pending()
-    # without dropping, the age would grow by ~67 ms per frame (1.3 s over these 20); it stays flat
-    assert np.median(ages[-5:]) < np.median(ages[2:7]) + 0.3 and max(ages) < 1.5, ages
+    assert st.dropped > 0 and st.frames == st.delivered + st.dropped + pipe.sources[0].pending()
+    # the newest frame each time: the frame numbers delivered skip exactly the frames dropped in between
+    gaps = np.diff(indices)
+    assert (gaps >= 1).all() and (gaps > 1).any() and int((gaps - 1).sum()) <= st.dropped, indices
+    # without dropping, the age would grow by the consumer's period minus the camera's per frame:
+    # (0.1 - 1/30) s x 20 frames = 1.33 s over these; with dropping it stays flat (no wall-clock bound)
+    growth_without_dropping = (CONSUMER_PERIOD_S - 1 / 30) * 20
+    assert np.median(ages[-5:]) < np.median(ages[2:7]) + growth_without_dropping / 2, ages
 
 
 # ------------------------------------------------------------------------------------------------
@@ -465,36 +493,42 @@ def test_tracker_keeps_ids_and_reidentifies_an_item_that_comes_back():
 
 
 def test_bundled_model_end_to_end_with_tracking(tmp_path):
-    from df2infer.synth.video import make_video
+    """`df2infer video --track` with the bundled model on a scene whose geometry is known: a still of dressed people
+    panned 4 px per frame, so every garment's box in frame f is its frame-0 box moved by (4 f, 0). Each garment
+    detected with confidence keeps its track id in every frame it is found at its moved box."""
+    from df2infer.bench.runner import synthetic_scene
+    from df2infer.ops.boxes import box_iou
 
-    path, _ = make_video(tmp_path / "clip", frames=10, seed=1)  # garments in frames 1-8
+    w, h, frames, dx = 480, 320, 8, 4
+    still, _ = synthetic_scene((w, h), seed=0, min_items=3)
+    path = tmp_path / "pan.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for f in range(frames):
+        writer.write(cv2.warpAffine(still, np.float32([[1, 0, dx * f], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
     out = tmp_path / "out"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "df2infer",
-            "video",
-            str(path),
-            "--max-frames",
-            "6",
-            "--track",
-            "--out",
-            str(out),
-            "--no-progress",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    cmd = [sys.executable, "-m", "df2infer", "video", str(path), "--track", "--out", str(out), "--no-progress", "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
-    assert [x["frame_index"] for x in recs] == list(range(6))
-    items = [it for x in recs for it in x["items"]]
-    assert items and all(isinstance(it["track_id"], int) for it in items)
-    assert _count_frames(next(out.glob("*.mp4"))) == 6
+    assert [x["frame_index"] for x in recs] == list(range(frames))
+    first = [it for it in recs[0]["items"] if it["score"] >= 0.8]
+    assert len(first) >= 3, recs[0]["items"]
+    for it in first:
+        found = 0
+        for f, rec in enumerate(recs[1:], 1):
+            # the same garment: the same category at the moved box (the model may also report an overlapping
+            # box of another category there, a separate track)
+            cands = [x for x in rec["items"] if x["category_id"] == it["category_id"]]
+            boxes = np.array([x["box"] for x in cands], np.float64).reshape(-1, 4)
+            moved = np.array(it["box"], np.float64) + [dx * f, 0, dx * f, 0]
+            iou = box_iou([moved], boxes, np.float64)[0] if len(boxes) else np.zeros(0)
+            if len(iou) and iou.max() >= 0.5:
+                found += 1
+                same = cands[int(iou.argmax())]
+                assert same["track_id"] == it["track_id"], f"frame {f}, box {moved.round()}: {same['track_id']} != {it['track_id']}"
+        assert found >= frames - 2, f"track {it['track_id']} ({it['category']}) found in {found} of {frames - 1} later frames"
+    assert _count_frames(next(out.glob("*.mp4"))) == frames
 
 
 def test_mask_blend_matches_the_float_formula():

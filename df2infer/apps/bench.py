@@ -38,7 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=50, help="timed calls per artifact and batch size, >= 30 for p99 (default: %(default)s)")
     p.add_argument("--conf", type=float, default=0.3, help="score threshold of the timed calls (default: %(default)s)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime (and torch) CPU threads; 0: library default")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime / OpenVINO (and torch) CPU threads; 0: library default")
+    p.add_argument(
+        "--backends",
+        default="auto",
+        help="comma-separated backends each ONNX model runs on, as subjects of the same interleaved run: auto, onnxruntime, "
+        "openvino (default: %(default)s, the rule of df2infer.backends.cpu_choice on the CPU)",
+    )
     p.add_argument("--torch", metavar="CHECKPOINT", help="also time PyTorch eager on this checkpoint (needs torch)")
     p.add_argument("--accuracy", metavar="DATA_DIR", help="also score each artifact on this DeepFashion2 folder")
     p.add_argument("--accuracy-images", type=int, default=100, help="images scored for --accuracy (default: %(default)s)")
@@ -67,8 +73,11 @@ def _subjects(args: argparse.Namespace, models: list[str]) -> list:
 
     subjects = []
     try:
+        backends = [b.strip() for b in str(args.backends).split(",") if b.strip()]
         for path, name in zip(models, _names(models)):
-            subjects.append(runtime_subject(path, name, args.device, args.threads))
+            for b in backends:
+                label = name if len(backends) == 1 else f"{name} [{b}]"
+                subjects.append(runtime_subject(path, label, args.device, args.threads, b))
     except (FileNotFoundError, Df2inferError, ValueError) as e:
         raise CliExit(2, f"df2infer bench: {e}") from e
     if args.torch:

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     on, why = gpu_kernels_status()  # whether an engine's letterbox and decode would run on the GPU here
     report["gpu_kernels"] = f"on ({why})" if on else f"off: {why}"
+    from df2infer.stream.gst import gstreamer_report
+
+    report["gstreamer"] = gstreamer_report()  # which camera / decoder elements a video source would use
     status = 0
     if contract_text is None:
         report["contract_error"] = f"{path}: no df2infer contract (metadata key {METADATA_KEY!r})"
@@ -69,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
                 v = d.pop(k)
                 d[f"{k}_shape"] = [len(v), len(v[0])] if v and isinstance(v[0], list) else [len(v)]
             report["contract"] = d
+            if report["format"] == "onnx":
+                from df2infer.backends.cpu_choice import RULE_TEXT, choose_cpu_backend
+
+                report["cpu_backend"] = {"chosen": choose_cpu_backend(path, precision=c.precision), "rule": RULE_TEXT}
             if c.precision == "int8" and report["format"] == "onnx":  # an engine runs on the GPU, not these kernels
                 reason = int8_refusal(int8_weight_range(c, str(path)), feats)
                 report["int8_on_this_cpu"] = "ok" if reason is None else f"refused: {reason}"
@@ -97,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
     if "other_metadata" in report:
         print("other metadata:", ", ".join(sorted(report["other_metadata"])))
     print(f"this CPU: {feats.summary()}")
+    g = report["gstreamer"]
+    if g["version"] is None:
+        print(f"GStreamer: {g['error']}")
+    else:
+        found = [k for k, v in g["hardware_elements"].items() if v]
+        print(f"GStreamer {g['version']}: NVIDIA elements found: {', '.join(found) or 'none'} (of {', '.join(g['hardware_elements'])})")
     if "int8_on_this_cpu" in report:
         print(f"INT8 on this CPU: {report['int8_on_this_cpu']}")
+    if "cpu_backend" in report:
+        print(f"CPU backend (device='cpu', backend='auto'): {report['cpu_backend']['chosen']}  [{report['cpu_backend']['rule']}]")
     return status

@@ -50,8 +50,67 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-timeout", type=float, default=5.0, help="seconds a frame may take before the stream counts as stalled")
     p.add_argument("--backoff-max", type=float, default=8.0, help="longest wait between reconnect attempts, s (default: %(default)s)")
     p.add_argument("--max-failures", type=int, default=10, help="consecutive failed attempts before a source is dropped")
-    p.add_argument("--hw-decode", action="store_true", help="rtsp:// through the Jetson hardware decoder (GStreamer nvv4l2decoder)")
+    p.add_argument("--vid-stride", type=int, default=1, help="process every N-th frame of each source (default: every frame)")
+    p.add_argument("--max-fps", type=float, default=None, help="process at most this many frames per second of each source")
+    p.add_argument(
+        "--hw-decode",
+        action="store_true",
+        help="rtsp:// through GStreamer: nvv4l2decoder where present (Jetson), else software",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1 unless given; docs/video.md)",
+    )
+    p.add_argument(
+        "--serve",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="a live page (annotated pictures and figures) at http://HOST:PORT/; HOST 127.0.0.1 unless given; "
+        "bound elsewhere it needs a token ($DF2INFER_WEB_TOKEN or --serve-token-file)",
+    )
+    p.add_argument("--serve-token-file", default=None, metavar="FILE", help="the page's token: the first line of FILE")
+    p.add_argument("--serve-cert", default=None, metavar="PEM", help="serve the page over HTTPS with this certificate")
+    p.add_argument("--serve-key", default=None, metavar="PEM", help="the certificate's private key (when not in --serve-cert)")
+    p.add_argument(
+        "--rtsp-out",
+        default=None,
+        metavar="[HOST:]PORT[/PATH]",
+        help="serve each source's annotated stream at rtsp://HOST:PORT/PATH/<source id> (H.264; PATH: live; HOST 127.0.0.1 unless given)",
+    )
+    p.add_argument(
+        "--mqtt",
+        default=None,
+        metavar="[mqtts://][USER@]HOST[:PORT]/TOPIC",
+        help="publish events (a summary per frame; tracks appearing and leaving) to an MQTT broker, QoS 1, under TOPIC/frame, "
+        "TOPIC/appear, TOPIC/leave; the password comes from $DF2INFER_MQTT_PASSWORD (docs/video.md)",
+    )
+    p.add_argument("--mqtt-ca", default=None, metavar="FILE", help="CA certificates for mqtts:// (default: the system's)")
+    p.add_argument(
+        "--mqtt-queue-max",
+        type=int,
+        default=100_000,
+        help="events kept on disk (OUT/mqtt_queue.sqlite) while the broker is unreachable; the oldest are dropped beyond it",
+    )
+    p.add_argument(
+        "--leave-after", type=int, default=30, help="frames without a track before its leave event (--mqtt; default: %(default)s)"
+    )
+    p.add_argument(
+        "--segment",
+        default=None,
+        metavar="LIMIT",
+        help="cut the JSONL and the videos into segment files every LIMIT: a duration (30s, 10m, 1h) or a size (50MB, 1GB), "
+        "or both joined by a comma (whichever comes first); a full disk then pauses writing instead of stopping the run",
+    )
+    p.add_argument(
+        "--retain",
+        default=None,
+        metavar="N|SIZE",
+        help="with --segment: keep at most N segments per file name (24), or SIZE bytes of them (2GB), or both (24,2GB); "
+        "the oldest are deleted",
+    )
 
 
 def _safe_name(text: str) -> str:
@@ -68,6 +127,8 @@ def _file_frames(sources) -> int | None:
     for s in sources:
         if s.live:
             return None
+        if s.spec.kind == "gstreamer":
+            return None  # a pipeline's length is known only at its end
         if s.spec.kind == "images":
             total += len(s.spec.target)
         else:
@@ -78,16 +139,103 @@ def _file_frames(sources) -> int | None:
 
 
 def _outputs(args: argparse.Namespace, pipe, out: Path):
-    """The sinks of `df2infer video`: the JSONL of every frame, an annotated video per source, the window."""
+    """The sinks of `df2infer video`: the JSONL of every frame, an annotated video per source (each cut into
+    segments with --segment), the window."""
     from df2infer.sinks.base import PerSource, Tee
     from df2infer.sinks.jsonl import JsonlSink
+    from df2infer.sinks.segments import Segmented, SegmentPolicy
     from df2infer.sinks.video import VideoSink
     from df2infer.sinks.window import WindowSink
 
-    jsonl = JsonlSink(out / "detections.jsonl", masks=args.masks_json, embeddings=args.embeddings)
-    videos = PerSource(lambda info: VideoSink(out / f"{info.source_id}_{_safe_name(info.display_name)}.mp4", fps=info.fps or 30.0))
+    def jsonl_at(path) -> JsonlSink:
+        return JsonlSink(path, masks=args.masks_json, embeddings=args.embeddings)
+
+    def video_path(info) -> Path:
+        return out / f"{info.source_id}_{_safe_name(info.display_name)}.mp4"
+
+    if args.segment:
+        try:
+            policy = SegmentPolicy.parse(args.segment, args.retain)
+        except ValueError as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        jsonl = Segmented(jsonl_at, out / "detections.jsonl", policy)
+        videos = PerSource(lambda info: Segmented(lambda p: VideoSink(p, fps=info.fps or 30.0), video_path(info), policy))
+    else:
+        if args.retain:
+            raise CliExit(2, "df2infer video: --retain needs --segment (without segments there is nothing to delete)")
+        jsonl = jsonl_at(out / "detections.jsonl")
+        videos = PerSource(lambda info: VideoSink(video_path(info), fps=info.fps or 30.0))
     sinks: list = [jsonl] + ([] if args.no_video else [videos]) + ([WindowSink(on_quit=pipe.stop)] if args.show else [])
+    if args.metrics:
+        from df2infer.sinks.metrics import MetricsSink
+
+        host, port = parse_bind(args.metrics, "--metrics")
+        m = MetricsSink(port, host, pipeline=pipe, skipped=lambda: _skipped(jsonl, videos, sinks))
+        print(f"metrics: http://{host}:{m.port}/metrics", file=sys.stderr)
+        sinks.append(m)
+    if args.serve:
+        from df2infer.sinks.web import WebSink, load_token
+
+        host, port = parse_bind(args.serve, "--serve")
+        try:
+            token = load_token(args.serve_token_file)
+            web = WebSink(port, host, token=token, pipeline=pipe, certfile=args.serve_cert, keyfile=args.serve_key)
+        except (ValueError, OSError) as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        print(f"page: {web.url}" + (" (add ?token=<your token> once)" if web.token else ""), file=sys.stderr)  # never the token
+        sinks.append(web)
+    if args.rtsp_out:
+        from df2infer.sinks.rtsp import RtspOutSink
+
+        bind, _, path = args.rtsp_out.partition("/")
+        host, port = parse_bind(bind, "--rtsp-out")
+        try:
+            rtsp = RtspOutSink(port, host, path=path or "live")
+        except (RuntimeError, OSError) as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        print(f"rtsp out: {rtsp.url(0).rsplit('/', 1)[0]}/<source id>", file=sys.stderr)
+        sinks.append(rtsp)
+    if args.mqtt:
+        from df2infer.sinks.mqtt import MqttSink, MqttTarget
+
+        try:
+            target = MqttTarget.parse(args.mqtt)
+        except ValueError as e:
+            raise CliExit(2, f"df2infer video: {e}") from e
+        mq = MqttSink(target, out / "mqtt_queue.sqlite", max_queue=args.mqtt_queue_max, leave_after=args.leave_after, ca_file=args.mqtt_ca)
+        print(f"mqtt: {target} (events queue: {mq.queue.path})", file=sys.stderr)
+        sinks.append(mq)
     return Tee(sinks), jsonl, videos
+
+
+def parse_bind(text: str, option: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """[HOST:]PORT -> (host, port); the host defaults to the loopback address (nothing leaves the device unasked)."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CliExit(2, f"df2infer video: {option} {text!r}: expected [HOST:]PORT with PORT a number 0..65535")
+    return host, int(port)
+
+
+def _skipped(jsonl, videos, sinks: list) -> dict[str, int]:
+    """Frames each output did not write (files: a full disk; RTSP out: a client's encoder behind), for the metrics."""
+    out = {"jsonl": getattr(jsonl, "skipped", 0)}
+    for info_id, v in videos.sinks.items():
+        out[f"video[{info_id}]"] = getattr(v, "skipped", 0)
+    for s in sinks:
+        if s is not jsonl and isinstance(getattr(s, "skipped", None), int):  # RtspOutSink -> "rtspout"
+            out[type(s).__name__.removesuffix("Sink").lower()] = s.skipped
+        if isinstance(getattr(s, "dropped", None), int):  # MqttSink: events dropped from a full queue
+            out[type(s).__name__.removesuffix("Sink").lower()] = s.dropped
+    return out
+
+
+def _written(sink) -> str:
+    """What a file sink wrote, for the closing line."""
+    if hasattr(sink, "segments"):
+        skipped = f", {sink.skipped} not written: disk full" if sink.skipped else ""
+        return f"{sink.folder}/{sink.stem}.*{sink.suffix} ({len(sink.segments)} segments, {sink.written} frames{skipped})"
+    return f"{sink.path} ({sink.lines} lines)" if hasattr(sink, "lines") else str(sink.path)
 
 
 def _open_pipeline(args: argparse.Namespace):
@@ -116,8 +264,10 @@ def _open_pipeline(args: argparse.Namespace):
             policy=policy,
             max_frames=args.max_frames,
             hw_decode=args.hw_decode,
+            vid_stride=args.vid_stride,
+            max_fps=args.max_fps,
         )
-    except SourceError as e:
+    except (SourceError, ValueError) as e:
         raise CliExit(2, f"df2infer video: {e}") from e
     for err in pipe.errors:
         print(f"df2infer video: skipped: {err}", file=sys.stderr)
@@ -183,7 +333,7 @@ def _run(args: argparse.Namespace) -> int:
             f"{s['reconnects']} reconnects" + (f"; {s['error']}" if s["error"] else ""),
             file=sys.stderr,
         )
-    print(f"-> {out}/detections.jsonl ({jsonl.lines} lines)" + "".join(f", {v.path}" for v in videos.sinks.values()))
+    print("-> " + ", ".join(_written(s) for s in [jsonl, *videos.sinks.values()]))
     if caught:
         return 128 + caught[0]
     return 1 if summary["failed_sources"] else 0

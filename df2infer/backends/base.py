@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from df2infer.ops.decode import KeptDetections
     from df2infer.ops.letterbox import LetterboxInfo
 
-__all__ = ["Backend", "DeviceError", "DeviceOutputBackend", "DevicePipelineBackend", "ModelLoadError", "parse_device", "resolve_device"]
+__all__ = [
+    "Backend",
+    "DeviceError",
+    "DeviceOutputBackend",
+    "DevicePipelineBackend",
+    "ModelLoadError",
+    "head_score_feed",
+    "parse_device",
+    "resolve_device",
+]
 
 
 class DeviceError(ModelError, RuntimeError):
@@ -100,6 +109,11 @@ class DevicePipelineBackend(DeviceOutputBackend, Protocol):
     ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]: ...
 
     def postprocess_device(self, kept: Sequence[KeptDetections], options: DecodeOptions = DEFAULT_OPTIONS) -> list[PostResult]: ...
+
+
+def head_score_feed(min_head_score: float | None) -> np.ndarray:
+    """The value a gated-head graph's `min_head_score` input gets: float32 [1], 0.0 (every detection) for None."""
+    return np.array([0.0 if min_head_score is None else min_head_score], np.float32)
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from df2infer.artifact import ModelLoadError, contract_from_metadata, int8_weight_range, read_onnx_contract
-from df2infer.backends.base import DeviceError, parse_device
+from df2infer.backends.base import DeviceError, head_score_feed, parse_device
 from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 
 log = logging.getLogger(__name__)
@@ -134,18 +134,26 @@ def describe_session_failure(path: str, error: BaseException, providers: list) -
 
 def check_io(session, contract: Contract, path: str) -> None:
     """Check the graph's input/output names, ranks, dtypes and fixed dims against the contract."""
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
-        raise ContractError(f"{path}: graph inputs {[i.name for i in inputs]}, the contract has one input {INPUT_NAME!r}")
-    inp = inputs[0]
+    inputs = {i.name: i for i in session.get_inputs()}
+    optional = {i.name for i in session.get_overridable_initializers()}
+    # gated-head graphs: min_head_score is a second input (older files: an overridable initializer)
+    allowed = [INPUT_NAME, HEAD_SCORE_INPUT] if contract.gated_heads else [INPUT_NAME]
+    if INPUT_NAME not in inputs or any(n not in allowed for n in inputs):
+        raise ContractError(f"{path}: graph inputs {list(inputs)}, the contract has the inputs {allowed}")
+    inp = inputs[INPUT_NAME]
     if inp.type != "tensor(float)":
         raise ContractError(f"{path}: input {INPUT_NAME!r} is {inp.type}, the contract says float32")
     _check_shape(path, INPUT_NAME, inp.shape, ("B", 3, contract.input_height, contract.input_width))
-    optional = {i.name for i in session.get_overridable_initializers()}
-    if contract.gated_heads and HEAD_SCORE_INPUT not in optional:
+    if contract.gated_heads and HEAD_SCORE_INPUT not in inputs and HEAD_SCORE_INPUT not in optional:
         raise ContractError(
-            f"{path}: the contract says gated_heads, but the graph has no optional input {HEAD_SCORE_INPUT!r} (it has {sorted(optional)})"
+            f"{path}: the contract says gated_heads, but the graph has no input {HEAD_SCORE_INPUT!r} "
+            f"(inputs {list(inputs)}, overridable initializers {sorted(optional)})"
         )
+    if HEAD_SCORE_INPUT in inputs:
+        gate = inputs[HEAD_SCORE_INPUT]
+        if gate.type != "tensor(float)":
+            raise ContractError(f"{path}: input {HEAD_SCORE_INPUT!r} is {gate.type}, the contract says float32 [1]")
+        _check_shape(path, HEAD_SCORE_INPUT, gate.shape, (1,))
     outs = {o.name: o for o in session.get_outputs()}
     missing = [n for n in OUTPUT_NAMES if n not in outs]
     if missing:
@@ -275,8 +283,8 @@ class OnnxRuntimeBackend:
             log.debug("batch %d exceeds the contract's max_batch %d", batch.shape[0], self.max_batch)
         batch = np.ascontiguousarray(batch)
         feed = {INPUT_NAME: batch}
-        if min_head_score is not None and self.contract.gated_heads:
-            feed[HEAD_SCORE_INPUT] = np.array([min_head_score], np.float32)
+        if self.contract.gated_heads:
+            feed[HEAD_SCORE_INPUT] = head_score_feed(min_head_score)
         if self._use_binding:
             ort = import_onnxruntime()
             # Device buffers: the batch goes to the GPU as an OrtValue there, the outputs are allocated on the

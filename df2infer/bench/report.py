@@ -47,9 +47,12 @@ def format_markdown(report: dict) -> str:
         L.append(f"- CPU features: {m['cpu_features']}")
     L += gpu_lines(m)
     L.append(
-        f"- software: onnxruntime {m.get('onnxruntime', '-')}, numpy {m.get('numpy')}, opencv {m.get('opencv')} "
+        f"- software: onnxruntime {m.get('onnxruntime', '-')}, openvino {m.get('openvino', '-')}, numpy {m.get('numpy')}, "
+        f"opencv {m.get('opencv')} "
         f"({m.get('opencv_threads')} threads), python {m.get('python')}, {m.get('platform')}"
     )
+    if m.get("cpu_backend_rule"):
+        L.append(f"- CPU backend rule: {m['cpu_backend_rule']}")
     L.append(
         f"- input: {cfg['images']}; conf {cfg['conf']}; warm-up {cfg['warmup']}, timed runs {cfg['runs']} per batch size; "
         f"artifacts interleaved in blocks of {cfg.get('block', 1)} timed calls, each block after one untimed call, "
@@ -57,7 +60,7 @@ def format_markdown(report: dict) -> str:
     )
     for s in report["subjects"]:
         info = s["info"]
-        shown = ("device", "input", "providers", "intra_op_threads", "threads", "torch", "max_batch")
+        shown = ("device", "input", "providers", "intra_op_threads", "threads", "torch", "openvino", "max_batch")
         extra = ", ".join(f"{k} {v}" for k, v in info.items() if k in shown)
         L.append(f"- `{s['name']}` ({s['kind']}, {s['precision']}): {s['path']}; {extra}")
     L.append(

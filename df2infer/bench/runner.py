@@ -123,11 +123,11 @@ class Subject:
         return out, sum(len(d) for d in dets)
 
 
-def runtime_subject(path: str | os.PathLike, name: str, device: str = "auto", threads: int = 0) -> Subject:
+def runtime_subject(path: str | os.PathLike, name: str, device: str = "auto", threads: int = 0, backend: str = "auto") -> Subject:
     import df2infer
 
     kw = {"threads": threads} if threads and not is_engine_path(path) else {}
-    return subject_from_predictor(df2infer.load(path, device=device, **kw), name, path)
+    return subject_from_predictor(df2infer.load(path, device=device, backend=backend, **kw), name, path)
 
 
 def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Subject:
@@ -142,7 +142,11 @@ def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Sub
     }
     if hasattr(be, "providers"):
         info["providers"] = list(be.providers)
-    if hasattr(be, "session"):
+    if be.name == "openvino":
+        info["intra_op_threads"] = be.threads
+        info["openvino"] = be.version
+        info["sync"] = "OpenVINO infer() is synchronous and returns host arrays"
+    elif hasattr(be, "session"):
         so = be.session.get_session_options()
         info["intra_op_threads"] = int(so.intra_op_num_threads)
         info["sync"] = "ONNX Runtime run() returns host arrays (CPU: synchronous; CUDA: outputs copied to host)"
@@ -269,6 +273,14 @@ def machine_info() -> dict:
         info["ort_available_providers"] = ort.get_available_providers()
     except ImportError:
         pass
+    from df2infer.backends.cpu_choice import RULE_TEXT
+    from df2infer.backends.openvino_backend import openvino_available
+
+    if openvino_available():
+        import openvino as ov
+
+        info["openvino"] = ov.get_version()
+    info["cpu_backend_rule"] = RULE_TEXT
     import cv2
 
     info["numpy"] = np.__version__

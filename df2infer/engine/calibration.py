@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from df2infer.contract import INPUT_NAME, Contract
+from df2infer.backends.base import head_score_feed
+from df2infer.contract import HEAD_SCORE_INPUT, INPUT_NAME, Contract
 from df2infer.images import IMAGE_SUFFIXES, list_images, read_image
 from df2infer.ops.letterbox import to_input_batch
 
@@ -57,6 +58,8 @@ class ImageFolderReader:
             return None
         batch = calibration_batch([path], self.contract)
         self.served += 1
+        if self.contract.gated_heads:  # heads on every detection while calibrating
+            return {self.input_name: batch, HEAD_SCORE_INPUT: head_score_feed(None)}
         return {self.input_name: batch}
 
     def __iter__(self):

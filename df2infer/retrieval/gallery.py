@@ -24,6 +24,8 @@ import numpy as np
 
 from df2infer.errors import InputError
 
+from . import int8_scan
+from .int8_scan import Int8Scan
 from .policy import DEFAULT_POLICY, RankingPolicy
 from .similarity import Similarity, sigmoid
 
@@ -31,6 +33,11 @@ FORMAT = "df2infer-gallery"
 VERSION = 1
 DTYPES = ("float32", "float16")
 CHUNK = 65536  # gallery rows scored at a time: bounded memory for any gallery size
+# How Gallery.search scans without an index: "float32" (the matrix product, exact_topk), "int8" (int8_scan: an
+# int8 scan with a proven error bound, then an exact float64 rerank; needs ONNX Runtime), "auto" (int8 from
+# INT8_SCAN_MIN items on, when ONNX Runtime is installed and exact on this CPU).
+SCANS = ("auto", "int8", "float32")
+INT8_SCAN_MIN = 131072
 
 
 @dataclass
@@ -88,7 +95,7 @@ def _chunk_candidates(z: np.ndarray, k: int, offset: int, floor: np.ndarray | No
     k-th best (`floor`), usually a handful once the first chunk is done, which is much cheaper than a
     partition of every row; a full partition when too many pass."""
     if floor is not None:
-        rows, cols = np.nonzero(z > floor[:, None])
+        rows, cols = np.divmod(np.flatnonzero(z > floor[:, None]), z.shape[1])  # (np.nonzero on 2-D: 30x slower)
         counts = np.bincount(rows, minlength=len(z))
         width = int(counts.max()) if len(rows) else 0
         if width <= 4 * k:
@@ -147,9 +154,14 @@ class Gallery:
         policy: RankingPolicy = DEFAULT_POLICY,
         capacity: int = 1024,
         info: dict | None = None,
+        scan: str = "auto",
     ):
         if dtype not in DTYPES:
             raise GalleryError(f"gallery dtype {dtype!r}, expected one of {DTYPES}")
+        if scan not in SCANS:
+            raise GalleryError(f"gallery scan {scan!r}, expected one of {SCANS}")
+        self.scan = scan
+        self._int8: Int8Scan | None = None
         self.similarity = similarity
         self.dtype = dtype
         self.policy = policy
@@ -297,12 +309,34 @@ class Gallery:
         qv, qc = self.similarity.query_vectors(q) if len(q) else (q, np.zeros(0, np.float32))
         if len(q) == 0:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        if ql is None and any(g != "all" for g in policy.groups()):
+            raise GalleryError("this ranking policy uses the query's category: pass query labels (or Detections)")
+        if index is None and self._scans_int8():
+            scan = self._int8_scan()
+            ids, z = policy.rank(lambda kk, groups: scan.topk(q, self.embeddings, self.labels, ql, kk, groups), k)
+            return ids, np.where(ids >= 0, z, -np.inf).astype(np.float32)  # the float64 head's logits
         if index is not None:
             qa = np.concatenate([qv, np.ones((len(qv), 1), np.float32)], axis=1)
             ids, z = policy.rank(lambda kk, groups: index.topk(qa, ql, kk, groups), k)
         else:
             ids, z = policy.rank(lambda kk, groups: exact_topk(qv, self.embeddings, self.gallery_term, self.labels, ql, kk, groups), k)
         return ids, np.where(ids >= 0, z + qc[:, None], -np.inf).astype(np.float32)
+
+    def _scans_int8(self) -> bool:
+        if self.scan == "float32" or (self.scan == "auto" and self._n < INT8_SCAN_MIN):
+            return False
+        if int8_scan.available():
+            return True
+        if self.scan == "int8":
+            raise GalleryError("scan='int8' needs ONNX Runtime with exact integer products on this CPU (pip install df2infer[cpu])")
+        return False
+
+    def _int8_scan(self) -> Int8Scan:
+        """The int8 codes of the gallery, brought up to date with the items added since the last search."""
+        if self._int8 is None:
+            self._int8 = Int8Scan(self.similarity)
+        self._int8.sync(self.embeddings, self.gallery_term)
+        return self._int8
 
     def search(self, queries, k: int = 20, *, query_labels=None, policy: RankingPolicy | None = None, index=None) -> list[list[Match]]:
         """Top-k gallery items per query, as Match lists. `queries`: Detections (labels taken from it)

@@ -73,6 +73,14 @@ class VideoSink(Sink):
         s.codec_context.gop_size = max(1, int(round(self.fps * self.keyframe_s)))
         if codec == "libx264":
             s.codec_context.options = {"crf": str(self.crf), "preset": self.preset, "threads": str(self.threads)}
+        # The header now, not at the first mux: PyAV 18 crashes (SIGSEGV) closing a container whose header
+        # failed inside mux() (e.g. a full disk); failed here, the container closes cleanly.
+        try:
+            self._c.start_encoding()
+        except BaseException:
+            c, self._c = self._c, None
+            c.close()  # may fail the same way: that error then propagates, the first one as its context
+            raise
         self._s = s
 
     def write(self, result: FrameResult) -> None:

@@ -22,17 +22,16 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
+from df2infer.latency import LatencySamples, stats_ms
 from df2infer.ops.options import DecodeOptions
 from df2infer.results import FrameResult
 from df2infer.stream.batching import Batcher
 from df2infer.stream.model import BatchPredictor, stream_options
-from df2infer.stream.sources import ReconnectPolicy, Source, SourceError, open_sources
+from df2infer.stream.parse import open_sources
+from df2infer.stream.sources import FrameGate, ReconnectPolicy, Source, SourceError
 from df2infer.stream.tracking import Tracker
 
 log = logging.getLogger("df2infer.stream")
@@ -40,20 +39,17 @@ log = logging.getLogger("df2infer.stream")
 STAGES = ("decode", "batch_wait", "inference", "tracking", "sink", "age")
 
 
-class _Samples:
-    def __init__(self, maxlen: int = 5000):
-        self.d: dict[str, deque] = {s: deque(maxlen=maxlen) for s in STAGES}
+class _ObservedSamples(LatencySamples):
+    """The pipeline's stage samples, also handed to listeners (Pipeline.on_stage: e.g. metrics histograms)."""
+
+    def __init__(self, stages, maxlen: int = 5000):
+        super().__init__(stages, maxlen)
+        self.listeners: list[Callable[[str, float], None]] = []
 
     def add(self, stage: str, seconds: float) -> None:
-        self.d[stage].append(seconds)
-
-    def percentiles(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for s, v in self.d.items():
-            if v:
-                p50, p99 = np.percentile(np.fromiter(v, float), [50, 99])
-                out[s] = {"p50_ms": round(float(p50) * 1e3, 2), "p99_ms": round(float(p99) * 1e3, 2), "n": len(v)}
-        return out
+        super().add(stage, seconds)
+        for fn in self.listeners:
+            fn(stage, seconds)
 
 
 _END = object()
@@ -71,6 +67,9 @@ class Pipeline:
     loop             restart files at their end (for soak tests)
     policy           ReconnectPolicy: timeouts, backoff, failures before a source is dropped
     output_queue     results waiting for the caller (default 1 with a live source, else 4)
+    vid_stride       process every n-th frame of each source (1: all); the others are not decoded
+    max_fps          process at most this many frames per second of each source (files: media time)
+                     (both counted per source as `skipped`, apart from the live sources' `dropped`)
     """
 
     def __init__(
@@ -89,6 +88,8 @@ class Pipeline:
         device: str = "auto",
         max_frames: int | None = None,
         hw_decode: bool = False,
+        vid_stride: int = 1,
+        max_fps: float | None = None,
     ):
         import df2infer
 
@@ -103,6 +104,9 @@ class Pipeline:
             self.sources, self.errors = open_sources(
                 [str(s) for s in sources], policy=policy, queue_size=queue_size, loop=loop, hw_decode=hw_decode, max_frames=max_frames
             )
+        if vid_stride != 1 or max_fps is not None:
+            for s in self.sources:
+                s.gate = FrameGate(vid_stride, max_fps)
         if not self.sources:
             raise SourceError("no usable source: " + "; ".join(self.errors or ["none given"]))
         self.batcher = Batcher(self.sources, max_batch, batch_timeout_s)
@@ -120,12 +124,19 @@ class Pipeline:
         self._out: queue.Queue = queue.Queue(maxsize=max(1, output_queue))
         self._abort = threading.Event()
         self._worker: threading.Thread | None = None
-        self.samples = _Samples()
+        self.samples = _ObservedSamples(STAGES)
         self.results = 0
         self.batches = 0
         self.t_start: float | None = None
         self.t_end: float | None = None
         self.worker_error: BaseException | None = None
+
+    def on_stage(self, fn: Callable[[str, float], None]) -> None:
+        """Call fn(stage, seconds) for every timing sample (stages: STAGES; decode from the reader threads,
+        the others from the inference thread and the caller's), e.g. to fill metrics histograms."""
+        self.samples.listeners.append(fn)
+        for s in self.sources:
+            s.decode_listeners.append(lambda seconds: fn("decode", seconds))
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -238,11 +249,11 @@ class Pipeline:
         sink = the caller's time per frame, age = capture to output), per-source counts."""
         end = self.t_end if self.t_end is not None else time.perf_counter()
         elapsed = max(end - (self.t_start or end), 1e-9)
-        stages = self.samples.percentiles()
+        stages = self.samples.percentiles_ms()
         decode = [x for s in self.sources for x in s.stats.decode_s[-5000:]]  # kept per source by the readers
         if decode:
-            p50, p99 = np.percentile(decode, [50, 99])
-            stages = {"decode": {"p50_ms": round(float(p50) * 1e3, 2), "p99_ms": round(float(p99) * 1e3, 2), "n": len(decode)}, **stages}
+            st = stats_ms(decode, (50, 99))
+            stages = {"decode": {"p50_ms": round(st["p50"], 2), "p99_ms": round(st["p99"], 2), "n": len(decode)}, **stages}
         per_source = [
             {
                 "id": s.id,
@@ -251,6 +262,7 @@ class Pipeline:
                 "frames": s.stats.frames,
                 "delivered": s.stats.delivered,
                 "dropped": s.stats.dropped,
+                "skipped": s.stats.skipped,
                 "reconnects": s.stats.reconnects,
                 "failures": s.stats.failures,
                 "error": s.error,
@@ -264,6 +276,7 @@ class Pipeline:
             "fps": round(self.results / elapsed, 2),
             "stages": stages,
             "dropped": sum(s.stats.dropped for s in self.sources),
+            "skipped": sum(s.stats.skipped for s in self.sources),
             "reconnects": sum(s.stats.reconnects for s in self.sources),
             "failed_sources": [s.name for s in self.sources if s.state == "failed"] + self.errors,
             "sources": per_source,
@@ -273,9 +286,10 @@ class Pipeline:
 def format_summary(s: dict) -> str:
     st = ", ".join(f"{k} {v['p50_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in s["stages"].items())
     failed = f", failed: {'; '.join(s['failed_sources'])}" if s["failed_sources"] else ""
+    skipped = f"skipped {s['skipped']} (stride/max fps), " if s.get("skipped") else ""
     return (
         f"{s['frames']} frames in {s['elapsed_s']:.1f} s ({s['fps']:.1f} fps); ms p50/p99: {st}; "
-        f"dropped {s['dropped']}, reconnects {s['reconnects']}{failed}"
+        f"dropped {s['dropped']}, {skipped}reconnects {s['reconnects']}{failed}"
     )
 
 

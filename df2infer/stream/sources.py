@@ -1,13 +1,15 @@
 """Frame sources: one reader thread per source.
 
-A source string is parsed by `parse_source` into a SourceSpec:
+A source string is parsed by `df2infer.stream.parse.parse_source` into a SourceSpec:
 
     clip.mp4, clip.mkv ...        a video file (file mode: every frame, backpressure, never drops)
     folder/, 'imgs/*.jpg'         an image folder (sorted) or a glob (file mode)
-    0, /dev/video0                a webcam (live)
-    rtsp://..., http(s)://...     a network stream: RTSP, MJPEG, MPEG-TS, HLS .m3u8 (live)
-    csi://0                       a Jetson CSI camera (nvarguscamerasrc GStreamer pipeline; live)
-    'videotestsrc ! ... ! appsink' a GStreamer pipeline (live)
+    0                             a webcam by number (OpenCV; live)
+    rtsp://..., http(s)://...     a network stream: RTSP, MJPEG, MPEG-TS, HLS .m3u8 (OpenCV's FFmpeg; live)
+    csi://0                       a Jetson CSI camera (nvarguscamerasrc; live)           \
+    v4l2:///dev/video0, /dev/video0  a V4L2 camera (v4l2src; live)                        | GStreamer, read by
+    rtsp://... with hw_decode     nvv4l2decoder, or the software decoder the registry has | df2infer.stream.gst
+    'videotestsrc ! ... ! appsink' a GStreamer pipeline (live when its source is)        /
     cams.streams                  a text file with one source per line (# comments)
 
 Live sources keep only the newest frame: an unconsumed frame that a newer one replaces is counted
@@ -29,8 +31,6 @@ not waited for (`done` is true once its newest frame is taken).
 
 from __future__ import annotations
 
-import dataclasses
-import glob
 import logging
 import os
 import queue
@@ -43,22 +43,15 @@ from typing import Any
 
 import numpy as np
 
-from df2infer.credentials import CredentialError, check_private_file, expand_env, quiet_native_logs, redact, remember
+from df2infer.credentials import CredentialError, check_private_file, redact
 from df2infer.errors import InputError
-from df2infer.images import IMAGE_SUFFIXES, ImageError, is_image_path, list_images, read_image
+from df2infer.images import ImageError, read_image
 from df2infer.results import FrameInfo
 
 log = logging.getLogger("df2infer.stream")
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".m4v", ".webm", ".ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv", ".y4m")
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
-
-JETPACK_OPENCV_HINT = (
-    "this OpenCV was built without GStreamer (cv2.getBuildInformation() shows 'GStreamer: NO'; the pip "
-    "wheels opencv-python[-headless] never have it). On a Jetson use JetPack's OpenCV: "
-    "`sudo apt install python3-opencv` (nvidia-opencv) and a venv made with --system-site-packages, "
-    "then `pip uninstall opencv-python-headless` in that venv so `import cv2` finds JetPack's build"
-)
 
 
 class SourceError(InputError, RuntimeError):
@@ -95,32 +88,6 @@ class SourceSpec:
         return f"SourceSpec({self.name!r}, kind={self.kind!r}, live={self.live})"
 
 
-def gstreamer_available() -> bool:
-    import cv2
-
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line.split(":", 1)[1]
-    return False
-
-
-def csi_pipeline(sensor_id: int, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0) -> str:
-    """The Jetson CSI camera pipeline (Argus ISP -> NVMM NV12 -> BGRx -> BGR appsink)."""
-    return (
-        f"nvarguscamerasrc sensor-id={sensor_id} ! video/x-raw(memory:NVMM),width={width},height={height},"
-        f"framerate={fps}/1,format=NV12 ! nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! "
-        "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
-    )
-
-
-def jetson_rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264") -> str:
-    """An RTSP pipeline decoding on the Jetson's hardware decoder (nvv4l2decoder)."""
-    return (
-        f"rtspsrc location={url} latency={latency_ms} ! rtp{codec}depay ! {codec}parse ! nvv4l2decoder ! "
-        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
-    )
-
-
 def read_streams_file(path: str | os.PathLike) -> list[str]:
     """Sources listed in a .streams file: one per line; blank lines and # comments skipped. A file
     holding a literal password must not be readable by other users (write ${NAME} instead)."""
@@ -153,65 +120,6 @@ def expand_sources(texts: list[str]) -> list[str]:
     return out
 
 
-def parse_source(text: str, hw_decode: bool = False) -> SourceSpec:
-    """SourceSpec for one source string (see the module doc). Raises SourceError naming it (redacted).
-    `${NAME}` references are expanded from the environment; the spec keeps the unexpanded text."""
-
-    given = text.strip()
-    try:
-        t = expand_env(given)
-    except CredentialError as e:
-        raise SourceError(str(e)) from None
-    remember(t)  # its secrets are redacted wherever they turn up from now on
-    shown = redact(given)
-    spec = _parse(t, shown, hw_decode)
-    spec.text = given
-    if spec.kind in ("network", "gstreamer"):
-        quiet_native_logs()
-    return spec
-
-
-def _parse(t: str, shown: str, hw_decode: bool) -> SourceSpec:
-    """The SourceSpec of the expanded source string t (its text is set by the caller); errors name `shown`."""
-    import cv2
-
-    low = t.lower()
-    if t.isdigit():
-        return SourceSpec(t, "webcam", True, int(t), cv2.CAP_ANY)
-    if low.startswith("/dev/video"):
-        return SourceSpec(t, "webcam", True, t, cv2.CAP_V4L2)
-    if low.startswith("csi://"):
-        n = t[len("csi://") :]
-        if not n.isdigit():
-            raise SourceError(f"{shown}: expected csi://N with N the sensor id (csi://0)")
-        if not gstreamer_available():
-            raise SourceError(f"{shown}: a CSI camera needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
-        return SourceSpec(t, "gstreamer", True, csi_pipeline(int(n)), cv2.CAP_GSTREAMER)
-    if low.startswith(NETWORK_SCHEMES):
-        if hw_decode and low.startswith("rtsp") and gstreamer_available():
-            return SourceSpec(t, "gstreamer", True, jetson_rtsp_pipeline(t), cv2.CAP_GSTREAMER)
-        return SourceSpec(t, "network", True, t, cv2.CAP_FFMPEG)
-    if "!" in t:
-        if not gstreamer_available():
-            raise SourceError(f"{shown!r}: a GStreamer pipeline needs OpenCV with GStreamer: {JETPACK_OPENCV_HINT}")
-        return SourceSpec(t, "gstreamer", True, t, cv2.CAP_GSTREAMER)
-    if os.path.isdir(t):
-        files = [str(p) for p in list_images(t)]
-        if not files:
-            raise SourceError(f"{shown}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
-        return SourceSpec(t, "images", False, files)
-    if any(c in t for c in "*?["):
-        files = sorted(f for f in glob.glob(t, recursive=True) if is_image_path(f))
-        if not files:
-            raise SourceError(f"{shown}: this glob matches no images")
-        return SourceSpec(t, "images", False, files)
-    if not os.path.exists(t):
-        raise SourceError(f"{shown}: no such file, folder, camera or stream URL")
-    if is_image_path(t):
-        return SourceSpec(t, "images", False, [t])
-    return SourceSpec(t, "file", False, t, cv2.CAP_ANY)
-
-
 @dataclass
 class ReconnectPolicy:
     """Backoff for network/live sources: attempt k (1, 2, ...) waits
@@ -234,6 +142,32 @@ class ReconnectPolicy:
         return self.max_delay_s * (1 + self.jitter)
 
 
+class FrameGate:
+    """Which frames of a source to process: every `vid_stride`-th, and at most `max_fps` per second (media time
+    for files, wall time for live sources). keep(index, t) is asked before a frame is decoded, so a frame
+    passed over costs no decoding (OpenCV's grab())."""
+
+    def __init__(self, vid_stride: int = 1, max_fps: float | None = None):
+        if int(vid_stride) < 1:
+            raise ValueError(f"--vid-stride {vid_stride}: expected 1 or more (1 = every frame)")
+        if max_fps is not None and not max_fps > 0:
+            raise ValueError(f"--max-fps {max_fps}: expected a positive number of frames per second")
+        self.stride = int(vid_stride)
+        self.period = 1.0 / max_fps if max_fps else 0.0
+        self._due: float | None = None
+
+    def keep(self, index: int, t: float) -> bool:
+        if index % self.stride:
+            return False
+        if not self.period:
+            return True
+        if self._due is not None and t < self._due - 1e-9:
+            return False
+        # the next slot one period on (an even cadence), restarted when the source fell more than a period behind
+        self._due = self._due + self.period if self._due is not None and t - self._due < self.period else t + self.period
+        return True
+
+
 @dataclass
 class SourceStats:
     frames: int = 0  # frames read
@@ -243,6 +177,7 @@ class SourceStats:
     failures: int = 0  # failed open/read attempts, all told
     errors: list = field(default_factory=list)  # messages of the failures (last 20)
     decode_s: list = field(default_factory=list)  # per-frame read+decode seconds (bounded)
+    skipped: int = 0  # frames passed over on purpose (FrameGate: --vid-stride, --max-fps), not decoded
 
     def note_error(self, msg: str) -> None:
         self.failures += 1
@@ -273,6 +208,8 @@ class Source:
         self.loop = loop
         self.max_frames = max_frames
         self.stats = SourceStats()
+        self.decode_listeners: list[Callable[[float], None]] = []  # fn(seconds) per decoded frame (Pipeline.on_stage)
+        self.gate: FrameGate | None = None  # which frames to process (Pipeline's vid_stride / max_fps)
         self.state = "starting"  # starting, running, reconnecting, finished, failed, stopped
         self.error: str | None = None
         self._notify = notify or (lambda: None)
@@ -376,7 +313,10 @@ class Source:
             self._notify()
 
     def _timed_decode(self, t0: float) -> None:
-        self.stats.decode_s.append(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        self.stats.decode_s.append(dt)
+        for fn in self.decode_listeners:
+            fn(dt)
         if len(self.stats.decode_s) > 5000:  # bounded: the summary's percentiles use the recent ones
             del self.stats.decode_s[:2500]
 
@@ -388,6 +328,10 @@ class Source:
             for path in files:
                 if self._stop.is_set() or (self.max_frames is not None and index >= self.max_frames):
                     return
+                if self.gate is not None and not self.gate.keep(index, index / (self.fps or 30.0)):
+                    self.stats.skipped += 1
+                    index += 1
+                    continue
                 t0 = time.perf_counter()
                 try:
                     img = read_image(path)
@@ -458,6 +402,12 @@ class Source:
                     if self.max_frames is not None and index >= self.max_frames:
                         return
                     t0 = time.perf_counter()
+                    if self.gate is not None and not self.gate.keep(index, time.time() if self.live else index / (self.fps or 30.0)):
+                        if not cap.grab():  # passed over: demuxed, not decoded
+                            break
+                        self.stats.skipped += 1
+                        index += 1
+                        continue
                     ok, img = cap.read()
                     if not ok or img is None:
                         break
@@ -496,36 +446,3 @@ class Source:
         self.error = msg
         self.state = "failed"
         log.error("%s", msg)
-
-
-def open_sources(
-    texts: list[str],
-    policy: ReconnectPolicy | None = None,
-    queue_size: int = 8,
-    loop: bool = False,
-    notify: Callable[[], None] | None = None,
-    hw_decode: bool = False,
-    max_frames: int | None = None,
-) -> tuple[list[Source], list[str]]:
-    """Sources for the strings (not started) and the errors of those that cannot be parsed; a bad
-    source never stops the others."""
-    sources, errors = [], []
-    for i, t in enumerate(expand_sources(texts)):
-        try:
-            spec = parse_source(t, hw_decode=hw_decode)
-        except SourceError as e:
-            errors.append(redact(str(e)))
-            log.error("%s", e)
-            continue
-        sources.append(
-            Source(
-                spec,
-                i,
-                policy=dataclasses.replace(policy) if policy else None,
-                queue_size=queue_size,
-                loop=loop,
-                notify=notify,
-                max_frames=max_frames,
-            )
-        )
-    return sources, errors

@@ -24,7 +24,7 @@ KERNEL_DIR = Path(__file__).resolve().parent
 
 # Each kernel source and the entry points it defines.
 KERNELS: dict[str, tuple[str, ...]] = {
-    "letterbox.cu": ("letterbox_kernel",),
+    "letterbox.cu": ("letterbox_kernel", "letterbox_nv12_kernel"),
     "paste_masks.cu": ("paste_masks_weights", "paste_masks_compact", "paste_masks_instance_map"),
     "landmarks.cu": ("landmarks_subpixel", "landmarks_cubic_tables", "landmarks_torchvision_columns", "landmarks_torchvision"),
 }

@@ -45,6 +45,7 @@ KERNEL_SIGNATURES: dict[str, tuple[str, ...]] = {
         "f32",
         "f32",
     ),
+    "letterbox_nv12_kernel": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", *(("f32",) * 7)),
     "paste_masks_weights": ("ptr", "ptr", "ptr", "i32", "i32", "i32", "ptr", "ptr"),
     "paste_masks_compact": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "f32", "ptr"),
     "paste_masks_instance_map": ("ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "f32", "ptr"),

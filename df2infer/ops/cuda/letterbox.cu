@@ -84,3 +84,76 @@ extern "C" __global__ void letterbox_kernel(const unsigned char* __restrict__ fr
     else ((float*)out)[base + c * plane] = v;
   }
 }
+
+// NV12 (a camera's or decoder's frame: Y plane, then interleaved UV at half resolution) -> the same
+// engine input, converting and letterboxing in one pass, so a live source needs no CPU conversion to BGR.
+// Each of a pixel's four bilinear taps is first converted to BGR uint8 as df2infer.ops.nv12.nv12_to_bgr
+// does (limited range, BT.601 or BT.709, 8-bit fixed point, the chroma sample of the tap's 2x2 block),
+// then the taps are blended exactly as letterbox_kernel blends BGR pixels: the result equals
+// to_input_batch(nv12_to_bgr(frame)) up to the tolerance OpenCV's resize has against letterbox_kernel.
+
+// Fixed-point (x 256) Y'CbCr -> R'G'B' for limited-range video: rows R, G, B; columns Y, Cb, Cr.
+__device__ __forceinline__ void nv12_to_bgr_pixel(int y, int u, int v, int matrix, int bgr[3]) {
+  const int c = 298 * (y - 16), d = u - 128, e = v - 128;
+  int r, g, b;
+  if (matrix == 709) {
+    r = (c + 459 * e + 128) >> 8;
+    g = (c - 55 * d - 136 * e + 128) >> 8;
+    b = (c + 541 * d + 128) >> 8;
+  } else {  // BT.601
+    r = (c + 409 * e + 128) >> 8;
+    g = (c - 100 * d - 208 * e + 128) >> 8;
+    b = (c + 516 * d + 128) >> 8;
+  }
+  bgr[0] = b < 0 ? 0 : (b > 255 ? 255 : b);
+  bgr[1] = g < 0 ? 0 : (g > 255 ? 255 : g);
+  bgr[2] = r < 0 ? 0 : (r > 255 ? 255 : r);
+}
+
+__device__ __forceinline__ void nv12_tap(const unsigned char* frame, int pitch, int uv_offset, int x, int y, int matrix,
+                                         int bgr[3]) {
+  const unsigned char* uv = frame + uv_offset + (long long)(y >> 1) * pitch + 2 * (x >> 1);
+  nv12_to_bgr_pixel(frame[(long long)y * pitch + x], uv[0], uv[1], matrix, bgr);
+}
+
+// frames: frame b at frames + frame_offset[b]: h rows of the Y plane, `pitch` bytes apart, then at
+// uv_offset ceil(h / 2) rows of interleaved U, V (same pitch). geom: int [B, 10] = h, w, pitch, new_h,
+// new_w, pad_y, pad_x, uv_offset, matrix (601 or 709), 0. taps, toff, out and the rest as letterbox_kernel.
+extern "C" __global__ void letterbox_nv12_kernel(const unsigned char* __restrict__ frames,
+                                                 const long long* __restrict__ frame_offset,
+                                                 const int* __restrict__ geom, const int* __restrict__ taps,
+                                                 const int* __restrict__ toff, void* __restrict__ out, int out_half,
+                                                 int B, int H, int W, float pad, float alpha_r, float alpha_g,
+                                                 float alpha_b, float beta_r, float beta_g, float beta_b) {
+  const int x = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+  const int y = (int)(blockIdx.y * blockDim.y + threadIdx.y);
+  const int b = (int)blockIdx.z;
+  if (x >= W || y >= H || b >= B) return;
+  const int* g = geom + 10 * b;
+  const int pitch = g[2], new_h = g[3], new_w = g[4], pad_y = g[5], pad_x = g[6], uv_offset = g[7], matrix = g[8];
+  float rgb[3] = {pad, pad, pad};
+  const int dx = x - pad_x, dy = y - pad_y;
+  if (dx >= 0 && dx < new_w && dy >= 0 && dy < new_h) {
+    const int* tx = taps + 4 * (toff[b] + dx);
+    const int* ty = taps + 4 * (toff[b] + new_w + dy);
+    const unsigned char* frame = frames + frame_offset[b];
+    int p00[3], p01[3], p10[3], p11[3];
+    nv12_tap(frame, pitch, uv_offset, tx[0], ty[0], matrix, p00);
+    nv12_tap(frame, pitch, uv_offset, tx[1], ty[0], matrix, p01);
+    nv12_tap(frame, pitch, uv_offset, tx[0], ty[1], matrix, p10);
+    nv12_tap(frame, pitch, uv_offset, tx[1], ty[1], matrix, p11);
+    for (int c = 0; c < 3; ++c) {  // c is the BGR channel; it lands in RGB plane 2 - c
+      const int r0 = p00[c] * tx[2] + p01[c] * tx[3];
+      const int r1 = p10[c] * tx[2] + p11[c] * tx[3];
+      rgb[2 - c] = (float)vertical_u8(r0, r1, ty[2], ty[3]);
+    }
+  }
+  const float alpha[3] = {alpha_r, alpha_g, alpha_b}, beta[3] = {beta_r, beta_g, beta_b};
+  const long long plane = (long long)H * W;
+  const long long base = (long long)b * 3 * plane + (long long)y * W + x;
+  for (int c = 0; c < 3; ++c) {
+    const float v = fmaf(rgb[c], alpha[c], beta[c]);
+    if (out_half) ((unsigned short*)out)[base + c * plane] = f32_to_f16_bits(v);
+    else ((float*)out)[base + c * plane] = v;
+  }
+}

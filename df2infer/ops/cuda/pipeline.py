@@ -27,6 +27,7 @@ from df2infer.ops.cuda.launch import Driver, grid_1d
 from df2infer.ops.landmarks import LANDMARK_METHODS
 from df2infer.ops.letterbox import LetterboxInfo, letterbox_geometry
 from df2infer.ops.masks import mask_extent
+from df2infer.ops.nv12 import Nv12Image
 from df2infer.ops.options import DEFAULT_LANDMARK_METHOD, DEFAULT_OPTIONS, DecodeOptions
 
 MAX_HEATMAP_SIZE = 64  # landmarks.cu MAX_HEATMAP_SIZE: the torchvision method keeps one column per thread
@@ -163,24 +164,31 @@ class GpuPreprocessor:
         self._scratch = _Scratch(driver, device=not self._zero_copy)
         self.last_launches: list[tuple] = []  # (kernel, grid, block, args) of the last call, for benchmarks
 
-    def __call__(self, images: Sequence[np.ndarray], out: Any) -> list[LetterboxInfo]:
+    def __call__(self, images: Sequence[np.ndarray] | Sequence[Nv12Image], out: Any) -> list[LetterboxInfo]:
         """Write the batch into `out` (device pointer or CUDA array of [>= B, 3, H, W] out_dtype); return
-        the letterbox of each frame. Asynchronous: the work is queued on the driver's stream."""
+        the letterbox of each frame. Asynchronous: the work is queued on the driver's stream.
+        A batch of Nv12Image frames (a camera's or decoder's NV12) is converted and letterboxed in one pass
+        (letterbox_nv12_kernel); the result is that of the BGR frames ops.nv12.nv12_to_bgr makes."""
+        if images and all(isinstance(img, Nv12Image) for img in images):
+            return self._nv12([img for img in images if isinstance(img, Nv12Image)], out)
+        bgr: list[np.ndarray] = []
         for i, img in enumerate(images):
-            if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
+            if isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+                bgr.append(img)
+            else:
                 raise ImageError(
-                    f"images[{i}]: expected HxWx3 BGR uint8, got "
+                    f"images[{i}]: expected HxWx3 BGR uint8 (or a batch of Nv12Image), got "
                     f"{getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)} "
                     "(use coerce_image)"
                 )
-        B = len(images)
+        B = len(bgr)
         if B == 0:
             return []
-        geom, taps, toff, infos = letterbox_plan([img.shape[:2] for img in images], self.size)
+        geom, taps, toff, infos = letterbox_plan([img.shape[:2] for img in bgr], self.size)
         frame_off = np.zeros(B, np.int64)
         pack = _Pack()
         pos = 0
-        for i, img in enumerate(images):
+        for i, img in enumerate(bgr):
             frame_off[i] = pos
             pos = _align(pos + img.nbytes)
         frames_bytes = pos
@@ -196,7 +204,7 @@ class GpuPreprocessor:
         self._scratch.reserve(pack.nbytes)
         host = self._scratch.host
         assert host is not None
-        for i, img in enumerate(images):
+        for i, img in enumerate(bgr):
             host[frame_off[i] : frame_off[i] + img.nbytes] = np.ascontiguousarray(img).reshape(-1)
         offs = pack.write(host)
         base = self.driver.mapped_pointer(host) if self._zero_copy else None  # type: ignore[attr-defined]
@@ -222,6 +230,65 @@ class GpuPreprocessor:
         )
         self.driver.launch("letterbox_kernel", grid, (32, 8, 1), args)
         self.last_launches = [("letterbox_kernel", grid, (32, 8, 1), args)]
+        return infos
+
+    def _nv12(self, images: Sequence[Nv12Image], out: Any) -> list[LetterboxInfo]:
+        for i, img in enumerate(images):
+            img.check(f"images[{i}]")
+        B = len(images)
+        _, taps, toff, infos = letterbox_plan([img.shape for img in images], self.size)
+        geom = np.zeros((B, 10), np.int32)
+        frame_off = np.zeros(B, np.int64)
+        pos = 0
+        layouts = []
+        for i, img in enumerate(images):
+            h, w = img.shape
+            pitch = 2 * ((w + 1) // 2)  # the UV rows' bytes; Y rows are copied at the same pitch
+            uv_offset = _align(h * pitch)
+            lg = letterbox_geometry(h, w, self.size)  # as letterbox_plan, which made the taps
+            geom[i] = (h, w, pitch, lg.new_h, lg.new_w, lg.pad_y, lg.pad_x, uv_offset, 709 if img.matrix == "bt709" else 601, 0)
+            frame_off[i] = pos
+            layouts.append((pos, pitch, uv_offset))
+            pos = _align(pos + uv_offset + ((h + 1) // 2) * pitch)
+        pack = _Pack()
+        pack.nbytes = pos
+        pack.add("offsets", frame_off)
+        pack.add("geom", geom)
+        pack.add("taps", taps)
+        pack.add("toff", toff)
+        self.driver.synchronize()  # the staging buffer is reused (see __call__)
+        self._scratch.reserve(pack.nbytes)
+        host = self._scratch.host
+        assert host is not None
+        for img, (off, pitch, uv_offset) in zip(images, layouts):
+            h, w = img.shape
+            host[off : off + h * pitch].reshape(h, pitch)[:, :w] = img.y
+            ch = (h + 1) // 2
+            host[off + uv_offset : off + uv_offset + ch * pitch].reshape(ch, pitch)[:] = img.uv.reshape(ch, pitch)
+        offs = pack.write(host)
+        base = self.driver.mapped_pointer(host) if hasattr(self.driver, "mapped_pointer") else None
+        if base is None:
+            self.driver.upload(self._scratch.device, host[: pack.nbytes])
+            base = self._scratch.device
+        H, W = self.size
+        grid = ((W + 31) // 32, (H + 7) // 8, B)
+        args = (
+            base,
+            base + offs["offsets"],
+            base + offs["geom"],
+            base + offs["taps"],
+            base + offs["toff"],
+            out,
+            int(self.out_dtype == np.float16),
+            B,
+            H,
+            W,
+            self.pad,
+            *self.alpha,
+            *self.beta,
+        )
+        self.driver.launch("letterbox_nv12_kernel", grid, (32, 8, 1), args)
+        self.last_launches = [("letterbox_nv12_kernel", grid, (32, 8, 1), args)]
         return infos
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ struct Entry {
 #define SHIM_KERNEL(k) {#k, [](const unsigned int* g, const unsigned int* b, void** p) { run(k, g, b, p); }}
 const Entry kKernels[] = {
     SHIM_KERNEL(letterbox_kernel),
+    SHIM_KERNEL(letterbox_nv12_kernel),
     SHIM_KERNEL(paste_masks_weights),
     SHIM_KERNEL(paste_masks_compact),
     SHIM_KERNEL(paste_masks_instance_map),
