@@ -134,7 +134,8 @@ def test_cuda_session_binds_device_buffers(fake_gpu_ort):
     out = be.run(batch)
     assert set(out) == set(OUTPUT_NAMES) and out["boxes"].shape == (2, c.max_detections, 4)
     inputs = [r for r in record if r[0].startswith("bind_") and r[0] != "bind_output"]
-    assert inputs == [("bind_ortvalue_input", INPUT_NAME, "cuda:0")], inputs  # the input is an OrtValue on the GPU
+    # the image batch is an OrtValue on the GPU; so is the head gate, a real graph input since the bundle was re-exported
+    assert inputs == [("bind_ortvalue_input", INPUT_NAME, "cuda:0"), ("bind_ortvalue_input", "min_head_score", "cuda:0")], inputs
     outputs = [r for r in record if r[0] == "bind_output"]
     assert [r[1] for r in outputs] == list(OUTPUT_NAMES) and {r[2] for r in outputs} == {"cuda"}
     device_out = be.run_ortvalues({INPUT_NAME: FakeOrtValue(batch, "cuda:0")})
