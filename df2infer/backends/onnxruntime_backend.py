@@ -298,13 +298,19 @@ class OnnxRuntimeBackend:
         """Drop the session (ONNX Runtime frees it with the last reference); run() fails afterwards."""
         self.session = None
 
-    def run_ortvalues(self, inputs: dict) -> dict:
+    def run_ortvalues(self, inputs: dict, min_head_score: float | None = None) -> dict:
         """CUDA sessions: {input name: OrtValue (on the GPU, or host)} -> {output name: OrtValue on the GPU}.
-        The outputs stay on the device (e.g. for GPU postprocessing); `.numpy()` copies one to the host."""
+        The outputs stay on the device (e.g. for GPU postprocessing); `.numpy()` copies one to the host.
+        A gated-head graph's `min_head_score` is fed from `min_head_score` when `inputs` lacks it (it is a
+        required graph input in files exported since the gate stopped being an initializer)."""
         if self.session is None:
             raise RuntimeError(f"{self.path}: this backend is closed (close() was called)")
         if not self._use_binding:
             raise RuntimeError(f"{self.path}: run_ortvalues needs a CUDA session (device='cuda'), this one is {self.device}")
+        if self.contract.gated_heads and HEAD_SCORE_INPUT not in inputs:
+            ort = import_onnxruntime()
+            gate = ort.OrtValue.ortvalue_from_numpy(head_score_feed(min_head_score), "cuda", self._device_index)
+            inputs = {**inputs, HEAD_SCORE_INPUT: gate}
         binding = self.session.io_binding()
         for name, value in inputs.items():
             binding.bind_ortvalue_input(name, value)
