@@ -321,8 +321,8 @@ class Predictor:
     def _batch_size(self, batch_size: int | None) -> int:
         return max(1, min(int(batch_size or self.backend.max_batch), self.backend.max_batch))
 
-    @staticmethod
     def _options(
+        self,
         *,
         conf: float,
         masks: bool = True,
@@ -334,11 +334,13 @@ class Predictor:
     ) -> dict:
         if landmark_method not in LANDMARK_METHODS:
             raise ValueError(f"landmark_method={landmark_method!r}, expected one of {LANDMARK_METHODS}")
+        c = self.contract  # a head the model lacks (an imported checkpoint's) is never read: Detections carry None
         return dict(
             conf=conf,
-            masks=masks,
-            landmarks=landmarks,
-            embeddings=embeddings,
+            masks=masks and c.has("masks"),
+            landmarks=landmarks and c.has("landmarks"),
+            embeddings=embeddings and c.has("embeddings"),
+            mask_paste=c.mask_paste,
             mask_threshold=mask_threshold,
             landmark_method=landmark_method,
             suppress_iou=suppress_iou,

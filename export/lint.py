@@ -102,7 +102,7 @@ def load_op_table(path: str | Path | None = None) -> dict[str, OpSupport]:
     if path is None and _TABLE is not None:
         return _TABLE
     if path is None:
-        text = resources.files("export").joinpath("data/onnx_ops_tensorrt10.tsv").read_text(encoding="utf-8")
+        text = resources.files(__package__ or "df2infer_export").joinpath("data/onnx_ops_tensorrt10.tsv").read_text(encoding="utf-8")
     else:
         text = Path(path).read_text(encoding="utf-8")
     table: dict[str, OpSupport] = {}

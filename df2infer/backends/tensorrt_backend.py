@@ -316,7 +316,16 @@ class TensorRTBackend:
             return
         self.gpu_pre = GpuPreprocessor(self._kdrv, (c.input_height, c.input_width), c.pad_value, out_dtype=self.input_dtype)
         float_outputs = all(self._buffers[n].dtype == np.float32 for n in ("masks", "landmark_heatmaps"))
-        if float_outputs:
+        if c.mask_paste != "grid_sample" or c.heads != ["masks", "landmarks", "embeddings"]:
+            # the kernels paste the grid_sample way and expect every head: an imported model decodes on the CPU
+            log.info(
+                "%s: %s model (mask_paste %s, heads %s): masks and landmarks are decoded on the CPU",
+                self.path,
+                c.family,
+                c.mask_paste,
+                c.heads,
+            )
+        elif float_outputs:
             self.gpu_post = GpuPostprocessor(
                 self._kdrv, detections=c.max_detections, mask_size=c.mask_size, heatmap_size=c.heatmap_size, channels=c.max_landmarks
             )

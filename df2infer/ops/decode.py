@@ -15,7 +15,7 @@ import numpy as np
 from df2infer.ops.boxes import clip_boxes, suppress_overlaps
 from df2infer.ops.landmarks import LANDMARK_METHODS, decode_landmarks
 from df2infer.ops.letterbox import LetterboxInfo, scale_boxes_back
-from df2infer.ops.masks import paste_masks
+from df2infer.ops.masks import paste_masks, paste_masks_torchvision
 from df2infer.results import Detections
 
 
@@ -90,6 +90,7 @@ def decode_detections(
     mask_threshold: float = 0.5,
     landmark_method: str = "subpixel",
     suppress_iou: float | None = None,
+    mask_paste: str = "grid_sample",
     path: str | None = None,
     source: int | None = None,
 ) -> Detections:
@@ -97,14 +98,16 @@ def decode_detections(
 
     conf: minimum score kept; suppress_iou: drop items overlapping a higher-scoring one by IoU > this
     (None: off); masks / landmarks / embeddings: compute those parts (see ops.masks.paste_masks at
-    mask_threshold, ops.landmarks.decode_landmarks with landmark_method)."""
+    mask_threshold, or paste_masks_torchvision when mask_paste is "torchvision" (contract.mask_paste);
+    ops.landmarks.decode_landmarks with landmark_method)."""
     if landmark_method not in LANDMARK_METHODS:
         raise ValueError(f"landmark_method={landmark_method!r}, expected one of {LANDMARK_METHODS}")
     kept = keep_detections(outputs, b, info, conf=conf, suppress_iou=suppress_iou)
     pasted, extents = None, None
     if masks:
         # Masks and landmarks are box-relative to the graph's (unclipped) boxes.
-        pasted, extents = paste_masks(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, mask_threshold)
+        paste = paste_masks_torchvision if mask_paste == "torchvision" else paste_masks
+        pasted, extents = paste(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, mask_threshold)
     points = decode_landmarks(outputs["landmark_heatmaps"][b, kept.idx], kept.boxes, kept.labels, landmark_method) if landmarks else None
     return assemble_detections(
         outputs, kept, masks=pasted, mask_boxes=extents, landmarks=points, embeddings=embeddings, path=path, source=source

@@ -70,6 +70,11 @@ class Similarity:
 
     @classmethod
     def from_contract(cls, contract: Contract) -> Similarity:
+        if not contract.has("embeddings"):
+            raise ValueError(
+                f"retrieval refused: {contract.missing_head_reason('embeddings')}, so it gives no embeddings to match; "
+                "retrieval needs a Match R-CNN with its matching network (docs/models.md)"
+            )
         if not contract.similarity_weight or not contract.similarity_bias:
             raise ValueError("this artifact's contract carries no similarity network weights (similarity_weight/bias)")
         return cls(np.asarray(contract.similarity_weight), np.asarray(contract.similarity_bias))
