@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 	# TensorRT code (--no-deps: the stubs pin a tensorrt wheel that is not installable here).
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 	$(PY) -m pip install -q cuda-bindings==13.5.0
-	# cuda-bindings 12.x beside it (not importable by default): tests/test_cuda_bindings_calls.py runs the
-	# GPU code's CUDA calls through both majors (CUDA 12 drivers, Jetson; CUDA 13 drivers).
-	$(PY) -m pip install -q --upgrade --target build/cuda-bindings-12 'cuda-bindings>=12.9,<13'
+	# cuda-bindings 12.x in a venv of its own (not importable by default): tests/test_cuda_bindings_calls.py runs the
+	# GPU code's CUDA calls through both majors (CUDA 12 drivers, Jetson; CUDA 13 drivers). Its own venv, so pip checks
+	# it only against its own dependencies, not against torch's cuda-bindings 13 requirement in $(VENV).
+	rm -rf build/cuda-bindings-12 && $(PYTHON) -m venv --without-pip build/cuda-bindings-12
+	$(PY) -m pip --python build/cuda-bindings-12/bin/python install -q 'cuda-bindings>=12.9,<13'
 	touch $(STAMP)
 
 setup: $(STAMP) system-deps
@@ -42,7 +44,7 @@ demo: $(STAMP)
 
 # The runtime core (with the rooms stream/, sinks/ and retrieval/) and the TensorRT code are type-checked (the TensorRT code against tensorrt-stubs, copied
 # and fixed into build/typing-stubs by tests/trt_stubs.py; see mypy.ini).
-MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer/cpu_features.py df2infer/images.py df2infer/results.py \
+MYPY_FILES := df2infer/api.py df2infer/artifact.py df2infer/contract.py df2infer/cpu_features.py df2infer/errors.py df2infer/images.py df2infer/latency.py df2infer/results.py \
 	df2infer/backends df2infer/ops df2infer/gpu df2infer/stream df2infer/sinks df2infer/retrieval export/tensorrt_builder.py
 
 lint: $(STAMP)

@@ -121,7 +121,7 @@ def evaluate(name: str, path: Path, n: int, *, float_reference: bool = False) ->
     from df2infer.api import Predictor
     from df2infer.backends import onnxruntime_backend as B
     from df2infer.eval import evaluate_predictions
-    from df2infer.eval.predict import predict_results
+    from df2infer.eval.predict import predict_results, summarize
 
     key = f"{name}|{n}"
     db = _db()
@@ -141,14 +141,8 @@ def evaluate(name: str, path: Path, n: int, *, float_reference: bool = False) ->
     t = time.perf_counter()
     res = predict_results(Predictor(backend), ds, conf=0.05)
     r = evaluate_predictions(ds, res, breakdown=False)
-    got = {
-        "box_AP": r["box"]["overall"]["AP"],
-        "mask_AP": r["mask"]["overall"]["AP"],
-        "landmarks_visible_AP": r["landmarks_visible"]["overall"]["AP"],
-        "landmarks_all_AP": r["landmarks_all"]["overall"]["AP"],
-        "retrieval_top10": r["retrieval"]["top10"],
-        "predict_s": round(time.perf_counter() - t, 1),
-    }
+    headline = summarize(r)
+    got = {**{k: headline[k] for k in METRICS}, "predict_s": round(time.perf_counter() - t, 1)}
     db = _db()
     db[key] = got
     (WORK / "scores.json").write_text(json.dumps(db, indent=1))

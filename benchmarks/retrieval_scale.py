@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from df2infer.latency import stats_ms
 from df2infer.retrieval import Gallery, RankingPolicy, Similarity
 
 POLICY = RankingPolicy("any", 0.0)
@@ -77,13 +78,14 @@ def time_search(fn, queries: np.ndarray, batch: int, min_queries: int, budget_s:
         ids_all.append(ids)
         n += len(q)
     per_call = np.array(t)
+    st = stats_ms(t, (50, 90))
     return {
         "batch": batch,
         "calls": len(t),
         "queries": n,
         "ms_per_query": 1000 * per_call.sum() / n,
-        "ms_per_call_p50": 1000 * float(np.median(per_call)),
-        "ms_per_call_p90": 1000 * float(np.percentile(per_call, 90)),
+        "ms_per_call_p50": st["p50"],
+        "ms_per_call_p90": st["p90"],
         "queries_per_s": n / per_call.sum(),
     }
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from df2infer.latency import stats_ms
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "tests" / "stream_servers.py"
 
@@ -62,38 +64,21 @@ def start_server(port: int, fps: float) -> subprocess.Popen:
     raise RuntimeError("MJPEG server did not start")
 
 
-def pct(xs, q) -> float:
-    return round(float(np.percentile(np.asarray(xs, float), q)), 4) if len(xs) else float("nan")
+def cli_sinks(folder: Path, fps: float = 30.0):
+    """What `df2infer video` writes per frame (its sinks): the JSONL record, the annotated H.264 fragmented MP4."""
+    from df2infer.sinks.base import Tee
+    from df2infer.sinks.jsonl import JsonlSink
+    from df2infer.sinks.video import VideoSink
 
-
-class Sinks:
-    """What `df2infer video` does per frame: JSONL line, annotate, H.264 fragmented MP4."""
-
-    def __init__(self, folder: Path, fps: float = 30.0):
-        from df2infer.sinks.jsonl import JsonlSink
-        from df2infer.sinks.video import VideoSink
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.jsonl = JsonlSink(folder / "detections.jsonl")
-        self.video = VideoSink(folder / "video.mp4", fps=fps)
-
-    def __call__(self, r) -> None:
-        from df2infer.sinks.annotate import annotate
-        from df2infer.sinks.jsonl import frame_record
-
-        self.jsonl.write(frame_record(r))
-        self.video.write(annotate(r.image, r.detections), r.video_time())
-
-    def close(self) -> None:
-        self.video.close()
-        self.jsonl.close()
+    folder.mkdir(parents=True, exist_ok=True)
+    return Tee([JsonlSink(folder / "detections.jsonl"), VideoSink(folder / "video.mp4", fps=fps)])
 
 
 def throughput(model, clip: Path, frames: list, batch: int, reps: int, tmp: Path) -> dict:
     from df2infer.stream import Pipeline
     from df2infer.stream.model import BatchPredictor
 
-    bp = BatchPredictor(model, embeddings=False)  # the options Pipeline uses without tracking
+    bp = BatchPredictor(model)  # the options Pipeline uses without tracking
     bp.predict_batch(frames[:batch])  # warm-up
     model_fps, loop_fps, model_cpu, loop_cpu = [], [], [], []
     stages: dict[str, list] = {"model_only": [], "loop": []}
@@ -112,14 +97,13 @@ def throughput(model, clip: Path, frames: list, batch: int, reps: int, tmp: Path
         model_cpu.append((time.process_time() - c) / len(frames))
         stages["model_only"].append(stage_ms())
 
-        sinks = Sinks(tmp / f"loop{rep}")
         pipe = Pipeline([str(clip)], model, batch=batch, max_frames=len(frames))
         t, c = time.perf_counter(), time.process_time()
         n = 0
-        for r in pipe:
-            sinks(r)
-            n += 1
-        sinks.close()
+        with cli_sinks(tmp / f"loop{rep}") as sinks:
+            for r in pipe:
+                sinks.write(r)
+                n += 1
         loop_fps.append(n / (time.perf_counter() - t))
         loop_cpu.append((time.process_time() - c) / n)
         stages["loop"].append(stage_ms())
@@ -171,6 +155,7 @@ def live(model, seconds: float, batch: int) -> dict:
         srv.kill()
         srv.wait()
     warm = ages[3:]  # the first results include the model's first calls
+    age = stats_ms(warm, (50, 99))
     return {
         "source": "MJPEG over HTTP, 320x240 at 30 fps",
         "seconds": seconds,
@@ -179,8 +164,8 @@ def live(model, seconds: float, batch: int) -> dict:
         "frames_dropped": st.dropped,
         "dropped_fraction": round(st.dropped / max(st.frames, 1), 3),
         "output_fps": s["fps"],
-        "age_s_p50": pct(warm, 50),
-        "age_s_p99": pct(warm, 99),
+        "age_s_p50": round(age["p50"] / 1e3, 4) if warm else float("nan"),
+        "age_s_p99": round(age["p99"] / 1e3, 4) if warm else float("nan"),
         "age_s_max": round(max(warm), 4) if warm else None,
     }
 
@@ -197,7 +182,7 @@ def reconnect(model, repeats: int, down_s: float, max_delay_s: float) -> dict:
 
     def consume():
         for r in pipe:
-            times.append((r.index, time.monotonic()))
+            times.append((r.info.index, time.monotonic()))
             if stop.is_set():
                 break
 
@@ -247,14 +232,14 @@ def reconnect(model, repeats: int, down_s: float, max_delay_s: float) -> dict:
 def rss(model, clip: Path, seconds: float, batch: int, tmp: Path) -> dict:
     from df2infer.stream import Pipeline
 
-    sinks = Sinks(tmp / "rss")
+    sinks = cli_sinks(tmp / "rss")
     pipe = Pipeline([str(clip)], model, batch=batch, loop=True, track=True)
     samples: list[tuple[float, float, int]] = []
     t0 = time.monotonic()
     last = -1e9
     n = 0
     for r in pipe:
-        sinks(r)
+        sinks.write(r)
         n += 1
         now = time.monotonic()
         if now - last >= 5:

@@ -29,6 +29,14 @@ _EXPORTS = {
     "RankingPolicy": "df2infer.retrieval.policy",
     "DeviceError": "df2infer.backends.base",
     "ModelLoadError": "df2infer.artifact",
+    "SourceError": "df2infer.stream.sources",
+    "Df2inferError": "df2infer.errors",
+    "InputError": "df2infer.errors",
+    "ModelError": "df2infer.errors",
+    "OptionError": "df2infer.errors",
+    "MissingPartError": "df2infer.errors",
+    "DecodeOptions": "df2infer.ops.options",
+    "FrameInfo": "df2infer.results",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

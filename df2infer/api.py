@@ -29,10 +29,11 @@ import numpy as np
 from df2infer.artifact import is_engine_path
 from df2infer.backends.base import Backend, DeviceError, DevicePipelineBackend, resolve_device
 from df2infer.contract import Contract
+from df2infer.errors import OptionError
 from df2infer.images import ImageError, coerce_image, read_image
 from df2infer.ops.decode import assemble_detections, decode_detections, keep_detections
-from df2infer.ops.landmarks import LANDMARK_METHODS
 from df2infer.ops.letterbox import to_input_batch
+from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 from df2infer.results import Detections, PredictionFailure, Predictions
 
 log = logging.getLogger("df2infer")
@@ -42,8 +43,10 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 MAKE_DEFAULT_MODEL = "make bundle  (runs python -m df2infer_export.bundle; needs the export extra: pip install -e .[export])"
 
 
-def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backend:
-    """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise."""
+def load_backend(model: str | os.PathLike, device: str = "auto", *, threads: int = 0, tensorrt_ep: bool = False) -> Backend:
+    """The backend for a model file: TensorRT for .engine/.plan, ONNX Runtime otherwise
+    (threads: ONNX Runtime's CPU threads, 0 = its default; tensorrt_ep: ONNX Runtime's TensorRT provider)."""
+    threads, tensorrt_ep = int(threads), bool(tensorrt_ep)
     path = os.fspath(model)
     if is_engine_path(path):
         device = resolve_device(device, gpu_available=True)  # an engine is GPU-only: "auto" means the GPU
@@ -64,12 +67,12 @@ def load_backend(model: str | os.PathLike, device: str = "auto", **kw) -> Backen
     auto = device == "auto"
     dev = resolve_device(device, cuda_available)
     try:
-        return OnnxRuntimeBackend(path, dev, **kw)
+        return OnnxRuntimeBackend(path, dev, threads=threads, tensorrt_ep=tensorrt_ep)
     except DeviceError as e:
         if not auto:
             raise
         log.warning("device='auto': %s; falling back to the CPU", e)
-        return OnnxRuntimeBackend(path, "cpu", **kw)
+        return OnnxRuntimeBackend(path, "cpu", threads=threads, tensorrt_ep=tensorrt_ep)
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,25 +87,34 @@ def _single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def load(model: str | os.PathLike | Backend | None = None, device: str = "auto", **kw) -> Predictor:
+def load(
+    model: str | os.PathLike | Backend | None = None,
+    device: str = "auto",
+    *,
+    threads: int = 0,
+    tensorrt_ep: bool = False,
+    options: DecodeOptions | None = None,
+) -> Predictor:
     """Load a model artifact and return a Predictor.
 
-    model   path to a df2infer .onnx (ONNX Runtime) or .engine/.plan (TensorRT), a Backend instance,
-            or None for the bundled model (df2infer/models/default.onnx)
-    device  "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
-    kw      backend options (ONNX Runtime: threads=, tensorrt_ep=)
+    model        path to a df2infer .onnx (ONNX Runtime) or .engine/.plan (TensorRT), a Backend instance,
+                 or None for the bundled model (df2infer/models/default.onnx)
+    device       "auto" (GPU when usable, else CPU, logged), "cpu", "cuda" or "cuda:N"
+    threads      ONNX Runtime CPU threads (0: its default)
+    tensorrt_ep  ONNX Runtime with its TensorRT execution provider
+    options      the Predictor's default DecodeOptions (default: DecodeOptions())
     """
     if model is not None and not isinstance(model, (str, os.PathLike)):
         if not isinstance(model, Backend):
             raise TypeError(f"load(model=...): expected a path or a Backend, got {type(model).__name__}")
-        return Predictor(model)
+        return Predictor(model, options)
     if model is None:
         if not DEFAULT_MODEL.is_file():
             raise FileNotFoundError(
                 f"no bundled model at {DEFAULT_MODEL}: it is made by `{MAKE_DEFAULT_MODEL}`; or pass load(model='path/to/model.onnx')"
             )
         model = DEFAULT_MODEL
-    return Predictor(load_backend(model, device, **kw))
+    return Predictor(load_backend(model, device, threads=threads, tensorrt_ep=tensorrt_ep), options)
 
 
 class StageTimings:
@@ -172,8 +184,9 @@ def _iter_inputs(images: Any) -> Iterator[Any]:
 class Predictor:
     """Runs a Backend on images: batching, pre- and postprocessing, per-stage timings."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, options: DecodeOptions | None = None):
         self.backend = backend
+        self.options = options if options is not None else DEFAULT_OPTIONS  # used when a call passes none
         self.contract: Contract = backend.contract
         self.timings = StageTimings()
         self._similarity: Any = None
@@ -188,8 +201,15 @@ class Predictor:
         return self.backend.device
 
     @property
+    def has_similarity(self) -> bool:
+        """Whether the artifact carries a similarity network (else `similarity` raises MissingPartError)."""
+        from df2infer.retrieval.similarity import Similarity
+
+        return Similarity.in_contract(self.contract)
+
+    @property
     def similarity(self):
-        """The artifact's similarity network (df2infer.retrieval.similarity.Similarity)."""
+        """The artifact's similarity network (df2infer.retrieval.similarity.Similarity); MissingPartError without one."""
         if self._similarity is None:
             from df2infer.retrieval.similarity import Similarity
 
@@ -203,7 +223,7 @@ class Predictor:
             f"{c.precision}, max_batch {self.backend.max_batch})"
         )
 
-    def predict(self, images: Any, conf: float = 0.3, **kw) -> Predictions:
+    def predict(self, images: Any, options: DecodeOptions | None = None, **kw: Any) -> Predictions:
         """Detect clothing in `images`: a path, a BGR numpy image (HxW, HxWx1/3/4; uint8 or uint16),
         a [B, H, W, C] array, or a list/tuple/generator of paths and arrays.
 
@@ -211,7 +231,7 @@ class Predictor:
         input that could not be read (the file or images[i] named); the others are kept, and a
         warning logs the count. Options: see `stream`.
         """
-        results = Predictions(self.stream(images, conf=conf, **kw))
+        results = Predictions(self.stream(images, options, **kw))
         fails = results.failures
         if fails:
             log.warning(
@@ -227,46 +247,26 @@ class Predictor:
     def stream(
         self,
         images: Any,
-        conf: float = 0.3,
+        options: DecodeOptions | None = None,
         *,
-        masks: bool = True,
-        landmarks: bool = True,
-        embeddings: bool = True,
-        mask_threshold: float = 0.5,
-        landmark_method: str = "subpixel",
-        suppress_iou: float | None = None,
         batch_size: int | None = None,
         on_error: str = "collect",
         with_images: bool = False,
+        **changes: Any,
     ) -> Iterator[Detections | PredictionFailure]:
         """Like predict, lazily: yields one result per input as each batch finishes (for video).
 
-        conf             minimum score kept (the graph already applied contract.score_threshold); a
-                         gated-head model (contract.gated_heads) also runs its heads only on these
-        masks            paste masks (compact, see ops.masks.paste_masks) at mask_threshold
-        landmarks        decode landmarks with landmark_method: "subpixel" (default: argmax on the heatmap
-                         plus a quadratic refinement) or "torchvision" (Keypoint R-CNN's bicubic upsampling
-                         to box size). On the held-out synthetic split the bundled model scores landmark AP
-                         0.420 with subpixel and 0.424 with torchvision, at 2.4 vs 16.9 ms/image postprocessing.
-        embeddings       keep the per-item embeddings
-        suppress_iou     class-agnostic suppression of items overlapping by IoU > this (None: off)
+        options          a DecodeOptions (default: the Predictor's, `self.options`); `changes` are DecodeOptions
+                         fields replaced for this call (conf=0.5, masks=False, ...; see ops.options.DecodeOptions)
         batch_size       images per backend call (default and maximum: the backend's max_batch)
         on_error         "collect" (PredictionFailure in place) or "raise" (first bad input raises)
         with_images      yield (result, image) pairs, image = the decoded BGR uint8 input (None for a
                          failure), so callers that draw need not decode files twice
         """
         if on_error not in ("collect", "raise"):
-            raise ValueError(f"on_error={on_error!r}, expected 'collect' or 'raise'")
+            raise OptionError(f"on_error={on_error!r}, expected 'collect' or 'raise'")
+        opts = self._for_model(DecodeOptions.of(options if options is not None else self.options, **changes))
         bs = self._batch_size(batch_size)
-        opts = self._options(
-            conf=conf,
-            masks=masks,
-            landmarks=landmarks,
-            embeddings=embeddings,
-            mask_threshold=mask_threshold,
-            landmark_method=landmark_method,
-            suppress_iou=suppress_iou,
-        )
         pending: list = []  # (index, source name, path or None, image) or PredictionFailure, in input order
         n_images = 0
         t0 = time.perf_counter()
@@ -286,25 +286,20 @@ class Predictor:
             yield from self._run_batch(pending, opts, with_images)
 
     def predict_batch(
-        self, frames: Sequence[np.ndarray], conf: float = 0.3, *, sources: Sequence[int] | None = None, batch_size: int | None = None, **kw
+        self, frames: Sequence[np.ndarray], options: DecodeOptions | None = None, *, batch_size: int | None = None, **changes: Any
     ) -> list[Detections]:
         """Detections for decoded frames (BGR arrays, as `predict` accepts them), in order: the call streaming
         builds on. No files, no failure collection: a frame that is not an image raises ImageError naming
         frames[i]. Frames beyond the backend's max_batch (or `batch_size`) go in several backend calls.
-        sources: the `source` number of each result (default: the frame's position). Options: see `stream`."""
-        if sources is not None and len(sources) != len(frames):
-            raise ValueError(f"predict_batch: {len(sources)} sources for {len(frames)} frames")
-        opts = self._options(conf=conf, **kw)
+        Options: see `stream`."""
+        opts = self._for_model(DecodeOptions.of(options if options is not None else self.options, **changes))
         bs = self._batch_size(batch_size)
         results: list[Detections] = []
         for start in range(0, len(frames), bs):
             t0 = time.perf_counter()
             chunk = [coerce_image(f, f"frames[{start + j}]") for j, f in enumerate(frames[start : start + bs])]
             self.timings.add("read", time.perf_counter() - t0, len(chunk))
-            ids: list[tuple[str | None, int]] = [
-                (None, sources[start + j] if sources is not None else start + j) for j in range(len(chunk))
-            ]
-            results.extend(self._infer(chunk, ids, opts))
+            results.extend(self._infer(chunk, [None] * len(chunk), opts))
         return results
 
     def close(self) -> None:
@@ -321,31 +316,6 @@ class Predictor:
     def _batch_size(self, batch_size: int | None) -> int:
         return max(1, min(int(batch_size or self.backend.max_batch), self.backend.max_batch))
 
-    def _options(
-        self,
-        *,
-        conf: float,
-        masks: bool = True,
-        landmarks: bool = True,
-        embeddings: bool = True,
-        mask_threshold: float = 0.5,
-        landmark_method: str = "subpixel",
-        suppress_iou: float | None = None,
-    ) -> dict:
-        if landmark_method not in LANDMARK_METHODS:
-            raise ValueError(f"landmark_method={landmark_method!r}, expected one of {LANDMARK_METHODS}")
-        c = self.contract  # a head the model lacks (an imported checkpoint's) is never read: Detections carry None
-        return dict(
-            conf=conf,
-            masks=masks and c.has("masks"),
-            landmarks=landmarks and c.has("landmarks"),
-            embeddings=embeddings and c.has("embeddings"),
-            mask_paste=c.mask_paste,
-            mask_threshold=mask_threshold,
-            landmark_method=landmark_method,
-            suppress_iou=suppress_iou,
-        )
-
     def _read(self, i: int, item: Any, on_error: str):
         if isinstance(item, (str, os.PathLike)):
             name, path = os.fspath(item), os.fspath(item)
@@ -356,12 +326,21 @@ class Predictor:
         except (ImageError, OSError) as e:
             if on_error == "raise":
                 raise
-            return PredictionFailure(index=i, source=name, error=e)
+            return PredictionFailure(index=i, source=name, error=e, path=path)
         return (i, name, path, img)
 
-    def _run_batch(self, pending: list, opts: dict, with_images: bool = False) -> Iterator:
+    def _for_model(self, opts: DecodeOptions) -> DecodeOptions:
+        """A head the model lacks (an imported checkpoint's, contract.heads) is never decoded: Detections carry None."""
+        c = self.contract
+        return opts.replace(
+            masks=opts.masks and c.has("masks"),
+            landmarks=opts.landmarks and c.has("landmarks"),
+            embeddings=opts.embeddings and c.has("embeddings"),
+        )
+
+    def _run_batch(self, pending: list, opts: DecodeOptions, with_images: bool = False) -> Iterator:
         entries = [e for e in pending if not isinstance(e, PredictionFailure)]
-        decoded = iter(self._infer([e[3] for e in entries], [(e[2], e[0]) for e in entries], opts)) if entries else iter(())
+        decoded = iter(self._infer([e[3] for e in entries], [e[2] for e in entries], opts)) if entries else iter(())
         results: list = []
         for e in pending:
             if isinstance(e, PredictionFailure):
@@ -371,10 +350,10 @@ class Predictor:
                 results.append((r, e[3]) if with_images else r)
         return iter(results)
 
-    def _infer(self, images: list[np.ndarray], ids: list[tuple[str | None, int]], opts: dict) -> list[Detections]:
-        """One backend call on BGR uint8 images (at most max_batch): preprocess, run, decode; ids = (path, source)."""
+    def _infer(self, images: list[np.ndarray], paths: list[str | None], opts: DecodeOptions) -> list[Detections]:
+        """One backend call on BGR uint8 images (at most max_batch): preprocess, run, decode; paths: each image's file or None."""
         if self._pipeline is not None:
-            return self._infer_on_device(self._pipeline, images, ids, opts)
+            return self._infer_on_device(self._pipeline, images, paths, opts)
         t = time.perf_counter()
         c = self.contract
         if self._buf is None:
@@ -383,42 +362,40 @@ class Predictor:
         t1 = time.perf_counter()
         self.timings.add("preprocess", t1 - t, len(images))
         # Every backend takes min_head_score; a gated-head graph runs its heads only on what `conf` keeps.
-        outputs = self.backend.run(batch, min_head_score=opts["conf"])
+        outputs = self.backend.run(batch, min_head_score=opts.conf)
         t2 = time.perf_counter()
         self.timings.add("inference", t2 - t1, len(images))
         # The mask-pasting matmuls are small: one BLAS thread is fastest, and a multi-threaded BLAS
         # that spins for a busy core made them 10-40x slower on a loaded 2-core machine (measured).
         with _single_threaded_blas():
-            results = [decode_detections(outputs, b, infos[b], path=path, source=source, **opts) for b, (path, source) in enumerate(ids)]
+            results = [
+                decode_detections(outputs, b, infos[b], opts, path=path, mask_paste=self.contract.mask_paste)
+                for b, path in enumerate(paths)
+            ]
         self.timings.add("postprocess", time.perf_counter() - t2, len(images))
         return results
 
     def _infer_on_device(
-        self, pipeline: DevicePipelineBackend, images: list[np.ndarray], ids: list[tuple[str | None, int]], opts: dict
+        self, pipeline: DevicePipelineBackend, images: list[np.ndarray], paths: list[str | None], opts: DecodeOptions
     ) -> list[Detections]:
         """_infer on a DevicePipelineBackend: the GPU letterboxes the frames (so preprocessing is part of the
         inference stage's time), the host keeps detections from the compact outputs, the GPU pastes masks and
         decodes landmarks of those in one call per batch. Same Detections as the CPU path (docs/cuda_kernels.md)."""
         t1 = time.perf_counter()
-        outputs, infos = pipeline.run_frames(images, min_head_score=opts["conf"])
+        outputs, infos = pipeline.run_frames(images, min_head_score=opts.conf)
         t2 = time.perf_counter()
         self.timings.add("inference", t2 - t1, len(images))
-        on_gpu = pipeline.device_postprocessing and (opts["masks"] or opts["landmarks"])
+        on_gpu = pipeline.device_postprocessing and (opts.masks or opts.landmarks)
         if not on_gpu:  # run_frames returned every output: the numpy decode
             with _single_threaded_blas():
                 results = [
-                    decode_detections(outputs, b, infos[b], path=path, source=source, **opts) for b, (path, source) in enumerate(ids)
+                    decode_detections(outputs, b, infos[b], opts, path=path, mask_paste=self.contract.mask_paste)
+                    for b, path in enumerate(paths)
                 ]
             self.timings.add("postprocess", time.perf_counter() - t2, len(images))
             return results
-        kept = [keep_detections(outputs, b, infos[b], conf=opts["conf"], suppress_iou=opts["suppress_iou"]) for b in range(len(ids))]
-        post = pipeline.postprocess_device(
-            kept,
-            mask_threshold=opts["mask_threshold"],
-            landmark_method=opts["landmark_method"],
-            want_masks=opts["masks"],
-            want_landmarks=opts["landmarks"],
-        )
+        kept = [keep_detections(outputs, b, infos[b], conf=opts.conf, suppress_iou=opts.suppress_iou) for b in range(len(paths))]
+        post = pipeline.postprocess_device(kept, opts)
         results = [
             assemble_detections(
                 outputs,
@@ -426,11 +403,10 @@ class Predictor:
                 masks=r.masks,
                 mask_boxes=r.mask_boxes,
                 landmarks=r.landmarks,
-                embeddings=opts["embeddings"],
+                embeddings=opts.embeddings,
                 path=path,
-                source=source,
             )
-            for k, r, (path, source) in zip(kept, post, ids)
+            for k, r, path in zip(kept, post, paths)
         ]
         self.timings.add("postprocess", time.perf_counter() - t2, len(images))
         return results

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from df2infer.contract import METADATA_KEY, Contract, ContractError
+from df2infer.errors import ModelError
 
 if TYPE_CHECKING:
     import onnx
@@ -39,7 +40,7 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ModelError, RuntimeError):
     """A model file that cannot be loaded (missing, truncated, not the expected format); names the path."""
 
 

@@ -46,6 +46,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from df2infer.errors import ModelError
+
 SCHEMA = "df2infer.match_rcnn"
 SCHEMA_VERSION = 1
 METADATA_KEY = "df2infer.contract"
@@ -63,7 +65,7 @@ MASK_PASTES = ("grid_sample", "torchvision")
 PAD_VALUE = 114.0
 
 
-class ContractError(ValueError):
+class ContractError(ModelError, ValueError):
     """An artifact whose contract is missing, of another schema or version, or inconsistent."""
 
 

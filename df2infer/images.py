@@ -13,13 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from df2infer.errors import InputError
+
 log = logging.getLogger(__name__)
 
 # Formats OpenCV decodes on every platform the runtime supports (lower case; matching ignores case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class ImageError(ValueError):
+class ImageError(InputError, ValueError):
     """An input image that cannot be used; the message names it (file path or ``images[i]``)."""
 
 
@@ -36,6 +38,15 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
         raise FileNotFoundError(f"{root}: no such folder")
     candidates = root.rglob("*") if recursive else root.iterdir()
     return sorted((p for p in candidates if p.is_file() and is_image_path(p)), key=lambda p: p.relative_to(root).as_posix())
+
+
+def find_image(folder: str | os.PathLike, stem: str) -> Path | None:
+    """The image named `stem` plus one of IMAGE_SUFFIXES (tried in that order) in `folder`, or None."""
+    for ext in IMAGE_SUFFIXES:
+        p = Path(folder) / (stem + ext)
+        if p.exists():
+            return p
+    return None
 
 
 def coerce_image(x: object, name: str = "image") -> np.ndarray:

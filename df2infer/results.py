@@ -1,5 +1,9 @@
 """Per-image results: plain dataclasses, converted to JSON on demand (DeepFashion2 result files:
-df2infer.sinks.result_files).
+df2infer.eval.results).
+
+Detections holds what was found in one image (per-item columns and the image size); FrameInfo holds the
+facts of the frame it was found in (which source, which frame, when), and travels beside it. `record`
+is the one serializer of both into the versioned JSON Lines record (JSONL_SCHEMA, docs/video.md).
 
 Coordinates are original-image pixels; boxes are x1, y1, x2, y2 (float32). Masks are kept compact
 (one bool array per item over its integer pixel extent) and expanded or RLE-encoded only when asked.
@@ -29,10 +33,7 @@ class Detections:
                  landmark count; None when not computed. Names: `landmark_names(i)`
     embeddings   float32 [n, D] matching-network embeddings (see df2infer.retrieval), or None
     image_size   (h, w) of the original image
-    path         the image's file path, or None for arrays
-    source       the image's position in the predict() input (or a stream's source number)
-    frame_index  for video / streams: the frame's number within its source, else None
-    timestamp    for video / streams: the frame's time in seconds (source clock), else None
+    path         the image's file path when predict() read it from a file, else None
     track_ids    int64 [n] track id per item when a tracker assigned them, else None
 
     The arrays' shapes are checked when a Detections is made (ValueError naming the field).
@@ -47,9 +48,6 @@ class Detections:
     landmarks: list[np.ndarray] | None = None
     embeddings: np.ndarray | None = None
     path: str | None = None
-    source: int | None = None
-    frame_index: int | None = None
-    timestamp: float | None = None
     track_ids: np.ndarray | None = None
 
     ok = True  # a PredictionFailure has ok = False
@@ -104,9 +102,6 @@ class Detections:
             landmarks=pick(self.landmarks),
             embeddings=None if self.embeddings is None else self.embeddings[sel],
             path=self.path,
-            source=self.source,
-            frame_index=self.frame_index,
-            timestamp=self.timestamp,
             track_ids=None if self.track_ids is None else np.asarray(self.track_ids)[sel],
         )
 
@@ -172,14 +167,17 @@ class Detections:
             if embeddings and self.embeddings is not None:
                 it["embedding"] = [round(float(v), 6) for v in self.embeddings[i]]
             items.append(it)
-        return {"path": self.path, "source": self.source, "image_size": list(self.image_size), "items": items}
+        if self.track_ids is not None:
+            for it, tid in zip(items, self.track_ids):
+                it["track_id"] = int(tid)
+        return {"path": self.path, "image_size": list(self.image_size), "items": items}
 
     def to_json(self, **kw) -> str:
         """One-line JSON of to_dict(**kw) (a JSONL line)."""
         return json.dumps(self.to_dict(**kw), separators=(",", ":"))
 
     def __repr__(self) -> str:
-        where = f" {self.path!r}" if self.path else (f" images[{self.source}]" if self.source is not None else "")
+        where = f" {self.path!r}" if self.path else ""
         items = ", ".join(f"{n} {s:.2f}" for n, s in zip(self.names[:5], self.scores[:5]))
         more = ", ..." if len(self) > 5 else ""
         return f"Detections({len(self)} in {self.image_size[1]}x{self.image_size[0]}{where}: {items}{more})"
@@ -189,17 +187,76 @@ def _shape(x: object) -> object:
     return f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
 
 
+@dataclass(frozen=True)
+class FrameInfo:
+    """The facts of one frame or image, held once and written by `record`.
+
+    source_id     the source's number (a stream's source id; for predict()/detect, the input position)
+    display_name  the source's name as every output shows it (JSONL "source", window titles, file names)
+    index         the frame's number within its source (0 for a single image)
+    wall_time     capture time, Unix seconds (time.time() when the reader got the frame); None for images
+    pts           the frame's position in the media, seconds, where the container says (files); else None
+    live          a live source (camera, network stream): its frames are timed by wall_time
+    fps           the source's frame rate when known, else None
+    """
+
+    source_id: int
+    display_name: str
+    index: int = 0
+    wall_time: float | None = None
+    pts: float | None = None
+    live: bool = False
+    fps: float | None = None
+
+    @classmethod
+    def of_input(cls, position: int, name: str) -> FrameInfo:
+        """The FrameInfo of predict()'s input number `position` named `name` (its path or "images[i]")."""
+        return cls(source_id=int(position), display_name=name)
+
+
+# The JSON Lines record's version (docs/video.md): 2 = "source" is the display name everywhere, "source_id"
+# the number, "schema" on every line. 1 (unversioned) had "source" an int in detect/demo and a name in video.
+JSONL_SCHEMA = 2
+
+
+def _round(x: float | None, nd: int = 6) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def record(
+    info: FrameInfo, result: Detections | PredictionFailure, *, masks: bool = True, landmarks: bool = True, embeddings: bool = False
+) -> dict[str, Any]:
+    """The one JSONL record of a frame or image (detect, demo and video write it; docs/video.md):
+
+    {"schema": 2, "source": display name, "source_id": int, "frame_index": int, "timestamp": capture Unix
+    seconds or null, "pts": media seconds or null, "path": file path or null, then either "image_size" and
+    "items" (box xyxy, score, category, and as asked RLE mask, landmarks, embedding, track_id) or "error"}."""
+    head: dict[str, Any] = {
+        "schema": JSONL_SCHEMA,
+        "source": info.display_name,
+        "source_id": info.source_id,
+        "frame_index": info.index,
+        "timestamp": _round(info.wall_time),
+        "pts": _round(info.pts),
+    }
+    if not result.ok:
+        return {**head, **result.to_dict()}
+    return {**head, **result.to_dict(masks=masks, landmarks=landmarks, embeddings=embeddings)}
+
+
 @dataclass
 class PredictionFailure:
     """Stands in a prediction list where an input image could not be used.
 
-    index: the position in the input; source: the file path or "images[i]"; error: the exception.
+    index: the position in the input; source: its display name (the file path or "images[i]", as
+    FrameInfo.display_name and the JSONL "source"); error: the exception.
     Falsy and of length 0, with ok = False, so `[d for d in results if d.ok]` keeps the successes.
     """
 
     index: int
     source: str
     error: BaseException
+    path: str | None = None
     ok = False
 
     @property
@@ -212,8 +269,12 @@ class PredictionFailure:
     def __bool__(self) -> bool:
         return False
 
+    @property
+    def info(self) -> FrameInfo:
+        return FrameInfo.of_input(self.index, self.source)
+
     def to_dict(self, **_) -> dict[str, Any]:
-        return {"path": self.source, "source": self.index, "error": self.message}
+        return {"path": self.path, "error": self.message}
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(**kw), separators=(",", ":"))
@@ -231,3 +292,35 @@ class Predictions(list):
     @property
     def ok(self) -> list[Detections]:
         return [r for r in self if r.ok]
+
+
+@dataclass
+class FrameResult:
+    """One frame's or image's result, what every sink's write() takes: its facts (`info`: source id,
+    display name, index, capture wall time, pts, live, fps), what was found (`detections`, with track_ids
+    when tracking; a PredictionFailure for an image that could not be read) and the decoded image (None
+    for a failure)."""
+
+    info: FrameInfo
+    detections: Detections | PredictionFailure
+    image: np.ndarray | None = None
+    output_time: float = 0.0  # time.time() when handed to the caller (streams)
+    annotated: np.ndarray | None = None  # the drawn image, made once by sinks.annotate.annotated for every sink
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.detections.ok)
+
+    def record(self, **kw: Any) -> dict[str, Any]:
+        """The JSONL record (results.record) of this result."""
+        return record(self.info, self.detections, **kw)
+
+    def video_time(self) -> float | None:
+        """The frame's time for a video sink: capture (wall) time for live sources; None for files and
+        images (evenly spaced at the source's frame rate; a looping file's pts restart at 0)."""
+        return self.info.wall_time if self.info.live else None
+
+    @property
+    def age_s(self) -> float:
+        """Seconds from capture to output."""
+        return self.output_time - (self.info.wall_time or self.output_time)

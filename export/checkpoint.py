@@ -13,12 +13,15 @@ from pathlib import Path
 
 import torch
 
+from df2infer.errors import ModelError
+
 FORMAT = "df2infer.match_rcnn.ckpt"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, truncated, of another format or that does not fit the model."""
+class CheckpointError(ModelError, RuntimeError):
+    """A checkpoint that is missing, truncated, of another format or that does not fit the model
+    (df2infer.errors: the model branch, as the runtime's artifact errors)."""
 
 
 def save_checkpoint(

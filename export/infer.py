@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+# the runtime's headline numbers of an evaluation, re-exported for `df2infer predict-torch`
+from df2infer.eval.predict import summarize as summary  # noqa: F401
+
 
 def predictor_for(model, device: str = "cpu", threads: int | None = None):
     """A df2infer Predictor for `model`: a MatchRCNN module or checkpoint path (eager PyTorch, through
@@ -63,7 +66,7 @@ def predict(
         max_images=max_images,
         gallery_score=gallery_score,
         progress=progress,
-        landmark_method=landmark_method,
+        **({"landmark_method": landmark_method} if landmark_method else {}),
     )
     total = time.perf_counter() - t0
     t_model = float(sum(pred.timings.samples["inference"]))
@@ -95,14 +98,3 @@ def evaluate(folder, results: dict, max_images: int | None = None) -> dict | Non
         return None
     images = folder.images[:max_images] if max_images else folder.images
     return evaluate_predictions(images, results, breakdown=False)
-
-
-def summary(metrics: dict) -> dict:
-    out = {}
-    for k in ("box", "mask", "landmarks_visible", "landmarks_all"):
-        if k in metrics:
-            out[f"{k}_AP"] = metrics[k]["overall"].get("AP")
-    if "retrieval" in metrics:
-        for k in ("top1", "top10", "top20"):
-            out[f"retrieval_{k}"] = metrics["retrieval"].get(k)
-    return out

@@ -129,15 +129,16 @@ def _type_name(elem: int) -> str:
         return str(elem)
 
 
-def _iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every subgraph (If branches, Loop and Scan bodies), depth first."""
     yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _iter_graphs(attr.g)
+                yield from iter_graphs(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for g in attr.graphs:
-                    yield from _iter_graphs(g)
+                    yield from iter_graphs(g)
 
 
 def _node_id(node: onnx.NodeProto, idx: int) -> str:
@@ -498,7 +499,7 @@ def lint_onnx(
             problems.extend(_check_types(node, nid, ctx, sup))
             problems.extend(_check_restrictions(node, nid, ctx, opset))
 
-    for gi, graph in enumerate(_iter_graphs(model.graph)):
+    for gi, graph in enumerate(iter_graphs(model.graph)):
         visit(graph.node, "" if gi == 0 else f"{graph.name or 'subgraph'}/")
     for fn in model.functions:
         visit(fn.node, f"function {fn.domain}::{fn.name}/")

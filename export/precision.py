@@ -42,7 +42,7 @@ from df2infer.artifact import INT8_ACTIVATIONS_KEY, INT8_WEIGHT_RANGE_KEY, file_
 from df2infer.contract import METADATA_KEY, Contract
 
 from .calibration import ImageFolderReader, list_calibration_images
-from .lint import _iter_graphs
+from .lint import iter_graphs
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _finish(source: onnx.ModelProto, converted: onnx.ModelProto, props: dict, co
 
 def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """Every node of the graph and of its subgraphs."""
-    return (node for g in _iter_graphs(graph) for node in g.node)
+    return (node for g in iter_graphs(graph) for node in g.node)
 
 
 def _ensure_node_names(model: onnx.ModelProto) -> None:

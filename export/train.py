@@ -7,6 +7,8 @@ scheduler + iteration; --resume continues from it), model.pt (final weights, fp1
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import random
 import time
@@ -46,6 +48,27 @@ def to_device(targets, device):
     return [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
 
 
+def drops_worker_batches(fn):
+    """`fn` (a training run), after which torch holds no reference to the batches DataLoader workers sent.
+    torch.multiprocessing keeps a weak reference per storage received through shared memory and prunes them
+    only when there are many; those left at exit are finalized after torch is torn down, each printing an
+    "Exception ignored ... _free_weak_ref" traceback. So once fn's frame, with its loader, workers and last
+    batch, is gone, the dead references are dropped here, while torch is alive."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from torch.multiprocessing.reductions import shared_cache
+
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.collect()  # a DataLoader and its iterator refer to each other
+            shared_cache.free_dead_references()
+
+    return run
+
+
+@drops_worker_batches
 def train(
     cfg: dict,
     data: str,
@@ -88,9 +111,8 @@ def train(
         data, mcfg["input_size"], train=True, scale_jitter=tcfg["scale_jitter"], color_jitter=tcfg["color_jitter"], seed=tcfg["seed"]
     )
     sampler = PairBatchSampler(ds.anns, tcfg["batch_size"], tcfg["pair_fraction"], tcfg["seed"], start)
-    loader = torch.utils.data.DataLoader(
-        ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg["num_workers"], persistent_workers=tcfg["num_workers"] > 0
-    )
+    # iterated once (the sampler is endless), so the worker stops when the iterator is collected
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg["num_workers"])
     eval_folder = None
     if eval_data and tcfg["eval_every"] > 0:
         from df2infer.data import load_dataset
@@ -152,7 +174,9 @@ def train(
 
 
 def run_eval(model, folder, out_dir, device, max_images) -> dict:
-    from .infer import evaluate, predict, summary, write_results
+    from df2infer.eval.predict import summarize
+
+    from .infer import evaluate, predict, write_results
 
     t = time.perf_counter()
     results, timing = predict(model, folder, device, max_images=max_images, progress=False)
@@ -165,5 +189,5 @@ def run_eval(model, folder, out_dir, device, max_images) -> dict:
         return rec
     if m is not None:
         (Path(out_dir) / "metrics.json").write_text(json.dumps(m, indent=1))
-        rec.update(summary(m))
+        rec.update(summarize(m))
     return rec

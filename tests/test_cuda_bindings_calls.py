@@ -5,7 +5,8 @@ The TensorRT backend and engine builder are driven end to end (fake `tensorrt`, 
 (a wrong type, a renamed enum or constant fails here), then, without a driver, returns
 cudaErrorInsufficientDriver, which the proxy records and replaces by a placeholder. This checks call
 signatures against the installed cuda-bindings (13.x, for CUDA 13 drivers) and, in a subprocess, against
-cuda-bindings 12.x (CUDA 12 drivers and JetPack 6), installed by `make setup` into build/cuda-bindings-12.
+cuda-bindings 12.x (CUDA 12 drivers and JetPack 6), installed by `make setup` into a venv of its own,
+build/cuda-bindings-12, whose site-packages the subprocess puts first on its path.
 It does not check results: that needs a GPU.
 
 On a machine with a driver the real calls succeed; the scenario only uses valid handles there (its own
@@ -35,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_gpu import CheckedCudart, fake_tensorrt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BINDINGS_12 = ROOT / "build" / "cuda-bindings-12"
+# The venv `make setup` installs cuda-bindings 12 into (made with this interpreter, so the same python3.X)
+BINDINGS_12 = ROOT / "build" / "cuda-bindings-12" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
 EXPECT_MAJOR = "DF2INFER_EXPECT_CUDA_BINDINGS_MAJOR"
 CONTRACT = Contract(input_height=64, input_width=96, max_detections=10)
 # What the GPU code calls (tensorrt_backend, tensorrt_builder, cuda_check); the scenario must reach them all.

@@ -23,7 +23,7 @@ from df2infer.eval import (
     write_results,
 )
 from df2infer.eval.api import polygons_to_rle
-from df2infer.eval.detection import iou_xyxy
+from df2infer.ops.boxes import box_iou
 
 FIXTURES = Path(__file__).parent / "fixtures"
 METRICS = ("box", "mask", "landmarks_visible", "landmarks_all")
@@ -146,7 +146,7 @@ def test_empty_results_score_zero(ds):
 
 
 def test_iou():
-    assert iou_xyxy([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]).tolist() == [[1.0, 1 / 3, 0.0]]
+    assert box_iou([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float64).tolist() == [[1.0, 1 / 3, 0.0]]
 
 
 # --- result files ------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def assert_same_detections(got, ref, method: str) -> int:
     total, same_xy, points = 0, 0, 0
     assert len(got) == len(ref)
     for g, r in zip(got, ref):
-        assert g.image_size == r.image_size and g.source == r.source
+        assert g.image_size == r.image_size and g.path == r.path
         for field in ("boxes", "scores", "labels", "embeddings", "mask_boxes"):
             assert np.array_equal(getattr(g, field), getattr(r, field)), field
         assert len(g.masks) == len(r.masks) == len(g.landmarks) == len(r.landmarks) == len(r.boxes)

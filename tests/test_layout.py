@@ -4,6 +4,8 @@
   df2infer.apps nor from the PyTorch package df2infer_export, and never torch;
 - df2infer_export imports only public names of the runtime, never df2infer.apps;
 - argparse lives in df2infer/apps only (plus the `python -m` scripts of df2infer_export named below);
+- no module uses another module's private (`_name`) names: a name two modules share is public;
+- imports go down the layers of LAYERS, never up;
 - no import cycles among df2infer's modules;
 - a verb that needs PyTorch says "needs the export extra" when torch is missing.
 """
@@ -80,6 +82,111 @@ def test_export_package_uses_only_public_runtime_names():
                 bad.append(f"{name}: from {mod} import {names}")
             if any(part.startswith("_") for part in mod.split(".")) and mod.startswith("df2infer."):
                 bad.append(f"{name} imports private module {mod}")
+    assert not bad, bad
+
+
+def _module_aliases(name: str, path: Path) -> dict[str, str]:
+    """Local names that are bound to one of our modules by an import statement: {local name: module}."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in MODULES:
+                    out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            for a in node.names:
+                if f"{mod}.{a.name}" in MODULES:
+                    out[a.asname or a.name] = f"{mod}.{a.name}"
+    return out
+
+
+def _dotted(node: ast.expr, aliases: dict[str, str]) -> str | None:
+    """The dotted name an expression such as `generator.x` or `df2infer.api.y` stands for, when it starts at a module alias."""
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id)
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value, aliases)
+        return f"{head}.{node.attr}" if head else None
+    return None
+
+
+def _private_uses(name: str, path: Path) -> list[str]:
+    """`from other import _x` and `other._x` in module `name`, where other is another of our modules."""
+    out = []
+    for mod, names in _imports(name, path):
+        if mod in MODULES and mod != name:
+            out += [f"from {mod} import {n}" for n in names if n.startswith("_") and not n.startswith("__")]
+    aliases = _module_aliases(name, path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = _dotted(node.value, aliases)
+            if owner in MODULES and owner != name:
+                out.append(f"{owner}.{node.attr} (line {node.lineno})")
+    return out
+
+
+def test_no_module_uses_another_modules_private_names():
+    bad = [f"{name}: {use}" for name, path in MODULES.items() for use in _private_uses(name, path)]
+    assert not bad, f"make the name public where it is shared, or move it: {bad}"
+
+
+def test_private_name_check_sees_both_spellings(tmp_path):
+    """The check above finds `from m import _x` and `m._x` (a check that finds nothing proves nothing)."""
+    p = tmp_path / "probe.py"
+    p.write_text(
+        "from df2infer.synth import generator\nfrom df2infer.ops.boxes import _x\nimport df2infer.api\n"
+        "generator._y(1)\ndf2infer.api._z\ngenerator.public\n"
+    )
+    uses = _private_uses("df2infer.probe", p)
+    assert sorted(uses) == ["df2infer.api._z (line 5)", "df2infer.synth.generator._y (line 4)", "from df2infer.ops.boxes import _x"], uses
+
+
+# Bottom to top; a module may import its own layer and those below, never a layer above. A module's
+# layer is that of the longest prefix listed (retrieval.similarity, the embedding head's math that the
+# Predictor runs, sits below the rest of retrieval/).
+LAYERS: list[tuple[str, ...]] = [
+    # foundations: the error family, the contract, the category spec, images in, CPU/GPU facts, latency statistics
+    (
+        "df2infer.errors",
+        "df2infer.contract",
+        "df2infer.data.spec",
+        "df2infer.images",
+        "df2infer.cpu_features",
+        "df2infer.gpu",
+        "df2infer.latency",
+    ),
+    # data: the artifact's metadata, results, the DeepFashion2/COCO formats
+    ("df2infer.artifact", "df2infer.results", "df2infer.data"),
+    ("df2infer.ops", "df2infer.retrieval.similarity"),  # numpy references and their CUDA twins
+    ("df2infer.backends",),
+    ("df2infer.api", "df2infer"),  # load(), the Predictor
+    ("df2infer.stream", "df2infer.sinks", "df2infer.retrieval"),  # the runtime rooms
+    ("df2infer.synth", "df2infer.eval"),  # data tools
+    ("df2infer.bench", "df2infer_export"),
+    ("df2infer.apps", "df2infer.__main__"),
+]
+
+
+def _layer(module: str) -> int:
+    best = max(
+        ((len(prefix), i) for i, layer in enumerate(LAYERS) for prefix in layer if module == prefix or module.startswith(prefix + ".")),
+        default=None,
+    )
+    assert best is not None, f"{module} is in no layer of tests/test_layout.py LAYERS: place it"
+    return best[1]
+
+
+def test_imports_go_down_the_layers():
+    bad = []
+    for name, path in MODULES.items():
+        for mod, names in _imports(name, path):
+            subs = [f"{mod}.{n}" for n in names if f"{mod}.{n}" in MODULES]
+            for dep in subs if names and len(subs) == len(names) else [mod, *subs]:
+                if dep in MODULES and _layer(dep) > _layer(name):
+                    bad.append(f"{name} (layer {_layer(name)}) imports {dep} (layer {_layer(dep)})")
     assert not bad, bad
 
 

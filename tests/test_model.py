@@ -197,6 +197,11 @@ def test_train_cli_resume_and_predict(tmp_path, tiny):
     assert read_checkpoint(out / "last.pt")["iteration"] == 3
     assert main(["train", "--data", str(tiny), "--out", str(out), "--iters", "5", "--resume", "--no-progress", *sets]) == 0
     assert read_checkpoint(out / "last.pt")["iteration"] == 5
+    # the worker's batches came through shared memory: torch's references to them are dropped once training
+    # returns (left until exit, each would print an "Exception ignored ... _free_weak_ref" traceback there)
+    from torch.multiprocessing.reductions import shared_cache
+
+    assert not [k for k, ref in shared_cache.items() if ref.expired()], "dead shared-memory references left after training"
     res = tmp_path / "res"
     assert main(["predict-torch", "--checkpoint", str(out / "model.pt"), "--data", str(tiny), "--out", str(res), "--eval"]) == 0
     for k in ("bbox", "segm", "keys", "retrieval"):
@@ -209,7 +214,7 @@ def test_committed_checkpoint_finds_the_items_of_a_synthetic_image():
     the right category with box IoU >= 0.5."""
     import numpy as np
 
-    from df2infer.eval.detection import iou_xyxy
+    from df2infer.ops.boxes import box_iou
     from df2infer.ops.letterbox import letterbox
     from df2infer.synth.generator import plan, render_image
 
@@ -228,6 +233,6 @@ def test_committed_checkpoint_finds_the_items_of_a_synthetic_image():
         for it in ann.items:
             total += 1
             same = labels == it.category_id
-            if same.any() and iou_xyxy(np.asarray([it.bbox]), boxes[same]).max() >= 0.5:
+            if same.any() and box_iou(np.asarray([it.bbox]), boxes[same], np.float64).max() >= 0.5:
                 found += 1
     assert total > 0 and found / total >= 0.6, f"found {found} of {total} items"

@@ -353,15 +353,13 @@ def test_int8_pair_saturation_follows_the_cpu_features(act, wmax, tmp_path):
 def test_int8_deploy_graph_float_layers_metadata_and_cache(deploy_fp32, calib_dir, tmp_path):
     cache = tmp_path / "calib_cache.json"
     readers = []
-    out1 = to_int8_qdq(
-        deploy_fp32,
-        tmp_path / "a.onnx",
-        calib_dir,
-        cache=cache,
-        num_images=4,
-        keep_float_nodes=["head/kp_deconv"],
-        _reader_hook=readers.append,
-    )
+
+    def quantize(out):
+        return to_int8_qdq(
+            deploy_fp32, out, calib_dir, cache=cache, num_images=4, keep_float_nodes=["head/kp_deconv"], _reader_hook=readers.append
+        )
+
+    out1 = quantize(tmp_path / "a.onnx")
     assert readers[-1].served == 4  # calibrated on 4 images
     m1 = _qdq_checks(out1, float_layers=["head/kp_deconv"])
     c = _contract(out1)
@@ -380,15 +378,7 @@ def test_int8_deploy_graph_float_layers_metadata_and_cache(deploy_fp32, calib_di
     assert entry["method"] == "minmax" and entry["num_images"] == 4 and entry["ranges"]["data"]
 
     # Same model, images and method: the cache is hit and the reader is never iterated.
-    out2 = to_int8_qdq(
-        deploy_fp32,
-        tmp_path / "b.onnx",
-        calib_dir,
-        cache=cache,
-        num_images=4,
-        keep_float_nodes=["head/kp_deconv"],
-        _reader_hook=readers.append,
-    )
+    out2 = quantize(tmp_path / "b.onnx")
     assert readers[-1].served == 0
     assert _contract(out2).model["int8_calibration"]["cache_hit"] is True
     scales = lambda m: {t.name: nh.to_array(t).tolist() for t in m.graph.initializer if "scale" in t.name}  # noqa: E731

@@ -12,6 +12,7 @@ from df2infer.backends.base import Backend, resolve_device
 from df2infer.images import ImageError
 from df2infer.ops.decode import decode_detections
 from df2infer.ops.letterbox import to_input_batch
+from df2infer.ops.options import DecodeOptions
 from df2infer.results import Detections
 
 
@@ -41,9 +42,9 @@ def _same(a: Detections, b: Detections) -> None:
 def test_predict_batch_equals_predict_and_splits_beyond_max_batch(model_path):
     with df2infer.load(model_path, device="cpu") as model:
         frames = _frames(model.backend.max_batch + 3)  # two backend calls
-        got = model.predict_batch(frames, conf=0.3, sources=list(range(100, 100 + len(frames))))
+        got = model.predict_batch(frames, conf=0.3)
         want = model.predict(frames, conf=0.3)
-        assert len(got) == len(frames) and [d.source for d in got] == list(range(100, 100 + len(frames)))
+        assert len(got) == len(frames)
         for g, w in zip(got, want):
             _same(g, w)
         assert len(got[0]) == int((fm.SCORES[: fm.NUM_DETS] >= 0.3).sum())
@@ -81,9 +82,8 @@ def test_decode_detections_is_what_the_predictor_returns(model_path):
     frame = _frames(1)[0]
     batch, infos = to_input_batch([frame], model.contract)
     outputs = model.backend.run(batch)
-    _same(decode_detections(outputs, 0, infos[0], conf=0.3, source=0), model.predict(frame, conf=0.3)[0])
-    with pytest.raises(ValueError, match="landmark_method"):
-        decode_detections(outputs, 0, infos[0], landmark_method="nearest")
+    _same(decode_detections(outputs, 0, infos[0], DecodeOptions(conf=0.3)), model.predict(frame, conf=0.3)[0])
+    _same(decode_detections(outputs, 0, infos[0], DecodeOptions(conf=0.3)), model.predict(frame, DecodeOptions(conf=0.3))[0])
 
 
 def test_resolve_device_is_the_one_auto_rule():
@@ -101,10 +101,10 @@ def _dets(n=2, **kw) -> Detections:
     return Detections(**base)
 
 
-def test_detections_validate_shapes_and_carry_stream_fields():
-    d = _dets(3, frame_index=7, timestamp=0.28, track_ids=np.array([4, 5, 6]))
+def test_detections_validate_shapes_and_carry_track_ids():
+    d = _dets(3, path="a.jpg", track_ids=np.array([4, 5, 6]))
     sub = d[[0, 2]]
-    assert sub.frame_index == 7 and sub.timestamp == 0.28 and sub.track_ids.tolist() == [4, 6]
+    assert sub.path == "a.jpg" and sub.track_ids.tolist() == [4, 6]
     for bad, match in [
         (dict(boxes=np.zeros((3, 4), np.float32)), "boxes"),
         (dict(labels=np.ones(3, np.int32)), "labels"),

@@ -385,51 +385,14 @@ def test_index_build_resumes_and_files_search(df2_distinct, fake_model_path, tmp
     second = Gallery.load(g)
     assert len(second.indexed_images) == 5 and len(second) == 5 * 3
     np.testing.assert_array_equal(second.embeddings[: len(first)], first.embeddings)  # nothing re-embedded
-    assert (
-        main(
-            [
-                "search",
-                str(files[6]),
-                "--gallery",
-                str(g),
-                "--out",
-                str(tmp_path / "s"),
-                "--topk",
-                "4",
-                "--device",
-                "cpu",
-                "--policy",
-                "any",
-            ]
-        )
-        == 0
-    )
+    search = ["search", str(files[6]), "--gallery", str(g), "--topk", "4", "--device", "cpu", "--policy", "any"]
+    assert main([*search, "--out", str(tmp_path / "s")]) == 0
     res = json.loads((tmp_path / "s" / "search.json").read_text())
     items = res["images"][0]["items"]
     assert len(items) == 4 and all(len(it["matches"]) == 4 for it in items)
     assert {mm["image_id"] for it in items for mm in it["matches"]} <= set(second.indexed_images)
     if importlib.util.find_spec("faiss") is not None:  # the same matches through a FAISS index, saved beside the gallery
-        assert (
-            main(
-                [
-                    "search",
-                    str(files[6]),
-                    "--gallery",
-                    str(g),
-                    "--out",
-                    str(tmp_path / "sf"),
-                    "--topk",
-                    "4",
-                    "--device",
-                    "cpu",
-                    "--policy",
-                    "any",
-                    "--index",
-                    "flat",
-                ]
-            )
-            == 0
-        )
+        assert main([*search, "--out", str(tmp_path / "sf"), "--index", "flat"]) == 0
         assert (g / "faiss_flat.index").is_file()
         via_faiss = json.loads((tmp_path / "sf" / "search.json").read_text())["images"][0]["items"]
         assert [[mm["image_id"] for mm in it["matches"]] for it in via_faiss] == [[mm["image_id"] for mm in it["matches"]] for it in items]

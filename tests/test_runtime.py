@@ -18,13 +18,13 @@ import df2infer
 from df2infer.backends.base import DeviceError, ModelLoadError
 from df2infer.contract import ContractError
 from df2infer.data import spec
+from df2infer.eval.results import df2_result_entries
 from df2infer.images import ImageError, coerce_image, read_image
 from df2infer.ops import boxes as box_ops
 from df2infer.ops import landmarks as landmark_ops
 from df2infer.ops import masks as mask_ops
 from df2infer.ops.letterbox import letterbox, scale_boxes_back, to_input_batch
 from df2infer.results import Detections
-from df2infer.sinks.result_files import df2_result_entries
 
 
 @pytest.fixture(scope="module")
@@ -372,7 +372,7 @@ def test_predict_paths_arrays_generators_with_a_corrupt_file(predictor, tmp_path
         if i == 2:
             continue
         h, w = means[i].shape[:2]
-        assert r.image_size == (h, w) and r.source == i
+        assert r.image_size == (h, w)
         assert r.labels.tolist() == [1, 8, 9]  # score 0.2 dropped at conf 0.3
         np.testing.assert_allclose(r.boxes, _expected_boxes(h, w)[:3], atol=1e-3)
         # embeddings carry each image's own mean (letterboxed: image and padding), so batch order is kept
@@ -448,7 +448,7 @@ def test_detect_and_info_cli(model_path, tmp_path):
 def test_runtime_never_imports_torch(model_path):
     code = (
         "import sys, numpy as np, df2infer\n"
-        "from df2infer.sinks.result_files import df2_result_entries\n"
+        "from df2infer.eval.results import df2_result_entries\n"
         f"m = df2infer.load({str(model_path)!r}, device='auto')\n"
         "r = m.predict(np.zeros((50, 60, 3), np.uint8))\n"
         "df2infer.annotate(np.zeros((50, 60, 3), np.uint8), r[0]); df2_result_entries(r[0], 1)\n"

@@ -21,6 +21,7 @@ import fake_model
 import numpy as np
 import pytest
 
+from df2infer.ops.options import DecodeOptions
 from df2infer.results import Detections
 from df2infer.stream import Pipeline, ReconnectPolicy, SourceError, parse_source
 from df2infer.stream.sources import expand_sources, gstreamer_available
@@ -125,7 +126,7 @@ class Collector:
     def _run(self) -> None:
         try:
             for r in self.pipe:
-                self.records.append((r.source_id, r.index, time.monotonic()))
+                self.records.append((r.info.source_id, r.info.index, time.monotonic()))
         except BaseException as e:  # reported by the test
             self.error = e
 
@@ -199,12 +200,12 @@ def _solid_folder(folder: Path, value: int, n: int) -> str:
 def test_batches_across_sources_and_routes_results_back(tmp_path, fake):
     dark = _solid_folder(tmp_path / "dark", 20, 9)
     bright = _solid_folder(tmp_path / "bright", 230, 9)
-    p = Pipeline([dark, bright], fake, batch=4, embeddings=True, queue_size=16)
+    p = Pipeline([dark, bright], fake, options=DecodeOptions(embeddings=True), batch=4, queue_size=16)
     seen: dict[int, list] = {0: [], 1: []}
     emb: dict[int, set] = {0: set(), 1: set()}
     for r in p:
-        seen[r.source_id].append(r.index)
-        emb[r.source_id].add(round(float(r.detections.embeddings[0, 0]), 5))
+        seen[r.info.source_id].append(r.info.index)
+        emb[r.info.source_id].add(round(float(r.detections.embeddings[0, 0]), 5))
     assert seen == {0: list(range(9)), 1: list(range(9))}
     # the fake model's embeddings scale with the image's mean: each source keeps its own value
     assert len(emb[0]) == 1 and len(emb[1]) == 1 and emb[0] != emb[1]
@@ -243,7 +244,7 @@ def test_cli_file_mode_loses_no_frame_and_names_a_bad_source(tmp_path, fake, cli
     by_src: dict[int, list[int]] = {}
     for rec in lines:
         by_src.setdefault(rec["source_id"], []).append(rec["frame_index"])
-        assert {"source", "timestamp", "items"} <= set(rec)
+        assert {"schema", "source", "source_id", "timestamp", "items"} <= set(rec) and rec["schema"] == 2
         for it in rec["items"]:
             assert {"box", "score", "category", "landmarks", "track_id"} <= set(it)
     assert sorted(by_src[0]) == list(range(n)) and sorted(by_src[1]) == list(range(5))
@@ -572,7 +573,7 @@ def test_video_sink_encoder_threads(tmp_path, threads):
     rng = np.random.default_rng(threads)
     with VideoSink(tmp_path / "v.mp4", threads=threads) as v:
         for i in range(12):
-            v.write(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), i / 30)
+            v.write_frame(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), i / 30)
     assert v.frames == 12 and _count_frames(tmp_path / "v.mp4") == 12
 
 
@@ -586,7 +587,7 @@ def test_video_sink_keeps_colours_and_odd_sizes(tmp_path):
     img[:, 40:] = (20, 180, 220)  # orange-ish
     with VideoSink(tmp_path / "c.mp4", crf=10) as v:
         for i in range(3):
-            v.write(img, i / 30)
+            v.write_frame(img, i / 30)
     cap = cv2.VideoCapture(str(tmp_path / "c.mp4"))
     ok, back = cap.read()
     cap.release()

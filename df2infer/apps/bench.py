@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from df2infer.apps.common import DEVICE_HELP, CliExit
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -35,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs", type=int, default=50, help="timed calls per artifact and batch size, >= 30 for p99 (default: %(default)s)")
     p.add_argument("--conf", type=float, default=0.3, help="score threshold of the timed calls (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime (and torch) CPU threads; 0: library default")
     p.add_argument("--torch", metavar="CHECKPOINT", help="also time PyTorch eager on this checkpoint (needs torch)")
     p.add_argument("--accuracy", metavar="DATA_DIR", help="also score each artifact on this DeepFashion2 folder")
@@ -58,11 +60,53 @@ def _names(paths: list[str]) -> list[str]:
     return out
 
 
+def _subjects(args: argparse.Namespace, models: list[str]) -> list:
+    """The runtime subjects of the MODEL paths, and --torch's; CliExit(2) naming what cannot be loaded."""
+    from df2infer.bench.runner import runtime_subject
+    from df2infer.errors import Df2inferError
+
+    subjects = []
+    try:
+        for path, name in zip(models, _names(models)):
+            subjects.append(runtime_subject(path, name, args.device, args.threads))
+    except (FileNotFoundError, Df2inferError, ValueError) as e:
+        raise CliExit(2, f"df2infer bench: {e}") from e
+    if args.torch:
+        try:
+            # same device as the first artifact; same thread count as ONNX Runtime (0: each library's default)
+            tdev = subjects[0].info.get("device", "cpu") if subjects else args.device
+            # and the same top N detections as the first artifact, so all do the same work
+            n = subjects[0].predictor.contract.max_detections if subjects else None
+            subjects.append(torch_subject(args.torch, tdev, args.threads, n))
+        except ModuleNotFoundError as e:
+            raise CliExit(
+                2, f"df2infer bench: --torch needs PyTorch ({e}); install the export extra: pip install 'df2infer[export]'"
+            ) from e
+        except (FileNotFoundError, Df2inferError, ValueError) as e:
+            raise CliExit(2, f"df2infer bench: {e}") from e
+    return subjects
+
+
+def _bench_images(args: argparse.Namespace) -> tuple[list, str]:
+    """(images, description): --images' files, or one synthetic scene of --size; CliExit(2) when unusable."""
+    from df2infer.bench.runner import folder_images, parse_size, synthetic_scene
+
+    try:
+        if args.images:
+            images = folder_images(args.images)
+            return images, f"{len(images)} images from {args.images} (cycled into batches)"
+        size = parse_size(args.size)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliExit(2, f"df2infer bench: {e}") from e
+    img, n_items = synthetic_scene(size)
+    return [img], f"synthetic {size[0]}x{size[1]} scene with {n_items} garments (seed 0)"
+
+
 def run(args: argparse.Namespace) -> int:
     import df2infer.api
     from df2infer.api import MAKE_DEFAULT_MODEL
     from df2infer.bench import report as rep
-    from df2infer.bench.runner import folder_images, machine_info, measure, parse_size, runtime_subject, synthetic_scene
+    from df2infer.bench.runner import machine_info, measure
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -87,42 +131,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     machine = machine_info()
-    subjects = []
-    try:
-        for path, name in zip(models, _names(models)):
-            subjects.append(runtime_subject(path, name, args.device, args.threads))
-        if args.torch:
-            try:
-                # same device as the first artifact; same thread count as ONNX Runtime (0: each library's default)
-                tdev = subjects[0].info.get("device", "cpu") if subjects else args.device
-                # and the same top N detections as the first artifact, so all do the same work
-                n = subjects[0].predictor.contract.max_detections if subjects else None
-                subjects.append(torch_subject(args.torch, tdev, args.threads, n))
-            except ModuleNotFoundError as e:
-                print(
-                    f"df2infer bench: --torch needs PyTorch ({e}); install the export extra: pip install 'df2infer[export]'",
-                    file=sys.stderr,
-                )
-                return 2
-    except (FileNotFoundError, df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
-        print(f"df2infer bench: {e}", file=sys.stderr)
-        return 2
-    if args.images:
-        try:
-            images = folder_images(args.images)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"df2infer bench: {e}", file=sys.stderr)
-            return 2
-        desc = f"{len(images)} images from {args.images} (cycled into batches)"
-    else:
-        try:
-            size = parse_size(args.size)
-        except ValueError as e:
-            print(f"df2infer bench: {e}", file=sys.stderr)
-            return 2
-        img, n_items = synthetic_scene(size)
-        images = [img]
-        desc = f"synthetic {size[0]}x{size[1]} scene with {n_items} garments (seed 0)"
+    subjects = _subjects(args, models)
+    images, desc = _bench_images(args)
     print(
         f"benchmarking {', '.join(s.name for s in subjects)} on {desc}; batches {batches}, {args.warmup} warm-up + {args.runs} runs each",
         file=sys.stderr,

@@ -26,28 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.apps.common import add_decode_arguments, add_model_arguments, load_model
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
-    p.add_argument("--model", default=None, help="model artifact (.onnx, .engine); default: the bundled model")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add_model_arguments(p)
     p.add_argument("--images", type=int, default=24, help="synthetic images to generate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default: %(default)s)")
     p.add_argument("--video-frames", type=int, default=60, help="frames of the synthetic video (0: none; default: %(default)s)")
-    p.add_argument("--conf", type=float, default=0.3, help="minimum score drawn and written (default: %(default)s)")
+    add_decode_arguments(p, duplicates=False, landmark_method=False)
     p.add_argument("--runs", type=int, default=30, help="timed runs of the latency report (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs of the latency report (default: %(default)s)")
-
-
-def _missing_model_message(model: str | None) -> str:
-    from df2infer.api import DEFAULT_MODEL, MAKE_DEFAULT_MODEL
-
-    if model is None:
-        return (
-            f"df2infer demo: the bundled model {DEFAULT_MODEL} is missing.\n"
-            f"Make it with:\n    {MAKE_DEFAULT_MODEL}\nor run the demo on another artifact: df2infer demo --model MODEL.onnx"
-        )
-    return f"df2infer demo: model file {model} not found"
 
 
 def make_data(root: Path, n_images: int, seed: int, video_frames: int) -> None:
@@ -70,7 +60,7 @@ def retrieval_example(
     import cv2
 
     from df2infer.retrieval import Gallery, RankingPolicy
-    from df2infer.sinks.annotate import crop_tile, label_tile, outline_tile, strip
+    from df2infer.retrieval.strip import crop_tile, label_tile, outline_tile, strip
 
     by_id = {a.image_id: a for a in ds.images}
     gallery = Gallery(model.similarity, policy=RankingPolicy(min_gallery_score=gallery_score))
@@ -123,89 +113,45 @@ def retrieval_example(
     return info
 
 
-def annotate_video(model, src: Path, dst: Path, conf: float, max_frames: int) -> tuple[int, str]:
+def annotate_video(model, src: Path, dst: Path, options, max_frames: int) -> tuple[int, str]:
     """The video loop (df2infer.stream) on the clip with tracking: annotated `dst` (fragmented MP4)
-    and one JSON line per frame beside it. Returns (frames, summary line)."""
-    from df2infer.sinks.annotate import annotate
-    from df2infer.sinks.jsonl import JsonlSink, frame_record
+    and one JSON record per frame beside it. Returns (frames, summary line)."""
+    from df2infer.sinks.base import Tee
+    from df2infer.sinks.jsonl import JsonlSink
     from df2infer.sinks.video import VideoSink
     from df2infer.stream import Pipeline, format_summary
 
-    pipe = Pipeline([str(src)], model, conf=conf, track=True, max_frames=max_frames)
-    with VideoSink(dst, fps=30) as video, JsonlSink(dst.with_suffix(".jsonl")) as jsonl:
+    pipe = Pipeline([str(src)], model, options=options, track=True, max_frames=max_frames)
+    video = VideoSink(dst, fps=30)
+    with Tee([video, JsonlSink(dst.with_suffix(".jsonl"))]) as sink:
         for r in pipe:
-            jsonl.write(frame_record(r))
-            video.write(annotate(r.image, r.detections))
+            sink.write(r)
     return video.frames, format_summary(pipe.summary())
 
 
-def run(args: argparse.Namespace) -> int:
-    import cv2
-
-    import df2infer
-    from df2infer.api import DEFAULT_MODEL
-    from df2infer.data.annotations import load_dataset
-    from df2infer.sinks.annotate import annotate
+def detect_images(model, paths: list[str], out: Path, ann_dir: Path) -> tuple[dict[int, Any], dict[int, np.ndarray], list]:
+    """Detection on every image: annotated pictures in ann_dir, one JSON record per image in
+    out/detections.jsonl. Returns (detections, images) by position, and the failures."""
+    from df2infer.results import FrameInfo, FrameResult
+    from df2infer.sinks.base import Tee
+    from df2infer.sinks.image_folder import ImageFolderSink
     from df2infer.sinks.jsonl import JsonlSink
-    from df2infer.stream.model import DUPLICATE_IOU
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    model_path = Path(args.model) if args.model else DEFAULT_MODEL
-    if not model_path.is_file():
-        print(_missing_model_message(args.model), file=sys.stderr)
-        return 2
-    try:
-        model = df2infer.load(model_path, device=args.device)
-    except (df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
-        print(f"df2infer demo: {e}", file=sys.stderr)
-        return 2
-    print(f"model: {model_path} -> {model}")
-    out = Path(args.out)
-    data = out / "data"
-    ann_dir = out / "annotated"
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    make_data(data, args.images, args.seed, args.video_frames)
-    ds = load_dataset(data)
-    ds.images = ds.images[: args.images]
-    paths = [str(ds.image_path(a)) for a in ds.images]
-
-    # detection on every image
     dets: dict[int, Any] = {}
     images: dict[int, np.ndarray] = {}
-    n_items = 0
-    with JsonlSink(out / "detections.jsonl") as jf:
-        for a, (det, img) in zip(ds.images, model.stream(paths, conf=args.conf, with_images=True, suppress_iou=DUPLICATE_IOU)):
-            jf.write(det.to_json())
-            if not det.ok:
-                print(f"df2infer demo: skipped {det.message}", file=sys.stderr)
-                continue
-            dets[a.image_id], images[a.image_id] = det, img
-            n_items += len(det)
-            cv2.imwrite(str(ann_dir / a.file_name), annotate(img, det))
-    t = model.timings.summary()
-    per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in t.items())
-    print(f"detection: {len(dets)} images, {n_items} items (conf {args.conf}); ms per image: {per}")
+    failures = []
+    with Tee([JsonlSink(out / "detections.jsonl", masks=True), ImageFolderSink(ann_dir)]) as sink:
+        for i, (det, img) in enumerate(model.stream(paths, with_images=True)):
+            sink.write(FrameResult(det.info if not det.ok else FrameInfo.of_input(i, paths[i]), det, img))
+            if det.ok:
+                dets[i], images[i] = det, img
+            else:
+                failures.append(det)
+    return dets, images, failures
 
-    # video
-    video_out = None
-    if args.video_frames > 0 and (data / "video.mp4").is_file():
-        n, line = annotate_video(model, data / "video.mp4", ann_dir / "video.mp4", args.conf, args.video_frames)
-        if n:
-            video_out = ann_dir / "video.mp4"
-            print(f"video loop (tracking): {line} -> {video_out}, {video_out.with_suffix('.jsonl')}")
 
-    # retrieval
-    info = retrieval_example(model, ds, dets, images, out)
-    if info is None:
-        print("retrieval: no consumer item or no shop item detected; no example drawn")
-    else:
-        top = ", ".join(
-            f"#{m['rank']} image {m['image_id']} p={m['probability']:.3f}{' (same pair)' if m['same_pair_id'] else ''}" for m in info["top"]
-        )
-        print(f"retrieval: query image {info['query']['image_id']} ({info['gallery_items']} shop items): {top}")
-
-    # latency
+def latency_report(model, model_path: Path, args: argparse.Namespace, bench_dir: Path) -> list:
+    """The latency report (one 1280x720 synthetic scene, batch 1) into bench_dir; prints its summary line."""
     from df2infer.bench import report as rep
     from df2infer.bench.runner import machine_info, measure, subject_from_predictor, synthetic_scene
 
@@ -229,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         "results": rows,
         "notes": [] if args.runs >= 30 else [f"only {args.runs} timed runs: p99 is not meaningful"],
     }
-    bench_paths = rep.write(report, out / "bench")
+    rep.write(report, bench_dir)
     s = rows[0]["stages"]
     print(
         "latency (1280x720, batch 1, ms): "
@@ -238,6 +184,58 @@ def run(args: argparse.Namespace) -> int:
         f"over {args.runs} runs ({rows[0]['throughput_ips']:.2f} images/s)"
     )
 
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from df2infer.api import DEFAULT_MODEL
+    from df2infer.data.annotations import load_dataset
+    from df2infer.stream.model import stream_options
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = stream_options(args.conf)
+    model = load_model(args, "demo", options)
+    model_path = Path(args.model) if args.model else DEFAULT_MODEL
+    print(f"model: {model_path} -> {model}")
+    out = Path(args.out)
+    data = out / "data"
+    ann_dir = out / "annotated"
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    make_data(data, args.images, args.seed, args.video_frames)
+    ds = load_dataset(data)
+    ds.images = ds.images[: args.images]
+    paths = [str(ds.image_path(a)) for a in ds.images]
+
+    by_pos, images_by_pos, failures = detect_images(model, paths, out, ann_dir)
+    for f in failures:
+        print(f"df2infer demo: skipped {f.message}", file=sys.stderr)
+    dets = {ds.images[i].image_id: d for i, d in by_pos.items()}
+    images = {ds.images[i].image_id: im for i, im in images_by_pos.items()}
+    n_items = sum(len(d) for d in dets.values())
+    t = model.timings.summary()
+    per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in t.items())
+    print(f"detection: {len(dets)} images, {n_items} items (conf {args.conf}); ms per image: {per}")
+
+    # video
+    video_out = None
+    if args.video_frames > 0 and (data / "video.mp4").is_file():
+        n, line = annotate_video(model, data / "video.mp4", ann_dir / "video.mp4", options, args.video_frames)
+        if n:
+            video_out = ann_dir / "video.mp4"
+            print(f"video loop (tracking): {line} -> {video_out}, {video_out.with_suffix('.jsonl')}")
+
+    # retrieval
+    info = retrieval_example(model, ds, dets, images, out)
+    if info is None:
+        print("retrieval: no consumer item or no shop item detected; no example drawn")
+    else:
+        top = ", ".join(
+            f"#{m['rank']} image {m['image_id']} p={m['probability']:.3f}{' (same pair)' if m['same_pair_id'] else ''}" for m in info["top"]
+        )
+        print(f"retrieval: query image {info['query']['image_id']} ({info['gallery_items']} shop items): {top}")
+
+    latency_report(model, model_path, args, out / "bench")
     print(f"\ndone in {time.perf_counter() - t0:.1f} s. Outputs in {out}/:")
     video_in = ", video.mp4" if (data / "video.mp4").is_file() else ""
     print(f"  data/                 {len(ds.images)} synthetic images + annotations{video_in}")
@@ -245,5 +243,5 @@ def run(args: argparse.Namespace) -> int:
     print("  detections.jsonl      one JSON line per image (boxes, scores, categories, RLE masks, landmarks)")
     if info is not None:
         print("  retrieval.jpg / .json query item and its top-5 shop items")
-    print("  bench/                " + ", ".join(p.name for p in bench_paths.values()))
+    print("  bench/                bench.md, bench.json, bench.png")
     return 0

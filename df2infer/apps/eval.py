@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from df2infer.apps.common import DEVICE_HELP, add_decode_arguments, decode_options, load_model
 from df2infer.data.annotations import AnnotationError, load_dataset
 from df2infer.eval.api import evaluate_predictions, ground_truth_as_results
 from df2infer.eval.report import print_report, write_json
@@ -25,23 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", metavar="ARTIFACT", help="predict with a model artifact (.onnx, .engine) through the runtime, then score")
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     g = parser.add_argument_group("with --model")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    g.add_argument("--conf", type=float, default=0.05, help="minimum detection score kept (low for AP; default: %(default)s)")
+    g.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_decode_arguments(g, conf=0.05, duplicates=False)
     g.add_argument("--batch", type=int, default=None, help="images per batch (default: the model's max_batch)")
     g.add_argument("--max-images", type=int, default=None, help="score only the first N images of the folder")
     g.add_argument(
         "--gallery-score", type=float, default=0.3, help="minimum score of shop detections in the retrieval gallery (default: %(default)s)"
     )
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
-    g.add_argument(
-        "--landmark-method", choices=("torchvision", "subpixel"), default=None, help="landmark decoding (default: the runtime's default)"
-    )
     g.add_argument("--write-results", metavar="DIR", help="also write bbox/segm/keys/retrieval.json to DIR")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-attribute tables (faster)")
-
-
-class ModelError(RuntimeError):
-    """The --model artifact cannot be loaded (message names it)."""
 
 
 def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict]]:
@@ -49,26 +43,20 @@ def results_from_model(args: argparse.Namespace, dataset) -> dict[str, list[dict
     {"bbox": [...], "segm": [...], "keys": [...], "retrieval": [...]} in the official formats."""
     import time
 
-    import df2infer
     from df2infer.eval.predict import predict_results
 
-    kw = {"threads": args.threads} if getattr(args, "threads", 0) else {}
-    try:
-        predictor = df2infer.load(args.model, device=getattr(args, "device", "auto"), **kw)
-    except (FileNotFoundError, df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
-        raise ModelError(str(e)) from None
+    predictor = load_model(args, "eval", threads=getattr(args, "threads", 0))
     n = min(len(dataset), args.max_images) if getattr(args, "max_images", None) else len(dataset)
     print(f"predicting {n} images with {predictor} (conf {args.conf})", file=sys.stderr)
     t0 = time.perf_counter()
     results = predict_results(
         predictor,
         dataset,
-        conf=args.conf,
+        decode_options(args, "eval", suppress_iou=None),
         batch_size=getattr(args, "batch", None),
         max_images=getattr(args, "max_images", None),
         gallery_score=getattr(args, "gallery_score", 0.3),
         progress=sys.stderr.isatty(),
-        landmark_method=getattr(args, "landmark_method", None),
     )
     dt = time.perf_counter() - t0
     per = ", ".join(f"{s} {v['per_image_ms']:.1f}" for s, v in predictor.timings.summary().items())
@@ -103,9 +91,6 @@ def run(args: argparse.Namespace) -> int:
             sizes = {im.image_id: (im.width, im.height) for im in ds}
             results = read_results_dir(args.results, image_ids=ids, image_sizes=sizes)
         report = evaluate_predictions(ds, results, breakdown=not args.no_breakdown, validate=not args.results)
-    except ModelError as e:
-        print(f"df2infer eval: {e}", file=sys.stderr)
-        return 2
     except (ResultFormatError, NotImplementedError) as e:
         print(f"df2infer eval: {e}", file=sys.stderr)
         return 1

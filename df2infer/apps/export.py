@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from df2infer.apps.common import CliExit
+
 NEEDS_EXPORT_EXTRA = True
 
 
@@ -65,37 +67,36 @@ def _print_ops(path: Path) -> None:
     print(f"  ops ({sum(ops.values())} nodes): " + ", ".join(f"{k} {v}" for k, v in ops.items()))
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_args(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """(heads, precisions) of valid arguments; CliExit(2) naming the bad one before anything is exported."""
     from df2infer_export.precision import CALIBRATION_METHODS
 
     heads = args.heads or ("static" if args.engine else "gated")
     if args.engine and heads == "gated":
-        print("df2infer export: --engine needs --heads static (TensorRT cannot build gated heads)", file=sys.stderr)
-        return 2
+        raise CliExit(2, "df2infer export: --engine needs --heads static (TensorRT cannot build gated heads)")
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if bad or not precisions:
-        print(f"df2infer export: --precision {args.precision!r}: expected a comma-separated subset of fp32,fp16,int8", file=sys.stderr)
-        return 2
+        raise CliExit(2, f"df2infer export: --precision {args.precision!r}: expected a comma-separated subset of fp32,fp16,int8")
     if "int8" in precisions:
         if not args.calib_images:
-            print("df2infer export: int8 needs --calib-images DIR (real images, e.g. the training or validation images)", file=sys.stderr)
-            return 2
+            raise CliExit(2, "df2infer export: int8 needs --calib-images DIR (real images, e.g. the training or validation images)")
         if not Path(args.calib_images).is_dir():
-            print(f"df2infer export: --calib-images {args.calib_images}: no such folder", file=sys.stderr)
-            return 2
+            raise CliExit(2, f"df2infer export: --calib-images {args.calib_images}: no such folder")
         if args.calib_method not in CALIBRATION_METHODS:
-            print(f"df2infer export: --calib-method {args.calib_method!r}: expected one of {CALIBRATION_METHODS}", file=sys.stderr)
-            return 2
+            raise CliExit(2, f"df2infer export: --calib-method {args.calib_method!r}: expected one of {CALIBRATION_METHODS}")
     if args.engine:
         from df2infer_export.tensorrt_builder import TensorRTUnavailable, require_tensorrt
 
         try:
             require_tensorrt()
         except TensorRTUnavailable as e:
-            print(f"df2infer export --engine: {e}", file=sys.stderr)
-            return 2
+            raise CliExit(2, f"df2infer export --engine: {e}") from e
+    return heads, precisions
 
+
+def run(args: argparse.Namespace) -> int:
+    heads, precisions = _check_args(args)
     from df2infer_export.checkpoint import CheckpointError
     from df2infer_export.onnx_export import export_onnx
 

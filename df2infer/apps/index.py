@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from df2infer.apps.common import CliExit, add_model_arguments, load_model
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="index_command", metavar="ACTION")
@@ -31,8 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     b.add_argument("inputs", nargs="+", help="a DeepFashion2 folder, or image files / folders")
     b.add_argument("--out", required=True, help="gallery folder (created, or resumed when it exists)")
-    b.add_argument("--model", default=None, help="model artifact; default: the bundled model")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add_model_arguments(b, model_help="model artifact; default: the bundled model")
     b.add_argument(
         "--source", default="shop", choices=("shop", "user"), help="which images of a DeepFashion2 folder (default: %(default)s)"
     )
@@ -59,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     if args.index_command != "build":
         print("df2infer index: give an action: df2infer index build IMAGES_OR_DF2_FOLDER --out GALLERY", file=sys.stderr)
         return 2
-    import df2infer
     from df2infer.api import DEFAULT_MODEL
     from df2infer.retrieval import Gallery, GalleryError, RankingPolicy
     from df2infer.retrieval.catalog import catalog_images, index_images
@@ -68,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
     try:
         images, info, _ = catalog_images(args.inputs, args.source)
-        model = df2infer.load(model_path, device=args.device)
-    except (FileNotFoundError, ValueError, df2infer.ModelLoadError, df2infer.DeviceError) as e:
-        print(f"df2infer index build: {e}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as e:
+        raise CliExit(2, f"df2infer index build: {e}") from e
+    model = load_model(args, "index build")
     out = Path(args.out)
     policy = RankingPolicy("first", args.gallery_score)
     try:

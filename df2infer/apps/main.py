@@ -13,6 +13,7 @@ import sys
 from types import ModuleType
 
 from df2infer.apps import bench, convert, demo, detect, eval, export, index, info, predict_torch, search, synth, train, validate, video
+from df2infer.apps.common import CliExit
 
 # verb -> (module, one-line help), in the order `df2infer --help` lists them.
 VERBS: dict[str, tuple[ModuleType, str]] = {
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     module = VERBS[args.command][0]
     try:
         return int(module.run(args) or 0)
+    except CliExit as e:
+        print(e.message, file=sys.stderr)
+        return e.code
     except ModuleNotFoundError as e:
         missing = (e.name or "").split(".")[0]
         if getattr(module, "NEEDS_EXPORT_EXTRA", False) and missing in EXPORT_EXTRA_MODULES:

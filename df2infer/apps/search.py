@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from df2infer.apps.common import CliExit, add_model_arguments, load_model
+
 INDEX_KINDS = ("exact", "flat", "flat16", "ivf", "hnsw")
 
 
@@ -32,8 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", required=True, help="gallery folder made by `df2infer index build`")
     p.add_argument("--topk", type=int, default=20, help="gallery items per query item (default: %(default)s)")
     p.add_argument("--out", default="df2infer_search", help="output folder (default: %(default)s)")
-    p.add_argument("--model", default=None, help="model artifact; default: the one the gallery was built with")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add_model_arguments(p, model_help="model artifact; default: the one the gallery was built with")
     p.add_argument(
         "--conf", type=float, default=0.05, help="query items: detections with score >= this (default %(default)s, as `df2infer eval`)"
     )
@@ -71,7 +72,7 @@ def _picture(img, det, matches, gallery, cache: dict, draw_score: float):
 
     from df2infer.data.spec import category
     from df2infer.retrieval.catalog import image_path
-    from df2infer.sinks.annotate import blank_tile, crop_tile, label_tile, outline_tile, strip
+    from df2infer.retrieval.strip import blank_tile, crop_tile, label_tile, outline_tile, strip
 
     rows = []
     order = [i for i in range(len(det)) if det.scores[i] >= draw_score][:3]
@@ -96,10 +97,41 @@ def _picture(img, det, matches, gallery, cache: dict, draw_score: float):
     return None if not rows else np.concatenate(rows, axis=0)
 
 
+def _listing_entry(c, det, matches: list) -> dict:
+    """search.json's entry for one query image: its items, each with its ranked matches."""
+    return {
+        "image_id": c.image_id,
+        "path": c.path,
+        "items": [
+            {
+                "box": [round(float(v), 2) for v in det.boxes[i]],
+                "category_id": int(det.labels[i]),
+                "category": det.names[i],
+                "score": round(float(det.scores[i]), 5),
+                "matches": [
+                    {
+                        "rank": r,
+                        "image_id": m.image_id,
+                        "box": [round(float(v), 2) for v in m.box],
+                        "category_id": m.label,
+                        "probability": round(m.probability, 6),
+                        "score": round(m.score, 5),
+                        **({"pair_id": m.pair_id} if m.pair_id >= 0 else {}),
+                        **({"style": m.style} if m.style >= 0 else {}),
+                    }
+                    for r, m in enumerate(matches[i], 1)
+                ],
+            }
+            for i in range(len(det))
+        ],
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    import df2infer
+    from df2infer.errors import Df2inferError
+    from df2infer.ops.options import DecodeOptions
     from df2infer.retrieval import Gallery, RankingPolicy
     from df2infer.retrieval.catalog import catalog_images
 
@@ -109,13 +141,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         header = Gallery.read_header(args.gallery)
-        model_path = args.model or header.get("info", {}).get("model")
-        model = df2infer.load(model_path, device=args.device)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliExit(2, f"df2infer search: {e}") from e
+    args.model = args.model or header.get("info", {}).get("model")
+    model = load_model(args, "search")
+    try:
         gallery = Gallery.load(args.gallery, model.similarity, mmap=True)
         images, _, ds = catalog_images(args.queries, "user")
-    except (FileNotFoundError, ValueError, df2infer.ModelLoadError, df2infer.DeviceError) as e:
-        print(f"df2infer search: {e}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, Df2inferError, ValueError) as e:
+        raise CliExit(2, f"df2infer search: {e}") from e
     policy = RankingPolicy(args.policy, gallery.policy.min_gallery_score) if args.policy else gallery.policy
     index = None
     if args.index != "exact":
@@ -134,9 +168,8 @@ def run(args: argparse.Namespace) -> int:
     n_items = 0
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    stream = model.stream(
-        [c.path for c in images], conf=args.conf, batch_size=args.batch, masks=False, landmarks=False, embeddings=True, with_images=True
-    )
+    options = DecodeOptions(conf=args.conf, masks=False, landmarks=False, embeddings=True)
+    stream = model.stream([c.path for c in images], options, batch_size=args.batch, with_images=True)
     for k, (c, (det, img)) in enumerate(tqdm(zip(images, stream), total=len(images), desc="search", unit="img")):
         if not det.ok:
             failures += 1
@@ -148,34 +181,7 @@ def run(args: argparse.Namespace) -> int:
         n_items += len(det)
         if ds is not None:
             queries.append((c.image_id, det, matches))
-        listing.append(
-            {
-                "image_id": c.image_id,
-                "path": c.path,
-                "items": [
-                    {
-                        "box": [round(float(v), 2) for v in det.boxes[i]],
-                        "category_id": int(det.labels[i]),
-                        "category": det.names[i],
-                        "score": round(float(det.scores[i]), 5),
-                        "matches": [
-                            {
-                                "rank": r,
-                                "image_id": m.image_id,
-                                "box": [round(float(v), 2) for v in m.box],
-                                "category_id": m.label,
-                                "probability": round(m.probability, 6),
-                                "score": round(m.score, 5),
-                                **({"pair_id": m.pair_id} if m.pair_id >= 0 else {}),
-                                **({"style": m.style} if m.style >= 0 else {}),
-                            }
-                            for r, m in enumerate(matches[i], 1)
-                        ],
-                    }
-                    for i in range(len(det))
-                ],
-            }
-        )
+        listing.append(_listing_entry(c, det, matches))
         if k < args.draw and img is not None:
             pic = _picture(img, det, matches, gallery, cache, args.draw_score)
             if pic is not None:
@@ -189,9 +195,8 @@ def run(args: argparse.Namespace) -> int:
         f"({args.index}, policy {policy.category}) in {dt:.1f} s -> {out}/search.json, {out}/pictures/"
     )
     if ds is not None:
-        from df2infer.eval.results import write_results
+        from df2infer.eval.results import retrieval_entries, write_results
         from df2infer.eval.retrieval import evaluate_retrieval
-        from df2infer.sinks.result_files import retrieval_entries
 
         entries = retrieval_entries(queries)
         write_results({"retrieval": entries}, out)

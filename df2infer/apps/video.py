@@ -2,8 +2,8 @@
 
 Runs the model over video files, image folders/globs, cameras (0, /dev/video0, csi://0), network
 streams (rtsp://, http(s):// MJPEG/MPEG-TS/HLS), GStreamer pipelines and .streams files, several at
-once, batched into one inference call. Writes DIR/detections.jsonl (one line per frame, all sources,
-flushed as written) and DIR/<id>_<name>.mp4 per source (annotated, fragmented MP4: plays even after a
+once, batched into one inference call. Writes DIR/detections.jsonl (one record per frame, all sources,
+flushed as written; schema in docs/video.md) and DIR/<id>_<name>.mp4 per source (annotated, fragmented MP4: plays even after a
 kill). SIGINT/SIGTERM stop the readers, finish the frames in flight and close the files. Prints a
 summary every --summary-every seconds and at the end (fps, per-stage p50/p99, dropped frames,
 reconnects). Exit status: 0 done, 1 when a source failed (the others still ran), 2 on usage errors,
@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from df2infer.apps.common import CliExit, add_decode_arguments, add_model_arguments, decode_options, load_model
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -28,18 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="video files, image folders or globs, camera index, /dev/videoN, csi://N, "
         "rtsp://, http(s)://, a GStreamer pipeline, or a .streams file (one source per line)",
     )
-    p.add_argument("--model", default=None, help="model artifact (.onnx, .engine); default: the bundled model")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add_model_arguments(p)
     p.add_argument("--out", default="df2infer_video_out", help="output folder (default: %(default)s)")
     p.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs an OpenCV with GUI)")
     p.add_argument("--batch", type=int, default=None, help="frames per inference call across sources (default: the model's max_batch)")
-    p.add_argument("--conf", type=float, default=0.3, help="minimum score (default: %(default)s)")
     p.add_argument("--track", action="store_true", help="stable item ids across frames (re-identified by the model's embeddings)")
-    p.add_argument(
-        "--keep-duplicates",
-        action="store_true",
-        help="keep cross-category duplicates (default: one garment reported as two categories at IoU > 0.85 is shown once)",
-    )
+    add_decode_arguments(p)
     p.add_argument("--no-video", action="store_true", help="write only the JSONL, no annotated video")
     p.add_argument("--masks-json", action="store_true", help="include RLE masks in the JSONL (slower)")
     p.add_argument("--embeddings", action="store_true", help="include embeddings in the JSONL")
@@ -77,46 +73,54 @@ def _file_frames(sources) -> int | None:
     return total
 
 
-def run(args: argparse.Namespace) -> int:
-    import df2infer
-    from df2infer.sinks.annotate import annotate
-    from df2infer.sinks.jsonl import JsonlSink, frame_record
+def _outputs(args: argparse.Namespace, pipe, out: Path):
+    """The sinks of `df2infer video`: the JSONL of every frame, an annotated video per source, the window."""
+    from df2infer.sinks.base import PerSource, Tee
+    from df2infer.sinks.jsonl import JsonlSink
     from df2infer.sinks.video import VideoSink
-    from df2infer.stream import Pipeline, ReconnectPolicy, SourceError, format_summary
+    from df2infer.sinks.window import WindowSink
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    jsonl = JsonlSink(out / "detections.jsonl", masks=args.masks_json, embeddings=args.embeddings)
+    videos = PerSource(lambda info: VideoSink(out / f"{info.source_id}_{_safe_name(info.display_name)}.mp4", fps=info.fps or 30.0))
+    sinks: list = [jsonl] + ([] if args.no_video else [videos]) + ([WindowSink(on_quit=pipe.stop)] if args.show else [])
+    return Tee(sinks), jsonl, videos
+
+
+def _open_pipeline(args: argparse.Namespace):
+    from df2infer.stream import Pipeline, ReconnectPolicy, SourceError
+
     policy = ReconnectPolicy(
         open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout, max_delay_s=args.backoff_max, max_failures=args.max_failures
     )
-    try:
-        model = df2infer.load(args.model, device=args.device)
-    except (FileNotFoundError, df2infer.ModelLoadError, df2infer.ContractError, df2infer.DeviceError, ValueError) as e:
-        print(f"df2infer video: {e}", file=sys.stderr)
-        return 2
+    options = decode_options(args, "video", embeddings=args.embeddings or args.track, masks=not args.no_video or args.masks_json)
+    model = load_model(args, "video", options)
     try:
         pipe = Pipeline(
             args.sources,
             model,
+            options=options,
             batch=args.batch,
-            conf=args.conf,
             track=args.track,
-            keep_duplicates=args.keep_duplicates,
-            embeddings=args.embeddings or args.track,
-            masks=not args.no_video or args.masks_json,
             loop=args.loop,
             policy=policy,
             max_frames=args.max_frames,
             hw_decode=args.hw_decode,
         )
     except SourceError as e:
-        print(f"df2infer video: {e}", file=sys.stderr)
-        return 2
+        raise CliExit(2, f"df2infer video: {e}") from e
     for err in pipe.errors:
         print(f"df2infer video: skipped: {err}", file=sys.stderr)
+    print(f"model: {model}; sources: " + ", ".join(f"[{s.id}] {s.name} ({s.spec.kind})" for s in pipe.sources), file=sys.stderr)
+    return pipe
+
+
+def run(args: argparse.Namespace) -> int:
+    from df2infer.stream import format_summary
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    pipe = _open_pipeline(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"model: {model}; sources: " + ", ".join(f"[{s.id}] {s.name} ({s.spec.kind})" for s in pipe.sources), file=sys.stderr)
-
     caught: list[int] = []
 
     def on_signal(signum, _frame):
@@ -132,32 +136,18 @@ def run(args: argparse.Namespace) -> int:
 
             bar = tqdm(total=total or None, unit="frame", desc="video", file=sys.stderr)
     say = bar.write if bar is not None else (lambda m: print(m, file=sys.stderr))
-    jsonl = JsonlSink(out / "detections.jsonl")
-    videos: dict[int, VideoSink] = {}
-    window = args.show
+    sink, jsonl, videos = _outputs(args, pipe, out)
     last_summary = time.perf_counter()
     try:
-        for r in pipe:
-            jsonl.write(frame_record(r, masks=args.masks_json, embeddings=args.embeddings))
-            if not args.no_video or window:
-                img = annotate(r.image, r.detections)
-                if not args.no_video:
-                    v = videos.get(r.source_id)
-                    if v is None:
-                        src = pipe.sources[[s.id for s in pipe.sources].index(r.source_id)]
-                        v = videos[r.source_id] = VideoSink(out / f"{r.source_id}_{_safe_name(r.source)}.mp4", fps=src.fps or 30.0)
-                    v.write(img, r.video_time())
-                if window:
-                    window = _show(f"df2infer [{r.source_id}] {r.source}", img, pipe)
-            if bar is not None:
-                bar.update(1)
-            if args.summary_every and time.perf_counter() - last_summary >= args.summary_every:
-                last_summary = time.perf_counter()
-                say("progress: " + format_summary(pipe.summary()))
+        with sink:
+            for r in pipe:
+                sink.write(r)
+                if bar is not None:
+                    bar.update(1)
+                if args.summary_every and time.perf_counter() - last_summary >= args.summary_every:
+                    last_summary = time.perf_counter()
+                    say("progress: " + format_summary(pipe.summary()))
     finally:
-        for v in videos.values():
-            v.close()
-        jsonl.close()
         if bar is not None:
             bar.close()
         for s, h in old.items():
@@ -170,22 +160,7 @@ def run(args: argparse.Namespace) -> int:
             f"{s['reconnects']} reconnects" + (f"; {s['error']}" if s["error"] else ""),
             file=sys.stderr,
         )
-    print(f"-> {out}/detections.jsonl ({jsonl.lines} lines)" + "".join(f", {v.path}" for v in videos.values()))
+    print(f"-> {out}/detections.jsonl ({jsonl.lines} lines)" + "".join(f", {v.path}" for v in videos.sinks.values()))
     if caught:
         return 128 + caught[0]
     return 1 if summary["failed_sources"] else 0
-
-
-def _show(title: str, img, pipe) -> bool:
-    """imshow; False (window off, said once) when this OpenCV has no GUI. q or Esc stops."""
-    import cv2
-
-    try:
-        cv2.imshow(title, img)
-        key = cv2.waitKey(1) & 0xFF
-    except cv2.error as e:
-        print(f"df2infer video: --show needs an OpenCV with GUI support (opencv-python, not -headless): {e}".strip(), file=sys.stderr)
-        return False
-    if key in (ord("q"), 27):
-        pipe.stop()
-    return True

@@ -10,6 +10,8 @@ import numpy as np
 
 from df2infer.artifact import ModelLoadError
 from df2infer.contract import Contract
+from df2infer.errors import ModelError
+from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 
 if TYPE_CHECKING:
     from df2infer.ops.cuda.pipeline import PostResult
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "DeviceError", "DeviceOutputBackend", "DevicePipelineBackend", "ModelLoadError", "parse_device", "resolve_device"]
 
 
-class DeviceError(RuntimeError):
+class DeviceError(ModelError, RuntimeError):
     """A requested device that is not available (e.g. device="cuda" on a machine without a usable GPU)."""
 
 
@@ -80,8 +82,9 @@ class DevicePipelineBackend(DeviceOutputBackend, Protocol):
         input, then run. outputs: host arrays of num_dets, boxes, scores, labels, embeddings, plus masks and
         landmark_heatmaps only when not device_postprocessing; infos: each frame's LetterboxInfo, as
         ops.letterbox.to_input_batch returns them.
-    postprocess_device(kept, *, mask_threshold, landmark_method, want_masks, want_landmarks) -> [PostResult]
-        masks (as ops.masks.paste_masks) and landmarks (as ops.landmarks.decode_landmarks) of the kept
+    postprocess_device(kept, options) -> [PostResult]
+        masks (when options.masks, at options.mask_threshold) and landmarks (when options.landmarks, with
+        options.landmark_method): masks (as ops.masks.paste_masks) and landmarks (as ops.landmarks.decode_landmarks) of the kept
         detections (ops.decode.keep_detections of the last run_frames' outputs), computed where the engine
         wrote its outputs; one result per entry of `kept`.
     """
@@ -96,15 +99,7 @@ class DevicePipelineBackend(DeviceOutputBackend, Protocol):
         self, images: Sequence[np.ndarray], min_head_score: float | None = None
     ) -> tuple[dict[str, np.ndarray], list[LetterboxInfo]]: ...
 
-    def postprocess_device(
-        self,
-        kept: Sequence[KeptDetections],
-        *,
-        mask_threshold: float = 0.5,
-        landmark_method: str = "subpixel",
-        want_masks: bool = True,
-        want_landmarks: bool = True,
-    ) -> list[PostResult]: ...
+    def postprocess_device(self, kept: Sequence[KeptDetections], options: DecodeOptions = DEFAULT_OPTIONS) -> list[PostResult]: ...
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -64,6 +64,7 @@ from df2infer.backends.base import DeviceError, parse_device
 from df2infer.contract import INPUT_NAME, OUTPUT_NAMES, Contract, ContractError
 from df2infer.gpu.cuda_array import DeviceArray, parse_cuda_array_interface, stream_to_wait_on
 from df2infer.gpu.cuda_check import CudaError, cuda_call, device_properties, import_cudart
+from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -520,15 +521,7 @@ class TensorRTBackend:
         self._device_out = device_out
         return outputs, infos
 
-    def postprocess_device(
-        self,
-        kept: Sequence[KeptDetections],
-        *,
-        mask_threshold: float = 0.5,
-        landmark_method: str = "subpixel",
-        want_masks: bool = True,
-        want_landmarks: bool = True,
-    ) -> list[PostResult]:
+    def postprocess_device(self, kept: Sequence[KeptDetections], options: DecodeOptions = DEFAULT_OPTIONS) -> list[PostResult]:
         """Masks and landmarks of `kept` (ops.decode.keep_detections of the last run_frames' outputs) from the
         engine's mask and heatmap outputs where they lie on the GPU; only the compact results come back."""
         from df2infer.ops.cuda.pipeline import PostItem
@@ -539,15 +532,7 @@ class TensorRTBackend:
         if self._device_out is None:
             raise RuntimeError(f"{self.path}: postprocess_device needs the outputs of run_frames, and another call has replaced them")
         items = [PostItem(row=k.b, idx=k.idx, boxes=k.boxes, labels=k.labels, image_size=k.image_size) for k in kept]
-        return self.gpu_post(
-            items,
-            self._device_out["masks"],
-            self._device_out["landmark_heatmaps"],
-            mask_threshold=mask_threshold,
-            landmark_method=landmark_method,
-            want_masks=want_masks,
-            want_landmarks=want_landmarks,
-        )
+        return self.gpu_post(items, self._device_out["masks"], self._device_out["landmark_heatmaps"], options=options)
 
     # ---------------------------------------------------------------- teardown
     def close(self) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from df2infer.artifact import is_engine_path
 from df2infer.images import IMAGE_SUFFIXES, list_images, read_image
+from df2infer.latency import stats_ms
 
 STAGES = ("read", "preprocess", "inference", "postprocess", "total")
 STATS = ("p50", "p90", "p99", "mean", "min", "max")
@@ -61,12 +62,12 @@ def synthetic_scene(size: tuple[int, int] = (1280, 720), seed: int = 0, min_item
         people = 3 if w >= h else 2
         for k in range(people):
             cid = int(rng.integers(1, 14))
-            outfit = generator._fill_outfit([dict(generator._product(cid, rng), style=1)], rng)
-            b = generator._outfit_bounds(outfit)
+            outfit = generator.fill_outfit([dict(generator.random_product(cid, rng), style=1)], rng)
+            b = generator.outfit_bounds(outfit)
             cx = w * (k + 0.5) / people
             H = scene.placement(b, w, h, rng, frac=float(rng.uniform(0.7, 0.9)), center=(cx, h * 0.5))
-            layers += generator._body_layers(outfit, H, generator._skin(rng), rng)
-            layers += generator._outfit_layers(outfit, H, rng)
+            layers += generator.body_layers(outfit, H, generator.random_skin(rng), rng)
+            layers += generator.outfit_layers(outfit, H, rng)
         img, anns = scene.render(bg, layers)
         if best is None or len(anns) > best[1]:
             best = (img, len(anns))
@@ -152,13 +153,7 @@ def subject_from_predictor(pred: Any, name: str, path: str | os.PathLike) -> Sub
     )
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def stats_ms(seconds: list[float]) -> dict[str, float]:
-    t = np.asarray(seconds, np.float64) * 1e3
-    p50, p90, p99 = np.percentile(t, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(t.mean()), "min": float(t.min()), "max": float(t.max())}
+# ---------------------------------------------------------------- measuring
 
 
 def measure(

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from df2infer.images import IMAGE_SUFFIXES
+from df2infer.errors import InputError
+from df2infer.images import find_image
 
 from . import spec
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError, ValueError):
     """A DeepFashion2 annotation that breaks the format; the message says where and why."""
 
 
@@ -58,9 +59,9 @@ class Item:
             "category_id": int(self.category_id),
             "category_name": c.raw_name,
             "style": int(self.style),
-            "bounding_box": [_num(v) for v in self.bbox],
-            "landmarks": [_num(v) for v in self.landmarks.reshape(-1)],
-            "segmentation": [[_num(v) for v in poly] for poly in self.segmentation],
+            "bounding_box": [json_number(v) for v in self.bbox],
+            "landmarks": [json_number(v) for v in self.landmarks.reshape(-1)],
+            "segmentation": [[json_number(v) for v in poly] for poly in self.segmentation],
             "scale": int(self.scale),
             "occlusion": int(self.occlusion),
             "zoom_in": int(self.zoom_in),
@@ -85,7 +86,8 @@ class ImageAnnotation:
         return out
 
 
-def _num(v: float) -> float | int:
+def json_number(v: float) -> float | int:
+    """A coordinate as written to JSON: an int when whole, else rounded to 3 decimals."""
     f = float(v)
     return int(f) if f.is_integer() else round(f, 3)
 
@@ -262,7 +264,7 @@ class Dataset:
         return iter(self.images)
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
+def read_image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) read from the image header, without decoding pixels where possible."""
     import cv2  # local: the data layer is usable without OpenCV for pure JSON work
 
@@ -270,14 +272,6 @@ def _image_size(path: Path) -> tuple[int, int] | None:
     if img is None:
         return None
     return img.shape[1], img.shape[0]
-
-
-def _find_image(image_dir: Path, stem: str) -> Path | None:
-    for ext in IMAGE_SUFFIXES:
-        p = image_dir / (stem + ext)
-        if p.exists():
-            return p
-    return None
 
 
 def validate_folder(root: str | os.PathLike, *, check_images: bool = True) -> tuple[Dataset, list[str]]:
@@ -289,14 +283,14 @@ def validate_folder(root: str | os.PathLike, *, check_images: bool = True) -> tu
         raise AnnotationError(f"{root}: no 'annos' folder (expected {anno_dir} with one JSON per image)")
     images = []
     for jp in sorted(anno_dir.glob("*.json")):
-        img_path = _find_image(image_dir, jp.stem)
+        img_path = find_image(image_dir, jp.stem)
         size = None
         if img_path is None:
             problems.append(f"{jp}: missing image {image_dir / (jp.stem + '.jpg')}")
             if check_images:
                 continue
         elif check_images:
-            size = _image_size(img_path)
+            size = read_image_size(img_path)
             if size is None:
                 problems.append(f"{img_path}: unreadable or corrupt image")
                 continue

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import spec
-from .annotations import Dataset, ImageAnnotation, Item, _image_size, _num, load_dataset
+from .annotations import Dataset, ImageAnnotation, Item, json_number, load_dataset, read_image_size
 
 INSTANCES_FILE = "instances.json"
 KEYPOINTS_VISIBLE_FILE = "keypoints_visible.json"
@@ -71,14 +71,14 @@ def item_keypoints(item: Item, *, visible_only: bool = False) -> tuple[list, int
     if visible_only:
         kp[kp[:, 2] != 2] = 0.0
     n = int(np.count_nonzero(kp[:, 2] > 0))
-    return [_num(v) for v in kp.reshape(-1)], n
+    return [json_number(v) for v in kp.reshape(-1)], n
 
 
 def _image_wh(ds: Dataset | None, img: ImageAnnotation) -> tuple[int | None, int | None]:
     if img.width is not None and img.height is not None:
         return img.width, img.height
     if ds is not None:
-        size = _image_size(ds.image_path(img))
+        size = read_image_size(ds.image_path(img))
         if size is not None:
             return size
     return None, None
@@ -114,10 +114,10 @@ def dataset_to_coco(ds: Dataset | list[ImageAnnotation], *, visible_only: bool =
                     "id": ann_id,
                     "image_id": int(img.image_id),
                     "category_id": int(item.category_id),
-                    "bbox": [_num(v) for v in bbox],
-                    "area": _num(bbox[2] * bbox[3]),
+                    "bbox": [json_number(v) for v in bbox],
+                    "area": json_number(bbox[2] * bbox[3]),
                     "iscrowd": 0,
-                    "segmentation": [[_num(v) for v in p] for p in item.segmentation],
+                    "segmentation": [[json_number(v) for v in p] for p in item.segmentation],
                     "keypoints": kps,
                     "num_keypoints": nkp,
                     "style": int(item.style),
@@ -193,7 +193,7 @@ def retrieval_ground_truth(ds: Dataset | list[ImageAnnotation]) -> dict:
                 "image_id": int(img.image_id),
                 "item": k,
                 "category_id": int(item.category_id),
-                "bbox": [_num(v) for v in item.bbox],
+                "bbox": [json_number(v) for v in item.bbox],
                 "style": int(item.style),
                 "pair_id": int(img.pair_id),
             }

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..data.annotations import Dataset, ImageAnnotation
-from ..sinks.result_files import df2_result_entries, retrieval_entries
+from ..ops.options import DecodeOptions
+from .results import df2_result_entries, retrieval_entries
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +35,26 @@ def _images(dataset: Dataset, max_images: int | None) -> list[ImageAnnotation]:
     return ims[:max_images] if max_images else ims
 
 
+EVAL_OPTIONS = DecodeOptions(conf=0.05)  # low conf for AP; every detection kept
+
+
 def predict_results(
     predictor: Any,
     dataset: Dataset,
+    options: DecodeOptions | None = None,
     *,
-    conf: float = 0.05,
     batch_size: int | None = None,
     max_images: int | None = None,
     gallery_score: float = 0.3,
     gallery_size: int = 20,
     retrieval: bool = True,
     progress: bool = False,
-    landmark_method: str | None = None,
+    **changes: Any,
 ) -> dict[str, list[dict]]:
     """Run `predictor` on the data set's images (the first `max_images`) and return the official
-    result lists. Images that cannot be read are logged and skipped (they score as misses)."""
+    result lists. options: the DecodeOptions (default EVAL_OPTIONS: conf 0.05, duplicates kept); `changes`
+    replace fields of it (conf=..., landmark_method=...). Images that cannot be read are logged and skipped
+    (they score as misses)."""
     from ..retrieval import Gallery, RankingPolicy
 
     images = _images(dataset, max_images)
@@ -56,9 +62,9 @@ def predict_results(
     out: dict[str, list[dict]] = {"bbox": [], "segm": [], "keys": []}
     queries: list[tuple[int, Any]] = []  # (image_id, Detections without masks)
     gallery = Gallery(predictor.similarity, policy=RankingPolicy("first", gallery_score)) if retrieval else None
-    want_emb = retrieval
-    kw = {} if landmark_method is None else {"landmark_method": landmark_method}
-    it = predictor.stream(paths, conf=conf, batch_size=batch_size, embeddings=want_emb, **kw)
+    # evaluation keeps every detection the graph reports above conf (no duplicate suppression)
+    opts = DecodeOptions.of(options if options is not None else EVAL_OPTIONS, **changes).replace(embeddings=retrieval)
+    it = predictor.stream(paths, opts, batch_size=batch_size)
     failures = 0
     bar = None
     if progress:
@@ -111,16 +117,17 @@ def retrieval_results(queries: list[tuple[Any, Any]], gallery, k: int = 20, inde
     )
 
 
-def summarize(report: dict) -> dict[str, float | None]:
-    """The headline numbers of an evaluate_predictions report (for the benchmark's accuracy column)."""
+def summarize(report: dict, retrieval_ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float | None]:
+    """The headline numbers of an evaluate_predictions report: {box,mask,landmarks_visible,landmarks_all}_AP
+    and retrieval_top{k} (for the kinds scored); the one definition for bench, training logs and the studies."""
     s: dict[str, float | None] = {}
     for m in ("box", "mask", "landmarks_visible", "landmarks_all"):
         if m in report:
             s[f"{m}_AP"] = report[m]["overall"].get("AP")
     r = report.get("retrieval")
     if r:
-        for k in ("top1", "top5", "top20"):
-            s[f"retrieval_{k}"] = r.get(k)
+        for k in retrieval_ks:
+            s[f"retrieval_top{k}"] = r.get(f"top{k}")
     return s
 
 

@@ -14,8 +14,10 @@ is the shop items. For every ground-truth query:
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..data.annotations import ImageAnnotation
-from .detection import iou_xyxy
+from ..ops.boxes import box_iou
 
 TOP_K = (1, 5, 10, 15, 20)
 
@@ -46,7 +48,7 @@ def evaluate_retrieval(images: list[ImageAnnotation], entries: list[dict], *, ks
         dets = entries_by_img.get(im.image_id, [])
         if not dets:
             continue
-        ious = iou_xyxy([d["query_bbox"] for d in dets], [it.bbox for it in im.items])
+        ious = box_iou([d["query_bbox"] for d in dets], [it.bbox for it in im.items], np.float64)
         assigned = ious.argmax(axis=1)
         overlaps = ious.max(axis=1) > 0
         for i, it in queries:
@@ -59,7 +61,7 @@ def evaluate_retrieval(images: list[ImageAnnotation], entries: list[dict], *, ks
             first_hit = None
             for j, (gid, gbox) in enumerate(zip(best["gallery_image_id"], best["gallery_bbox"])):
                 boxes = targets.get(int(gid))
-                if boxes and float(iou_xyxy([gbox], boxes).max()) >= iou_threshold:
+                if boxes and float(box_iou([gbox], boxes, np.float64).max()) >= iou_threshold:
                     first_hit = j
                     break
             if first_hit is not None:

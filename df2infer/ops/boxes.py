@@ -13,17 +13,19 @@ def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [n, m] of xyxy boxes (continuous areas, no +1)."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
+def box_iou(a, b, dtype: type = np.float32) -> np.ndarray:
+    """IoU matrix [n, m] of xyxy boxes a [n, 4] and b [m, 4] (continuous areas, no +1; empty boxes
+    have area 0). Computed in `dtype`: float32 for the runtime (tracking, overlap suppression), float64
+    for evaluation, where a match at exactly the threshold must not flip with rounding."""
+    a = np.asarray(a, dtype).reshape(-1, 4)
+    b = np.asarray(b, dtype).reshape(-1, 4)
     area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(dtype)
 
 
 def suppress_overlaps(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.85) -> np.ndarray:

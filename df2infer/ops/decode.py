@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from df2infer.ops.boxes import clip_boxes, suppress_overlaps
-from df2infer.ops.landmarks import LANDMARK_METHODS, decode_landmarks
+from df2infer.ops.landmarks import decode_landmarks
 from df2infer.ops.letterbox import LetterboxInfo, scale_boxes_back
 from df2infer.ops.masks import paste_masks, paste_masks_torchvision
+from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 from df2infer.results import Detections
 
 
@@ -60,7 +61,6 @@ def assemble_detections(
     landmarks: list[np.ndarray] | None,
     embeddings: bool = True,
     path: str | None = None,
-    source: int | None = None,
 ) -> Detections:
     """Detections from kept detections and their (CPU- or GPU-computed) masks and landmarks."""
     emb = np.array(outputs["embeddings"][kept.b, kept.idx], dtype=np.float32) if embeddings else None
@@ -74,7 +74,6 @@ def assemble_detections(
         landmarks=landmarks,
         embeddings=emb,
         path=path,
-        source=source,
     )
 
 
@@ -82,36 +81,27 @@ def decode_detections(
     outputs: Mapping[str, np.ndarray],
     b: int,
     info: LetterboxInfo,
+    options: DecodeOptions = DEFAULT_OPTIONS,
     *,
-    conf: float = 0.3,
-    masks: bool = True,
-    landmarks: bool = True,
-    embeddings: bool = True,
-    mask_threshold: float = 0.5,
-    landmark_method: str = "subpixel",
-    suppress_iou: float | None = None,
-    mask_paste: str = "grid_sample",
     path: str | None = None,
-    source: int | None = None,
+    mask_paste: str = "grid_sample",
 ) -> Detections:
     """The Detections of image `b` of a batch's outputs, in the original image's pixels (`info`: its letterbox).
 
-    conf: minimum score kept; suppress_iou: drop items overlapping a higher-scoring one by IoU > this
-    (None: off); masks / landmarks / embeddings: compute those parts (see ops.masks.paste_masks at
-    mask_threshold, or paste_masks_torchvision when mask_paste is "torchvision" (contract.mask_paste);
-    ops.landmarks.decode_landmarks with landmark_method)."""
-    if landmark_method not in LANDMARK_METHODS:
-        raise ValueError(f"landmark_method={landmark_method!r}, expected one of {LANDMARK_METHODS}")
-    kept = keep_detections(outputs, b, info, conf=conf, suppress_iou=suppress_iou)
+    options: a DecodeOptions (validated when made): conf, suppression, and which parts (masks at
+    mask_threshold, landmarks with landmark_method, embeddings) to compute."""
+    o = options
+    kept = keep_detections(outputs, b, info, conf=o.conf, suppress_iou=o.suppress_iou)
     pasted, extents = None, None
-    if masks:
+    if o.masks:
         # Masks and landmarks are box-relative to the graph's (unclipped) boxes.
+        # the model's pasting rule (contract.mask_paste): torchvision's for masks trained against its targets
         paste = paste_masks_torchvision if mask_paste == "torchvision" else paste_masks
-        pasted, extents = paste(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, mask_threshold)
-    points = decode_landmarks(outputs["landmark_heatmaps"][b, kept.idx], kept.boxes, kept.labels, landmark_method) if landmarks else None
-    return assemble_detections(
-        outputs, kept, masks=pasted, mask_boxes=extents, landmarks=points, embeddings=embeddings, path=path, source=source
+        pasted, extents = paste(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, o.mask_threshold)
+    points = (
+        decode_landmarks(outputs["landmark_heatmaps"][b, kept.idx], kept.boxes, kept.labels, o.landmark_method) if o.landmarks else None
     )
+    return assemble_detections(outputs, kept, masks=pasted, mask_boxes=extents, landmarks=points, embeddings=o.embeddings, path=path)
 
 
-__all__ = ["KeptDetections", "assemble_detections", "decode_detections", "keep_detections"]
+__all__ = ["DecodeOptions", "KeptDetections", "assemble_detections", "decode_detections", "keep_detections"]

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from df2infer.images import IMAGE_SUFFIXES, list_images
+from df2infer.images import IMAGE_SUFFIXES, find_image, list_images
+from df2infer.ops.boxes import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,7 @@ def image_path(info: dict, image_id) -> Path | None:
     if root is None:
         return None
     if info.get("layout") == "df2":
-        from df2infer.data.annotations import _find_image  # the DF2 folder's own image lookup
-
-        return _find_image(Path(root) / "image", f"{int(image_id):06d}")
+        return find_image(Path(root) / "image", f"{int(image_id):06d}")
     return Path(root) / str(image_id)
 
 
@@ -115,11 +114,9 @@ def styles_of(boxes: np.ndarray, gt_boxes: np.ndarray | None, gt_styles: np.ndar
     """Each detection's style: that of the ground-truth item with the highest IoU >= STYLE_IOU, else -1."""
     if gt_boxes is None or gt_styles is None:
         return None
-    from df2infer.eval.detection import iou_xyxy
-
     out = np.full(len(boxes), -1, np.int32)
     if len(boxes) and len(gt_boxes):
-        iou = iou_xyxy(boxes, gt_boxes)
+        iou = box_iou(boxes, gt_boxes, np.float64)
         best = iou.argmax(1)
         ok = iou.max(1) >= STYLE_IOU
         out[ok] = gt_styles[best[ok]]

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.errors import InputError
+
 from .policy import DEFAULT_POLICY, RankingPolicy
 from .similarity import Similarity, sigmoid
 
@@ -46,7 +48,7 @@ class Match:
     style: int = -1  # -1: unknown
 
 
-class GalleryError(ValueError):
+class GalleryError(InputError, ValueError):
     pass
 
 

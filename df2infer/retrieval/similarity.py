@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from df2infer.contract import Contract
+from df2infer.errors import MissingPartError
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -68,15 +69,20 @@ class Similarity:
     def dim(self) -> int:
         return int(self.weight.shape[1])
 
+    @staticmethod
+    def in_contract(contract: Contract) -> bool:
+        """Whether the artifact carries the similarity network (from_contract raises MissingPartError otherwise)."""
+        return bool(contract.similarity_weight) and bool(contract.similarity_bias)
+
     @classmethod
     def from_contract(cls, contract: Contract) -> Similarity:
         if not contract.has("embeddings"):
-            raise ValueError(
+            raise MissingPartError(
                 f"retrieval refused: {contract.missing_head_reason('embeddings')}, so it gives no embeddings to match; "
                 "retrieval needs a Match R-CNN with its matching network (docs/models.md)"
             )
-        if not contract.similarity_weight or not contract.similarity_bias:
-            raise ValueError("this artifact's contract carries no similarity network weights (similarity_weight/bias)")
+        if not cls.in_contract(contract):
+            raise MissingPartError("this artifact's contract carries no similarity network weights (similarity_weight/bias)")
         return cls(np.asarray(contract.similarity_weight), np.asarray(contract.similarity_bias))
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,2 +1,3 @@
-"""Where results go: annotate (drawing), jsonl (one line per frame/image), video (fragmented MP4
-that survives a kill), image_folder, result_files (DeepFashion2/COCO result JSON)."""
+"""Where results go, one protocol (sinks.base: write(result) / close(), context managers; Tee and PerSource
+fan out): jsonl (one record per frame/image), video (fragmented MP4 that survives a kill), image_folder,
+window (an on-screen preview); annotate draws the pictures they write."""

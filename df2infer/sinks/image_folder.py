@@ -7,15 +7,26 @@ from pathlib import Path
 
 import numpy as np
 
+from df2infer.results import FrameResult
+from df2infer.sinks.annotate import annotated
+from df2infer.sinks.base import Sink
 
-class ImageFolderSink:
+
+class ImageFolderSink(Sink):
+    """write(result): the annotated image as <stem of its display name><suffix> (failures are skipped)."""
+
     def __init__(self, folder: str | os.PathLike, suffix: str = ".jpg"):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.suffix = suffix
         self._used: set[str] = set()
+        self.paths: list[Path] = []
 
-    def write(self, image: np.ndarray, name: str) -> Path:
+    def write(self, result: FrameResult) -> None:
+        if result.ok:
+            self.paths.append(self.write_image(annotated(result), result.info.display_name))
+
+    def write_image(self, image: np.ndarray, name: str) -> Path:
         """Write `image` as <stem of name><suffix>; returns the path written."""
         import cv2
 
@@ -28,6 +39,3 @@ class ImageFolderSink:
         if not cv2.imwrite(str(path), image):
             raise OSError(f"{path}: cv2.imwrite failed (unwritable folder or unknown suffix {self.suffix!r})")
         return path
-
-    def close(self) -> None:
-        pass

@@ -13,12 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.results import FrameResult
+from df2infer.sinks.annotate import annotated
+from df2infer.sinks.base import Sink
+
 # flush_packets: each finished fragment goes to the file at once (not held in FFmpeg's 32 KB IO buffer)
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 
 
-class VideoSink:
-    """write(image, timestamp_s) appends a BGR uint8 frame; the writer opens on the first frame.
+class VideoSink(Sink):
+    """write(result) appends the result's annotated frame at its video time (results.FrameResult.video_time);
+    write_frame(image, timestamp_s) a BGR uint8 frame. The writer opens on the first frame.
 
     preset: x264's speed/size trade-off. "ultrafast" by default: on a CPU the encoder shares the cores
     with inference (640x360 annotated frames: 9 ms ultrafast, 15 superfast, 29 veryfast; the files
@@ -70,7 +75,11 @@ class VideoSink:
             s.codec_context.options = {"crf": str(self.crf), "preset": self.preset, "threads": str(self.threads)}
         self._s = s
 
-    def write(self, image: np.ndarray, timestamp_s: float | None = None) -> None:
+    def write(self, result: FrameResult) -> None:
+        if result.ok:
+            self.write_frame(annotated(result), result.video_time())
+
+    def write_frame(self, image: np.ndarray, timestamp_s: float | None = None) -> None:
         import av
         import cv2
 
@@ -109,9 +118,3 @@ class VideoSink:
         finally:
             self._c.close()
             self._c = None
-
-    def __enter__(self) -> VideoSink:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

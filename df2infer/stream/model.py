@@ -1,4 +1,4 @@
-"""The stream pipeline's model call: the Predictor's public `predict_batch` with the options fixed once."""
+"""The stream pipeline's model call: the Predictor's public `predict_batch` with the DecodeOptions fixed once."""
 
 from __future__ import annotations
 
@@ -6,32 +6,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from df2infer.ops.options import DUPLICATE_IOU, DecodeOptions
 from df2infer.results import Detections
 
-# Cross-category duplicates: the bundled model often reports one garment as two or three similar
-# categories (short-sleeved shirt + vest + long-sleeved shirt) with IoU > 0.85. Video and detect
-# keep the best-scoring one by default (df2infer.ops.boxes.suppress_overlaps); evaluation keeps all.
-DUPLICATE_IOU = 0.85
+__all__ = ["DUPLICATE_IOU", "BatchPredictor", "stream_options"]
+
+
+def stream_options(conf: float = 0.3, *, keep_duplicates: bool = False, **changes) -> DecodeOptions:
+    """The DecodeOptions video, demo and detect use: cross-category duplicates suppressed at DUPLICATE_IOU
+    unless keep_duplicates (evaluation keeps them: DecodeOptions() itself)."""
+    return DecodeOptions(conf=conf, suppress_iou=None if keep_duplicates else DUPLICATE_IOU).replace(**changes)
 
 
 class BatchPredictor:
-    """predict_batch(images, sources) -> one Detections per image, with the options fixed at construction."""
+    """predict_batch(images) -> one Detections per image, with the DecodeOptions fixed at construction
+    (default: stream_options(), without embeddings)."""
 
-    def __init__(
-        self,
-        predictor,
-        conf: float = 0.3,
-        keep_duplicates: bool = False,
-        masks: bool = True,
-        landmarks: bool = True,
-        embeddings: bool = True,
-    ):
+    def __init__(self, predictor, options: DecodeOptions | None = None):
         self.predictor = predictor
         self.max_batch = int(predictor.backend.max_batch)
-        self.options = dict(
-            conf=conf, masks=masks, landmarks=landmarks, embeddings=embeddings, suppress_iou=None if keep_duplicates else DUPLICATE_IOU
-        )
+        self.options = options if options is not None else stream_options(embeddings=False)
 
-    def predict_batch(self, images: Sequence[np.ndarray], sources: Sequence[int] | None = None) -> list[Detections]:
-        """`sources`: each result's Detections.source (default: its position in `images`)."""
-        return self.predictor.predict_batch(images, sources=sources, **self.options)
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        return self.predictor.predict_batch(images, self.options)

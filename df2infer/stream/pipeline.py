@@ -6,8 +6,8 @@ FrameResult (sinks, drawing, encoding run there, overlapping the next batch's in
 
 from df2infer.stream import Pipeline
 with Pipeline(["clip.mp4", "rtsp://cam/1"], model="model.onnx") as p:
-    for r in p:                      # FrameResult: source_id, index, timestamp, detections, image
-        print(r.source, r.index, r.detections.names, r.track_ids)
+    for r in p:                      # FrameResult: info (FrameInfo), detections, image
+        print(r.info.display_name, r.info.index, r.detections.names, r.detections.track_ids)
 Pipeline(...).run(callback)          # the callback form; returns the summary
 """
 
@@ -19,64 +19,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from df2infer.results import Detections
+from df2infer.ops.options import DecodeOptions
+from df2infer.results import FrameResult
 from df2infer.stream.batching import Batcher
-from df2infer.stream.model import BatchPredictor
-from df2infer.stream.sources import Frame, ReconnectPolicy, Source, SourceError, open_sources
+from df2infer.stream.model import BatchPredictor, stream_options
+from df2infer.stream.sources import ReconnectPolicy, Source, SourceError, open_sources
 from df2infer.stream.tracking import Tracker
 
 log = logging.getLogger("df2infer.stream")
 
 STAGES = ("decode", "batch_wait", "inference", "tracking", "sink", "age")
-
-
-@dataclass
-class FrameResult:
-    """One frame's result: where it came from, when it was captured, what was found. The detections
-    carry the frame's source id, frame_index, timestamp and (with tracking) track_ids."""
-
-    frame: Frame
-    detections: Detections
-    output_time: float = 0.0  # time.time() when handed to the caller
-
-    @property
-    def track_ids(self) -> np.ndarray | None:
-        return self.detections.track_ids
-
-    @property
-    def source_id(self) -> int:
-        return self.frame.source_id
-
-    @property
-    def source(self) -> str:
-        return self.frame.source
-
-    @property
-    def index(self) -> int:
-        return self.frame.index
-
-    @property
-    def timestamp(self) -> float:
-        return self.frame.timestamp
-
-    @property
-    def image(self) -> np.ndarray:
-        return self.frame.image
-
-    def video_time(self) -> float | None:
-        """The frame's time for a video sink: capture time for live sources; None for files and
-        images (evenly spaced at the source's frame rate; a looping file's pts restart at 0)."""
-        return self.frame.timestamp if self.frame.live else None
-
-    @property
-    def age_s(self) -> float:
-        """Seconds from capture to output."""
-        return self.output_time - self.frame.timestamp
 
 
 class _Samples:
@@ -103,10 +59,10 @@ class Pipeline:
 
     sources          source strings (see df2infer.stream.sources) or Source objects
     model            a Predictor, a model path, or None for the bundled model
+    options          DecodeOptions (default: stream.model.stream_options(): duplicates suppressed at
+                     IoU > 0.85); embeddings are computed when options.embeddings or track
     batch            frames per inference call (default and maximum: the model's max_batch)
-    conf             minimum score
-    track            stable ids (FrameResult.track_ids) with re-identification by embeddings
-    keep_duplicates  keep cross-category duplicates (default: suppressed at IoU > 0.85)
+    track            stable ids (Detections.track_ids) with re-identification by embeddings
     loop             restart files at their end (for soak tests)
     policy           ReconnectPolicy: timeouts, backoff, failures before a source is dropped
     output_queue     results waiting for the caller (default 1 with a live source, else 4)
@@ -117,13 +73,9 @@ class Pipeline:
         sources: list[str] | list[Source],
         model: Any = None,
         *,
+        options: DecodeOptions | None = None,
         batch: int | None = None,
-        conf: float = 0.3,
         track: bool = False,
-        keep_duplicates: bool = False,
-        masks: bool = True,
-        landmarks: bool = True,
-        embeddings: bool | None = None,
         loop: bool = False,
         policy: ReconnectPolicy | None = None,
         batch_timeout_s: float = 0.005,
@@ -136,11 +88,8 @@ class Pipeline:
         import df2infer
 
         self.predictor = model if hasattr(model, "backend") else df2infer.load(model, device=device)
-        if embeddings is None:
-            embeddings = track
-        self.model = BatchPredictor(
-            self.predictor, conf=conf, keep_duplicates=keep_duplicates, masks=masks, landmarks=landmarks, embeddings=embeddings or track
-        )
+        opts = options if options is not None else stream_options(embeddings=False)
+        self.model = BatchPredictor(self.predictor, opts.replace(embeddings=opts.embeddings or track))
         max_batch = self.model.max_batch if batch is None else max(1, min(int(batch), self.model.max_batch))
         self.errors: list[str] = []
         if all(isinstance(s, Source) for s in sources):
@@ -157,10 +106,8 @@ class Pipeline:
         self.track = track
         self.trackers: dict[int, Tracker] = {}
         if track:
-            try:
-                sim = self.predictor.similarity
-            except ValueError:
-                sim = None  # no similarity weights in this artifact: cosine of embeddings
+            # without similarity weights in this artifact the tracker compares embeddings by cosine
+            sim = self.predictor.similarity if self.predictor.has_similarity else None
             for s in self.sources:
                 self.trackers[s.id] = Tracker(similarity=sim)
         if output_queue is None:  # live: one result waiting at most (frame age); files: some slack
@@ -231,17 +178,16 @@ class Pipeline:
                 if frames is None:
                     break
                 self.samples.add("batch_wait", t1 - t0)
-                dets = self.model.predict_batch([f.image for f in frames], sources=[f.source_id for f in frames])
+                dets = self.model.predict_batch([f.image for f in frames])
                 t2 = time.perf_counter()
                 self.samples.add("inference", t2 - t1)
                 self.batches += 1
                 for f, d in zip(frames, dets):
-                    d.frame_index, d.timestamp = f.index, f.timestamp
                     if self.track:
                         t3 = time.perf_counter()
-                        d.track_ids = self.trackers[f.source_id].update(d, f.index)
+                        d.track_ids = self.trackers[f.info.source_id].update(d, f.info.index)
                         self.samples.add("tracking", time.perf_counter() - t3)
-                    if not self._put(FrameResult(f, d)):
+                    if not self._put(FrameResult(f.info, d, f.image)):
                         return
         except BaseException as e:  # reported to the caller by __iter__, never swallowed
             self.worker_error = e
@@ -267,7 +213,8 @@ class Pipeline:
             self.t_end = time.perf_counter()
             self.close()
         if self.worker_error is not None:
-            raise RuntimeError(f"the inference worker failed: {self.worker_error}") from self.worker_error
+            # the worker's own exception (its type, cause and traceback), so callers catch what was raised
+            raise self.worker_error
 
     def run(self, callback: Callable[[FrameResult], Any]) -> dict:
         """Call callback(result) for every frame; returns summary()."""

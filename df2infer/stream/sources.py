@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from df2infer.errors import InputError
 from df2infer.images import IMAGE_SUFFIXES, ImageError, is_image_path, list_images, read_image
+from df2infer.results import FrameInfo
 
 log = logging.getLogger("df2infer.stream")
 
@@ -48,23 +50,18 @@ JETPACK_OPENCV_HINT = (
 )
 
 
-class SourceError(RuntimeError):
+class SourceError(InputError, RuntimeError):
     """A source that cannot be parsed or opened; the message names it."""
 
 
 @dataclass
 class Frame:
-    """One decoded frame. `index` counts the frames this source delivered to its reader (0, 1, ...;
-    for a file it is the frame number in the file), `timestamp` is the wall-clock capture time
-    (time.time()), `pts` the position in the media in seconds where the container says (files)."""
+    """One decoded frame: its facts (FrameInfo: source id and name, index = the frames this source
+    delivered to its reader, 0, 1, ...; for a file the frame number in the file; wall_time = capture time,
+    time.time(); pts = the position in the media where the container says (files); live; fps) and the image."""
 
-    source_id: int
-    source: str
-    index: int
-    timestamp: float
+    info: FrameInfo
     image: np.ndarray
-    pts: float | None = None
-    live: bool = False
 
 
 @dataclass
@@ -285,6 +282,10 @@ class Source:
         self._thread.join(timeout)
 
     # reader side -----------------------------------------------------------------------------
+    def _info(self, index: int, pts: float | None) -> FrameInfo:
+        """The facts of frame `index`, captured now (wall time)."""
+        return FrameInfo(self.id, self.name, index, time.time(), pts, self.live, self.fps)
+
     def _publish(self, f: Frame) -> bool:
         """Hand a frame on; False when stopping. Files block here while the queue is full."""
         if self.live:
@@ -347,7 +348,7 @@ class Source:
                     continue
                 self._timed_decode(t0)
                 self.stats.frames += 1
-                if not self._publish(Frame(self.id, self.name, index, time.time(), img)):
+                if not self._publish(Frame(self._info(index, None), img)):
                     return
                 index += 1
             if not self.loop:
@@ -415,7 +416,7 @@ class Source:
                         got_frame, attempt = True, 0
                     pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if not self.live else None
                     self.stats.frames += 1
-                    if not self._publish(Frame(self.id, self.name, index, time.time(), img, pts, self.live)):
+                    if not self._publish(Frame(self._info(index, pts), img)):
                         return
                     index += 1
             finally:

@@ -263,29 +263,12 @@ def _bottom(category_id: int, p: dict) -> Template:
     if category_id == 7:  # shorts
         hem_o = np.array([-ww * 1.15 - sp, wy + L])
         hem_i = np.array([-0.03 - sp * 0.6, wy + L - 0.04])
-        poly = [w1, hip, hem_o, hem_i, crotch, hem_i * [-1, 1], hem_o * [-1, 1], hip * [-1, 1], w3, w2]
         lms = [w1, w2, w3, hip, hem_o, hem_i, crotch, hem_i * [-1, 1], hem_o * [-1, 1], hip * [-1, 1]]
     else:  # trousers
         knee_o = np.array([-ww * 0.95 - sp * 0.5, wy + L * 0.55])
         hem_o = np.array([-ww * 0.85 - sp, wy + L])
         hem_i = np.array([-0.06 - sp, wy + L - 0.02])
         knee_i = np.array([-0.05 - sp * 0.5, wy + L * 0.55])
-        poly = [
-            w1,
-            hip,
-            knee_o,
-            hem_o,
-            hem_i,
-            knee_i,
-            crotch,
-            knee_i * [-1, 1],
-            hem_i * [-1, 1],
-            hem_o * [-1, 1],
-            knee_o * [-1, 1],
-            hip * [-1, 1],
-            w3,
-            w2,
-        ]
         lms = [
             w1,
             w2,
@@ -302,6 +285,8 @@ def _bottom(category_id: int, p: dict) -> Template:
             knee_o * [-1, 1],
             hip * [-1, 1],
         ]
+    # the outline: from waist landmark 1 down one leg and up the other (landmarks 4..), back along the waist (3, 2)
+    poly = [lms[0], *lms[3:], lms[2], lms[1]]
     lines = [np.array([w1, w2, w3]) + [0, 0.07], np.array([crotch, crotch - [0, 0.25]])]
     return Template(category_id, [np.array(poly)], np.array(lms), [], lines)
 

@@ -30,7 +30,8 @@ from .garments import BOTTOMS, DRESSES, OUTWEAR, TOPS
 LAYER_RANK = {**{c: 0 for c in BOTTOMS}, **{c: 1 for c in TOPS + DRESSES}, **{c: 2 for c in OUTWEAR}}
 
 
-def _product(cid: int, rng: np.random.Generator) -> dict:
+def random_product(cid: int, rng: np.random.Generator) -> dict:
+    """A garment of category cid: its shape and look, drawn from rng (a product identity)."""
     return {"category_id": cid, "shape": garments.sample_shape(cid, rng), "look": scene.sample_look(rng)}
 
 
@@ -58,11 +59,11 @@ def plan(n_images: int, seed: int) -> list[dict]:
             break
         pid += 1
         cid = int(rng.integers(1, 14))
-        products = [_product(cid, rng)]
+        products = [random_product(cid, rng)]
         if rng.random() < 0.35:
             c2 = _complement(cid, rng)
             if c2 is not None:
-                products.append(_product(c2, rng))
+                products.append(random_product(c2, rng))
         for k, p in enumerate(products, 1):
             p["style"] = k
         n_shop = 2 if (rng.random() < 0.2 and remaining >= 4) else 1
@@ -83,12 +84,12 @@ def _image_size(rng: np.random.Generator, portrait_bias: float) -> tuple[int, in
     return (short, long_side) if rng.random() < portrait_bias else (long_side, short)
 
 
-def _outfit_bounds(entries: list[dict]) -> tuple[float, float, float, float]:
+def outfit_bounds(entries: list[dict]) -> tuple[float, float, float, float]:
     b = np.array([garments.build(e["category_id"], e["shape"]).bounds() for e in entries])
     return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
 
 
-def _body_layers(entries: list[dict], H: np.ndarray, skin: tuple, rng) -> list[scene.Layer]:
+def body_layers(entries: list[dict], H: np.ndarray, skin: tuple, rng) -> list[scene.Layer]:
     """Head, neck, arms and legs (unannotated), painted under the garments."""
     head_a = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     head = np.stack([0.17 * np.cos(head_a), -0.33 + 0.22 * np.sin(head_a)], 1)
@@ -119,7 +120,7 @@ def _body_layers(entries: list[dict], H: np.ndarray, skin: tuple, rng) -> list[s
     return layers
 
 
-def _outfit_layers(entries: list[dict], H: np.ndarray, rng, *, flat=False, meta=None) -> list[scene.Layer]:
+def outfit_layers(entries: list[dict], H: np.ndarray, rng, *, flat=False, meta=None) -> list[scene.Layer]:
     entries = sorted(entries, key=lambda e: LAYER_RANK[e["category_id"]])
     out = []
     shade = float(rng.uniform(0.0, 0.25))
@@ -128,7 +129,7 @@ def _outfit_layers(entries: list[dict], H: np.ndarray, rng, *, flat=False, meta=
     return out
 
 
-def _fill_outfit(products: list[dict], rng) -> list[dict]:
+def fill_outfit(products: list[dict], rng) -> list[dict]:
     """Consumer outfit: the products shown (at least one) plus style-0 garments to complete it."""
     shown = [p for p in products if rng.random() < 0.8] or [products[int(rng.integers(0, len(products)))]]
     cats = {p["category_id"] for p in shown}
@@ -144,7 +145,7 @@ def _fill_outfit(products: list[dict], rng) -> list[dict]:
         extra.append(int(rng.choice(BOTTOMS)))
     if not has_out and len(shown) + len(extra) < 3 and rng.random() < 0.25:
         extra.append(int(rng.choice(OUTWEAR)))
-    return shown + [dict(_product(c, rng), style=0) for c in extra]
+    return shown + [dict(random_product(c, rng), style=0) for c in extra]
 
 
 def render_image(entry: dict, seed: int, index: int):
@@ -173,9 +174,9 @@ def _render_once(entry: dict, rng: np.random.Generator):
                 cw = w / k
                 H = scene.placement(b, int(cw), h, rng, frac=rng.uniform(0.7, 0.9))
                 H = np.array([[1, 0, j * cw], [0, 1, 0], [0, 0, 1]]) @ H
-                layers += _outfit_layers([p], H, rng, flat=True)
+                layers += outfit_layers([p], H, rng, flat=True)
         else:  # worn by a model, frontal
-            b = _outfit_bounds(shown)
+            b = outfit_bounds(shown)
             H = scene.placement(
                 b,
                 w,
@@ -185,27 +186,27 @@ def _render_once(entry: dict, rng: np.random.Generator):
                 persp=rng.uniform(0, 0.015),
                 center=(w * rng.uniform(0.45, 0.55), h * rng.uniform(0.48, 0.55)),
             )
-            layers += _body_layers(shown, H, _skin(rng), rng) + _outfit_layers(shown, H, rng)
+            layers += body_layers(shown, H, random_skin(rng), rng) + outfit_layers(shown, H, rng)
         img, anns = scene.render(bg, layers)
         img = scene.photometric(img, rng, strength=0.15)
         quality = int(rng.integers(85, 96))
     else:
         w, h = _image_size(rng, 0.5)
         bg = scene.user_background(w, h, rng)
-        outfit = _fill_outfit(entry["products"], rng)
+        outfit = fill_outfit(entry["products"], rng)
         layers = []
         # distractors behind
         for _ in range(int(rng.integers(0, 3))):
             layers.append(_distractor(w, h, rng))
         persons = [outfit]
         if len(outfit) <= 2 and rng.random() < 0.2:
-            persons.append(_fill_outfit([_product(int(rng.integers(1, 14)), rng)], rng))
+            persons.append(fill_outfit([random_product(int(rng.integers(1, 14)), rng)], rng))
             for e in persons[1]:
                 e["style"] = 0
             persons[1] = persons[1][: 4 - len(outfit)]
         # draw the secondary (smaller, further) person first
         for pi, items in reversed(list(enumerate(persons))):
-            b = _outfit_bounds(items)
+            b = outfit_bounds(items)
             frac = float(np.exp(rng.uniform(np.log(0.3), np.log(1.15)))) if pi == 0 else rng.uniform(0.2, 0.5)
             side = rng.random() < 0.22
             squeeze = rng.uniform(0.5, 0.7) if side else rng.uniform(0.92, 1.05)
@@ -221,7 +222,7 @@ def _render_once(entry: dict, rng: np.random.Generator):
             H = scene.placement(
                 b, w, h, rng, frac=frac, rot_deg=rng.normal(0, 9), squeeze=squeeze, flip=flip, persp=rng.uniform(0, 0.06), center=center
             )
-            layers += _body_layers(items, H, _skin(rng), rng) + _outfit_layers(items, H, rng)
+            layers += body_layers(items, H, random_skin(rng), rng) + outfit_layers(items, H, rng)
         for _ in range(int(rng.integers(0, 3))):
             if rng.random() < 0.4:  # in front: occludes garments
                 layers.append(_distractor(w, h, rng))
@@ -247,7 +248,8 @@ def _render_once(entry: dict, rng: np.random.Generator):
     return img, quality, ann
 
 
-def _skin(rng) -> tuple:
+def random_skin(rng) -> tuple:
+    """A skin colour (BGR floats)."""
     base = np.array([[150, 180, 225], [120, 150, 200], [70, 100, 150], [45, 65, 100]], np.float64)
     c = base[int(rng.integers(0, 4))] + rng.uniform(-12, 12, 3)
     return tuple(float(v) for v in c)

@@ -22,15 +22,15 @@ def make_video(out_dir: str | Path, frames: int = 300, seed: int = 0, size=(640,
     n_tracks = 3
     for k in range(n_tracks):
         cid = int(rng.integers(1, 14))
-        products = [dict(generator._product(cid, rng), style=1)]
-        outfit = generator._fill_outfit(products, rng)
+        products = [dict(generator.random_product(cid, rng), style=1)]
+        outfit = generator.fill_outfit(products, rng)
         direction = 1 if k % 2 == 0 else -1
         tracks.append(
             {
                 "id": k + 1,
                 "outfit": outfit,
-                "bounds": generator._outfit_bounds(outfit),
-                "skin": generator._skin(rng),
+                "bounds": generator.outfit_bounds(outfit),
+                "skin": generator.random_skin(rng),
                 "x0": -0.3 * w if direction > 0 else 1.3 * w,
                 "vx": direction * w * rng.uniform(1.6, 2.4) / frames,
                 "t0": int(rng.integers(0, frames // 3)),
@@ -58,8 +58,8 @@ def make_video(out_dir: str | Path, frames: int = 300, seed: int = 0, size=(640,
                 H = scene.placement(
                     tr["bounds"], w, h, fr, frac=frac, squeeze=squeeze, flip=c < 0, rot_deg=4 * np.sin(phase * 1.7), center=(cx, tr["y"])
                 )
-                layers += generator._body_layers(tr["outfit"], H, tr["skin"], fr)
-                layers += generator._outfit_layers(tr["outfit"], H, fr, meta={"track_id": tr["id"]})
+                layers += generator.body_layers(tr["outfit"], H, tr["skin"], fr)
+                layers += generator.outfit_layers(tr["outfit"], H, fr, meta={"track_id": tr["id"]})
             img, anns = scene.render(bg, layers, min_inside=1.0, min_visible_px=60)
             writer.write(img)
             items = [

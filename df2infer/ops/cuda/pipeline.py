@@ -27,6 +27,7 @@ from df2infer.ops.cuda.launch import Driver, grid_1d
 from df2infer.ops.landmarks import LANDMARK_METHODS
 from df2infer.ops.letterbox import LetterboxInfo, letterbox_geometry
 from df2infer.ops.masks import mask_extent
+from df2infer.ops.options import DEFAULT_LANDMARK_METHOD, DEFAULT_OPTIONS, DecodeOptions
 
 MAX_HEATMAP_SIZE = 64  # landmarks.cu MAX_HEATMAP_SIZE: the torchvision method keeps one column per thread
 
@@ -265,14 +266,20 @@ class GpuPostprocessor:
         masks: Any,
         heatmaps: Any,
         *,
-        mask_threshold: float = 0.5,
-        landmark_method: str = "torchvision",
+        options: DecodeOptions | None = None,
+        mask_threshold: float = DEFAULT_OPTIONS.mask_threshold,
+        landmark_method: str = DEFAULT_LANDMARK_METHOD,
         want_masks: bool = True,
         want_landmarks: bool = True,
         instance_maps: bool = False,
     ) -> list[PostResult]:
         """masks: device [B, N, M, M] float32; heatmaps: device [B, N, C, K, K] float32 (pointers or CUDA
-        arrays; either may be None when not wanted). Synchronizes the driver's stream once at the end."""
+        arrays; either may be None when not wanted). Synchronizes the driver's stream once at the end.
+        options: a DecodeOptions, which then sets mask_threshold, landmark_method, want_masks and want_landmarks
+        (the Predictor's path); the separate keywords serve the kernel checks and benchmarks."""
+        if options is not None:
+            mask_threshold, landmark_method = options.mask_threshold, options.landmark_method
+            want_masks, want_landmarks = options.masks, options.landmarks
         if landmark_method not in LANDMARK_METHODS:
             raise ValueError(f"landmark_method {landmark_method!r}, expected one of {LANDMARK_METHODS}")
         if want_landmarks and landmark_method == "torchvision" and self.K > MAX_HEATMAP_SIZE:
