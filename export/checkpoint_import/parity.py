@@ -51,6 +51,21 @@ def _with_counters(m, sd):
     return {**{k: own[k] for k in own if k.endswith("num_batches_tracked")}, **sd}
 
 
+def parity_images(hw: tuple[int, int], n: int = 3) -> list[np.ndarray]:
+    """n deterministic BGR uint8 images of the graph's input size: coloured ellipses on noise."""
+    h, w = hw
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = []
+    for _ in range(n):
+        img = rng.integers(90, 140, size=(h, w, 3), dtype=np.uint8)
+        for _ in range(6):
+            cx, cy, rx, ry = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.08, 0.3) * w, rng.uniform(0.08, 0.3) * h
+            img[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1] = rng.integers(0, 256, size=3)
+        out.append(img)
+    return out
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = np.logical_and(a, b).sum()
     union = np.logical_or(a, b).sum()
@@ -129,4 +144,4 @@ def compare_torchvision(tv_model, onnx_path, images_bgr: list[np.ndarray], *, co
     return out
 
 
-__all__ = ["compare_torchvision", "torchvision_model"]
+__all__ = ["compare_torchvision", "parity_images", "torchvision_model"]
