@@ -129,7 +129,7 @@ def _check_parity(checkpoint: str, onnx_path: Path, family: str) -> int:
     tv = torchvision_model(state_dict_of(read_any(checkpoint)), hw, max_detections=c.max_detections)
     r = compare_torchvision(tv, onnx_path, parity_images(hw), conf=0.3)
     print("parity with torchvision's forward (same input tensor, 3 synthetic images, conf 0.3):")
-    for k in ("detections_tv", "detections_ours", "matched", "label_mismatches", "box_max_rel", "box_max_px", "score_max_abs"):
+    for k in ("detections_ref", "detections_ours", "matched", "label_mismatches", "box_max_rel", "box_max_px", "score_max_abs"):
         print(f"  {k}: {r[k]}")
     for k in ("mask_min_iou", "mask_mean_iou", "keypoint_max_px"):
         if r[k] is not None:

@@ -81,26 +81,45 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare_torchvision(tv_model, onnx_path, images_bgr: list[np.ndarray], *, conf: float = 0.3, margin: float = 0.02) -> dict:
-    """Run torchvision's model and the exported ONNX (df2infer.load, CPU) on the same images; returns
-    {"images", "detections_tv", "detections_ours", "matched", "unmatched": [...], "label_mismatches",
-     "box_max_rel", "box_max_px", "mask_min_iou", "mask_mean_iou", "keypoint_max_px", "score_max_abs"}.
-    Detections scoring within `margin` of conf on either side are left out of the count comparison
-    (a score a hair above the threshold on one side may be a hair below on the other)."""
+    """Run torchvision's model and the exported ONNX (df2infer.load, CPU) on the same images; see compare_detections."""
+    refs = []
+    for img in images_bgr:
+        x = torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))).float() / 255.0
+        with torch.no_grad():
+            r = tv_model([x])[0]
+        refs.append(
+            {
+                "boxes": r["boxes"].numpy(),
+                "scores": r["scores"].numpy(),
+                "labels": r["labels"].numpy(),
+                "masks": (r["masks"][:, 0] >= 0.5).numpy() if "masks" in r else None,
+                "keypoints": r["keypoints"][:, :, :2].numpy() if "keypoints" in r else None,
+            }
+        )
+    return compare_detections(refs, onnx_path, images_bgr, conf=conf, margin=margin)
+
+
+def compare_detections(refs: list[dict], onnx_path, images_bgr: list[np.ndarray], *, conf: float = 0.3, margin: float = 0.02) -> dict:
+    """The reference framework's detections per image (`refs`: boxes [n, 4], scores [n], labels [n] as
+    DeepFashion2 categories, masks bool [n, H, W] pasted by the framework or None, keypoints [n, 294, 2]
+    or None) against the exported ONNX run by df2infer.load() (CPU, landmark_method "torchvision", the
+    decode both families use). Returns
+    {"images", "detections_ref", "detections_ours", "matched", "unmatched": [...], "label_mismatches",
+     "box_max_rel", "box_max_px", "score_max_abs", "mask_min_iou", "mask_mean_iou", "keypoint_max_px", ...}.
+    Detections are matched one to one (IoU > 0.5, best first); those scoring within `margin` of conf are
+    left out of the count comparison (a hair above the threshold on one side may be a hair below on the other)."""
     import df2infer
 
     pred = df2infer.load(str(onnx_path), device="cpu")
-    out = dict(images=len(images_bgr), detections_tv=0, detections_ours=0, matched=0, unmatched=[], label_mismatches=0)
+    out: dict = dict(images=len(images_bgr), detections_ref=0, detections_ours=0, matched=0, unmatched=[], label_mismatches=0)
     box_rel, box_px, ious, kp_px, score_d = [], [], [], [], []
     try:
-        for n, img in enumerate(images_bgr):
+        for n, (img, ref) in enumerate(zip(images_bgr, refs)):
             h, w = img.shape[:2]
-            x = torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))).float() / 255.0
-            with torch.no_grad():
-                ref = tv_model([x])[0]
-            keep = ref["scores"].numpy() >= conf
-            tb, ts, tl = ref["boxes"].numpy()[keep], ref["scores"].numpy()[keep], ref["labels"].numpy()[keep]
+            keep = np.asarray(ref["scores"]) >= conf
+            tb, ts, tl = np.asarray(ref["boxes"])[keep], np.asarray(ref["scores"])[keep], np.asarray(ref["labels"])[keep]
             det = pred.predict([img], conf=conf, landmark_method="torchvision").ok[0]
-            out["detections_tv"] += len(tb)
+            out["detections_ref"] += len(tb)
             out["detections_ours"] += len(det)
             used: set[int] = set()
             iou = _box_iou(tb, det.boxes) if len(tb) and len(det) else np.zeros((len(tb), len(det)))
@@ -108,7 +127,7 @@ def compare_torchvision(tv_model, onnx_path, images_bgr: list[np.ndarray], *, co
                 cand = [j for j in np.argsort(-iou[i]) if j not in used and iou[i, j] > 0.5] if iou.shape[1] else []
                 if not cand:
                     if ts[i] >= conf + margin:
-                        out["unmatched"].append(f"image {n}: torchvision detection {i} (label {tl[i]}, score {ts[i]:.4f}) not found")
+                        out["unmatched"].append(f"image {n}: reference detection {i} (label {tl[i]}, score {ts[i]:.4f}) not found")
                     continue
                 j = cand[0]
                 used.add(j)
@@ -118,16 +137,16 @@ def compare_torchvision(tv_model, onnx_path, images_bgr: list[np.ndarray], *, co
                 box_px.append(float(d.max()))
                 box_rel.append(float(d.max() / max(h, w)))
                 score_d.append(abs(float(ts[i]) - float(det.scores[j])))
-                if "masks" in ref and det.masks is not None:
-                    ious.append(_iou(ref["masks"][keep][i, 0].numpy() >= 0.5, det.full_mask(j)))
-                if "keypoints" in ref and det.landmarks is not None:
+                if ref.get("masks") is not None and det.masks is not None:
+                    ious.append(_iou(np.asarray(ref["masks"])[keep][i], det.full_mask(j)))
+                if ref.get("keypoints") is not None and det.landmarks is not None:
                     c = spec.category(int(det.labels[j]))
-                    theirs = ref["keypoints"][keep][i, c.slot_start : c.slot_end, :2].numpy()
+                    theirs = np.asarray(ref["keypoints"])[keep][i, c.slot_start : c.slot_end, :2]
                     kp_px.append(float(np.abs(theirs - det.landmarks[j][:, :2]).max()))
             for j in range(len(det)):
                 if j not in used and det.scores[j] >= conf + margin:
                     out["unmatched"].append(
-                        f"image {n}: df2infer detection {j} (label {det.labels[j]}, score {det.scores[j]:.4f}) not in torchvision's"
+                        f"image {n}: df2infer detection {j} (label {det.labels[j]}, score {det.scores[j]:.4f}) not in the reference"
                     )
     finally:
         pred.close()
@@ -144,4 +163,4 @@ def compare_torchvision(tv_model, onnx_path, images_bgr: list[np.ndarray], *, co
     return out
 
 
-__all__ = ["compare_torchvision", "parity_images", "torchvision_model"]
+__all__ = ["compare_detections", "compare_torchvision", "parity_images", "torchvision_model"]
