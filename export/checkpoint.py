@@ -24,6 +24,20 @@ class CheckpointError(ModelError, RuntimeError):
     (df2infer.errors: the model branch, as the runtime's artifact errors)."""
 
 
+class CheckpointImportError(CheckpointError):
+    """A checkpoint of another framework that the mapping cannot take: names the file, the family and the tensors."""
+
+    def __init__(self, source: str, family: str, problem: str, tensors: list[str] | None = None):
+        self.source, self.family, self.problem, self.tensors = source, family, problem, list(tensors or [])
+        msg = f"{source}: {family} checkpoint: {problem}"
+        if self.tensors:
+            shown = self.tensors[:40]
+            msg += "\n  " + "\n  ".join(shown)
+            if len(self.tensors) > 40:
+                msg += f"\n  ... ({len(self.tensors) - 40} more)"
+        super().__init__(msg)
+
+
 def save_checkpoint(
     path, model, config: dict, iteration: int = 0, optimizer=None, scheduler=None, half: bool = False, extra: dict | None = None
 ) -> Path:

@@ -258,3 +258,25 @@ def test_mask_rcnn_v1_end_to_end_non_square(mask_v1):
     r = compare_torchvision(tv, path, images, conf=0.3)
     _report("torchvision maskrcnn_resnet50_fpn, end to end 150x240", r)
     assert r["detections_ref"] >= 3 and r["matched"] >= 1, r
+
+
+def test_torchvision_mask_pasting_matches_torchvision():
+    """The runtime's paste for torchvision-family models (ops.masks.paste_masks_torchvision) against
+    torchvision's own paste_masks_in_image, pixel for pixel, on random masks and boxes."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from df2infer.ops.masks import paste_masks_torchvision
+
+    rng = np.random.default_rng(0)
+    h, w = 100, 120
+    for _ in range(20):
+        masks = rng.random((6, 28, 28)).astype(np.float32)
+        corners = rng.uniform(0, 99, (6, 2, 2))
+        boxes = np.concatenate([corners.min(1), corners.max(1)], 1).astype(np.float32)
+        ref = paste_masks_in_image(torch.from_numpy(masks)[:, None], torch.from_numpy(boxes), (h, w))[:, 0].numpy() >= 0.5
+        compact, extents = paste_masks_torchvision(masks, boxes, (h, w), 0.5)
+        for i in range(6):
+            full = np.zeros((h, w), bool)
+            x0, y0, x1, y1 = extents[i]
+            full[y0:y1, x0:x1] = compact[i]
+            assert np.array_equal(full, ref[i]), (boxes[i], int((full != ref[i]).sum()))

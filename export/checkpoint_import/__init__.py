@@ -20,23 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import FORMAT, CheckpointError, read_checkpoint
+from ..checkpoint import FORMAT, CheckpointError, CheckpointImportError, read_checkpoint
 
 FAMILIES = ("df2infer", "torchvision", "detectron2")
-
-
-class CheckpointImportError(CheckpointError):
-    """A checkpoint of another framework that the mapping cannot take: names the file, the family and the tensors."""
-
-    def __init__(self, source: str, family: str, problem: str, tensors: list[str] | None = None):
-        self.source, self.family, self.problem, self.tensors = source, family, problem, list(tensors or [])
-        msg = f"{source}: {family} checkpoint: {problem}"
-        if self.tensors:
-            shown = self.tensors[:40]
-            msg += "\n  " + "\n  ".join(shown)
-            if len(self.tensors) > 40:
-                msg += f"\n  ... ({len(self.tensors) - 40} more)"
-        super().__init__(msg)
 
 
 def _read_pkl(path: Path) -> dict:

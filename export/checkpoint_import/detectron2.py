@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from ..checkpoint import CheckpointImportError
 from ..config import model_config
-from . import CheckpointImportError
 
 FAMILY = "detectron2"
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}

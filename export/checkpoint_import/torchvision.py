@@ -19,8 +19,8 @@ import re
 
 import torch
 
+from ..checkpoint import CheckpointImportError
 from ..config import model_config
-from . import CheckpointImportError
 
 FAMILY = "torchvision"
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
