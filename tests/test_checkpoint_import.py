@@ -234,19 +234,24 @@ def test_keypoint_rcnn_v1_parity_same_input(keypoint_v1):
     assert r["masks_compared"] == 0  # Keypoint R-CNN has no mask head: Detections carry no masks
 
 
-def test_keypoint_rcnn_artifact_says_it_has_no_masks_and_no_embeddings(keypoint_v1):
+def test_keypoint_rcnn_artifact_says_it_has_no_masks_and_no_embeddings(keypoint_v1, capsys):
     import df2infer
+    from df2infer.apps.main import main
     from df2infer.errors import MissingPartError
 
     _, path, images = keypoint_v1
     with df2infer.load(str(path), device="cpu") as pred:
         c = pred.contract
         assert c.family == "torchvision" and c.heads == ["landmarks"] and c.mask_paste == "torchvision"
-        assert "ImageNet" not in c.input_convention or "[123.675, 116.28, 103.53]" in c.input_convention
+        assert "(x - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375] (RGB order)" in c.input_convention
+        assert "BGR" not in c.input_convention
         det = pred.predict([images[0]]).ok[0]
         assert len(det) and det.masks is None and det.embeddings is None and det.landmarks is not None
         with pytest.raises(MissingPartError, match="retrieval refused.*no matching network"):
             pred.similarity  # noqa: B018
+    main(["info", str(path)])
+    shown = capsys.readouterr().out
+    assert "family: torchvision" in shown and "heads: ['landmarks']" in shown and "input_convention: RGB 0..255" in shown
 
 
 def test_mask_rcnn_v1_end_to_end_non_square(mask_v1):
@@ -280,3 +285,12 @@ def test_torchvision_mask_pasting_matches_torchvision():
             x0, y0, x1, y1 = extents[i]
             full[y0:y1, x0:x1] = compact[i]
             assert np.array_equal(full, ref[i]), (boxes[i], int((full != ref[i]).sum()))
+
+
+def test_keypoint_rcnn_v1_end_to_end_non_square(keypoint_v1):
+    """Step (b) for Keypoint R-CNN: the same measurement as for Mask R-CNN, on 150 x 240 images."""
+    tv, path, _ = keypoint_v1
+    images = [scene(150, 240, 10 + i) for i in range(IMAGES)]
+    r = compare_torchvision(tv, path, images, conf=0.3)
+    _report("torchvision keypointrcnn_resnet50_fpn, end to end 150x240", r)
+    assert r["detections_ref"] >= 3 and r["matched"] >= 1, r
