@@ -217,6 +217,7 @@ def _check_step_a(r: dict) -> None:
     assert r["box_max_rel"] <= 1e-3, r
 
 
+@pytest.mark.slow
 def test_mask_rcnn_v1_parity_same_input(mask_v1):
     tv, path, images = mask_v1
     r = compare_torchvision(tv, path, images, conf=0.3)
@@ -225,6 +226,7 @@ def test_mask_rcnn_v1_parity_same_input(mask_v1):
     assert r["masks_compared"] == r["matched"] and r["mask_min_iou"] >= 0.99, r
 
 
+@pytest.mark.slow
 def test_keypoint_rcnn_v1_parity_same_input(keypoint_v1):
     tv, path, images = keypoint_v1
     r = compare_torchvision(tv, path, images, conf=0.3)
@@ -234,6 +236,7 @@ def test_keypoint_rcnn_v1_parity_same_input(keypoint_v1):
     assert r["masks_compared"] == 0  # Keypoint R-CNN has no mask head: Detections carry no masks
 
 
+@pytest.mark.slow
 def test_keypoint_rcnn_artifact_says_it_has_no_masks_and_no_embeddings(keypoint_v1, capsys):
     import df2infer
     from df2infer.apps.main import main
@@ -254,6 +257,7 @@ def test_keypoint_rcnn_artifact_says_it_has_no_masks_and_no_embeddings(keypoint_
     assert "family: torchvision" in shown and "heads: ['landmarks']" in shown and "input_convention: RGB 0..255" in shown
 
 
+@pytest.mark.slow
 def test_mask_rcnn_v1_end_to_end_non_square(mask_v1):
     """Step (b): torchvision resizes (scale min(S / short, S / long)) and pads bottom-right to a multiple
     of 32; df2infer letterboxes into S x S at the same scale, centred, with 114 grey. Same weights,
@@ -287,6 +291,7 @@ def test_torchvision_mask_pasting_matches_torchvision():
             assert np.array_equal(full, ref[i]), (boxes[i], int((full != ref[i]).sum()))
 
 
+@pytest.mark.slow
 def test_keypoint_rcnn_v1_end_to_end_non_square(keypoint_v1):
     """Step (b) for Keypoint R-CNN: the same measurement as for Mask R-CNN, on 150 x 240 images."""
     tv, path, _ = keypoint_v1

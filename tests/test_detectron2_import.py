@@ -60,6 +60,7 @@ def test_errors_name_the_tensors(d2_state):
         d2i.build(sd, "x.pth")
 
 
+@pytest.mark.slow
 def test_parity_with_detectron2_forward(d2_state, tmp_path):
     from df2infer_export.checkpoint_import.parity import compare_detections
     from df2infer_export.onnx_export import export_onnx
