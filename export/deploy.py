@@ -205,13 +205,16 @@ class RoILevels(nn.Module):
         return torch.cat([rois[:, :1], shifted], 1)
 
 
-def pack_levels(feats: list[torch.Tensor]) -> torch.Tensor:
+def pack_levels(feats: list[torch.Tensor], top: bool = False) -> torch.Tensor:
     """[B, C, H_i, W_i] per level -> [B, C, sum(H_i + 1), max(W_i) + 1]: levels stacked along H,
-    each with its last row and column replicated once, then zero-padded on the right."""
+    each with its last row and column replicated once, then zero-padded on the right. top=True also
+    replicates each level's first row above it (H_i + 2 rows per level): with aligned RoIAlign
+    (half-pixel, detectron2) a box at the image's top edge samples half a cell above row 0, which
+    must read row 0 (RoIAlign's clamping) and not the previous level's last row."""
     width = max(f.shape[-1] for f in feats) + 1
     out = []
     for f in feats:
-        f = nn.functional.pad(f, (0, 1, 0, 1), mode="replicate")
+        f = nn.functional.pad(f, (0, 1, 1 if top else 0, 1), mode="replicate")
         out.append(nn.functional.pad(f, (0, width - f.shape[-1], 0, 0)) if f.shape[-1] < width else f)
     return torch.cat(out, 2)
 
@@ -404,9 +407,10 @@ class DeployMatchRCNN(nn.Module):
             self.roi_scales.append(2.0 ** round(math.log2(approx)))
         self.k_min = int(round(-math.log2(self.roi_scales[0])))
         self.k_max = int(round(-math.log2(self.roi_scales[-1])))
-        rows = [0.0]
+        edge = 1 if self.roi_aligned else 0  # pack_levels(top=...): a replicated row above each level
+        rows = [float(edge)]
         for n in self.roi_names[:-1]:
-            rows.append(rows[-1] + feats[n].shape[-2] + 1)
+            rows.append(rows[-1] + feats[n].shape[-2] + 1 + edge)
         self.register_buffer("level_scales", torch.tensor(self.roi_scales, dtype=torch.float32), persistent=False)
         self.register_buffer("level_rows", torch.tensor(rows, dtype=torch.float32), persistent=False)
 
@@ -499,7 +503,7 @@ class DeployMatchRCNN(nn.Module):
         objectness, deltas = m.rpn.head(list(feats.values()))
         props, pvalid = self.postproc_rpn(self.proposals, objectness, deltas)  # [B, P, 4], [B, P]
 
-        packed = pack_levels([feats[n] for n in self.roi_names])
+        packed = pack_levels([feats[n] for n in self.roi_names], top=self.roi_aligned)
         pooled = self._pool(packed, props, rh.box_roi_pool.output_size[0])
         cls_logits, box_deltas = rh.box_predictor(rh.box_head(pooled))
         num_dets, det_boxes, det_scores, det_labels, fvalid = self.postproc_det(self._detections, cls_logits, box_deltas, props, pvalid)

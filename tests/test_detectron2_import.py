@@ -80,7 +80,7 @@ def test_parity_with_detectron2_forward(d2_state, tmp_path):
         ref = {k: fx[k][sl] for k in ("boxes", "scores", "labels", "keypoints")}
         refs.append({**ref, "masks": masks})
     images = list(fx["images"])
-    r = compare_detections(refs, onnx_path, images, conf=0.3)
+    r = compare_detections(refs, onnx_path, images, conf=0.2)  # 5 detections of 26 (the next scores 0.163)
     numbers = json.dumps({k: v for k, v in r.items() if k != "unmatched"})
     print(f"\n[parity] detectron2 {meta['config']} @ {meta['detectron2_commit'][:12]}: {numbers}")
     assert r["detections_ref"] >= 5, r
