@@ -314,7 +314,7 @@ class Predictor:
         """
         if on_error not in ("collect", "raise"):
             raise OptionError(f"on_error={on_error!r}, expected 'collect' or 'raise'")
-        opts = DecodeOptions.of(options if options is not None else self.options, **changes)
+        opts = self._for_model(DecodeOptions.of(options if options is not None else self.options, **changes))
         bs = self._batch_size(batch_size)
         pending: list = []  # (index, source name, path or None, image) or PredictionFailure, in input order
         n_images = 0
@@ -341,7 +341,7 @@ class Predictor:
         builds on. No files, no failure collection: a frame that is not an image raises ImageError naming
         frames[i]. Frames beyond the backend's max_batch (or `batch_size`) go in several backend calls.
         Options: see `stream`."""
-        opts = DecodeOptions.of(options if options is not None else self.options, **changes)
+        opts = self._for_model(DecodeOptions.of(options if options is not None else self.options, **changes))
         bs = self._batch_size(batch_size)
         results: list[Detections] = []
         for start in range(0, len(frames), bs):
@@ -378,6 +378,15 @@ class Predictor:
             return PredictionFailure(index=i, source=name, error=e, path=path)
         return (i, name, path, img)
 
+    def _for_model(self, opts: DecodeOptions) -> DecodeOptions:
+        """A head the model lacks (an imported checkpoint's, contract.heads) is never decoded: Detections carry None."""
+        c = self.contract
+        return opts.replace(
+            masks=opts.masks and c.has("masks"),
+            landmarks=opts.landmarks and c.has("landmarks"),
+            embeddings=opts.embeddings and c.has("embeddings"),
+        )
+
     def _run_batch(self, pending: list, opts: DecodeOptions, with_images: bool = False) -> Iterator:
         entries = [e for e in pending if not isinstance(e, PredictionFailure)]
         decoded = iter(self._infer([e[3] for e in entries], [e[2] for e in entries], opts)) if entries else iter(())
@@ -412,7 +421,10 @@ class Predictor:
         # The mask-pasting matmuls are small: one BLAS thread is fastest, and a multi-threaded BLAS
         # that spins for a busy core made them 10-40x slower on a loaded 2-core machine (measured).
         with _single_threaded_blas():
-            results = [decode_detections(outputs, b, infos[b], opts, path=path) for b, path in enumerate(paths)]
+            results = [
+                decode_detections(outputs, b, infos[b], opts, path=path, mask_paste=self.contract.mask_paste)
+                for b, path in enumerate(paths)
+            ]
         self.timings.add("postprocess", time.perf_counter() - t2, len(images))
         return results
 
@@ -429,7 +441,10 @@ class Predictor:
         on_gpu = pipeline.device_postprocessing and (opts.masks or opts.landmarks)
         if not on_gpu:  # run_frames returned every output: the numpy decode
             with _single_threaded_blas():
-                results = [decode_detections(outputs, b, infos[b], opts, path=path) for b, path in enumerate(paths)]
+                results = [
+                    decode_detections(outputs, b, infos[b], opts, path=path, mask_paste=self.contract.mask_paste)
+                    for b, path in enumerate(paths)
+                ]
             self.timings.add("postprocess", time.perf_counter() - t2, len(images))
             return results
         kept = [keep_detections(outputs, b, infos[b], conf=opts.conf, suppress_iou=opts.suppress_iou) for b in range(len(paths))]

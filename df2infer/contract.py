@@ -28,6 +28,17 @@ Graph outputs (N = max_detections, padded; rows >= num_dets are zeros)
   embeddings        float32 [B, N, D]      matching-network embedding per detection
 The similarity network ((a - b)^2 -> fc -> softmax) is carried as weights in the metadata so the
 runtime can score pairs and whole galleries without the graph.
+
+Heads. `heads` lists the per-detection outputs the model really has, of HEADS ("masks",
+"landmarks", "embeddings"). A model imported from a checkpoint without a mask, keypoint or matching
+head (a torchvision Keypoint R-CNN has no mask head; no torchvision or detectron2 model has a
+matching network) lacks some: the graph still has every output above so the backends stay the
+same, but a missing head's output is all zeros with its sizes 1 (mask_size = 1; max_landmarks =
+heatmap_size = 1; embedding_dim = 1 and no similarity weights), the runtime never reads it, and
+Detections carry None for it.
+Provenance. `family` says whose checkpoint the weights came from (df2infer, torchvision,
+detectron2) and `input_convention` how the graph turns its RGB 0..255 input into what that network
+was trained on (channel order, mean/std); the input itself is the same for every family.
 """
 
 from __future__ import annotations
@@ -47,6 +58,11 @@ INPUT_NAME = "images"
 HEAD_SCORE_INPUT = "min_head_score"
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels", "masks", "landmark_heatmaps", "embeddings")
 PRECISIONS = ("fp32", "fp16", "int8")
+HEADS = ("masks", "landmarks", "embeddings")
+FAMILIES = ("df2infer", "torchvision", "detectron2")
+# how masks are pasted into the image: grid_sample (detectron2's rule, this project's own models) or
+# torchvision (its paste_masks_in_image, for masks trained against torchvision's targets); df2infer.ops.masks
+MASK_PASTES = ("grid_sample", "torchvision")
 # The letterbox fill (per channel, 0..255) of every df2infer model: training, export and runtime use this one value.
 PAD_VALUE = 114.0
 
@@ -74,6 +90,10 @@ class Contract:
     similarity_weight: list[list[float]] = field(default_factory=list)  # [2, D]
     similarity_bias: list[float] = field(default_factory=list)  # [2]
     model: dict[str, Any] = field(default_factory=dict)  # name, backbone, trained_on, checkpoint sha256, ...
+    heads: list[str] = field(default_factory=lambda: list(HEADS))  # the per-detection outputs the model has
+    family: str = "df2infer"  # whose checkpoint the weights came from
+    input_convention: str = "RGB 0..255 in; (x - ImageNet mean) / ImageNet std inside the graph"
+    mask_paste: str = "grid_sample"  # one of MASK_PASTES
     schema: str = SCHEMA
     version: int = SCHEMA_VERSION
 
@@ -88,6 +108,17 @@ class Contract:
             "landmark_heatmaps": (batch, n, self.max_landmarks, k, k),
             "embeddings": (batch, n, self.embedding_dim),
         }
+
+    def has(self, head: str) -> bool:
+        """Whether the model has `head` (one of HEADS)."""
+        if head not in HEADS:
+            raise ValueError(f"head {head!r}: expected one of {HEADS}")
+        return head in self.heads
+
+    def missing_head_reason(self, head: str) -> str:
+        """Why a model lacks `head`, for messages."""
+        what = {"masks": "mask head", "landmarks": "keypoint (landmark) head", "embeddings": "matching network"}[head]
+        return f"this model ({self.family} checkpoint {self.model.get('checkpoint') or self.model.get('name')!r}) has no {what}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -136,6 +167,15 @@ class Contract:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ContractError(f"{source}: {name} = {v!r}, expected a positive int")
+        bad = [h for h in self.heads if h not in HEADS] if isinstance(self.heads, list) else [self.heads]
+        if bad:
+            raise ContractError(f"{source}: heads {self.heads!r}: unknown {bad}, expected a subset of {list(HEADS)}")
+        if self.mask_paste not in MASK_PASTES:
+            raise ContractError(f"{source}: mask_paste {self.mask_paste!r}, expected one of {MASK_PASTES}")
+        if self.family not in FAMILIES:
+            raise ContractError(f"{source}: family {self.family!r}, expected one of {FAMILIES}")
+        if "embeddings" not in self.heads and (self.similarity_weight or self.similarity_bias):
+            raise ContractError(f"{source}: similarity weights without an embeddings head (heads {self.heads})")
         if not isinstance(self.gated_heads, bool):
             raise ContractError(f"{source}: gated_heads = {self.gated_heads!r}, expected true or false")
         if self.similarity_weight and (

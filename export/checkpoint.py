@@ -1,4 +1,4 @@
-"""Checkpoints: save/load with clear errors, and import of torchvision Mask/Keypoint R-CNN weights.
+"""Checkpoints: save/load with clear errors (other frameworks' checkpoints: df2infer_export.checkpoint_import).
 
 A checkpoint is a dict: {"format": "df2infer.match_rcnn.ckpt", "version": 1, "model": state_dict,
 "config": {"model": ..., "train": ...}, "iteration": int, "optimizer": state (optional),
@@ -13,12 +13,29 @@ from pathlib import Path
 
 import torch
 
+from df2infer.errors import ModelError
+
 FORMAT = "df2infer.match_rcnn.ckpt"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, truncated, of another format or that does not fit the model."""
+class CheckpointError(ModelError, RuntimeError):
+    """A checkpoint that is missing, truncated, of another format or that does not fit the model
+    (df2infer.errors: the model branch, as the runtime's artifact errors)."""
+
+
+class CheckpointImportError(CheckpointError):
+    """A checkpoint of another framework that the mapping cannot take: names the file, the family and the tensors."""
+
+    def __init__(self, source: str, family: str, problem: str, tensors: list[str] | None = None):
+        self.source, self.family, self.problem, self.tensors = source, family, problem, list(tensors or [])
+        msg = f"{source}: {family} checkpoint: {problem}"
+        if self.tensors:
+            shown = self.tensors[:40]
+            msg += "\n  " + "\n  ".join(shown)
+            if len(self.tensors) > 40:
+                msg += f"\n  ... ({len(self.tensors) - 40} more)"
+        super().__init__(msg)
 
 
 def save_checkpoint(
@@ -87,7 +104,7 @@ def load_model(path, device="cpu", config_override: dict | None = None):
     if ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(
             f"{path}: not a df2infer Match R-CNN checkpoint (format {ckpt.get('format')!r}); "
-            "for torchvision weights use df2infer_export.checkpoint.import_torchvision"
+            "for torchvision or detectron2 checkpoints use df2infer_export.checkpoint_import.import_checkpoint"
         )
     mcfg = model_config(ckpt["config"]["model"])
     if config_override:
@@ -96,40 +113,3 @@ def load_model(path, device="cpu", config_override: dict | None = None):
     check_state_dict(model, ckpt["model"], str(path))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     return model.to(device), ckpt
-
-
-def import_torchvision(model, state, source: str = "<torchvision>") -> dict:
-    """Copy the tensors of a torchvision Mask R-CNN / Keypoint R-CNN state dict (or a path to one)
-    whose names and shapes match this model; returns a report:
-    {"loaded": [...], "skipped_shape": [...], "unused": [...], "untrained": [...], "untrained_heads": [...]}.
-    With the resnet50 config the backbone, FPN, RPN, box fc layers and the mask conv stack and
-    deconv load; the class-specific predictors (91 COCO classes, 17 keypoints), the landmark
-    scorer and the matching/similarity networks stay untrained.
-    """
-    if not isinstance(state, dict):
-        state = read_checkpoint(state)
-    if "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = model.state_dict()
-    loaded, skipped, unused = [], [], []
-    new = dict(own)
-    for k, v in state.items():
-        if k not in own:
-            unused.append(k)
-        elif tuple(v.shape) != tuple(own[k].shape):
-            skipped.append(f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}")
-        else:
-            new[k] = v.to(own[k].dtype)
-            loaded.append(k)
-    model.load_state_dict(new)
-    untrained = sorted(set(own) - set(loaded))
-    heads = sorted({".".join(k.split(".")[:2]) for k in untrained})
-    return {
-        "source": source,
-        "loaded": loaded,
-        "skipped_shape": skipped,
-        "unused": unused,
-        "untrained": untrained,
-        "untrained_heads": heads,
-    }

@@ -16,7 +16,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 DEFAULT_MODEL: dict[str, Any] = {
     "name": "match_rcnn_r50_fpn",
-    "backbone": "resnet50",  # small | resnet18 | resnet34 | resnet50
+    "backbone": "resnet50",  # one of BACKBONES
     "backbone_widths": [32, 64, 96, 128],  # small backbone only: channels of C2..C5
     "backbone_blocks": [1, 1, 1, 1],  # small backbone only: BasicBlocks per stage
     "norm": "bn",  # bn (train-mode BatchNorm, from scratch) | frozen_bn (pretrained) | gn
@@ -49,7 +49,29 @@ DEFAULT_MODEL: dict[str, Any] = {
     "match_channels": [256, 256, 256, 1024],
     "embedding_dim": 256,
     "max_pos_per_image": 64,  # positives per image fed to mask/landmark/matching in training
+    # --- semantics of imported checkpoints (df2infer_export.checkpoint_import); the defaults are this project's own
+    "family": "df2infer",  # df2infer | torchvision | detectron2: whose checkpoint the weights came from
+    "heads": ["mask", "landmark", "match"],  # the heads the model has (an imported checkpoint may lack some)
+    "input_channels": "rgb",  # channel order the network was trained on (the graph input is always RGB; bgr flips inside)
+    "pixel_mean": [123.675, 116.28, 103.53],  # in input_channels order, 0..255 scale
+    "pixel_std": [58.395, 57.12, 57.375],
+    "fpn_norm": None,  # None | bn (torchvision v2: conv + BatchNorm in the FPN)
+    "rpn_conv_depth": 1,  # torchvision v2: 2
+    "box_head": "mlp",  # mlp (two fc) | conv4_fc_bn (torchvision v2: 4 conv+BN, 1 fc)
+    "head_norm": None,  # None | bn: BatchNorm after each mask-head conv (torchvision v2)
+    "landmark_predictor": "slots",  # slots (ours) | deconv_upsample (torchvision/detectron2: 4x4 deconv to 294, bilinear x2)
+    "roi_aligned": False,  # RoIAlign half-pixel offset (detectron2 ROIAlignV2: True)
+    "roi_sampling_ratio": 2,  # torchvision 2; detectron2 0 (adaptive)
+    "anchor_rounding": True,  # torchvision rounds its cell anchors; detectron2 does not
+    "anchor_offset": 0.0,  # detectron2 ANCHOR_GENERATOR.OFFSET (fraction of the stride)
+    "det_min_size": 1e-2,  # torchvision drops detections smaller than this; detectron2 keeps non-empty boxes (0)
+    "rpn_min_size": 1e-3,  # torchvision RPN min_size; detectron2 0 (non-empty)
+    "class_agnostic_mask": False,  # one mask channel for every class (detectron2 CLS_AGNOSTIC_MASK)
 }
+
+HEADS = ("mask", "landmark", "match")
+# msra_resnet50/101: detectron2's ResNet (stride in the first 1x1 conv of a bottleneck, STRIDE_IN_1X1)
+BACKBONES = ("small", "resnet18", "resnet34", "resnet50", "resnet101", "msra_resnet50", "msra_resnet101")
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "iters": 90000,
@@ -140,8 +162,11 @@ def check_config(cfg: dict) -> None:
     unknown = set(cfg["train"]) - set(DEFAULT_TRAIN)
     if unknown:
         raise ValueError(f"unknown train config keys {sorted(unknown)}")
-    if m["backbone"] not in ("small", "resnet18", "resnet34", "resnet50"):
-        raise ValueError(f"model.backbone {m['backbone']!r}: expected small, resnet18, resnet34 or resnet50")
+    if m["backbone"] not in BACKBONES:
+        raise ValueError(f"model.backbone {m['backbone']!r}: expected one of {BACKBONES}")
+    bad = [h for h in m["heads"] if h not in HEADS]
+    if bad:
+        raise ValueError(f"model.heads {m['heads']!r}: unknown {bad}, expected a subset of {HEADS}")
     if m["norm"] not in ("bn", "frozen_bn", "gn"):
         raise ValueError(f"model.norm {m['norm']!r}: expected bn, frozen_bn or gn")
 

@@ -41,6 +41,13 @@ What the graph does, and where it differs from the eager model (export/model, to
              39 slots, the 4x4 stride-2 deconv computed sub-pixel too (SubpixelLandmarkPredictor: one 3x3
              conv to the 4 sub-pixels, the 39 gathered scorer rows, DepthToSpace of the 39 logit maps);
              embeddings. Padding rows are zeroed.
+Imported checkpoints (df2infer_export.checkpoint_import) bring their family's semantics through the
+model config, and the graph follows it: RoiAlign output_half_pixel (detectron2 aligned=True) and
+sampling ratio (0 = adaptive), the RPN and detection minimum sizes, unrounded/offset anchors (they
+are constants taken from the model's anchor generator), class-agnostic masks, the BGR flip and
+pixel mean/std in `normalize`. A head the model lacks gives its output as the contract's
+placeholder (zeros with sizes 1, df2infer.contract "Heads"), computed from nothing. A landmark
+predictor of another shape (torchvision's deconv + bilinear x2) runs as the model defines it.
 Node names: box decoding under `box_decode/`, NMS and keep masks under `nms/`, level mapping,
 score filtering and output gathering under `postproc/` (df2infer_export.precision keeps them FP32).
 """
@@ -56,6 +63,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
 
 from .model.box_head import BOX_CODER_WEIGHTS
+from .model.landmark_head import LandmarkPredictor
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 RPN_MIN_SIZE = 1e-3  # torchvision RegionProposalNetwork.min_size
@@ -201,13 +209,16 @@ class RoILevels(nn.Module):
         return torch.cat([rois[:, :1], shifted], 1)
 
 
-def pack_levels(feats: list[torch.Tensor]) -> torch.Tensor:
+def pack_levels(feats: list[torch.Tensor], top: bool = False) -> torch.Tensor:
     """[B, C, H_i, W_i] per level -> [B, C, sum(H_i + 1), max(W_i) + 1]: levels stacked along H,
-    each with its last row and column replicated once, then zero-padded on the right."""
+    each with its last row and column replicated once, then zero-padded on the right. top=True also
+    replicates each level's first row above it (H_i + 2 rows per level): with aligned RoIAlign
+    (half-pixel, detectron2) a box at the image's top edge samples half a cell above row 0, which
+    must read row 0 (RoIAlign's clamping) and not the previous level's last row."""
     width = max(f.shape[-1] for f in feats) + 1
     out = []
     for f in feats:
-        f = nn.functional.pad(f, (0, 1, 0, 1), mode="replicate")
+        f = nn.functional.pad(f, (0, 1, 1 if top else 0, 1), mode="replicate")
         out.append(nn.functional.pad(f, (0, width - f.shape[-1], 0, 0)) if f.shape[-1] < width else f)
     return torch.cat(out, 2)
 
@@ -337,14 +348,21 @@ class SubpixelLandmarkPredictor(nn.Module):
 class Candidates(nn.Module):
     """Box-head candidates: softmax scores, validity (score > thresh, size >= 1e-2, proposal valid)."""
 
-    def forward(self, cls_logits, boxes, pvalid, score_thresh: float):
+    def forward(self, cls_logits, boxes, pvalid, score_thresh: float, min_size: float = DET_MIN_SIZE):
         # cls_logits [B, P, 14], boxes [B, P, 13, 4], pvalid [B, P]
         scores = torch.softmax(cls_logits, -1)[:, :, 1:]
         w = boxes[..., 2] - boxes[..., 0]
         h = boxes[..., 3] - boxes[..., 1]
-        valid = (scores > score_thresh) & (w >= DET_MIN_SIZE) & (h >= DET_MIN_SIZE) & pvalid[:, :, None]
+        valid = (scores > score_thresh) & big_enough(w, h, min_size) & pvalid[:, :, None]
         n = scores.shape[1] * scores.shape[2]  # static: P * 13 (a dynamic reshape would hide the shape)
         return scores.reshape(-1, n), boxes.reshape(-1, n, 4), valid.reshape(-1, n)
+
+
+def big_enough(w, h, min_size: float):
+    """torchvision's remove_small_boxes (w, h >= min_size); min_size 0 is detectron2's nonempty (w, h > 0)."""
+    if min_size > 0:
+        return (w >= min_size) & (h >= min_size)
+    return (w > 0) & (h > 0)
 
 
 class Gather(nn.Module):
@@ -399,9 +417,19 @@ class DeployMatchRCNN(nn.Module):
         self.nms_thresh = float(cfg["box_nms_thresh"] if nms_thresh is None else nms_thresh)
         rh = model.roi_heads
         self.num_classes = rh.box_predictor.cls_score.out_features - 1
-        self.mask_size = model.mask_size
-        self.heatmap_size = model.heatmap_size
-        self.embedding_dim = rh.match_head.fc.out_features
+        self.has_mask, self.has_landmarks, self.has_match = (
+            rh.mask_head is not None,
+            rh.keypoint_head is not None,
+            rh.match_head is not None,
+        )
+        # a missing head's placeholder has its sizes 1 (the contract's)
+        self.mask_size = model.mask_size if self.has_mask else 1
+        self.heatmap_size = model.heatmap_size if self.has_landmarks else 1
+        self.embedding_dim = rh.match_head.fc.out_features if self.has_match else 1
+        self.roi_aligned = bool(cfg.get("roi_aligned", False))
+        self.roi_sampling_ratio = int(cfg.get("roi_sampling_ratio", 2))
+        self.rpn_min_size = float(cfg.get("rpn_min_size", RPN_MIN_SIZE))
+        self.det_min_size = float(cfg.get("det_min_size", DET_MIN_SIZE))
 
         # feature shapes and anchors for the fixed input size
         with torch.no_grad():
@@ -436,9 +464,10 @@ class DeployMatchRCNN(nn.Module):
             self.roi_scales.append(2.0 ** round(math.log2(approx)))
         self.k_min = int(round(-math.log2(self.roi_scales[0])))
         self.k_max = int(round(-math.log2(self.roi_scales[-1])))
-        rows = [0.0]
+        edge = 1 if self.roi_aligned else 0  # pack_levels(top=...): a replicated row above each level
+        rows = [float(edge)]
         for n in self.roi_names[:-1]:
-            rows.append(rows[-1] + feats[n].shape[-2] + 1)
+            rows.append(rows[-1] + feats[n].shape[-2] + 1 + edge)
         self.register_buffer("level_scales", torch.tensor(self.roi_scales, dtype=torch.float32), persistent=False)
         self.register_buffer("level_rows", torch.tensor(rows, dtype=torch.float32), persistent=False)
 
@@ -447,8 +476,11 @@ class DeployMatchRCNN(nn.Module):
         self.nms_rpn, self.nms_det, self.nms_top = GroupNMS(), GroupNMS(), TopKeep()
         self.postproc_levels, self.postproc_candidates, self.postproc_gather = RoILevels(), Candidates(), Gather()
         self.postproc_gate = HeadRows()
-        self.mask_predictor = SubpixelMaskPredictor(rh.mask_predictor)
-        self.landmark_predictor = SubpixelLandmarkPredictor(rh.keypoint_predictor)
+        self.mask_predictor = SubpixelMaskPredictor(rh.mask_predictor) if self.has_mask else None
+        # our one-deconv landmark predictor runs sub-pixel (a quantizable Conv); other predictors as defined
+        kp = rh.keypoint_predictor if self.has_landmarks else None
+        one_deconv = isinstance(kp, LandmarkPredictor) and sum(isinstance(m, nn.ConvTranspose2d) for m in kp.upsample.modules()) == 1
+        self.landmark_predictor = SubpixelLandmarkPredictor(kp) if one_deconv else None
         # glue code between the blocks, scoped so that it stays FP32 in the FP16 graph
         self.postproc_rpn, self.postproc_rois, self.postproc_det, self.postproc_out = Stage(), Stage(), Stage(), Stage()
         self.eval()
@@ -468,7 +500,7 @@ class DeployMatchRCNN(nn.Module):
         """MultiScaleRoIAlign on boxes [B, R, 4] -> [B*R, C, size, size], one RoiAlign on the packed map."""
         rois = self.postproc_rois(self._rois, boxes)
         rois = self.postproc_levels(rois, self.level_scales, self.level_rows, self.k_min, self.k_max)
-        return torch.ops.torchvision.roi_align(packed, rois, 1.0, size, size, 2, False)
+        return torch.ops.torchvision.roi_align(packed, rois, 1.0, size, size, self.roi_sampling_ratio, self.roi_aligned)
 
     def proposals(self, objectness, deltas):
         """RPN outputs per level -> proposals [B, P, 4], valid [B, P]."""
@@ -484,7 +516,7 @@ class DeployMatchRCNN(nn.Module):
         # one decode over every level's candidates (elementwise, so the same numbers as per level)
         boxes = self.box_decode(torch.cat(dels, 1), torch.cat(ancs, 1), (1.0, 1.0, 1.0, 1.0), self.height, self.width)
         scores = torch.sigmoid(torch.cat(tops, 1))
-        valid = ((boxes[..., 2] - boxes[..., 0]) >= RPN_MIN_SIZE) & ((boxes[..., 3] - boxes[..., 1]) >= RPN_MIN_SIZE)
+        valid = big_enough(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1], self.rpn_min_size)
         keep = self.nms_rpn(boxes, scores, self.rpn_offsets, valid, self.num_proposals, self.rpn_nms, -0.5)
         _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals)
         return self.postproc_gather(boxes, idx), pvalid
@@ -494,7 +526,7 @@ class DeployMatchRCNN(nn.Module):
         N, P, C1 = self.max_detections, self.num_proposals, self.num_classes + 1
         box_deltas = box_deltas.reshape(-1, P, C1, 4)[:, :, 1:]  # drop background
         cand = self.box_decode(box_deltas, props[:, :, None, :], BOX_CODER_WEIGHTS, self.height, self.width)
-        scores, cboxes, valid = self.postproc_candidates(cls_logits.reshape(-1, P, C1), cand, pvalid, self.score_thresh)
+        scores, cboxes, valid = self.postproc_candidates(cls_logits.reshape(-1, P, C1), cand, pvalid, self.score_thresh, self.det_min_size)
         keep = self.nms_det(cboxes, scores, self.cls_offsets, valid, N, self.nms_thresh, self.score_thresh)
         top, idx, dvalid = self.nms_top(scores, keep, N)
         fvalid = dvalid.to(top.dtype)
@@ -509,8 +541,11 @@ class DeployMatchRCNN(nn.Module):
         heads only); rows not kept (padding, beyond the gate) zeroed; contract shapes."""
         N, M, K, D = self.max_detections, self.mask_size, self.heatmap_size, self.embedding_dim
         lab = head_labels.reshape(-1)
-        ch = torch.where(lab > 0, lab - 1, torch.zeros_like(lab))[:, None, None, None].expand(-1, 1, M, M)
-        masks = torch.sigmoid(torch.gather(mask_logits, 1, ch))[:, 0]
+        if mask_logits.shape[1] == 1:  # class-agnostic: the one channel for every class
+            masks = torch.sigmoid(mask_logits)[:, 0]
+        else:
+            ch = torch.where(lab > 0, lab - 1, torch.zeros_like(lab))[:, None, None, None].expand(-1, 1, M, M)
+            masks = torch.sigmoid(torch.gather(mask_logits, 1, ch))[:, 0]
         L = heat.shape[1]
         if back is None:  # static rows: reshape with the constant N keeps the output shapes static
             masks, heat, emb = masks.reshape(-1, N, M, M), heat.reshape(-1, N, L, K, K), emb.reshape(-1, N, D)
@@ -529,7 +564,7 @@ class DeployMatchRCNN(nn.Module):
         objectness, deltas = m.rpn.head(list(feats.values()))
         props, pvalid = self.postproc_rpn(self.proposals, objectness, deltas)  # [B, P, 4], [B, P]
 
-        packed = pack_levels([feats[n] for n in self.roi_names])
+        packed = pack_levels([feats[n] for n in self.roi_names], top=self.roi_aligned)
         pooled = self._pool(packed, props, rh.box_roi_pool.output_size[0])
         cls_logits, box_deltas = rh.box_predictor(rh.box_head(pooled))
         num_dets, det_boxes, det_scores, det_labels, fvalid = self.postproc_det(self._detections, cls_logits, box_deltas, props, pvalid)
@@ -542,13 +577,26 @@ class DeployMatchRCNN(nn.Module):
             head_boxes, head_labels, back, keep = det_boxes, det_labels, None, fvalid
 
         pooled: dict[int, torch.Tensor] = {}  # one RoiAlign per distinct output size
-        for pool in (rh.mask_roi_pool, rh.keypoint_roi_pool, rh.match_roi_pool):
+        for pool, on in (
+            (rh.mask_roi_pool, self.has_mask),
+            (rh.keypoint_roi_pool, self.has_landmarks),
+            (rh.match_roi_pool, self.has_match),
+        ):
             size = pool.output_size[0]
+            if not on:
+                continue
             if size not in pooled:
                 pooled[size] = self._pool(packed, head_boxes, size)
-        mlog = self.mask_predictor(rh.mask_head(pooled[rh.mask_roi_pool.output_size[0]]))  # [B*R, 13, M, M]
-        heat = self.landmark_predictor(rh.keypoint_head(pooled[rh.keypoint_roi_pool.output_size[0]]), head_labels.reshape(-1))
-        emb = rh.embed(pooled[rh.match_roi_pool.output_size[0]])
+        # a missing head: its placeholder rows ([B*R, 1, ...] zeros) from the head boxes, no head computed
+        zero = head_boxes.reshape(-1, 4)[:, :1, None, None] * 0.0  # [B*R, 1, 1, 1]
+        mlog = self.mask_predictor(rh.mask_head(pooled[rh.mask_roi_pool.output_size[0]])) if self.has_mask else zero - 1e4
+        if not self.has_landmarks:
+            heat = zero
+        elif self.landmark_predictor is not None:
+            heat = self.landmark_predictor(rh.keypoint_head(pooled[rh.keypoint_roi_pool.output_size[0]]), head_labels.reshape(-1))
+        else:
+            heat = rh.landmark_logits(pooled[rh.keypoint_roi_pool.output_size[0]], head_labels.reshape(-1))
+        emb = rh.embed(pooled[rh.match_roi_pool.output_size[0]]) if self.has_match else zero[:, :, 0, 0]
         masks, heat, emb, labels = self.postproc_out(self._outputs, mlog, head_labels, heat, emb, keep, det_labels, back)
         return num_dets, det_boxes, det_scores, labels, masks, heat, emb
 

@@ -234,15 +234,34 @@ def export_onnx(
         info = {"checkpoint": None, "checkpoint_sha256": None, "iterations": None, "trained_on": trained_on}
     else:
         from .checkpoint import load_model
+        from .checkpoint_import import detect_format, import_checkpoint, read_any
 
         ckpt_path = Path(model_or_checkpoint)
-        model, ckpt = load_model(ckpt_path)
-        info = {
-            "checkpoint": ckpt_path.name,
-            "checkpoint_sha256": file_sha256(ckpt_path),
-            "iterations": int(ckpt.get("iteration", 0)),
-            "trained_on": trained_on or ckpt.get("trained_on") or (ckpt.get("config", {}).get("train", {}) or {}).get("data"),
-        }
+        raw = read_any(ckpt_path)
+        family = detect_format(raw, str(ckpt_path))
+        if family == "df2infer":
+            model, ckpt = load_model(ckpt_path)
+            info = {
+                "checkpoint": ckpt_path.name,
+                "checkpoint_sha256": file_sha256(ckpt_path),
+                "iterations": int(ckpt.get("iteration", 0)),
+                "trained_on": trained_on or ckpt.get("trained_on") or (ckpt.get("config", {}).get("train", {}) or {}).get("data"),
+            }
+            imported = {"family": "df2infer", "description": "df2infer Match R-CNN checkpoint"}
+        else:
+            model, imported = import_checkpoint(ckpt_path)
+            if input_size is None:  # what the family trains at: its short side 800, landscape up to 1344
+                input_size = tuple(imported["default_input_hw"])
+            info = {
+                "checkpoint": ckpt_path.name,
+                "checkpoint_sha256": file_sha256(ckpt_path),
+                "iterations": None,
+                "trained_on": trained_on,
+                "imported": imported["description"],
+            }
+        if report is not None:
+            report["checkpoint_format"] = imported["family"]
+            report["checkpoint_description"] = imported["description"]
     model = model.float().eval()
     deploy = DeployMatchRCNN(
         model, max_detections=max_detections, num_proposals=num_proposals, input_size=input_size, gate_heads=gate_heads

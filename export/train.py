@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from .checkpoint import check_state_dict, read_checkpoint, save_checkpoint
+from .checkpoint_import import init_from_checkpoint
 
 
 def lr_factor(it: int, tcfg: dict) -> float:
@@ -69,6 +70,19 @@ def drops_worker_batches(fn):
 
 
 @drops_worker_batches
+def log_init(rep: dict, log=print) -> None:
+    """Print what `train --init` loaded from a checkpoint and what starts untrained."""
+    log(f"--init {rep['source']}: {rep['family']} checkpoint; {len(rep['loaded'])} tensors loaded, {len(rep['untrained'])} start untrained")
+    groups: dict[str, int] = {}
+    for k in rep["loaded"]:
+        g = ".".join(k.split(".")[:2])
+        groups[g] = groups.get(g, 0) + 1
+    log("  loaded: " + ", ".join(f"{g} ({n})" for g, n in sorted(groups.items())))
+    log("  untrained (new for 13 categories or not in the checkpoint): " + ", ".join(rep["untrained_heads"]))
+    for s in rep["not_loaded"]:
+        log(f"  not loaded: {s}")
+
+
 def train(
     cfg: dict,
     data: str,
@@ -79,6 +93,7 @@ def train(
     half: bool = False,
     progress: bool = True,
     log=print,
+    init: str | None = None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -91,7 +106,10 @@ def train(
     torch.manual_seed(tcfg["seed"])
     random.seed(tcfg["seed"])
     np.random.seed(tcfg["seed"])
-    model = build_model(mcfg).to(device)
+    model = build_model(mcfg)
+    if init and not resume:
+        log_init(init_from_checkpoint(model, init), log)
+    model = model.to(device)
     opt = make_optimizer(model, tcfg)
     start = 0
     last = out / "last.pt"

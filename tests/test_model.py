@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_df2 import make_tiny_dataset  # noqa: E402
 
 from df2infer.ops.letterbox import letterbox_geometry  # noqa: E402
-from df2infer_export.checkpoint import CheckpointError, import_torchvision, load_model, read_checkpoint, save_checkpoint  # noqa: E402
+from df2infer_export.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint  # noqa: E402
 from df2infer_export.config import load_config  # noqa: E402
 from df2infer_export.data import DF2TorchDataset, PairBatchSampler, collate  # noqa: E402
 from df2infer_export.model import build_model  # noqa: E402
@@ -169,22 +169,6 @@ def test_misshaped_checkpoint_lists_keys(tmp_path, cfg):
     msg = str(e.value)
     assert "bad.pt" in msg and "roi_heads.box_predictor.cls_score.weight" in msg
     assert "rpn.head.cls_logits.bias" in msg and "extra.key" in msg
-
-
-def test_import_torchvision_maskrcnn_layout(cfg):
-    from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-    tv = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
-    r50 = load_config(
-        "resnet50", ["model.input_size=256", "model.landmark_convs=2", "model.landmark_channels=64", "model.match_channels=[64]"]
-    )
-    model = build_model(r50["model"])
-    rep = import_torchvision(model, tv.state_dict())
-    loaded = set(rep["loaded"])
-    assert "backbone.body.layer4.2.conv3.weight" in loaded and "rpn.head.cls_logits.weight" in loaded
-    assert "roi_heads.box_head.fc6.weight" in loaded and "roi_heads.mask_predictor.conv5_mask.weight" in loaded
-    assert any(k.startswith("roi_heads.box_predictor.cls_score") for k in rep["skipped_shape"])
-    assert "roi_heads.match_head" in rep["untrained_heads"]
 
 
 @pytest.mark.slow

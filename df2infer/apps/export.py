@@ -10,6 +10,10 @@ reusable cache DIR/calibration_cache.json). --engine builds a strongly typed Ten
 precision with df2infer.engine.builder (needs TensorRT; a clear error without it). Prints the
 export time, file sizes and the op histogram of each graph.
 
+CHECKPOINT may also be a torchvision or detectron2 checkpoint (df2infer_export.checkpoint_import: the
+format is detected and printed, the family's semantics are built into the graph, input 800x1344 unless
+--input-size); --check-parity then runs the source framework's own model on the same inputs.
+
 --heads gated (the default without --engine) gives the CPU graphs: the mask, landmark and matching
 heads run only on the detections at or above the runtime's `conf` (df2infer.contract,
 gated_heads). --heads static runs them on all N rows, which TensorRT needs; --engine implies it.
@@ -28,7 +32,12 @@ NEEDS_EXPORT_EXTRA = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="df2infer checkpoint (.pt)")
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="a df2infer checkpoint (.pt), a torchvision Mask/Keypoint R-CNN state dict (.pth) or a detectron2 "
+        "Mask R-CNN checkpoint (.pth, model-zoo .pkl); the format is detected and printed (docs/models.md)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (model.<precision>.onnx, engines)")
     p.add_argument("--precision", default="fp32", help="comma-separated subset of fp32,fp16,int8 (default fp32)")
     p.add_argument(
@@ -45,6 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="gated: heads only on detections >= the runtime's conf (ONNX Runtime; default); "
         "static: on all N rows (TensorRT; the default with --engine)",
+    )
+    p.add_argument(
+        "--check-parity",
+        action="store_true",
+        help="after export, run the source framework's own model (torchvision, when the checkpoint is one) and the "
+        "exported graph on the same inputs and print the differences; exit 1 beyond the documented tolerances",
     )
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
@@ -95,6 +110,38 @@ def _check_args(args: argparse.Namespace) -> tuple[str, list[str]]:
     return heads, precisions
 
 
+def _check_parity(checkpoint: str, onnx_path: Path, family: str) -> int:
+    """--check-parity: the source framework's own forward against the exported graph on the same input."""
+    if family == "df2infer":
+        print("parity: a df2infer checkpoint is its own reference (export compares ONNX Runtime with the graph already)")
+        return 0
+    if family == "detectron2":
+        print("parity: detectron2 checkpoints are checked by tests/test_detectron2_import.py's fixture; no in-process detectron2 run")
+        return 0
+    import onnx
+
+    from df2infer.contract import Contract
+    from df2infer_export.checkpoint_import import read_any, state_dict_of
+    from df2infer_export.checkpoint_import.parity import compare_torchvision, parity_images, torchvision_model
+
+    c = Contract.from_metadata({p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props})
+    hw = (c.input_height, c.input_width)
+    tv = torchvision_model(state_dict_of(read_any(checkpoint)), hw, max_detections=c.max_detections)
+    r = compare_torchvision(tv, onnx_path, parity_images(hw), conf=0.3)
+    print("parity with torchvision's forward (same input tensor, 3 synthetic images, conf 0.3):")
+    for k in ("detections_ref", "detections_ours", "matched", "label_mismatches", "box_max_rel", "box_max_px", "score_max_abs"):
+        print(f"  {k}: {r[k]}")
+    for k in ("mask_min_iou", "mask_mean_iou", "keypoint_max_px"):
+        if r[k] is not None:
+            print(f"  {k}: {r[k]:.4f}")
+    for u in r["unmatched"]:
+        print(f"  {u}")
+    ok = not r["unmatched"] and r["label_mismatches"] == 0 and r["box_max_rel"] <= 1e-3
+    ok = ok and (r["mask_min_iou"] is None or r["mask_min_iou"] >= 0.99) and (r["keypoint_max_px"] is None or r["keypoint_max_px"] <= 0.5)
+    print(f"parity: {'ok' if ok else 'FAILED'} (boxes <= 1e-3 of the image side, same labels, mask IoU >= 0.99, keypoints <= 0.5 px)")
+    return 0 if ok else 1
+
+
 def run(args: argparse.Namespace) -> int:
     heads, precisions = _check_args(args)
     from df2infer_export.checkpoint import CheckpointError
@@ -122,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"df2infer export: {e}", file=sys.stderr)
         return 1
     c = report["contract"]
+    print(f"checkpoint: {args.checkpoint}: {report['checkpoint_format']} format ({report['checkpoint_description']})")
+    print(f"  heads: {', '.join(c.heads)}; input: {c.input_convention}; masks pasted the {c.mask_paste} way")
+    if args.check_parity:
+        status = _check_parity(args.checkpoint, fp32, report["checkpoint_format"])
+        if status:
+            return status
     print(
         f"fp32: {fp32} ({_mib(fp32)}) in {report['total_s']:.1f} s (torch.onnx.export {report['export_s']:.1f} s); "
         f"input {c.input_height}x{c.input_width}, N={c.max_detections}, proposals={c.model['num_proposals']}, "

@@ -4,6 +4,8 @@ Configuration: defaults <- --config YAML (default export/configs/small.yaml) <- 
 (and the shortcut flags). Writes to RUN_DIR: config.yaml, log.jsonl (losses, lr, s/iter, eval
 metrics), last.pt (model + optimizer + scheduler + iteration; --resume continues from it),
 model.pt (final weights, fp16 when --half) and eval_<iter>/ result files (df2infer_export.train).
+--init CKPT starts from another checkpoint (df2infer_export.checkpoint_import.init_from_checkpoint: the
+family's explicit tensor table, then the tensors whose mapped name and shape this config has).
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        default=None,
+        help="start from a checkpoint: df2infer, torchvision (Mask/Keypoint R-CNN, COCO or fine-tuned) or detectron2; "
+        "the layers this config shares with it load, the rest starts untrained (printed)",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-data", default=None, help="held-out folder for periodic evaluation")
@@ -53,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("df2infer train: --device cuda but CUDA is not available")
         return 2
-    res = train(cfg, args.data, args.out, args.device, args.resume, args.eval_data, args.half, not args.no_progress)
+    from df2infer_export.checkpoint import CheckpointError
+
+    try:
+        res = train(cfg, args.data, args.out, args.device, args.resume, args.eval_data, args.half, not args.no_progress, init=args.init)
+    except CheckpointError as e:
+        print(f"df2infer train: {e}")
+        return 1
     print(f"done: {res['checkpoint']}")
     return 0

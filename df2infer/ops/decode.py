@@ -15,7 +15,7 @@ import numpy as np
 from df2infer.ops.boxes import clip_boxes, suppress_overlaps
 from df2infer.ops.landmarks import decode_landmarks
 from df2infer.ops.letterbox import LetterboxInfo, scale_boxes_back
-from df2infer.ops.masks import paste_masks
+from df2infer.ops.masks import paste_masks, paste_masks_torchvision
 from df2infer.ops.options import DEFAULT_OPTIONS, DecodeOptions
 from df2infer.results import Detections
 
@@ -84,6 +84,7 @@ def decode_detections(
     options: DecodeOptions = DEFAULT_OPTIONS,
     *,
     path: str | None = None,
+    mask_paste: str = "grid_sample",
 ) -> Detections:
     """The Detections of image `b` of a batch's outputs, in the original image's pixels (`info`: its letterbox).
 
@@ -94,7 +95,9 @@ def decode_detections(
     pasted, extents = None, None
     if o.masks:
         # Masks and landmarks are box-relative to the graph's (unclipped) boxes.
-        pasted, extents = paste_masks(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, o.mask_threshold)
+        # the model's pasting rule (contract.mask_paste): torchvision's for masks trained against its targets
+        paste = paste_masks_torchvision if mask_paste == "torchvision" else paste_masks
+        pasted, extents = paste(outputs["masks"][b, kept.idx], kept.boxes, kept.image_size, o.mask_threshold)
     points = (
         decode_landmarks(outputs["landmark_heatmaps"][b, kept.idx], kept.boxes, kept.labels, o.landmark_method) if o.landmarks else None
     )

@@ -128,3 +128,50 @@ def _paste_pool() -> concurrent.futures.ThreadPoolExecutor | None:
     """One worker thread for paste_masks, started at first use; None on a single-CPU machine."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="df2infer-paste") if usable > 1 else None
+
+
+def _linear_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] weights of torch's bilinear resize along one axis (align_corners=False, no
+    antialias): source = max((i + 0.5) * n_in / n_out - 0.5, 0), taps floor(source) and the next,
+    clamped to the last cell."""
+    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = (src - i0).astype(np.float32)
+    R = np.zeros((n_out, n_in), np.float32)
+    np.add.at(R, (np.arange(n_out), i0), 1.0 - frac)
+    np.add.at(R, (np.arange(n_out), i1), frac)
+    return R
+
+
+def paste_masks_torchvision(
+    masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int], threshold: float = 0.5
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Paste masks as torchvision's paste_masks_in_image does (for models imported from torchvision, whose
+    masks were trained against its RoIAlign targets): the M x M map padded by one zero cell on each side,
+    the box scaled by (M + 2) / M about its centre and truncated to integers, the padded map resized
+    bilinearly (align_corners=False) to (y2 - y1 + 1) x (x2 - x1 + 1) pixels and placed at (x1, y1).
+    Same inputs and compact output as paste_masks; extents are the placed rectangle clipped to the image."""
+    masks = np.asarray(masks, np.float32)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if masks.ndim != 3 or len(masks) != len(boxes):
+        raise ValueError(f"paste_masks_torchvision: masks {masks.shape} and boxes {boxes.shape} do not pair up as [n, M, M] / [n, 4]")
+    n, m = len(masks), masks.shape[-1]
+    H, W = image_size
+    scale = np.float32((m + 2) / m)
+    extents = np.zeros((n, 4), np.int32)
+    out = []
+    for i in range(n):
+        x1, y1, x2, y2 = boxes[i]
+        wh, hh = (x2 - x1) * np.float32(0.5) * scale, (y2 - y1) * np.float32(0.5) * scale
+        cx, cy = (x2 + x1) * np.float32(0.5), (y2 + y1) * np.float32(0.5)
+        bx1, by1, bx2, by2 = (int(v) for v in (cx - wh, cy - hh, cx + wh, cy + hh))  # int(): truncation, as .to(int64)
+        w, h = max(bx2 - bx1 + 1, 1), max(by2 - by1 + 1, 1)
+        padded = np.pad(masks[i], 1)
+        resized = _linear_resize_matrix(m + 2, h) @ padded @ _linear_resize_matrix(m + 2, w).T
+        x0, xe = max(bx1, 0), min(bx2 + 1, W)
+        y0, ye = max(by1, 0), min(by2 + 1, H)
+        xe, ye = max(xe, x0), max(ye, y0)
+        extents[i] = (x0, y0, xe, ye)
+        out.append(resized[y0 - by1 : ye - by1, x0 - bx1 : xe - bx1] >= threshold)
+    return out, extents

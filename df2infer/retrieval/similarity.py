@@ -76,6 +76,11 @@ class Similarity:
 
     @classmethod
     def from_contract(cls, contract: Contract) -> Similarity:
+        if not contract.has("embeddings"):
+            raise MissingPartError(
+                f"retrieval refused: {contract.missing_head_reason('embeddings')}, so it gives no embeddings to match; "
+                "retrieval needs a Match R-CNN with its matching network (docs/models.md)"
+            )
         if not cls.in_contract(contract):
             raise MissingPartError("this artifact's contract carries no similarity network weights (similarity_weight/bias)")
         return cls(np.asarray(contract.similarity_weight), np.asarray(contract.similarity_bias))

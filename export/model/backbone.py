@@ -1,9 +1,13 @@
 """Feature network: ResNet + FPN.
 
-`resnet18/34/50` are torchvision's ResNets wrapped by `resnet_fpn_backbone` (same parameter names
+`resnet18/34/50/101` are torchvision's ResNets wrapped by `resnet_fpn_backbone` (same parameter names
 as torchvision's Mask R-CNN, so its state dicts import). `small` is a narrow ResNet of BasicBlocks
 for training from scratch on a CPU. Both return an OrderedDict of FPN levels '0'..'k' plus 'pool'
 (LastLevelMaxPool), each with `fpn_channels` channels; level '0' has stride 2**(first returned layer+1).
+`msra_resnet50/101` is the MSRA (Caffe2) ResNet that detectron2's ImageNet weights use (STRIDE_IN_1X1):
+torchvision's bottleneck with the stride of each stage's first block moved from the 3x3 conv to
+the first 1x1 conv (same parameters and names, a different network). `fpn_norm: bn` gives
+torchvision's v2 FPN (conv + BatchNorm in every lateral and output block).
 """
 
 from __future__ import annotations
@@ -66,6 +70,17 @@ class SmallResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+def stride_in_1x1(net: nn.Module) -> nn.Module:
+    """torchvision ResNet -> MSRA bottlenecks: in every block that downsamples, conv1 (1x1) takes the
+    stride and conv2 (3x3) runs at stride 1 (detectron2 RESNETS.STRIDE_IN_1X1 = True)."""
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        block = getattr(net, name)[0]
+        s = block.conv2.stride
+        if s != (1, 1):
+            block.conv1.stride, block.conv2.stride = s, (1, 1)
+    return net
+
+
 def build_backbone(cfg: dict) -> BackboneWithFPN:
     returned = list(cfg["returned_layers"])
     if cfg["backbone"] == "small":
@@ -75,8 +90,12 @@ def build_backbone(cfg: dict) -> BackboneWithFPN:
         return BackboneWithFPN(body, return_layers, in_list, cfg["fpn_channels"], extra_blocks=LastLevelMaxPool())
     from torchvision.models import resnet
 
-    net = getattr(resnet, cfg["backbone"])(weights=None, norm_layer=norm_layer(cfg["norm"]))
-    stage1 = 256 if cfg["backbone"] == "resnet50" else 64
+    arch = cfg["backbone"].removeprefix("msra_")
+    net = getattr(resnet, arch)(weights=None, norm_layer=norm_layer(cfg["norm"]))
+    if cfg["backbone"].startswith("msra_"):
+        stride_in_1x1(net)
+    stage1 = 256 if arch in ("resnet50", "resnet101") else 64
     in_list = [stage1 * 2 ** (k - 1) for k in returned]
     return_layers = {f"layer{k}": str(i) for i, k in enumerate(returned)}
-    return BackboneWithFPN(net, return_layers, in_list, cfg["fpn_channels"], extra_blocks=LastLevelMaxPool())
+    fpn_norm = norm_layer(cfg["fpn_norm"]) if cfg.get("fpn_norm") else None
+    return BackboneWithFPN(net, return_layers, in_list, cfg["fpn_channels"], extra_blocks=LastLevelMaxPool(), norm_layer=fpn_norm)

@@ -10,6 +10,11 @@ resolution K = P * 2**deconvs, then a class-specific 1x1 scorer with one row per
 The gathered form computes only the 39 rows a detection needs (a MatMul over gathered 1x1
 weights) and is what training and the deploy graph use. Logits are per-channel spatial
 softmax logits (cross-entropy over the K*K positions, torchvision keypointrcnn_loss).
+
+DeconvUpsamplePredictor is torchvision's and detectron2's keypoint predictor (a 4x4 stride-2
+transposed conv to all 294 slots, `kps_score_lowres`, then bilinear x2), for imported checkpoints:
+the same call forms, the category's slots gathered after the deconv and before the upsampling
+(bilinear upsampling works channel by channel, so gathering first gives the same numbers).
 """
 
 from __future__ import annotations
@@ -56,5 +61,27 @@ class LandmarkPredictor(nn.Module):
         return out.reshape(r, idx.shape[1], h, w)
 
 
-def build_landmark_head(in_channels: int, channels: int, convs: int, deconvs: int):
-    return KeypointRCNNHeads(in_channels, [channels] * convs), LandmarkPredictor(channels, deconvs)
+class DeconvUpsamplePredictor(nn.Module):
+    def __init__(self, in_channels: int, num_slots: int = spec.NUM_LANDMARKS):
+        super().__init__()
+        self.kps_score_lowres = nn.ConvTranspose2d(in_channels, num_slots, 4, stride=2, padding=1)
+        nn.init.kaiming_normal_(self.kps_score_lowres.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.kps_score_lowres.bias)
+        self.register_buffer("slots", slot_table(), persistent=False)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.kps_score_lowres(x)
+        if labels is not None:
+            x = torch.cat([x, x.new_zeros(x.shape[0], 1, x.shape[2], x.shape[3])], 1)  # slot 294: the zero padding row
+            idx = self.slots[labels]  # [R, 39]
+            x = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3]))
+        return nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+
+
+def build_landmark_head(in_channels: int, channels: int, convs: int, deconvs: int, predictor: str = "slots"):
+    head = KeypointRCNNHeads(in_channels, [channels] * convs)
+    if predictor == "deconv_upsample":
+        return head, DeconvUpsamplePredictor(channels)
+    if predictor != "slots":
+        raise ValueError(f"model.landmark_predictor {predictor!r}: expected slots or deconv_upsample")
+    return head, LandmarkPredictor(channels, deconvs)

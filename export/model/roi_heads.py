@@ -5,6 +5,10 @@ sampled RoIs, the mask/landmark/matching heads get up to `max_pos_per_image` pos
 image; the matching head also gets every ground-truth box. Inference: box head -> decoding
 (BoxCoder 10,10,5,5) -> per-class NMS -> top `detections_per_img`, then the other heads run on
 the detected boxes.
+
+A model built from an imported checkpoint may lack heads (config `heads`, a subset of mask,
+landmark, match): the missing ones are None here, and the deploy graph gives their outputs as the
+contract's placeholders (df2infer.contract, `heads`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def roi_pool(featmap_names, size: int) -> MultiScaleRoIAlign:
 
 class MatchRoIHeads(RoIHeads):
     def __init__(self, cfg: dict, in_channels: int, featmap_names):
-        box_head, box_predictor = build_box_head(in_channels, cfg["box_pool"], cfg["box_fc"])
+        box_head, box_predictor = build_box_head(in_channels, cfg["box_pool"], cfg["box_fc"], kind=cfg.get("box_head", "mlp"))
         super().__init__(
             roi_pool(featmap_names, cfg["box_pool"]),
             box_head,
@@ -41,15 +45,28 @@ class MatchRoIHeads(RoIHeads):
             cfg["max_detections"],
         )
         # attribute names as torchvision's Mask/Keypoint R-CNN (imports), set after super().__init__
+        heads = set(cfg.get("heads", ("mask", "landmark", "match")))
         self.mask_roi_pool = roi_pool(featmap_names, cfg["mask_pool"])
-        self.mask_head, self.mask_predictor = build_mask_head(in_channels, cfg["mask_channels"], cfg["mask_convs"])
+        self.mask_head, self.mask_predictor = None, None
+        if "mask" in heads:
+            self.mask_head, self.mask_predictor = build_mask_head(
+                in_channels, cfg["mask_channels"], cfg["mask_convs"], 1 if cfg.get("class_agnostic_mask") else 13, cfg.get("head_norm")
+            )
         self.keypoint_roi_pool = roi_pool(featmap_names, cfg["landmark_pool"])
-        self.keypoint_head, self.keypoint_predictor = build_landmark_head(
-            in_channels, cfg["landmark_channels"], cfg["landmark_convs"], cfg["landmark_deconvs"]
-        )
+        self.keypoint_head, self.keypoint_predictor = None, None
+        if "landmark" in heads:
+            self.keypoint_head, self.keypoint_predictor = build_landmark_head(
+                in_channels,
+                cfg["landmark_channels"],
+                cfg["landmark_convs"],
+                cfg["landmark_deconvs"],
+                cfg.get("landmark_predictor", "slots"),
+            )
         self.match_roi_pool = roi_pool(featmap_names, cfg["match_pool"])
-        self.match_head = MatchingHead(in_channels, cfg["match_channels"], cfg["embedding_dim"])
-        self.similarity = Similarity(cfg["embedding_dim"])
+        self.match_head, self.similarity = None, None
+        if "match" in heads:
+            self.match_head = MatchingHead(in_channels, cfg["match_channels"], cfg["embedding_dim"])
+            self.similarity = Similarity(cfg["embedding_dim"])
         self.max_pos_per_image = cfg["max_pos_per_image"]
         self._same_pool = cfg["mask_pool"] == cfg["landmark_pool"] == cfg["match_pool"]
 
@@ -146,19 +163,24 @@ class MatchRoIHeads(RoIHeads):
         n = [b.shape[0] for b in boxes]
         if sum(n) == 0:
             for r in result:
-                k = self.keypoint_predictor.slots.shape[1]
                 r.update(
-                    masks=r["boxes"].new_zeros(0, 1, 1),
-                    landmark_logits=r["boxes"].new_zeros(0, k, 1, 1),
-                    embeddings=r["boxes"].new_zeros(0, self.match_head.fc.out_features),
+                    masks=r["boxes"].new_zeros(0, 1, 1) if self.mask_head is not None else None,
+                    landmark_logits=r["boxes"].new_zeros(0, 39, 1, 1) if self.keypoint_head is not None else None,
+                    embeddings=r["boxes"].new_zeros(0, self.match_head.fc.out_features) if self.match_head is not None else None,
                 )
             return result, {}
         mfeat, kfeat, efeat = self._pool3(features, boxes, image_shapes)
         lab = torch.cat(labels)
-        masks = self.mask_logits(mfeat)
-        masks = masks[torch.arange(masks.shape[0], device=lab.device), lab - 1].sigmoid()
-        heat = self.landmark_logits(kfeat, lab)
-        emb = self.embed(efeat)
-        for r, m, h, e in zip(result, masks.split(n), heat.split(n), emb.split(n)):
+        none: list = [None] * len(n)
+        masks, heat, emb = none, none, none
+        if self.mask_head is not None:
+            m = self.mask_logits(mfeat)
+            ch = lab - 1 if m.shape[1] > 1 else torch.zeros_like(lab)  # class-agnostic: the one channel
+            masks = m[torch.arange(m.shape[0], device=lab.device), ch].sigmoid().split(n)
+        if self.keypoint_head is not None:
+            heat = self.landmark_logits(kfeat, lab).split(n)
+        if self.match_head is not None:
+            emb = self.embed(efeat).split(n)
+        for r, m, h, e in zip(result, masks, heat, emb):
             r.update(masks=m, landmark_logits=h, embeddings=e)
         return result, {}

@@ -59,7 +59,16 @@ class GpuPipeline:
         self.runner, self.driver = runner, driver
         self.pre = GpuPreprocessor(driver, (c.input_height, c.input_width), c.pad_value, out_dtype=runner.input_dtype)
         self.post: GpuPostprocessor | None = None
-        if all(runner.output_dtype(n) == np.float32 for n in ("masks", "landmark_heatmaps")):
+        if c.mask_paste != "grid_sample" or list(c.heads) != ["masks", "landmarks", "embeddings"]:
+            # the kernels paste the grid_sample way and expect every head: an imported model decodes on the CPU
+            log.info(
+                "%s: %s model (mask_paste %s, heads %s): masks and landmarks are decoded on the CPU",
+                runner.path,
+                c.family,
+                c.mask_paste,
+                c.heads,
+            )
+        elif all(runner.output_dtype(n) == np.float32 for n in ("masks", "landmark_heatmaps")):
             self.post = GpuPostprocessor(
                 driver, detections=c.max_detections, mask_size=c.mask_size, heatmap_size=c.heatmap_size, channels=c.max_landmarks
             )
