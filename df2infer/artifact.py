@@ -71,10 +71,13 @@ def load_onnx(path: str | os.PathLike, *, load_external_data: bool = True) -> on
     if not os.path.isfile(p):
         raise FileNotFoundError(f"{p}: no such ONNX file")
     try:
-        return onnx.load(p, load_external_data=load_external_data)
+        model = onnx.load(p, load_external_data=load_external_data)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeWarning, ... depending on the damage
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelLoadError(f"{p}: cannot read as ONNX (truncated, corrupt or not ONNX): {msg}") from None
+    if model.ir_version == 0 and not model.graph.node:  # protobuf parses an empty file as an empty message
+        raise ModelLoadError(f"{p}: cannot read as ONNX (truncated, corrupt or not ONNX): no IR version and no graph")
+    return model
 
 
 def onnx_metadata(model: onnx.ModelProto) -> dict[str, str]:

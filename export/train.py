@@ -69,7 +69,6 @@ def drops_worker_batches(fn):
     return run
 
 
-@drops_worker_batches
 def log_init(rep: dict, log=print) -> None:
     """Print what `train --init` loaded from a checkpoint and what starts untrained."""
     log(f"--init {rep['source']}: {rep['family']} checkpoint; {len(rep['loaded'])} tensors loaded, {len(rep['untrained'])} start untrained")
@@ -83,6 +82,7 @@ def log_init(rep: dict, log=print) -> None:
         log(f"  not loaded: {s}")
 
 
+@drops_worker_batches
 def train(
     cfg: dict,
     data: str,
