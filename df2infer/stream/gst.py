@@ -521,12 +521,5 @@ class GstSource(Source):
             limit = self.policy.read_timeout_s if got else self.policy.open_timeout_s
             what = {"eos": "the stream ended", "timeout": f"no frame within the {limit:g} s timeout"}
             msg = str(error) if error is not None else f"{log_safe(self.name)}: {what.get(outcome, outcome)}"
-            self.stats.note_error(msg)
-            if attempt >= self.policy.max_failures:
-                self._fail(f"{msg}; {attempt} failed attempts, source dropped")
-                return
-            self.state = "reconnecting"
-            d = self.policy.delay(attempt, self._rng)
-            log.warning("%s; reconnecting in %.2f s", msg, d)
-            if not self._sleep(d):
+            if not self._wait_to_reconnect(msg, attempt):
                 return

@@ -295,6 +295,18 @@ class Source:
         """Wait, or return False at once when stopping."""
         return not self._stop.wait(seconds)
 
+    def _wait_to_reconnect(self, msg: str, attempt: int) -> bool:
+        """After failed attempt number `attempt` (msg says why): counted, then the backoff wait. False when the
+        source is dropped (policy.max_failures reached) or stopped while waiting; the readers' one reconnect rule."""
+        self.stats.note_error(msg)
+        if attempt >= self.policy.max_failures:
+            self._fail(f"{msg}; {attempt} failed attempts, source dropped")
+            return False
+        self.state = "reconnecting"
+        d = self.policy.delay(attempt, self._rng)
+        log.warning("%s; reconnecting in %.2f s", msg, d)
+        return self._sleep(d)
+
     def _run(self) -> None:
         try:
             if self.spec.kind == "images":
@@ -432,14 +444,7 @@ class Source:
                 return  # end of file
             attempt += 1
             msg = f"{self.name}: stream closed, or no frame within the {self.policy.read_timeout_s:g} s read timeout"
-            self.stats.note_error(msg)
-            if attempt >= self.policy.max_failures:
-                self._fail(f"{msg}; {attempt} failed attempts, source dropped")
-                return
-            self.state = "reconnecting"
-            d = self.policy.delay(attempt, self._rng)
-            log.warning("%s; reconnecting in %.2f s", msg, d)
-            if not self._sleep(d):
+            if not self._wait_to_reconnect(msg, attempt):
                 return
 
     def _fail(self, msg: str) -> None:
