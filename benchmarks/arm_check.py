@@ -3,6 +3,7 @@
     python benchmarks/arm_check.py data     --out DIR --images N            # the synthetic set (host)
     python benchmarks/arm_check.py predict  --model fp32|int8 --data DIR --images N --out JSON   (host or aarch64 root)
     python benchmarks/arm_check.py features --out JSON                      # cpu_features() + the INT8 refusal (aarch64 root)
+    python benchmarks/arm_check.py resize   --out NPZ                       # OpenCV's resizes of seeded images (both sides)
     python benchmarks/arm_check.py report   --work DIR                      # compare, score, write benchmarks/results/
 
 `predict` runs the same code on both sides: df2infer.load(model, device="cpu").stream(conf=0.05, as `df2infer eval`)
@@ -146,6 +147,49 @@ def cmd_stages(a) -> None:
                 out[f"{i}/other/{k}"] = v
     np.savez(a.out, **out)
     print(f"arm_check: stages of {len(paths)} images -> {a.out}")
+
+
+# (source h, w) -> (target h, w) of the letterbox's kind (320 x 320 canvas: exact 2x, odd, up) and seeded random ones.
+RESIZE_PAIRS = [
+    ((640, 640), (320, 320)),
+    ((480, 640), (240, 320)),
+    ((720, 1280), (180, 320)),
+    ((333, 517), (206, 320)),
+    ((120, 90), (320, 240)),
+]
+
+
+def cmd_resize(a) -> None:
+    """OpenCV's uint8 bilinear resizes on this machine, INTER_LINEAR_EXACT (the letterbox's) and INTER_LINEAR, of
+    seeded uniform-noise BGR images (every rounding shows), for `report` to compare value by value across machines."""
+    import cv2
+
+    rng = np.random.default_rng(25)
+    pairs = RESIZE_PAIRS + [((int(h), int(w)), (int(nh), int(nw))) for h, w, nh, nw in rng.integers(1, 321, (a.pairs, 4))]
+    out: dict[str, np.ndarray] = {"opencv": np.array(cv2.__version__), "pairs": np.array([[*s, *d] for s, d in pairs])}
+    for i, ((h, w), (nh, nw)) in enumerate(pairs):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        out[f"{i}/exact"] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR_EXACT)
+        out[f"{i}/linear"] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    np.savez(a.out, **out)
+    print(f"arm_check: {len(pairs)} resizes (OpenCV {cv2.__version__}, QEMU_CPU={os.environ.get('QEMU_CPU')}) -> {a.out}")
+
+
+def compare_resizes(x86_npz: Path, arm_npz: Path) -> dict:
+    """Per interpolation: how many of the resizes differ between the machines, and how many values (of how many)."""
+    x, a = np.load(x86_npz), np.load(arm_npz)
+    if not np.array_equal(x["pairs"], a["pairs"]):
+        raise SystemExit(f"arm_check: {x86_npz} and {arm_npz} hold different resize sizes")
+    out: dict = {"opencv_x86": str(x["opencv"]), "opencv_arm": str(a["opencv"]), "resizes": len(x["pairs"])}
+    for kind in ("exact", "linear"):
+        diffs = [np.abs(x[f"{i}/{kind}"].astype(int) - a[f"{i}/{kind}"]) for i in range(len(x["pairs"]))]
+        out[kind] = {
+            "resizes_differing": sum(int(d.any()) for d in diffs),
+            "values_differing": sum(int((d > 0).sum()) for d in diffs),
+            "values": sum(d.size for d in diffs),
+            "max_diff": max(int(d.max(initial=0)) for d in diffs),
+        }
+    return out
 
 
 def cmd_features(a) -> None:
@@ -362,6 +406,9 @@ def cmd_report(a) -> None:
         "int8_stages": compare_stages(work / "stages_int8_x86.npz", work / "stages_int8_arm_max.npz"),
         "int8": {},
         "features": feats,
+        "resize": {
+            p.stem.removeprefix("resize_arm_"): compare_resizes(work / "resize_x86.npz", p) for p in sorted(work.glob("resize_arm_*.npz"))
+        },
     }
     int8_runs = {n: r for n, r in runs.items() if n.startswith("pred_arm_int8_")}
     for n, r in int8_runs.items():
@@ -392,6 +439,8 @@ def cmd_report(a) -> None:
         "fp32 graph, same input tensor: aarch64 = x86 (labels, boxes within 1e-3 px)": report["fp32_stages"]["pass"],
         "fp32 from the JPEG (predict): aarch64 = x86 (labels, boxes within 1e-3 px)": report["fp32_arm_vs_x86"]["pass"],
         "features read from the hwcaps under every QEMU_CPU": all(_features_ok(f) for f in feats.values()),
+        "OpenCV's INTER_LINEAR_EXACT (the letterbox's resize): aarch64 = x86 bit for bit under every QEMU_CPU": bool(report["resize"])
+        and all(r["exact"]["values_differing"] == 0 for r in report["resize"].values()),
     }
     report["checks"] = checks
     out = Path(a.out)
@@ -434,6 +483,17 @@ def _markdown(r: dict) -> str:
         "## Checks",
         "",
         *[f"- {'PASS' if v else 'FAIL'}: {k}" for k, v in r["checks"].items()],
+        "",
+        "## OpenCV's resize: aarch64 against x86 (seeded uniform-noise images, `arm_check.py resize`)",
+        "",
+        "| QEMU_CPU | OpenCV x86 / aarch64 | interpolation | resizes differing | values differing | max diff |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {cpu} | {v['opencv_x86']} / {v['opencv_arm']} | {name} | {v[k]['resizes_differing']} of {v['resizes']} | "
+            f"{v[k]['values_differing']} of {v[k]['values']} | {v[k]['max_diff']} |"
+            for cpu, v in r["resize"].items()
+            for k, name in (("exact", "INTER_LINEAR_EXACT (the letterbox's)"), ("linear", "INTER_LINEAR"))
+        ],
         "",
         "## FP32: aarch64 against x86, same images",
         "",
@@ -557,6 +617,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inputs-from", default=None)
     p = sub.add_parser("features")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("resize")
+    p.add_argument("--out", required=True)
+    p.add_argument("--pairs", type=int, default=40, help="random (source, target) sizes besides the letterbox-like ones")
     p = sub.add_parser("report")
     p.add_argument("--work", required=True)
     p.add_argument("--data", required=True)
@@ -566,7 +629,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--load", default="", help="the host's load average during the run (uptime)")
     p.add_argument("--minutes", type=int, default=None, help="the whole check's wall time, for the record")
     a = ap.parse_args(argv)
-    {"data": cmd_data, "predict": cmd_predict, "stages": cmd_stages, "features": cmd_features, "report": cmd_report}[a.cmd](a)
+    {
+        "data": cmd_data,
+        "predict": cmd_predict,
+        "stages": cmd_stages,
+        "features": cmd_features,
+        "resize": cmd_resize,
+        "report": cmd_report,
+    }[a.cmd](a)
 
 
 if __name__ == "__main__":

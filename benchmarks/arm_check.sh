@@ -2,6 +2,7 @@
 # The CPU path and the INT8 file on aarch64, without ARM hardware: an aarch64 Debian userland run by qemu-user
 # (benchmarks/arm_rootfs.sh, cached in build/arm64-root), this checkout's wheel installed into it with its `cpu`
 # extra (aarch64 wheels from the package index), then, against x86 runs of the same images on this host:
+#   0. OpenCV's resizes of seeded images, INTER_LINEAR_EXACT (the letterbox's) and INTER_LINEAR, value by value;
 #   1. FP32: df2infer.load().predict on the first ARM_FP32_IMAGES synthetic images: same labels, boxes within 1e-3 px;
 #      and stage by stage on ARM_STAGE_IMAGES (decoded image, letterboxed input, the graph on both machines' inputs);
 #   2. INT8 (the bundled file) on the first ARM_INT8_IMAGES images under each QEMU_CPU in ARM_INT8_CPUS
@@ -17,8 +18,7 @@
 # Usage: benchmarks/arm_check.sh      (environment: ARM_FP32_IMAGES=3 ARM_INT8_IMAGES=16 ARM_STAGE_IMAGES=2 ARM_HOST_IMAGES=200
 #        ARM_INT8_CPUS="max cortex-a57" ARM_FEATURE_CPUS="max cortex-a76 cortex-a57" ARM_BOOTSTRAP=20 ARM_HOST_BOOTSTRAP=10
 #        ARM_OUT=benchmarks/results/arm_check_aarch64; emulated runs are reused when model, code, images and QEMU_CPU match)
-# Exit status 1 when a check fails: today the FP32 predict-from-JPEG check does (OpenCV's resize differs by 1 gray level
-# on aarch64; see docs/int8.md, "ARM, under emulation").
+# Exit status 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -86,7 +86,10 @@ run_arm() {  # QEMU_CPU (qemu-user reads it: the emulated CPU model), then arm_c
     in_root "$VENV/bin/python" /mnt/arm-check/arm_check.py "$@"
     extra_env=()
 }
-rm -f "$WORK"/features_*.json  # the emulated predictions are reused when model, code, image count and QEMU_CPU match
+rm -f "$WORK"/features_*.json "$WORK"/resize_*.npz  # the emulated predictions are reused when model, code, image count and QEMU_CPU match
+say "0. OpenCV's resizes (INTER_LINEAR_EXACT, the letterbox's, and INTER_LINEAR) of seeded images, host and aarch64"
+$PY benchmarks/arm_check.py resize --out "$WORK/resize_x86.npz"
+for cpu in $INT8_CPUS; do run_arm "$cpu" resize --out "/mnt/arm-check/resize_arm_$cpu.npz"; done
 for cpu in $FEATURE_CPUS; do
     say "3. features and the INT8 refusal under QEMU_CPU=$cpu"
     run_arm "$cpu" features --out "/mnt/arm-check/features_$cpu.json"

@@ -2,7 +2,8 @@
 
 Geometry (the runtime must do the same): **centered letterbox** to a square S x S canvas.
     scale = min(S / w, S / h); nw, nh = round(w * scale), round(h * scale)
-    pad_x = (S - nw) // 2; pad_y = (S - nh) // 2; fill 114 on all channels; cv2.INTER_LINEAR
+    pad_x = (S - nw) // 2; pad_y = (S - nh) // 2; fill 114 on all channels;
+    resized by df2infer.ops.letterbox.resize_bilinear (OpenCV's bit-exact INTER_LINEAR_EXACT)
     x_input = x_image * scale + pad_x      (so x_image = (x_input - pad_x) / scale)
 Images are RGB float32 0..255 (the model normalises internally).
 
@@ -32,7 +33,7 @@ from df2infer.data import load_dataset, spec
 from df2infer.data.annotations import Dataset as DF2Folder
 from df2infer.images import read_image
 from df2infer.ops.letterbox import letterbox as runtime_letterbox
-from df2infer.ops.letterbox import letterbox_geometry
+from df2infer.ops.letterbox import letterbox_geometry, resize_bilinear
 
 
 def letterbox(img: np.ndarray, size: int, scale: float | None = None, pad: tuple[int, int] | None = None):
@@ -47,7 +48,7 @@ def letterbox(img: np.ndarray, size: int, scale: float | None = None, pad: tuple
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     px, py = pad if pad is not None else ((size - nw) // 2, (size - nh) // 2)
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
-    resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else img
+    resized = resize_bilinear(img, nw, nh)
     canvas[py : py + nh, px : px + nw] = resized[: size - py, : size - px]
     return canvas, scale, px, py
 

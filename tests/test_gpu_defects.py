@@ -120,7 +120,7 @@ def test_1_cuda_driver_works_on_a_thread_it_was_not_made_on(strict_gpu):
         pre.close()
         drv.close()
     expect, _ = to_input_batch(imgs, CONTRACT)
-    assert np.abs(got - expect).max() <= 1.0
+    np.testing.assert_array_equal(got, expect)
 
 
 # ------------------------------------------------------------------ 2. a CUDA runtime newer than a Jetson's driver

@@ -69,7 +69,8 @@ def test_letterbox_geometry_by_hand(h, w):
     region = np.zeros((128, 160), bool)
     region[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = True
     assert (canvas[~region] == 114).all()
-    resized = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (w, h) else img
+    # OpenCV's bit-exact bilinear (the same on every CPU), called here directly
+    resized = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR_EXACT) if (new_w, new_h) != (w, h) else img
     np.testing.assert_array_equal(canvas[region].reshape(new_h, new_w, 3), resized)
     # points: forward x * scale + pad, back (x - pad) / scale, with the hand numbers
     pts = np.array([[0, 0], [w, h], [w / 3, h / 2]], np.float32)

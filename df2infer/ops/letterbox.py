@@ -9,12 +9,18 @@ Letterbox definition (centered, aspect ratio kept), for an image of h x w into a
     new_w  = round(w * scale), new_h = round(h * scale)   (Python round, clamped to 1..W / 1..H)
     pad_x  = (W - new_w) // 2   (left; the right side gets the ceil half: W - new_w - pad_x)
     pad_y  = (H - new_h) // 2   (top;  the bottom gets H - new_h - pad_y)
-    the image is resized to new_w x new_h with cv2.INTER_LINEAR and placed at (pad_x, pad_y);
-    the rest of the canvas is `pad_value` in every channel.
+    the image is resized to new_w x new_h by `resize_bilinear` (OpenCV's bit-exact bilinear,
+    cv2.INTER_LINEAR_EXACT) and placed at (pad_x, pad_y); the rest of the canvas is `pad_value`.
 A point maps forward as  x_in = x * scale + pad_x,  y_in = y * scale + pad_y  and back as
 x = (x_in - pad_x) / scale (see `LetterboxInfo.to_original`). Because new_w/new_h are rounded,
 the true per-axis factors are new_w / w and new_h / h, which differ from `scale` by less than
 0.5 / min(w, h) relative; the single `scale` is the definition both directions use.
+
+Why INTER_LINEAR_EXACT and not INTER_LINEAR: OpenCV's INTER_LINEAR for uint8 takes different code
+paths per CPU (SIMD width, vendor HALs) that round differently; on aarch64 it differed from x86 by one
+grey level on ~8% of the input values, enough to change detections. INTER_LINEAR_EXACT is integer
+arithmetic specified to the bit (8-bit fixed-point weights, docs/cuda_kernels.md gives the formula), so
+the input tensor is the same on every CPU, and the CUDA letterbox reproduces it exactly.
 
 Graph input (df2infer.contract): float32 [B, 3, H, W], RGB, values 0..255 (no normalization
 here: mean/std live in the graph).
@@ -76,6 +82,14 @@ def letterbox_geometry(h: int, w: int, size: tuple[int, int]) -> LetterboxGeomet
     return LetterboxGeometry(scale, new_w, new_h, (W - new_w) // 2, (H - new_h) // 2)
 
 
+def resize_bilinear(image: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
+    """THE image resize of the project (letterbox, training data): OpenCV's bit-exact bilinear
+    (cv2.INTER_LINEAR_EXACT), identical on every CPU; the image itself when the size is unchanged."""
+    if (new_h, new_w) == image.shape[:2]:
+        return image
+    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR_EXACT)
+
+
 def letterbox(
     image: np.ndarray, size: tuple[int, int], pad_value: float = PAD_VALUE, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, LetterboxInfo]:
@@ -101,10 +115,7 @@ def letterbox(
     canvas[pad_y : pad_y + new_h, :pad_x] = fill
     canvas[pad_y : pad_y + new_h, pad_x + new_w :] = fill
     region = canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
-    if (new_h, new_w) == (h, w):
-        region[...] = image
-    else:
-        region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR).reshape(region.shape)
+    region[...] = resize_bilinear(image, new_w, new_h).reshape(region.shape)
     return canvas, LetterboxInfo(scale=float(scale), pad_x=pad_x, pad_y=pad_y, orig_h=h, orig_w=w)
 
 

@@ -3,11 +3,10 @@
 //
 // Geometry: the host passes each frame's letterbox (df2infer.ops.letterbox.letterbox_geometry), so
 // new size and padding are the CPU path's by construction, and the per-column / per-row source
-// indices and 11-bit weights of OpenCV's uint8 INTER_LINEAR (pipeline.letterbox_plan). The kernel
-// does the horizontal pass in exact integers and the vertical pass as OpenCV's SIMD code
-// computes it (((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16) + 2) >> 2. Where OpenCV takes another
-// code path (its scalar tail rounds (b0 * r0 + b1 * r1) / 2^22 exactly) the two can differ by one
-// grey level; docs/cuda_kernels.md states the tolerance.
+// indices and 8-bit weights of OpenCV's bit-exact bilinear resize, cv2.INTER_LINEAR_EXACT
+// (pipeline.linear_taps), which the CPU letterbox uses. The arithmetic is OpenCV's, all in integers:
+// horizontal h = p0 * a0 + p1 * a1 (8 fractional bits), vertical (h0 * b0 + h1 * b1 + 2^15) >> 16.
+// So the result equals the CPU letterbox exactly (no tolerance), on every GPU and every CPU.
 //
 // One thread per output pixel (all three channels); no shared memory, so the CPU shim can run it.
 
@@ -35,13 +34,10 @@ __device__ __forceinline__ unsigned short f32_to_f16_bits(float f) {
   return (unsigned short)(sign | h);
 }
 
-// OpenCV's vertical step (VResizeLinearVec_32s8u): 16-bit high multiplies of the rows shifted by 4.
-__device__ __forceinline__ int vertical_u8(int r0, int r1, int b0, int b1) {
-  const int p0 = (int)(short)(r0 >> 4) * b0 >> 16;
-  const int p1 = (int)(short)(r1 >> 4) * b1 >> 16;
-  int v = (p0 + p1 + 2) >> 2;
-  return v < 0 ? 0 : (v > 255 ? 255 : v);
-}
+// OpenCV's vertical step of INTER_LINEAR_EXACT (vlineResize<uint8_t, ufixedpoint16, 2>): two rows of 8-bit
+// fixed-point horizontal results, 8-bit weights, rounded once (16 fractional bits). At most
+// (65280 * 256 + 2^15) >> 16 = 255: no clamp needed.
+__device__ __forceinline__ int vertical_u8(int h0, int h1, int b0, int b1) { return (h0 * b0 + h1 * b1 + 32768) >> 16; }
 
 // frames: all frames packed; frame b starts at frames + frame_offset[b], rows of geom pitch bytes.
 // geom: int [B, 8] = h, w, pitch, new_h, new_w, pad_y, pad_x, 0.  taps: int [., 4] = (first source
@@ -90,7 +86,7 @@ extern "C" __global__ void letterbox_kernel(const unsigned char* __restrict__ fr
 // Each of a pixel's four bilinear taps is first converted to BGR uint8 as df2infer.ops.nv12.nv12_to_bgr
 // does (limited range, BT.601 or BT.709, 8-bit fixed point, the chroma sample of the tap's 2x2 block),
 // then the taps are blended exactly as letterbox_kernel blends BGR pixels: the result equals
-// to_input_batch(nv12_to_bgr(frame)) up to the tolerance OpenCV's resize has against letterbox_kernel.
+// to_input_batch(nv12_to_bgr(frame)) exactly.
 
 // Fixed-point (x 256) Y'CbCr -> R'G'B' for limited-range video: rows R, G, B; columns Y, Cb, Cr.
 __device__ __forceinline__ void nv12_to_bgr_pixel(int y, int u, int v, int matrix, int bgr[3]) {

@@ -89,29 +89,30 @@ class _Scratch:
         self.capacity = 0
 
 
-def linear_taps(dst: int, src: int, clamp_fraction: bool) -> np.ndarray:
-    """cv::resize's uint8 INTER_LINEAR taps along one axis: int32 [dst, 4] = (first source index, second
-    source index, weight of the first, weight of the second), weights in 11-bit fixed point.
+def linear_taps(dst: int, src: int) -> np.ndarray:
+    """The taps of OpenCV's bit-exact bilinear resize (cv2.INTER_LINEAR_EXACT, cv::resize_bitExact) along one
+    axis of `src` pixels resized to `dst`: int32 [dst, 4] = (first source index, second source index, weight of
+    the first, weight of the second), weights in 8-bit fixed point summing to 256. The same rule on both axes.
 
-    As OpenCV: scale = 1 / (dst / src) in double, f = (float)((d + 0.5) * scale - 0.5), s = floor(f),
-    weights cvRound((1 - f') * 2048) and cvRound(f' * 2048) of the fraction f' = f - s in float. The
-    horizontal axis (clamp_fraction) clamps the position at the borders (weights (2048, 0) on the edge
-    pixel); the vertical axis keeps the fraction and clamps only the row indices.
+    As OpenCV (interpolationLinear::getCoeffs, in IEEE double as its softdouble): scale = 1 / (dst / src),
+    f = scale * (d + 0.5) - 0.5, s = floor(f). Inside (0 <= s < src - 1): pixels s, s + 1, weights 256 - c and
+    c = round-half-even((f - s) * 256). Before the first pixel (s < 0, or a 1-pixel source): the first pixel,
+    weights (256, 0); from the last on (s >= src - 1): the last pixel, weights (256, 0). (An exact 2x downscale
+    on both axes takes OpenCV's INTER_AREA path, (a + b + c + d + 2) >> 2: what these taps give there too.)
     """
     scale = 1.0 / (dst / src)
-    f = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    f = scale * (np.arange(dst, dtype=np.float64) + 0.5) - 0.5
     s = np.floor(f)
-    frac = (f - s).astype(np.float32)
+    c1 = np.rint((f - s) * 256.0).astype(np.int64)  # np.rint rounds half to even, as cvRound(softdouble)
     s = s.astype(np.int64)
-    if clamp_fraction:
-        low, high = s < 0, s >= src - 1
-        frac[low | high] = 0.0
-        s = np.where(low, 0, np.where(high, src - 1, s))
+    left = (s < 0) | (src == 1)
+    right = ~left & (s >= src - 1)
+    inside = ~left & ~right
     taps = np.empty((dst, 4), np.int32)
-    taps[:, 0] = np.clip(s, 0, src - 1)
-    taps[:, 1] = np.clip(s + 1, 0, src - 1)
-    taps[:, 2] = np.rint((np.float32(1.0) - frac) * np.float32(2048.0))
-    taps[:, 3] = np.rint(frac * np.float32(2048.0))
+    taps[:, 0] = np.where(left, 0, np.where(right, src - 1, s))
+    taps[:, 1] = np.where(inside, s + 1, taps[:, 0])
+    taps[:, 3] = np.where(inside, c1, 0)
+    taps[:, 2] = 256 - taps[:, 3]
     return taps
 
 
@@ -128,7 +129,7 @@ def letterbox_plan(
         g = letterbox_geometry(h, w, size)  # fields by name: the reference's tuple order is x before y
         geom[i] = (h, w, 3 * w, g.new_h, g.new_w, g.pad_y, g.pad_x, 0)
         toff[i] = pos
-        taps += [linear_taps(g.new_w, w, True), linear_taps(g.new_h, h, False)]
+        taps += [linear_taps(g.new_w, w), linear_taps(g.new_h, h)]
         pos += g.new_w + g.new_h
         infos.append(LetterboxInfo(scale=float(g.scale), pad_x=g.pad_x, pad_y=g.pad_y, orig_h=h, orig_w=w))
     return geom, np.concatenate(taps) if taps else np.zeros((0, 4), np.int32), toff, infos

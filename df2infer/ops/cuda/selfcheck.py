@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import cv2
 import numpy as np
 
 from df2infer.data import spec
 from df2infer.ops.cuda.launch import Driver
-from df2infer.ops.cuda.pipeline import GpuPostprocessor, GpuPreprocessor, PostItem, instance_map_reference
+from df2infer.ops.cuda.pipeline import GpuPostprocessor, GpuPreprocessor, PostItem, instance_map_reference, linear_taps
 from df2infer.ops.landmarks import LANDMARK_METHODS, decode_landmarks
 from df2infer.ops.letterbox import to_input_batch
 from df2infer.ops.masks import paste_masks
@@ -96,7 +97,8 @@ def random_boxes(rng: np.random.Generator, n: int, size: tuple[int, int], edge_c
 def check_letterbox(
     driver: Driver, frames: Sequence[np.ndarray], size: tuple[int, int], *, out_dtype: Any = np.float32, pad_value: float = 114.0
 ) -> dict[str, float]:
-    """GPU letterbox vs to_input_batch (OpenCV): largest |difference| in grey levels and its share of pixels."""
+    """GPU letterbox vs to_input_batch (the CPU letterbox: OpenCV's INTER_LINEAR_EXACT): largest |difference| in grey
+    levels and its share of pixels (both 0: the kernel is bit-exact)."""
     H, W = size
     contract = SimpleNamespace(input_height=H, input_width=W, pad_value=pad_value)
     ref, ref_infos = to_input_batch(list(frames), contract)
@@ -117,6 +119,25 @@ def check_letterbox(
         "differing_fraction": float((diff > 0).mean()) if diff.size else 0.0,
         "elements": int(diff.size),
     }
+
+
+def check_resize(driver: Driver, frame: np.ndarray, new_h: int, new_w: int) -> int:
+    """letterbox_kernel resizing one BGR frame to exactly new_h x new_w (a canvas of that size, no padding)
+    against OpenCV's cv2.resize(INTER_LINEAR_EXACT) itself: the number of output values that differ."""
+    h, w = frame.shape[:2]
+    geom = np.array([[h, w, 3 * w, new_h, new_w, 0, 0, 0]], np.int32)
+    taps = np.concatenate([linear_taps(new_w, w), linear_taps(new_h, h)])
+    ptrs = [to_device(driver, a) for a in (frame, np.zeros(1, np.int64), geom, taps, np.zeros(1, np.int32))]
+    out = driver.alloc(3 * new_h * new_w * 4)
+    try:
+        grid = ((new_w + 31) // 32, (new_h + 7) // 8, 1)
+        driver.launch("letterbox_kernel", grid, (32, 8, 1), (*ptrs, out, 0, 1, new_h, new_w, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0))
+        got = from_device(driver, out, (3, new_h, new_w), np.float32)
+    finally:
+        for p in (*ptrs, out):
+            driver.free(p)
+    want = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR_EXACT)
+    return int((got != want.transpose(2, 0, 1)[::-1].astype(np.float32)).sum())
 
 
 def _exact_probability(mask: np.ndarray, box: np.ndarray, x: int, y: int) -> float:
