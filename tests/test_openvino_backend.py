@@ -135,22 +135,20 @@ def test_load_backend_parameter_and_predictor(gated_onnx, images):
 
 
 def test_cpu_rule(gated_onnx, monkeypatch):
-    """The measured rule: INT8 files on OpenVINO on x86 when both are installed (faster at batch 1 and 4 on the idle
-    machine), FP32/FP16 on ONNX Runtime; ONNX Runtime everywhere off x86 and when OpenVINO is missing; OpenVINO when
-    ONNX Runtime is missing; the table is read per precision."""
+    """The measured rule: ONNX Runtime for every file when both are installed (OpenVINO FP32 no faster beyond the
+    spread, OpenVINO INT8 faster but 0.55 box AP points from ONNX Runtime's); OpenVINO only when asked, or when ONNX
+    Runtime is missing; the table is read per precision; off x86 always ONNX Runtime."""
     from df2infer.backends import cpu_choice
 
     monkeypatch.setattr(cpu_choice, "is_x86", lambda: True)
-    for precision, expected in (("fp32", "onnxruntime"), ("fp16", "onnxruntime"), ("int8", "openvino")):
-        assert choose_cpu_backend(gated_onnx, precision=precision, openvino=True) == expected
-    assert choose_cpu_backend(gated_onnx, precision="int8", openvino=False) == "onnxruntime"
+    for precision in ("fp32", "fp16", "int8"):
+        assert choose_cpu_backend(gated_onnx, precision=precision, openvino=True) == "onnxruntime"
     assert choose_cpu_backend(gated_onnx, openvino=True) == "onnxruntime"  # the file's contract says fp32
     monkeypatch.setattr(cpu_choice, "X86_RULE", {"fp32": "openvino"})
     assert choose_cpu_backend(gated_onnx, openvino=True) == "openvino"  # the rule is read from the table
     assert choose_cpu_backend(gated_onnx, openvino=False) == "onnxruntime"
     monkeypatch.setattr(cpu_choice, "is_x86", lambda: False)
     assert choose_cpu_backend(gated_onnx, openvino=True) == "onnxruntime"  # ARM: not measured
-    assert choose_cpu_backend(gated_onnx, precision="int8", openvino=True) == "onnxruntime"
     monkeypatch.setattr(cpu_choice, "is_x86", lambda: True)
     assert df2infer.load(str(gated_onnx), device="cpu").backend.name == "openvino"  # auto follows the rule
     monkeypatch.setattr(cpu_choice, "_onnxruntime_available", lambda: False)
