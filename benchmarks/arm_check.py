@@ -551,7 +551,14 @@ def _markdown(r: dict) -> str:
             f"{f['int8_refusal_bundled'] or 'none (runs)'} | {f['int8_refusal_8bit'] or 'none (runs)'} |"
         )
     L += ["", "## Seconds per image (aarch64 ones emulated)", "", *[f"- {k}: {v}" for k, v in r["seconds_per_image"].items()]]
-    L += ["", f"Whole check: {r['minutes']} min (wall, this host, including the cached userland's reuse)." if r.get("minutes") else "", ""]
+    L += [
+        "",
+        f"The check up to this report: {r['minutes']} min (wall, this host, the cached userland reused); the report's bootstraps "
+        "(AP of every draw) come on top."
+        if r.get("minutes")
+        else "",
+        "",
+    ]
     return "\n".join(L)
 
 
