@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     }
     rows = []
     notes = [
-        "2-core CPU shared with other jobs while measuring (see loadavg): absolute times are pessimistic",
+        "the load average at start and end is in the header: other jobs on the CPU slow every method; compare rows of one run",
         f"embedding dim {sim.dim} (bundled model), similarity weights of the bundled model; k = {K}; policy 'any'",
         f"items: {'isotropic N(0, 1)' if args.spread <= 0 else f'size/100 cluster centres N(0, 1) + N(0, {args.spread})'}; "
         "queries: planted item + N(0, 0.1)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from df2infer.api import BACKENDS
 from df2infer.errors import Df2inferError
 from df2infer.ops.landmarks import LANDMARK_METHODS
 from df2infer.ops.options import DEFAULT_LANDMARK_METHOD, DUPLICATE_IOU, DecodeOptions
@@ -28,13 +29,25 @@ class CliExit(Exception):
 
 
 def add_model_arguments(p: Any, *, model_help: str = "model artifact (.onnx, .engine); default: the bundled model") -> None:
-    """--model, --device and --trust-engine-code (p: a parser or an argument group)."""
+    """--model, --device, --backend and --trust-engine-code (p: a parser or an argument group)."""
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_backend_argument(p)
     p.add_argument(
         "--trust-engine-code",
         action="store_true",
         help="let a VERSION_COMPATIBLE TensorRT engine run the host code it carries (only for engine files you trust)",
+    )
+
+
+def add_backend_argument(p: Any) -> None:
+    """--backend: which library runs an ONNX file on the CPU (df2infer.load's `backend`)."""
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="CPU backend for .onnx files: auto (the measured rule that `df2infer info` prints), onnxruntime, or openvino "
+        "(extra `openvino`) (default: %(default)s)",
     )
 
 
@@ -85,9 +98,16 @@ def load_model(args: argparse.Namespace, prog: str, options: DecodeOptions | Non
         )
     try:
         trust = bool(getattr(args, "trust_engine_code", False))
-        return df2infer.load(args.model, device=getattr(args, "device", "auto"), threads=threads, trust_engine_code=trust, options=options)
+        return df2infer.load(
+            args.model,
+            device=getattr(args, "device", "auto"),
+            threads=threads,
+            trust_engine_code=trust,
+            backend=getattr(args, "backend", "auto"),
+            options=options,
+        )
     except (FileNotFoundError, Df2inferError, ValueError) as e:  # ValueError: e.g. a --device string that is no device
         raise CliExit(2, f"df2infer {prog}: {e}") from e
 
 
-__all__ = ["CliExit", "add_decode_arguments", "add_model_arguments", "decode_options", "load_model"]
+__all__ = ["CliExit", "add_backend_argument", "add_decode_arguments", "add_model_arguments", "decode_options", "load_model"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from df2infer.apps.common import DEVICE_HELP, add_decode_arguments, decode_options, load_model
+from df2infer.apps.common import DEVICE_HELP, add_backend_argument, add_decode_arguments, decode_options, load_model
 from df2infer.data.annotations import AnnotationError, load_dataset
 from df2infer.eval.api import evaluate_predictions, ground_truth_as_results
 from df2infer.eval.report import print_report, write_json
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     g = parser.add_argument_group("with --model")
     g.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_backend_argument(g)
     add_decode_arguments(g, conf=0.05, duplicates=False)
     g.add_argument("--batch", type=int, default=None, help="images per batch (default: the model's max_batch)")
     g.add_argument("--max-images", type=int, default=None, help="score only the first N images of the folder")
