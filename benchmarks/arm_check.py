@@ -6,7 +6,8 @@
     python benchmarks/arm_check.py resize   --out NPZ                       # OpenCV's resizes of seeded images (both sides)
     python benchmarks/arm_check.py report   --work DIR                      # compare, score, write benchmarks/results/
 
-`predict` runs the same code on both sides: df2infer.load(model, device="cpu").stream(conf=0.05, as `df2infer eval`)
+`predict` runs the same code on both sides: df2infer.load(model, device="cpu", backend=BACKEND).stream(conf=0.05, as
+`df2infer eval`); ONNX Runtime on both sides (on x86 the default for INT8 files is OpenVINO when installed: another engine)
 over the first N images, writing every detection (boxes, scores, labels, mask RLEs, landmarks) and its run time.
 `report` (host) compares the aarch64 detections with the x86 ones and scores every run against the set's ground truth
 (box / mask / landmark AP, as df2infer.eval), with a paired bootstrap over images for the noise of INT8 minus FP32.
@@ -29,6 +30,7 @@ SEED = 777  # the held-out synthetic split's seed (benchmarks/int8_study.py); ne
 CONF = 0.05  # the evaluation threshold (`df2infer eval`)
 METRICS = {"box": "bbox", "mask": "segm", "landmarks_all": "keys"}
 BOX_TOL = 1e-3  # pixels: the tolerance for FP32 on aarch64 against x86
+BACKEND = "onnxruntime"  # the same engine on both machines: what differs is the CPU
 
 
 def _model_path(name: str) -> str | None:
@@ -80,7 +82,7 @@ def cmd_predict(a) -> None:
     paths = sorted(str(p) for p in (Path(a.data) / "image").glob("*.jpg"))[: a.images]
     if len(paths) < a.images:
         raise SystemExit(f"arm_check predict: {a.data}/image has {len(paths)} images, expected at least {a.images}")
-    predictor = df2infer.load(model, device="cpu")
+    predictor = df2infer.load(model, device="cpu", backend=BACKEND)
     if a.warmup:  # session start-up is not per-image time (skipped under emulation, where one image costs ~20 s)
         predictor.predict(paths[0], conf=CONF)
     images, entries = [], {k: [] for k in METRICS.values()}
@@ -130,7 +132,7 @@ def cmd_stages(a) -> None:
     from df2infer.images import read_image
     from df2infer.ops.letterbox import to_input_batch
 
-    predictor = df2infer.load(_model_path(a.model), device="cpu")
+    predictor = df2infer.load(_model_path(a.model), device="cpu", backend=BACKEND)
     backend = predictor.backend
     other = np.load(a.inputs_from) if a.inputs_from else None
     paths = sorted(str(p) for p in (Path(a.data) / "image").glob("*.jpg"))[: a.images]
@@ -216,7 +218,7 @@ def cmd_features(a) -> None:
         "int8_loads": True,
     }
     try:
-        df2infer.load(int8, device="cpu")
+        df2infer.load(int8, device="cpu", backend=BACKEND)
     except Exception as e:  # recorded, not swallowed: the report fails the check on it
         out["int8_loads"] = f"{type(e).__name__}: {e}"
     Path(a.out).write_text(json.dumps(out, indent=1))
