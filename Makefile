@@ -81,8 +81,8 @@ check-extras: $(STAMP)
 # The CPU path and the INT8 file on aarch64 under qemu-user (no ARM hardware needed): FP32 and INT8 detections and AP
 # against x86, the INT8 refusal rule under emulated CPUs with and without dotprod / i8mm, the `jetson` extra resolved
 # for aarch64 / Python 3.10. Needs root and the network; not part of `make test` (on the shared 2-core machine ~1 h the
-# first time, ~30 min with the userland cached: see benchmarks/results/arm_check_aarch64.md). Writes
-# benchmarks/results/arm_check_aarch64.{json,md}; fails while the FP32 predict-from-JPEG check does (docs/int8.md).
+# first time, ~27 min with the userland cached: docs/int8.md, "ARM, under emulation"). Writes
+# benchmarks/results/arm_check_aarch64.{json,md}; fails when a check does.
 arm-check: $(STAMP)
 	benchmarks/arm_check.sh
 

@@ -12,10 +12,10 @@
 #   4. `pip install --dry-run "df2infer[jetson]"` for aarch64 / Python 3.10 (pip's --platform / --python-version).
 # Writes benchmarks/results/arm_check_aarch64.{json,md} and arm_jetson_dry_run_aarch64.txt. Needs root (chroot,
 # binfmt_misc) and network to the package index. Everything emulated runs under `nice -n 19`.
-# Cost measured on the shared 2-core x86 at load 8-20 (benchmarks/results/arm_check_aarch64.md): the userland 28 min
-# (once; ~7 min on an idle machine), its venv + pip 7 min (once), then ~25 min of checks (emulated: FP32 ~37 s/image,
-# INT8 18-30 s/image) and ~3 min of report. Not in CI (`make test`): `make arm-check`.
-# Usage: benchmarks/arm_check.sh      (environment: ARM_FP32_IMAGES=3 ARM_INT8_IMAGES=16 ARM_STAGE_IMAGES=2 ARM_HOST_IMAGES=200
+# Cost measured on the shared 2-core x86 (docs/int8.md, "ARM, under emulation"): the userland 28 min at load ~10 (once;
+# ~7 min on an idle machine), its venv + pip 7 min (once); then, at load 4-6, 19 min of checks (emulated: FP32 ~43 s/image,
+# INT8 5-14 s/image) and 7.5 min of report (AP bootstraps). Not in CI (`make test`): `make arm-check`.
+# Usage: benchmarks/arm_check.sh      (environment: ARM_FP32_IMAGES=10 ARM_INT8_IMAGES=16 ARM_STAGE_IMAGES=2 ARM_HOST_IMAGES=600
 #        ARM_INT8_CPUS="max cortex-a57" ARM_FEATURE_CPUS="max cortex-a76 cortex-a57" ARM_BOOTSTRAP=20 ARM_HOST_BOOTSTRAP=10
 #        ARM_OUT=benchmarks/results/arm_check_aarch64; emulated runs are reused when model, code, images and QEMU_CPU match)
 # Exit status 1 when a check fails.
@@ -25,14 +25,14 @@ REPO=$(pwd)
 PY=${PY:-.venv/bin/python}
 ROOT=${ARM_ROOT:-build/arm64-root}
 WORK=${ARM_WORK:-build/arm-check}
-FP32_IMAGES=${ARM_FP32_IMAGES:-3}
+FP32_IMAGES=${ARM_FP32_IMAGES:-10}
 INT8_IMAGES=${ARM_INT8_IMAGES:-16}
 STAGE_IMAGES=${ARM_STAGE_IMAGES:-2}
-HOST_IMAGES=${ARM_HOST_IMAGES:-200}  # x86 FP32 and INT8 on the host: the INT8-minus-FP32 AP on a set big enough to resolve 1 point
+HOST_IMAGES=${ARM_HOST_IMAGES:-600}  # x86 FP32 and INT8 on the host: the INT8-minus-FP32 AP on the 600-image held-out split
 INT8_CPUS=${ARM_INT8_CPUS:-max cortex-a57}
 FEATURE_CPUS=${ARM_FEATURE_CPUS:-max cortex-a76 cortex-a57}
 BOOTSTRAP=${ARM_BOOTSTRAP:-20}            # paired bootstrap draws, the emulated set
-HOST_BOOTSTRAP=${ARM_HOST_BOOTSTRAP:-10}  # and the host set (each draw scores 200 images twice: ~10-30 s here)
+HOST_BOOTSTRAP=${ARM_HOST_BOOTSTRAP:-10}  # and the host set (each draw scores 600 images twice: ~40 s here)
 NICE=(nice -n 19)
 t_start=$(date +%s)
 say() { echo "arm_check [$(( $(date +%s) - t_start )) s]: $*"; }
