@@ -136,7 +136,7 @@ def test_load_backend_parameter_and_predictor(gated_onnx, images):
 
 def test_cpu_rule(gated_onnx, monkeypatch):
     """The measured rule: ONNX Runtime for every file when both are installed (OpenVINO FP32 no faster beyond the
-    spread, OpenVINO INT8 faster but 0.55 box AP points from ONNX Runtime's); OpenVINO only when asked, or when ONNX
+    spread, OpenVINO INT8 faster but 0.24 box AP points from ONNX Runtime's); OpenVINO only when asked, or when ONNX
     Runtime is missing; the table is read per precision; off x86 always ONNX Runtime."""
     from df2infer.backends import cpu_choice
 

@@ -17,12 +17,13 @@ from df2infer.artifact import read_onnx_contract
 # benchmarks/cpu_backends.sh (benchmarks/results/cpu_backends.md, cpu_backends_run2.md), end-to-end p50 at batch 1 / 4:
 # OpenVINO FP32 1.07x / 1.11x and 1.01x / 1.06x ONNX Runtime's FP32 (within the run-to-run spread); OpenVINO INT8
 # 1.01x / 1.27x and 1.20x / 1.20x ONNX Runtime's INT8 of the same file, but its held-out AP differs from ONNX Runtime's
-# by more than the 0.2 points asked of a second backend (box -0.55, landmarks -0.3 / -0.4;
+# by more than the 0.2 points asked of a second backend (box -0.24, mask -0.15, landmarks -0.2 / -0.1 with the current
+# file; box -0.55 with its previous calibration;
 # benchmarks/results/cpu_backends_accuracy.json). So ONNX Runtime runs every file unless OpenVINO is asked for.
 X86_RULE = {"fp32": "onnxruntime", "fp16": "onnxruntime", "int8": "onnxruntime"}
 RULE_TEXT = (
     "device='cpu', backend='auto': ONNX Runtime for every file; OpenVINO only when asked (backend='openvino'): FP32 no "
-    "faster beyond run-to-run spread; INT8 1.0-1.3x faster, but its held-out box AP 0.55 points from ONNX Runtime's "
+    "faster beyond run-to-run spread; INT8 1.0-1.3x faster, but its held-out box AP 0.24 points from ONNX Runtime's "
     "(benchmarks/results/cpu_backends.md, cpu_backends_accuracy.json)"
 )
 
