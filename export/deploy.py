@@ -12,7 +12,8 @@ What the graph does, and where it differs from the eager model (export/model, to
   RPN        per level: TopK of the objectness logits (k = min(pre_nms_top_n, anchors in the level),
              the eager model does the same per level); anchors are constants for the fixed H, W;
              decoding (BoxCoder 1,1,1,1) and clipping under `box_decode/`; boxes smaller than 1e-3
-             dropped; NMS *per level* as torchvision's RPN does, with one ONNX NonMaxSuppression call
+             dropped; NMS *per level* as torchvision's RPN does (on the sigmoid scores; detectron2
+             models: on the logits, whose sigmoid ties at 1.0), with one ONNX NonMaxSuppression call
              on level-offset boxes ([B, A, 4], scores [B, 1, A]); the selection is turned into a
              keep mask (ScatterND) and TopK gives exactly P = num_proposals proposals per image.
              When NMS keeps fewer than P, the rest are padding rows, flagged invalid: their
@@ -67,6 +68,9 @@ from .model.landmark_head import LandmarkPredictor
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 RPN_MIN_SIZE = 1e-3  # torchvision RegionProposalNetwork.min_size
+# the score given to rows NMS / TopKeep must not select: below any sigmoid score (-1), or below any objectness logit
+# (-1e4: sigmoid of it is 0 in float32 by a factor of exp(-9900); FP16-representable)
+SCORE_FLOOR, LOGIT_FLOOR = -1.0, -1e4
 DET_MIN_SIZE = 1e-2  # torchvision RoIHeads.postprocess_detections
 
 
@@ -179,20 +183,21 @@ class GroupNMS(nn.Module):
     NonMaxSuppression call: boxes [B, A, 4], scores [B, A], group offsets [A] (constant),
     valid [B, A] bool -> keep float [B, A] (1 = selected)."""
 
-    def forward(self, boxes, scores, offsets, valid, max_output: int, iou: float, score_threshold: float):
+    def forward(self, boxes, scores, offsets, valid, max_output: int, iou: float, score_threshold: float, floor: float = SCORE_FLOOR):
         shifted = boxes + offsets[:, None]
-        s = torch.where(valid, scores, torch.full_like(scores, -1.0))
+        s = torch.where(valid, scores, torch.full_like(scores, floor))
         sel = _BatchedNMS.apply(shifted, s[:, None, :], int(max_output), float(iou), float(score_threshold))
         return _KeepMask.apply(sel, scores)
 
 
 class TopKeep(nn.Module):
-    """keep mask [B, A] + scores [B, A] -> the k best kept: (scores [B, k], indices [B, k], valid [B, k])."""
+    """keep mask [B, A] + scores [B, A] -> the k best kept: (scores [B, k], indices [B, k], valid [B, k]).
+    floor: a value below every score (rows not kept get it)."""
 
-    def forward(self, scores, keep, k: int):
-        masked = torch.where(keep > 0.5, scores, torch.full_like(scores, -1.0))
+    def forward(self, scores, keep, k: int, floor: float = SCORE_FLOOR):
+        masked = torch.where(keep > 0.5, scores, torch.full_like(scores, floor))
         top, idx = masked.topk(k, dim=1)
-        return top, idx, top > -0.5
+        return top, idx, top > 0.5 * floor
 
 
 class RoILevels(nn.Module):
@@ -429,6 +434,7 @@ class DeployMatchRCNN(nn.Module):
         self.roi_aligned = bool(cfg.get("roi_aligned", False))
         self.roi_sampling_ratio = int(cfg.get("roi_sampling_ratio", 2))
         self.rpn_min_size = float(cfg.get("rpn_min_size", RPN_MIN_SIZE))
+        self.rpn_rank_by_logit = bool(cfg.get("rpn_rank_by_logit", False))
         self.det_min_size = float(cfg.get("det_min_size", DET_MIN_SIZE))
 
         # feature shapes and anchors for the fixed input size
@@ -515,10 +521,14 @@ class DeployMatchRCNN(nn.Module):
             ancs.append(getattr(self, f"anchors_{i}")[idx])
         # one decode over every level's candidates (elementwise, so the same numbers as per level)
         boxes = self.box_decode(torch.cat(dels, 1), torch.cat(ancs, 1), (1.0, 1.0, 1.0, 1.0), self.height, self.width)
-        scores = torch.sigmoid(torch.cat(tops, 1))
+        logits = torch.cat(tops, 1)
         valid = big_enough(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1], self.rpn_min_size)
-        keep = self.nms_rpn(boxes, scores, self.rpn_offsets, valid, self.num_proposals, self.rpn_nms, -0.5)
-        _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals)
+        if self.rpn_rank_by_logit:  # detectron2: NMS and top-k on the logits (their sigmoid ties at 1.0 above ~17)
+            scores, floor = logits, LOGIT_FLOOR
+        else:
+            scores, floor = torch.sigmoid(logits), SCORE_FLOOR
+        keep = self.nms_rpn(boxes, scores, self.rpn_offsets, valid, self.num_proposals, self.rpn_nms, 0.5 * floor, floor)
+        _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals, floor)
         return self.postproc_gather(boxes, idx), pvalid
 
     def _detections(self, cls_logits, box_deltas, props, pvalid):
