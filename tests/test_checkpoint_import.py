@@ -228,24 +228,36 @@ def test_mask_rcnn_v1_parity_same_input(mask_v1):
 
 @pytest.mark.slow
 def test_keypoint_rcnn_v1_parity_same_input(keypoint_v1):
+    """Keypoints within 0.5 px of torchvision's, except reference ties (parity.reference_tie): points where
+    torchvision's own heatmap, resized as it decodes it, is within its own float32 rounding (its float32 vs
+    float64 forward) of its maximum. Measured: 2 of 1641 keypoints, 6.96 and 23.9 px away, where torchvision's
+    map differs by 3.4e-4 and 1.0e-4 between the two points while its float32 error on those maps is 1.4e-3
+    and 3.0e-4; every other keypoint matches."""
     tv, path, images = keypoint_v1
     r = compare_torchvision(tv, path, images, conf=0.3)
     _report("torchvision keypointrcnn_resnet50_fpn, same input", r)
     _check_step_a(r)
-    assert r["keypoints_compared"] == r["matched"]
     assert r["masks_compared"] == 0  # Keypoint R-CNN has no mask head: Detections carry no masks
+    assert r["keypoints_compared"] == r["matched"] and r["keypoint_points"] >= 500, r
+    assert r["keypoint_max_px_untied"] <= 0.5, r
+    assert r["keypoint_ties"] <= 0.01 * r["keypoint_points"], r  # ties are rare accidents of random weights, not a rule
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured 23.9 px worst keypoint (50 detections, boxes within 0.004 px); suspected: the seeded random heatmaps "
-    "have near-equal maxima and argmax flips between peaks (not diagnosed further); structured heatmaps are still to do",
-    strict=False,
-)
-def test_keypoint_rcnn_v1_keypoints_within_half_a_pixel(keypoint_v1):
-    tv, path, images = keypoint_v1
-    r = compare_torchvision(tv, path, images, conf=0.3)
-    assert r["keypoint_max_px"] <= 0.5, r
+def test_reference_tie_is_the_references_own_rounding():
+    """A 4 x 4 heatmap on a 4 x 4 px box (the bicubic resize is then the identity): two peaks equal in float64,
+    the float32 map 1e-3 higher at the first. The second peak is a tie (gap 1e-3 <= float32 error 1e-3);
+    a point on the floor (gap 1.001) is not; without a float64 map nothing is a tie."""
+    from df2infer_export.checkpoint_import.parity import reference_tie
+
+    m64 = np.zeros((1, 4, 4))
+    m64[0, 0, 0] = m64[0, 3, 3] = 1.0
+    m32 = m64.astype(np.float32)
+    m32[0, 0, 0] += 1e-3
+    box = np.array([10.0, 20.0, 14.0, 24.0])
+    at = lambda col, row: np.array([[10.5 + col, 20.5 + row]])  # noqa: E731  (pixel centres)
+    assert reference_tie(m32, m64, box, at(3, 3)).tolist() == [True]
+    assert reference_tie(m32, m64, box, at(1, 1)).tolist() == [False]
+    assert reference_tie(m32, None, box, at(3, 3)).tolist() == [False]
 
 
 @pytest.mark.slow
