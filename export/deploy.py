@@ -523,7 +523,7 @@ class DeployMatchRCNN(nn.Module):
         boxes = self.box_decode(torch.cat(dels, 1), torch.cat(ancs, 1), (1.0, 1.0, 1.0, 1.0), self.height, self.width)
         logits = torch.cat(tops, 1)
         valid = big_enough(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1], self.rpn_min_size)
-        if self.rpn_rank_by_logit:  # detectron2: NMS and top-k on the logits (their sigmoid ties at 1.0 above ~17)
+        if self.rpn_rank_by_logit:  # detectron2: NMS and top-k on the logits (their sigmoid ties at 1.0 above ~16.6)
             scores, floor = logits, LOGIT_FLOOR
         else:
             scores, floor = torch.sigmoid(logits), SCORE_FLOOR

@@ -208,7 +208,7 @@ def compare_detections(refs: list[dict], onnx_path, images_bgr: list[np.ndarray]
                     kp_px.append(float(d.max()))
                     kp_count += len(d)
                     far = d > 0.5
-                    if far.any() and ref.get("keypoint_maps") is not None:
+                    if far.any() and ref.get("keypoint_maps") is not None and tl[i] == det.labels[j]:  # maps: its category's slots
                         k = int(np.flatnonzero(keep)[i])
                         tie = reference_tie(ref["keypoint_maps"][k], ref["keypoint_maps64"][k], tb[i], det.landmarks[j][:, :2]) & far
                         kp_ties += int(tie.sum())

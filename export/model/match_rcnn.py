@@ -72,7 +72,7 @@ class OffsetAnchorGenerator(AnchorGenerator):
 class LogitRankRPN(RegionProposalNetwork):
     """detectron2's find_top_rpn_proposals on torchvision's RPN: per level the top-k logits, boxes clipped,
     non-empty ones kept (w, h > 0), NMS per level and the post-NMS top-k ranked by the objectness *logits*.
-    torchvision ranks their sigmoid, which is 1.0 in float32 for every logit above ~17: tied scores, and
+    torchvision ranks their sigmoid, which is 1.0 in float32 for every logit above ~16.6: tied scores, and
     NMS then keeps another set than detectron2 does. Scores returned are the sigmoid, as torchvision's."""
 
     def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):
