@@ -69,6 +69,8 @@ DEFAULT_MODEL: dict[str, Any] = {
     # RPN NMS and top-k on the objectness logits (detectron2) instead of their sigmoid (torchvision); sigmoid saturates to
     # 1.0 in float32 above a logit of ~16.6, and tied scores make NMS keep a different set than detectron2's
     "rpn_rank_by_logit": False,
+    # FPN level of a RoI (deploy graph): torchvision's LevelMapper or detectron2's assign_boxes_to_levels (another epsilon)
+    "roi_level_rule": "torchvision",
     "class_agnostic_mask": False,  # one mask channel for every class (detectron2 CLS_AGNOSTIC_MASK)
 }
 

@@ -201,13 +201,18 @@ class TopKeep(nn.Module):
 
 
 class RoILevels(nn.Module):
-    """torchvision LevelMapper: rois [R, 5] (batch, x1, y1, x2, y2) -> rois on the packed map:
-    the box scaled by its level's 1/stride and shifted down to the level's rows (FP32 scope)."""
+    """FPN level of each RoI, rois [R, 5] (batch, x1, y1, x2, y2) -> rois on the packed map: the box scaled by
+    its level's 1/stride and shifted down to the level's rows (FP32 scope). rule "torchvision" (LevelMapper):
+    floor(4 + log2(sqrt(area) / 224) + 1e-6); "detectron2" (assign_boxes_to_levels): floor(4 + log2(sqrt(area)
+    / 224 + 1e-8)); they differ for boxes within ~1e-6 below a level boundary (sqrt(area) = 224 * 2**k)."""
 
-    def forward(self, rois, scales, row_offsets, k_min: int, k_max: int):
+    def forward(self, rois, scales, row_offsets, k_min: int, k_max: int, rule: str = "torchvision"):
         boxes = rois[:, 1:]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224) + 1e-6)
+        if rule == "detectron2":
+            lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224 + 1e-8))
+        else:
+            lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224) + 1e-6)
         lvl = (torch.clamp(lvl, min=k_min, max=k_max) - k_min).to(torch.int64)
         scale, shift = scales[lvl][:, None], row_offsets[lvl]
         shifted = boxes * scale + torch.stack([torch.zeros_like(shift), shift, torch.zeros_like(shift), shift], 1)
@@ -435,6 +440,9 @@ class DeployMatchRCNN(nn.Module):
         self.roi_sampling_ratio = int(cfg.get("roi_sampling_ratio", 2))
         self.rpn_min_size = float(cfg.get("rpn_min_size", RPN_MIN_SIZE))
         self.rpn_rank_by_logit = bool(cfg.get("rpn_rank_by_logit", False))
+        self.roi_level_rule = str(cfg.get("roi_level_rule", "torchvision"))
+        if self.roi_level_rule not in ("torchvision", "detectron2"):
+            raise ValueError(f"model.roi_level_rule {self.roi_level_rule!r}: expected torchvision or detectron2")
         self.det_min_size = float(cfg.get("det_min_size", DET_MIN_SIZE))
 
         # feature shapes and anchors for the fixed input size
@@ -505,7 +513,7 @@ class DeployMatchRCNN(nn.Module):
     def _pool(self, packed, boxes, size: int):
         """MultiScaleRoIAlign on boxes [B, R, 4] -> [B*R, C, size, size], one RoiAlign on the packed map."""
         rois = self.postproc_rois(self._rois, boxes)
-        rois = self.postproc_levels(rois, self.level_scales, self.level_rows, self.k_min, self.k_max)
+        rois = self.postproc_levels(rois, self.level_scales, self.level_rows, self.k_min, self.k_max, self.roi_level_rule)
         return torch.ops.torchvision.roi_align(packed, rois, 1.0, size, size, self.roi_sampling_ratio, self.roi_aligned)
 
     def proposals(self, objectness, deltas):

@@ -76,6 +76,21 @@ def test_rpn_ranks_the_logits_whose_sigmoid_ties():
     assert kept[0].tolist() == [[30.0, 30.0, 50.0, 50.0]]
 
 
+def test_roi_levels_follow_assign_boxes_to_levels():
+    """A square box of side 224 * (1 - 5e-7) (a hair below level 4's lower edge): detectron2's
+    floor(4 + log2(s / 224 + 1e-8)) = floor(4 - 7.1e-7) = 3; torchvision's floor(4 + log2(s / 224) + 1e-6)
+    = floor(4 + 2.8e-7) = 4 (hand-derived). Levels 2..5 at rows 0, 100, 200, 300 of the packed map, so the
+    level shows in the shifted y1."""
+    from df2infer_export.deploy import RoILevels
+
+    side = 224 * (1 - 5e-7)
+    rois = torch.tensor([[0.0, 0.0, 0.0, side, side]])
+    scales = torch.tensor([1 / 4, 1 / 8, 1 / 16, 1 / 32])
+    rows = torch.tensor([0.0, 100.0, 200.0, 300.0])
+    assert float(RoILevels()(rois, scales, rows, 2, 5, "detectron2")[0, 2]) == 100.0  # level 3
+    assert float(RoILevels()(rois, scales, rows, 2, 5, "torchvision")[0, 2]) == 200.0  # level 4
+
+
 @pytest.mark.slow
 def test_parity_with_detectron2_forward(d2_state, tmp_path):
     """Images 1 and 2 have objectness logits up to ~21, where sigmoid is 1.0 in float32: ranking the RPN by
