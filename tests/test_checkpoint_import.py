@@ -249,7 +249,7 @@ def test_keypoint_rcnn_v1_parity_same_input(keypoint_v1):
     torchvision's own heatmap, resized as it decodes it, is within its own float32 rounding (its float32 vs
     float64 forward) of its maximum. Measured: 2 of 1641 keypoints, 6.96 and 23.9 px away, where torchvision's
     map differs by 3.4e-4 and 1.0e-4 between the two points while its float32 error on those maps is 1.4e-3
-    and 3.0e-4; every other keypoint matches."""
+    and 3.0e-4 (torchvision's float64 run picks our point for the first); every other keypoint matches."""
     tv, path, images = keypoint_v1
     r = compare_torchvision(tv, path, images, conf=0.3)
     _report("torchvision keypointrcnn_resnet50_fpn, same input", r)
