@@ -66,6 +66,11 @@ DEFAULT_MODEL: dict[str, Any] = {
     "anchor_offset": 0.0,  # detectron2 ANCHOR_GENERATOR.OFFSET (fraction of the stride)
     "det_min_size": 1e-2,  # torchvision drops detections smaller than this; detectron2 keeps non-empty boxes (0)
     "rpn_min_size": 1e-3,  # torchvision RPN min_size; detectron2 0 (non-empty)
+    # RPN NMS and top-k on the objectness logits (detectron2) instead of their sigmoid (torchvision); sigmoid saturates to
+    # 1.0 in float32 above a logit of ~16.6, and tied scores make NMS keep a different set than detectron2's
+    "rpn_rank_by_logit": False,
+    # FPN level of a RoI (deploy graph): torchvision's LevelMapper or detectron2's assign_boxes_to_levels (another epsilon)
+    "roi_level_rule": "torchvision",
     "class_agnostic_mask": False,  # one mask channel for every class (detectron2 CLS_AGNOSTIC_MASK)
 }
 

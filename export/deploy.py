@@ -12,7 +12,8 @@ What the graph does, and where it differs from the eager model (export/model, to
   RPN        per level: TopK of the objectness logits (k = min(pre_nms_top_n, anchors in the level),
              the eager model does the same per level); anchors are constants for the fixed H, W;
              decoding (BoxCoder 1,1,1,1) and clipping under `box_decode/`; boxes smaller than 1e-3
-             dropped; NMS *per level* as torchvision's RPN does, with one ONNX NonMaxSuppression call
+             dropped; NMS *per level* as torchvision's RPN does (on the sigmoid scores; detectron2
+             models: on the logits, whose sigmoid ties at 1.0), with one ONNX NonMaxSuppression call
              on level-offset boxes ([B, A, 4], scores [B, 1, A]); the selection is turned into a
              keep mask (ScatterND) and TopK gives exactly P = num_proposals proposals per image.
              When NMS keeps fewer than P, the rest are padding rows, flagged invalid: their
@@ -67,6 +68,9 @@ from .model.landmark_head import LandmarkPredictor
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 RPN_MIN_SIZE = 1e-3  # torchvision RegionProposalNetwork.min_size
+# the score given to rows NMS / TopKeep must not select: below any sigmoid score (-1), or below any objectness logit
+# (-1e4: sigmoid of it is 0 in float32 by a factor of exp(-9900); FP16-representable)
+SCORE_FLOOR, LOGIT_FLOOR = -1.0, -1e4
 DET_MIN_SIZE = 1e-2  # torchvision RoIHeads.postprocess_detections
 
 
@@ -179,30 +183,36 @@ class GroupNMS(nn.Module):
     NonMaxSuppression call: boxes [B, A, 4], scores [B, A], group offsets [A] (constant),
     valid [B, A] bool -> keep float [B, A] (1 = selected)."""
 
-    def forward(self, boxes, scores, offsets, valid, max_output: int, iou: float, score_threshold: float):
+    def forward(self, boxes, scores, offsets, valid, max_output: int, iou: float, score_threshold: float, floor: float = SCORE_FLOOR):
         shifted = boxes + offsets[:, None]
-        s = torch.where(valid, scores, torch.full_like(scores, -1.0))
+        s = torch.where(valid, scores, torch.full_like(scores, floor))
         sel = _BatchedNMS.apply(shifted, s[:, None, :], int(max_output), float(iou), float(score_threshold))
         return _KeepMask.apply(sel, scores)
 
 
 class TopKeep(nn.Module):
-    """keep mask [B, A] + scores [B, A] -> the k best kept: (scores [B, k], indices [B, k], valid [B, k])."""
+    """keep mask [B, A] + scores [B, A] -> the k best kept: (scores [B, k], indices [B, k], valid [B, k]).
+    floor: a value below every score (rows not kept get it)."""
 
-    def forward(self, scores, keep, k: int):
-        masked = torch.where(keep > 0.5, scores, torch.full_like(scores, -1.0))
+    def forward(self, scores, keep, k: int, floor: float = SCORE_FLOOR):
+        masked = torch.where(keep > 0.5, scores, torch.full_like(scores, floor))
         top, idx = masked.topk(k, dim=1)
-        return top, idx, top > -0.5
+        return top, idx, top > 0.5 * floor
 
 
 class RoILevels(nn.Module):
-    """torchvision LevelMapper: rois [R, 5] (batch, x1, y1, x2, y2) -> rois on the packed map:
-    the box scaled by its level's 1/stride and shifted down to the level's rows (FP32 scope)."""
+    """FPN level of each RoI, rois [R, 5] (batch, x1, y1, x2, y2) -> rois on the packed map: the box scaled by
+    its level's 1/stride and shifted down to the level's rows (FP32 scope). rule "torchvision" (LevelMapper):
+    floor(4 + log2(sqrt(area) / 224) + 1e-6); "detectron2" (assign_boxes_to_levels): floor(4 + log2(sqrt(area)
+    / 224 + 1e-8)); they differ for boxes within ~1e-6 below a level boundary (sqrt(area) = 224 * 2**k)."""
 
-    def forward(self, rois, scales, row_offsets, k_min: int, k_max: int):
+    def forward(self, rois, scales, row_offsets, k_min: int, k_max: int, rule: str = "torchvision"):
         boxes = rois[:, 1:]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224) + 1e-6)
+        if rule == "detectron2":
+            lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224 + 1e-8))
+        else:
+            lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224) + 1e-6)
         lvl = (torch.clamp(lvl, min=k_min, max=k_max) - k_min).to(torch.int64)
         scale, shift = scales[lvl][:, None], row_offsets[lvl]
         shifted = boxes * scale + torch.stack([torch.zeros_like(shift), shift, torch.zeros_like(shift), shift], 1)
@@ -429,6 +439,10 @@ class DeployMatchRCNN(nn.Module):
         self.roi_aligned = bool(cfg.get("roi_aligned", False))
         self.roi_sampling_ratio = int(cfg.get("roi_sampling_ratio", 2))
         self.rpn_min_size = float(cfg.get("rpn_min_size", RPN_MIN_SIZE))
+        self.rpn_rank_by_logit = bool(cfg.get("rpn_rank_by_logit", False))
+        self.roi_level_rule = str(cfg.get("roi_level_rule", "torchvision"))
+        if self.roi_level_rule not in ("torchvision", "detectron2"):
+            raise ValueError(f"model.roi_level_rule {self.roi_level_rule!r}: expected torchvision or detectron2")
         self.det_min_size = float(cfg.get("det_min_size", DET_MIN_SIZE))
 
         # feature shapes and anchors for the fixed input size
@@ -499,7 +513,7 @@ class DeployMatchRCNN(nn.Module):
     def _pool(self, packed, boxes, size: int):
         """MultiScaleRoIAlign on boxes [B, R, 4] -> [B*R, C, size, size], one RoiAlign on the packed map."""
         rois = self.postproc_rois(self._rois, boxes)
-        rois = self.postproc_levels(rois, self.level_scales, self.level_rows, self.k_min, self.k_max)
+        rois = self.postproc_levels(rois, self.level_scales, self.level_rows, self.k_min, self.k_max, self.roi_level_rule)
         return torch.ops.torchvision.roi_align(packed, rois, 1.0, size, size, self.roi_sampling_ratio, self.roi_aligned)
 
     def proposals(self, objectness, deltas):
@@ -515,10 +529,14 @@ class DeployMatchRCNN(nn.Module):
             ancs.append(getattr(self, f"anchors_{i}")[idx])
         # one decode over every level's candidates (elementwise, so the same numbers as per level)
         boxes = self.box_decode(torch.cat(dels, 1), torch.cat(ancs, 1), (1.0, 1.0, 1.0, 1.0), self.height, self.width)
-        scores = torch.sigmoid(torch.cat(tops, 1))
+        logits = torch.cat(tops, 1)
         valid = big_enough(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1], self.rpn_min_size)
-        keep = self.nms_rpn(boxes, scores, self.rpn_offsets, valid, self.num_proposals, self.rpn_nms, -0.5)
-        _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals)
+        if self.rpn_rank_by_logit:  # detectron2: NMS and top-k on the logits (their sigmoid ties at 1.0 above ~16.6)
+            scores, floor = logits, LOGIT_FLOOR
+        else:
+            scores, floor = torch.sigmoid(logits), SCORE_FLOOR
+        keep = self.nms_rpn(boxes, scores, self.rpn_offsets, valid, self.num_proposals, self.rpn_nms, 0.5 * floor, floor)
+        _, idx, pvalid = self.nms_top(scores, keep, self.num_proposals, floor)
         return self.postproc_gather(boxes, idx), pvalid
 
     def _detections(self, cls_logits, box_deltas, props, pvalid):

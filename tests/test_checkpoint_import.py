@@ -5,8 +5,9 @@ Parity (step a) runs torchvision's Mask R-CNN / Keypoint R-CNN (its own builders
 conditioned to detect something: tests/tv_checkpoints.py) and the ONNX exported from the same state
 dict through df2infer.load() on the same 192 x 192 images (the runtime's letterbox is the identity at
 that size and torchvision's transform does not resize): boxes within 1e-3 of the image side, the same
-labels, mask IoU >= 0.99 after each side pastes, keypoints within 0.5 px. Step (b) feeds non-square
-images end to end and records how far the two pipelines (torchvision resizes and pads bottom-right,
+labels, mask IoU >= 0.99 after each side pastes, keypoints within 0.5 px (except where torchvision's own
+heatmap is tied within its float32 rounding: parity.reference_tie). Mask R-CNN v2 runs step (a) at
+128 x 128. Step (b) feeds non-square images end to end and records how far the two pipelines (torchvision resizes and pads bottom-right,
 df2infer letterboxes) drift apart: measured and printed, with loose floors only.
 """
 
@@ -26,6 +27,7 @@ from df2infer_export.checkpoint_import import torchvision as tvi
 from df2infer_export.checkpoint_import.parity import compare_torchvision
 
 S = 192  # parity input side (a multiple of 32: torchvision pads nothing)
+S_V2 = 128  # v2 only runs step (a); a smaller export keeps its CI cost down
 IMAGES = 3
 TOP_N = {"rpn_pre_nms_top_n_test": RPN_TOP_N, "rpn_post_nms_top_n_test": RPN_TOP_N}
 
@@ -180,20 +182,25 @@ def test_train_init_from_a_coco_checkpoint(tmp_path):
 # parity with torchvision's forward (step a) and end to end on non-square images (step b)
 
 
-def _export(kind: str, tmp_path_factory):
+def _export(kind: str, tmp_path_factory, size: int = S):
     from df2infer_export.onnx_export import export_onnx
 
-    images = [scene(S, S, i) for i in range(IMAGES)]
-    tv = make(kind, S, images=images)
+    images = [scene(size, size, i) for i in range(IMAGES)]
+    tv = make(kind, size, images=images)
     model, _ = tvi.build(tv.state_dict(), kind, config_override=TOP_N)
     path = tmp_path_factory.mktemp(kind) / f"{kind}.onnx"
-    export_onnx(model, path, input_size=(S, S), max_detections=100, simplify=False)
+    export_onnx(model, path, input_size=(size, size), max_detections=100, simplify=False)
     return tv, path, images
 
 
 @pytest.fixture(scope="module")
 def mask_v1(tmp_path_factory):
     return _export("mask_v1", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mask_v2(tmp_path_factory):
+    return _export("mask_v2", tmp_path_factory, size=S_V2)
 
 
 @pytest.fixture(scope="module")
@@ -227,25 +234,47 @@ def test_mask_rcnn_v1_parity_same_input(mask_v1):
 
 
 @pytest.mark.slow
+def test_mask_rcnn_v2_parity_same_input(mask_v2):
+    """v2: BatchNorm in the FPN, a two-conv RPN head, a 4-conv + fc box head, BatchNorm in the mask head."""
+    tv, path, images = mask_v2
+    r = compare_torchvision(tv, path, images, conf=0.3)
+    _report("torchvision maskrcnn_resnet50_fpn_v2, same input 128 x 128", r)
+    _check_step_a(r)
+    assert r["masks_compared"] == r["matched"] and r["mask_min_iou"] >= 0.99, r
+
+
+@pytest.mark.slow
 def test_keypoint_rcnn_v1_parity_same_input(keypoint_v1):
+    """Keypoints within 0.5 px of torchvision's, except reference ties (parity.reference_tie): points where
+    torchvision's own heatmap, resized as it decodes it, is within its own float32 rounding (its float32 vs
+    float64 forward) of its maximum. Measured: 2 of 1641 keypoints, 6.96 and 23.9 px away, where torchvision's
+    map differs by 3.4e-4 and 1.0e-4 between the two points while its float32 error on those maps is 1.4e-3
+    and 3.0e-4 (torchvision's float64 run picks our point for the first); every other keypoint matches."""
     tv, path, images = keypoint_v1
     r = compare_torchvision(tv, path, images, conf=0.3)
     _report("torchvision keypointrcnn_resnet50_fpn, same input", r)
     _check_step_a(r)
-    assert r["keypoints_compared"] == r["matched"]
     assert r["masks_compared"] == 0  # Keypoint R-CNN has no mask head: Detections carry no masks
+    assert r["keypoints_compared"] == r["matched"] and r["keypoint_points"] >= 500, r
+    assert r["keypoint_max_px_untied"] <= 0.5, r
+    assert r["keypoint_ties"] <= 0.01 * r["keypoint_points"], r  # ties are rare accidents of random weights, not a rule
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured 23.9 px worst keypoint (50 detections, boxes within 0.004 px); suspected: the seeded random heatmaps "
-    "have near-equal maxima and argmax flips between peaks (not diagnosed further); structured heatmaps are still to do",
-    strict=False,
-)
-def test_keypoint_rcnn_v1_keypoints_within_half_a_pixel(keypoint_v1):
-    tv, path, images = keypoint_v1
-    r = compare_torchvision(tv, path, images, conf=0.3)
-    assert r["keypoint_max_px"] <= 0.5, r
+def test_reference_tie_is_the_references_own_rounding():
+    """A 4 x 4 heatmap on a 4 x 4 px box (the bicubic resize is then the identity): two peaks equal in float64,
+    the float32 map 1e-3 higher at the first. The second peak is a tie (gap 1e-3 <= float32 error 1e-3);
+    a point on the floor (gap 1.001) is not; without a float64 map nothing is a tie."""
+    from df2infer_export.checkpoint_import.parity import reference_tie
+
+    m64 = np.zeros((1, 4, 4))
+    m64[0, 0, 0] = m64[0, 3, 3] = 1.0
+    m32 = m64.astype(np.float32)
+    m32[0, 0, 0] += 1e-3
+    box = np.array([10.0, 20.0, 14.0, 24.0])
+    at = lambda col, row: np.array([[10.5 + col, 20.5 + row]])  # noqa: E731  (pixel centres)
+    assert reference_tie(m32, m64, box, at(3, 3)).tolist() == [True]
+    assert reference_tie(m32, m64, box, at(1, 1)).tolist() == [False]
+    assert reference_tie(m32, None, box, at(3, 3)).tolist() == [False]
 
 
 @pytest.mark.slow

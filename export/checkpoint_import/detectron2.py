@@ -12,9 +12,10 @@ Semantics put into the model config (docs/models.md): the MSRA bottleneck (strid
 conv), BGR input with detectron2's pixel mean (103.53, 116.28, 123.675) and std (1, 1, 1) (its
 PIXEL_MEAN/PIXEL_STD are not in the checkpoint; these are its defaults and those of every model-zoo
 R50/R101-FPN config), anchors without rounding at offset 0 and strides 4..64, ROIAlignV2
-(aligned=True, sampling ratio 0 = adaptive), RPN and detections keep non-empty boxes, BoxCoder
-(10, 10, 5, 5), class-specific or class-agnostic masks, the keypoint deconv + bilinear x2, masks
-pasted the grid_sample way (detectron2's paste_masks_in_image, this runtime's default).
+(aligned=True, sampling ratio 0 = adaptive), RPN NMS and top-k on the objectness logits (not their
+sigmoid, which ties at 1.0 for large logits), RoI levels by assign_boxes_to_levels (its epsilon), RPN
+and detections keep non-empty boxes, BoxCoder (10, 10, 5, 5), class-specific or class-agnostic masks,
+the keypoint deconv + bilinear x2, masks pasted the grid_sample way (detectron2's paste_masks_in_image, this runtime's default).
 """
 
 from __future__ import annotations
@@ -165,6 +166,8 @@ def config_for(d: dict) -> dict:
             "roi_aligned": True,
             "roi_sampling_ratio": 0,
             "rpn_min_size": 0.0,
+            "rpn_rank_by_logit": True,
+            "roi_level_rule": "detectron2",
             "det_min_size": 0.0,
             "class_agnostic_mask": bool(d["class_agnostic_mask"]),
             "landmark_predictor": "deconv_upsample",

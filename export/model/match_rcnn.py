@@ -33,6 +33,7 @@ from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.ops import boxes as box_ops
 
 from .backbone import build_backbone
 
@@ -68,6 +69,31 @@ class OffsetAnchorGenerator(AnchorGenerator):
         return [a + self.offset * torch.stack([s[1], s[0], s[1], s[0]]).to(a) for a, s in zip(out, strides)]
 
 
+class LogitRankRPN(RegionProposalNetwork):
+    """detectron2's find_top_rpn_proposals on torchvision's RPN: per level the top-k logits, boxes clipped,
+    non-empty ones kept (w, h > 0), NMS per level and the post-NMS top-k ranked by the objectness *logits*.
+    torchvision ranks their sigmoid, which is 1.0 in float32 for every logit above ~16.6: tied scores, and
+    NMS then keeps another set than detectron2 does. Scores returned are the sigmoid, as torchvision's."""
+
+    def filter_proposals(self, proposals, objectness, image_shapes, num_anchors_per_level):
+        n = proposals.shape[0]
+        objectness = objectness.detach().reshape(n, -1)
+        levels = torch.cat([torch.full((k,), i, dtype=torch.int64, device=proposals.device) for i, k in enumerate(num_anchors_per_level)])
+        top = self._get_top_n_idx(objectness, num_anchors_per_level)
+        rows = torch.arange(n, device=proposals.device)[:, None]
+        objectness, levels, proposals = objectness[rows, top], levels[top], proposals[rows, top]
+        final_boxes, final_scores = [], []
+        for boxes, logits, lvl, shape in zip(proposals, objectness, levels, image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)
+            w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            keep = (w > self.min_size) & (h > self.min_size)  # detectron2's nonempty(threshold=min_size)
+            boxes, logits, lvl = boxes[keep], logits[keep], lvl[keep]
+            keep = box_ops.batched_nms(boxes, logits, lvl, self.nms_thresh)[: self.post_nms_top_n()]
+            final_boxes.append(boxes[keep])
+            final_scores.append(torch.sigmoid(logits[keep]))
+        return final_boxes, final_scores
+
+
 class MatchRCNN(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
@@ -93,7 +119,8 @@ class MatchRCNN(nn.Module):
             anchors = OffsetAnchorGenerator(
                 tuple((s,) for s in sizes), (tuple(cfg["aspect_ratios"]),) * n_levels, cfg.get("anchor_offset", 0.0), strides
             )
-        self.rpn = RegionProposalNetwork(
+        rpn = LogitRankRPN if cfg.get("rpn_rank_by_logit", False) else RegionProposalNetwork
+        self.rpn = rpn(
             anchors,
             RPNHead(c, len(cfg["aspect_ratios"]), conv_depth=int(cfg.get("rpn_conv_depth", 1))),
             0.7,
