@@ -24,6 +24,7 @@ import torch
 
 from ..checkpoint import CheckpointImportError
 from ..config import model_config
+from .checks import bottleneck_resnet_depth, check_table_covers
 
 FAMILY = "detectron2"
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -82,22 +83,7 @@ def _optional(k: str) -> bool:
 
 
 def describe(sd: dict[str, torch.Tensor], source: str) -> dict:
-    if "backbone.bottom_up.res2.0.conv1.weight" in sd and "backbone.bottom_up.res2.0.conv3.weight" not in sd:
-        raise CheckpointImportError(
-            source,
-            FAMILY,
-            "backbone of BasicBlocks (ResNet-18/34); the mapping takes ResNet-50 and ResNet-101 (bottleneck) backbones",
-            sorted(k for k in sd if k.startswith("backbone.bottom_up.res2.0.")),
-        )
-    n4 = len({k.split(".")[3] for k in sd if k.startswith("backbone.bottom_up.res4.")})
-    depth = {6: 50, 23: 101}.get(n4)
-    if depth is None:
-        raise CheckpointImportError(
-            source,
-            FAMILY,
-            f"backbone res4 has {n4} blocks; ResNet-50 has 6 and ResNet-101 has 23 (the depths the mapping takes)",
-            sorted({".".join(k.split(".")[:4]) for k in sd if k.startswith("backbone.bottom_up.res4.")}),
-        )
+    depth = bottleneck_resnet_depth(sd, source, FAMILY, first_block="backbone.bottom_up.res2.0.", third_stage="backbone.bottom_up.res4.")
     prefixes = (("mask", "roi_heads.mask_head."), ("landmark", "roi_heads.keypoint_head."))
     heads = tuple(h for h, pre in prefixes if any(k.startswith(pre) for k in sd))
     cls = sd.get("roi_heads.box_predictor.cls_score.weight")
@@ -125,14 +111,7 @@ def _transform(how: str, v: torch.Tensor, k: int) -> torch.Tensor:
 
 def _map(d: dict, source: str, *, strict: bool) -> tuple[dict[str, torch.Tensor], list[str]]:
     sd, table = d["sd"], tensor_table(d["depth"], d["heads"])
-    unknown = sorted(k for k in sd if k not in table)
-    if unknown:
-        raise CheckpointImportError(
-            source, FAMILY, f"{len(unknown)} tensors the detectron2 mapping does not know (a head or layer it has no place for)", unknown
-        )
-    missing = sorted(k for k in table if k not in sd and not _optional(k))
-    if missing and strict:
-        raise CheckpointImportError(source, FAMILY, f"{len(missing)} tensors missing (a truncated or partial state dict?)", missing)
+    check_table_covers(sd, table, source, FAMILY, strict=strict, optional=_optional)
     out, defaulted = {}, []
     for theirs, (ours, how) in table.items():
         if theirs not in sd:

@@ -21,6 +21,7 @@ import torch
 
 from ..checkpoint import CheckpointImportError
 from ..config import model_config
+from .checks import bottleneck_resnet_depth, check_table_covers
 
 FAMILY = "torchvision"
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -131,22 +132,7 @@ def _ignored(k: str) -> bool:
 def describe(sd: dict[str, torch.Tensor], source: str) -> dict:
     """What the checkpoint is: depth, v2, heads, class and keypoint counts (structure errors raised here)."""
     sd = {_legacy_name(k): v for k, v in sd.items()}
-    if "backbone.body.layer1.0.conv1.weight" in sd and not any(k.startswith("backbone.body.layer1.0.conv3.") for k in sd):
-        raise CheckpointImportError(
-            source,
-            FAMILY,
-            "backbone of BasicBlocks (ResNet-18/34); the mapping takes ResNet-50 and ResNet-101 (bottleneck) backbones",
-            sorted(k for k in sd if k.startswith("backbone.body.layer1.0.")),
-        )
-    n3 = len({k.split(".")[3] for k in sd if k.startswith("backbone.body.layer3.")})
-    depth = {6: 50, 23: 101}.get(n3)
-    if depth is None:
-        raise CheckpointImportError(
-            source,
-            FAMILY,
-            f"backbone layer3 has {n3} blocks; ResNet-50 has 6 and ResNet-101 has 23 (the depths the mapping takes)",
-            sorted({".".join(k.split(".")[:4]) for k in sd if k.startswith("backbone.body.layer3.")}),
-        )
+    depth = bottleneck_resnet_depth(sd, source, FAMILY, first_block="backbone.body.layer1.0.", third_stage="backbone.body.layer3.")
     v2 = "rpn.head.conv.1.0.weight" in sd or "roi_heads.box_head.0.0.weight" in sd
     heads = tuple(h for h, pre in (("mask", "roi_heads.mask_"), ("landmark", "roi_heads.keypoint_")) if any(k.startswith(pre) for k in sd))
     cls = sd.get("roi_heads.box_predictor.cls_score.weight")
@@ -164,14 +150,7 @@ def describe(sd: dict[str, torch.Tensor], source: str) -> dict:
 def _map(d: dict, source: str, *, strict: bool) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Apply the table; strict: every tensor known and present. Returns (our tensors, ignored names)."""
     sd, table = d["sd"], tensor_table(d["depth"], d["v2"], d["heads"])
-    unknown = sorted(k for k in sd if k not in table and not _ignored(k))
-    if unknown:
-        raise CheckpointImportError(
-            source, FAMILY, f"{len(unknown)} tensors the torchvision mapping does not know (a head or layer it has no place for)", unknown
-        )
-    missing = sorted(k for k in table if k not in sd)
-    if missing and strict:
-        raise CheckpointImportError(source, FAMILY, f"{len(missing)} tensors missing (a truncated or partial state dict?)", missing)
+    check_table_covers(sd, table, source, FAMILY, strict=strict, ignored=_ignored)
     out = {}
     for theirs, (ours, how) in table.items():
         if theirs not in sd:
